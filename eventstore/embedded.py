@@ -1,0 +1,437 @@
+"""The embedded backend: the log contract on one local SQLite file, no broker needed.
+
+One file holds every topic. A transaction is one SQLite transaction, so its records and offsets
+become visible together or not at all; a writer's epoch per transactional id fences older
+writers exactly like Kafka's producer epochs. Group membership is a file lock per group and
+topic: one member owns every partition, and a member that dies (even by SIGKILL) releases it.
+WAL mode with ``synchronous=NORMAL`` survives any process crash; pass ``fsync=True`` to also
+survive power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from .codec import pack, unpack
+from .errors import LogUnavailableError, ProducerFencedError, TopicError, UsageError
+from .log import PartitionListener
+from .records import OutRecord, Record, TopicPartition
+from .topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, config BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    key BLOB, value BLOB, headers BLOB, ts INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ends (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS offsets (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL, PRIMARY KEY (group_id, topic, partition));
+CREATE TABLE IF NOT EXISTS producers (
+    transactional_id TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
+"""
+
+# Wakes fetchers of this process as soon as a writer of this process commits.
+_waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+
+def _notify(path: str) -> None:
+    for loop, event in list(_waiters.get(path, ())):
+        if loop.is_closed():
+            continue
+        loop.call_soon_threadsafe(event.set)
+
+
+class EmbeddedLog:
+    """An `EventLog` on a local SQLite file (the default backend)."""
+
+    def __init__(self, data_dir: Path, *, fsync: bool = False) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / "log.sqlite3"
+        self._fsync = fsync
+        self._db: sqlite3.Connection | None = None
+        self._specs: dict[str, TopicSpec] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open (and create) the log file."""
+        if self._db is not None:
+            return
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise LogUnavailableError(
+                f"cannot open the embedded log at {self.path}: {exc}; check that the data "
+                "directory is writable (TETHER_DATA_DIR)"
+            ) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+        db.executescript(_SCHEMA)
+        return db
+
+    async def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection."""
+        if self._db is None:
+            raise UsageError("the embedded log is not started; call `await log.start()` first")
+        return self._db
+
+    @asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        _notify(str(self.path))
+
+    # -- topics ----------------------------------------------------------------------------
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create missing topics; existing ones keep their configuration."""
+        async with self._immediate() as db:
+            for spec in specs:
+                db.execute(
+                    "INSERT OR IGNORE INTO topics VALUES (?, ?, ?)",
+                    (spec.name, spec.partitions, pack(spec.config)),
+                )
+
+    def _spec(self, topic: str) -> TopicSpec:
+        spec = self._specs.get(topic)
+        if spec is None:
+            row = self.db.execute(
+                "SELECT partitions, config FROM topics WHERE name = ?", (topic,)
+            ).fetchone()
+            if row is None:
+                raise TopicError(f"topic {topic!r} does not exist; create the namespace first")
+            spec = TopicSpec(topic, int(row[0]), dict(unpack(row[1])))
+            self._specs[topic] = spec
+        return spec
+
+    async def partition_count(self, topic: str) -> int:
+        """Number of partitions of `topic`."""
+        return self._spec(topic).partitions
+
+    async def topic_config(self, topic: str) -> dict[str, str]:
+        """The configuration `topic` was created with."""
+        return dict(self._spec(topic).config)
+
+    # -- writing ---------------------------------------------------------------------------
+    def _insert(self, db: sqlite3.Connection, records: Sequence[OutRecord]) -> None:
+        now = int(time.time() * 1000)
+        next_offsets: dict[tuple[str, int], int] = {}
+        rows = []
+        for r in records:
+            spec = self._spec(r.topic)
+            if not 0 <= r.partition < spec.partitions:
+                raise TopicError(
+                    f"partition {r.partition} does not exist in {r.topic!r} "
+                    f"({spec.partitions} partitions)"
+                )
+            tp = (r.topic, r.partition)
+            if tp not in next_offsets:
+                row = db.execute(
+                    "SELECT next_offset FROM ends WHERE topic = ? AND partition = ?", tp
+                ).fetchone()
+                next_offsets[tp] = int(row[0]) if row else 0
+            offset = next_offsets[tp]
+            next_offsets[tp] = offset + 1
+            if spec.compacted and r.key is not None:
+                # Eager compaction: only the latest record per key stays, as Kafka converges to.
+                db.execute(
+                    "DELETE FROM records WHERE topic = ? AND partition = ? AND key = ?",
+                    (r.topic, r.partition, r.key),
+                )
+            headers = pack([list(h) for h in r.headers]) if r.headers else None
+            rows.append((r.topic, r.partition, offset, r.key, r.value, headers, now))
+        db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(
+            "INSERT INTO ends VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
+            "DO UPDATE SET next_offset = excluded.next_offset",
+            [(t, p, o) for (t, p), o in next_offsets.items()],
+        )
+
+    async def append(self, records: Sequence[OutRecord]) -> None:
+        """Append records atomically (the embedded log is always atomic)."""
+        async with self._immediate() as db:
+            self._insert(db, records)
+
+    async def writer(self, transactional_id: str) -> EmbeddedWriter:
+        """A writer that fences every older writer with the same id."""
+        async with self._immediate() as db:
+            row = db.execute(
+                "SELECT epoch FROM producers WHERE transactional_id = ?", (transactional_id,)
+            ).fetchone()
+            epoch = (int(row[0]) + 1) if row else 0
+            db.execute(
+                "INSERT INTO producers VALUES (?, ?) ON CONFLICT (transactional_id) "
+                "DO UPDATE SET epoch = excluded.epoch",
+                (transactional_id, epoch),
+            )
+        return EmbeddedWriter(self, transactional_id, epoch)
+
+    async def _commit(
+        self,
+        transactional_id: str,
+        epoch: int,
+        records: Sequence[OutRecord],
+        offsets: Sequence[tuple[str, TopicPartition, int]],
+    ) -> None:
+        async with self._immediate() as db:
+            row = db.execute(
+                "SELECT epoch FROM producers WHERE transactional_id = ?", (transactional_id,)
+            ).fetchone()
+            if row is None or int(row[0]) != epoch:
+                raise ProducerFencedError(
+                    f"writer {transactional_id!r} (epoch {epoch}) was fenced by a newer writer "
+                    "with the same transactional id; this process no longer owns the partition"
+                )
+            self._insert(db, records)
+            db.executemany(
+                "INSERT INTO offsets VALUES (?, ?, ?, ?) ON CONFLICT (group_id, topic, partition) "
+                "DO UPDATE SET offset = excluded.offset",
+                [(g, tp.topic, tp.partition, o) for g, tp, o in offsets],
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+    def _rows(self, topic: str, partition: int, start: int, end: int | None, limit: int) -> list[Any]:
+        if end is None:
+            return self.db.execute(
+                "SELECT offset, key, value, headers, ts FROM records WHERE topic = ? AND "
+                "partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
+                (topic, partition, start, limit),
+            ).fetchall()
+        return self.db.execute(
+            "SELECT offset, key, value, headers, ts FROM records WHERE topic = ? AND "
+            "partition = ? AND offset >= ? AND offset < ? ORDER BY offset LIMIT ?",
+            (topic, partition, start, end, limit),
+        ).fetchall()
+
+    @staticmethod
+    def _record(topic: str, partition: int, row: Any) -> Record:
+        offset, key, value, headers, ts = row
+        hdrs = tuple((str(k), bytes(v)) for k, v in unpack(headers)) if headers else ()
+        return Record(topic, partition, int(offset), key, value, hdrs, int(ts))
+
+    async def read(
+        self, topic: str, partition: int, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[Record]:
+        """Committed records of a partition from `start` to `end` (default: the end now)."""
+        self._spec(topic)
+        if end is None:
+            end = await self.end_offset(topic, partition)
+        position = start
+        while position < end:
+            rows = self._rows(topic, partition, position, end, 2000)
+            if not rows:
+                return
+            for row in rows:
+                yield self._record(topic, partition, row)
+            position = int(rows[-1][0]) + 1
+            await asyncio.sleep(0)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The offset the next committed record of the partition will get."""
+        row = self.db.execute(
+            "SELECT next_offset FROM ends WHERE topic = ? AND partition = ?", (topic, partition)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def committed(self, group_id: str, tp: TopicPartition) -> int | None:
+        """The offset a group committed on a partition, or None."""
+        row = self.db.execute(
+            "SELECT offset FROM offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+            (group_id, tp.topic, tp.partition),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    async def consumer(
+        self,
+        topic: str,
+        *,
+        group_id: str | None = None,
+        listener: PartitionListener | None = None,
+        partitions: Mapping[int, int] | None = None,
+    ) -> EmbeddedConsumer:
+        """A consumer of `topic` (see `EventLog.consumer`)."""
+        count = self._spec(topic).partitions
+        consumer = EmbeddedConsumer(self, topic, count, group_id, listener)
+        if partitions is not None:
+            for p, offset in partitions.items():
+                consumer.seek(p, offset if offset >= 0 else await self.end_offset(topic, p))
+        elif group_id is None or listener is None:
+            raise UsageError("a consumer needs either group_id and listener, or partitions")
+        return consumer
+
+
+class EmbeddedWriter:
+    """Transactional writer of the embedded log."""
+
+    def __init__(self, log: EmbeddedLog, transactional_id: str, epoch: int) -> None:
+        self._log = log
+        self._id = transactional_id
+        self._epoch = epoch
+
+    @property
+    def transactional_id(self) -> str:
+        """The id that fences older writers."""
+        return self._id
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_EmbeddedTransaction]:
+        """Buffer a transaction; commit it on exit, drop it if the block raises."""
+        txn = _EmbeddedTransaction()
+        yield txn
+        await self._log._commit(self._id, self._epoch, txn.records, txn.offsets)
+
+    async def commit(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        group_id: str | None = None,
+        offsets: Mapping[TopicPartition, int] | None = None,
+    ) -> None:
+        """Append `records` and commit `offsets` atomically."""
+        async with self.transaction() as txn:
+            for r in records:
+                await txn.send(r)
+            if offsets:
+                if group_id is None:
+                    raise UsageError("committing offsets needs a group_id")
+                txn.commit_offsets(group_id, offsets)
+
+    async def close(self) -> None:
+        """Nothing to release: an uncommitted transaction was only ever in memory."""
+
+
+class _EmbeddedTransaction:
+    def __init__(self) -> None:
+        self.records: list[OutRecord] = []
+        self.offsets: list[tuple[str, TopicPartition, int]] = []
+
+    async def send(self, record: OutRecord) -> None:
+        self.records.append(record)
+
+    def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
+        self.offsets.extend((group_id, tp, o) for tp, o in offsets.items())
+
+
+class EmbeddedConsumer:
+    """Consumer of the embedded log; a group member owns all partitions while it holds a lock."""
+
+    def __init__(
+        self,
+        log: EmbeddedLog,
+        topic: str,
+        partition_count: int,
+        group_id: str | None,
+        listener: PartitionListener | None,
+    ) -> None:
+        self._log = log
+        self._topic = topic
+        self._count = partition_count
+        self._group = group_id
+        self._listener = listener
+        self._positions: dict[int, int] = {}
+        self._lock_fd: int | None = None
+        self._next_lock_try = 0.0
+        self._event = asyncio.Event()
+        self._waiter = (asyncio.get_running_loop(), self._event)
+        _waiters.setdefault(str(log.path), set()).add(self._waiter)
+
+    def assignment(self) -> set[int]:
+        """Partitions currently fetched."""
+        return set(self._positions)
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Fetch `partition` from `offset` next."""
+        self._positions[partition] = offset
+
+    def _try_join(self) -> bool:
+        if self._lock_fd is not None or self._group is None or self._listener is None:
+            return False
+        now = time.monotonic()
+        if now < self._next_lock_try:
+            return False
+        self._next_lock_try = now + 0.25
+        name = f"{self._group}.{self._topic}.lock".replace(os.sep, "_")
+        fd = os.open(self._log.data_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    async def _join(self) -> None:
+        assert self._listener is not None and self._group is not None
+        for p in range(self._count):
+            committed = await self._log.committed(self._group, TopicPartition(self._topic, p))
+            self._positions[p] = committed or 0
+        await self._listener.on_assigned(set(range(self._count)))
+
+    async def fetch(self, timeout: float, max_records: int = 2000) -> list[Record]:
+        """Return committed records after the current positions (waits up to `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._try_join():
+                await self._join()
+            self._event.clear()
+            out: list[Record] = []
+            for p, position in list(self._positions.items()):
+                rows = self._log._rows(self._topic, p, position, None, max_records - len(out))
+                for row in rows:
+                    out.append(self._log._record(self._topic, p, row))
+                if rows:
+                    self._positions[p] = int(rows[-1][0]) + 1
+                if len(out) >= max_records:
+                    break
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            # Another process's commit does not wake us: poll at a short interval too.
+            try:
+                await asyncio.wait_for(self._event.wait(), min(remaining, 0.005))
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        """Give up the partitions (telling the listener) and the group lock."""
+        _waiters.get(str(self._log.path), set()).discard(self._waiter)
+        if self._lock_fd is not None:
+            if self._listener is not None:
+                await self._listener.on_revoked(set(self._positions))
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._positions.clear()
+
+

@@ -1,0 +1,107 @@
+"""Errors of the event log, and the root of every error Tether raises.
+
+    TetherError
+    ├── ConfigurationError        settings that cannot work (names the variable)
+    ├── UsageError                a definition or call that misuses the API
+    ├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
+    ├── ProducerFencedError       a newer writer took over this transactional id
+    ├── TopicError                a topic is missing or misconfigured
+    └── DecodeError               a record that cannot become a typed value
+        ├── EnvelopeDecodeError   not a Tether envelope (bad msgpack, missing fields)
+        ├── UnknownTypeError      an event/message type that nothing registered
+        ├── UnknownSchemaVersionError  a schema version with no upcaster path
+        └── PayloadValidationError     the payload failed pydantic validation
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TetherError(Exception):
+    """Root of every error that Tether raises."""
+
+    retriable: ClassVar[bool] = False
+    """Whether retrying the same operation later can succeed."""
+
+
+class ConfigurationError(TetherError):
+    """Settings that cannot work; the message names the setting or variable."""
+
+
+class UsageError(TetherError):
+    """A definition or a call that misuses the API (raised where the mistake is made)."""
+
+
+class LogUnavailableError(TetherError):
+    """The log cannot be reached: the broker is down or the data directory is unusable."""
+
+    retriable = True
+
+
+class ProducerFencedError(TetherError):
+    """A newer writer registered the same transactional id; this one must stop writing."""
+
+
+class TopicError(TetherError):
+    """A topic is missing or misconfigured."""
+
+
+class DecodeError(TetherError):
+    """A record that cannot be decoded into a typed value.
+
+    Carries where the record came from so an operator can find the bytes.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        type_name: str | None = None,
+        schema_version: int | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.type_name = type_name
+        self.schema_version = schema_version
+
+    def located(self, *, topic: str, partition: int, offset: int) -> DecodeError:
+        """Return the same error with its record location filled in."""
+        self.topic, self.partition, self.offset = topic, partition, offset
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.topic is not None:
+            where.append(f"topic={self.topic}")
+        if self.partition is not None:
+            where.append(f"partition={self.partition}")
+        if self.offset is not None:
+            where.append(f"offset={self.offset}")
+        if self.type_name is not None:
+            where.append(f"type={self.type_name}")
+        if self.schema_version is not None:
+            where.append(f"schema_version={self.schema_version}")
+        return f"{self.reason} ({', '.join(where)})" if where else self.reason
+
+
+class EnvelopeDecodeError(DecodeError):
+    """The bytes are not a Tether envelope: bad msgpack or missing envelope fields."""
+
+
+class UnknownTypeError(DecodeError):
+    """The envelope names a type that no codec registered."""
+
+
+class UnknownSchemaVersionError(DecodeError):
+    """The envelope's schema version is newer than the code, or has no upcaster path."""
+
+
+class PayloadValidationError(DecodeError):
+    """The payload does not validate against the registered pydantic model."""
