@@ -95,13 +95,17 @@ class Codec:
             ) from None
 
     def encode(self, value: pydantic.BaseModel) -> bytes:
-        """Encode a registered model as an envelope."""
+        """Encode a registered model as envelope bytes."""
+        return pack(self.encode_envelope(value))
+
+    def encode_envelope(self, value: pydantic.BaseModel) -> dict[str, Any]:
+        """The envelope map of a registered model (to embed in a larger msgpack value)."""
         name, version = self._by_type.get(type(value), (None, 0))
         if name is None:
             raise UsageError(
                 f"{type(value).__qualname__} is not registered with this codec; register it first"
             )
-        return pack({"t": name, "v": version, "d": value.model_dump(mode="json")})
+        return {"t": name, "v": version, "d": value.model_dump(mode="json")}
 
     def decode(self, data: bytes) -> pydantic.BaseModel:
         """Decode an envelope into its registered model, upcasting old versions.

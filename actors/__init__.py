@@ -1,0 +1,45 @@
+"""Tether's session runtime: virtual objects, journaled steps, workers and the client."""
+
+from eventstore.errors import TetherError, UsageError
+
+from .client import Client, SyncClient
+from .context import ObjectContext
+from .definitions import Handler, RetryPolicy, VirtualObject
+from .errors import (
+    ActorError,
+    CallTimeoutError,
+    InvalidPayloadError,
+    InvocationError,
+    JournalMismatchError,
+    RetryableError,
+    TerminalError,
+    UnknownHandlerError,
+    UnknownObjectError,
+)
+from .settings import RuntimeSettings, Settings
+from .worker import Worker, load_objects, serve
+
+__all__ = [
+    "ActorError",
+    "CallTimeoutError",
+    "Client",
+    "Handler",
+    "InvalidPayloadError",
+    "InvocationError",
+    "JournalMismatchError",
+    "ObjectContext",
+    "RetryPolicy",
+    "RetryableError",
+    "RuntimeSettings",
+    "Settings",
+    "SyncClient",
+    "TerminalError",
+    "TetherError",
+    "UnknownHandlerError",
+    "UnknownObjectError",
+    "UsageError",
+    "VirtualObject",
+    "Worker",
+    "load_objects",
+    "serve",
+]

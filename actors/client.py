@@ -1,0 +1,277 @@
+"""The Python client: call handlers, send messages, read session state.
+
+`Client` is async; `SyncClient` wraps it for scripts. A call's message is durable before the
+client waits for the reply, so a timeout loses nothing: the message is still processed, and the
+same idempotency key fetches the recorded reply later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
+
+from eventstore import EventLog, OutRecord, Topics, open_log, partition_for, unpack
+from eventstore.log import LogConsumer
+
+from .definitions import Handler
+from .errors import (
+    CallTimeoutError,
+    InvalidPayloadError,
+    InvocationError,
+    UnknownHandlerError,
+    UnknownObjectError,
+)
+from .messages import Message, session_key
+from .processor import STATE_HANDLER
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+O = TypeVar("O", bound=BaseModel)  # noqa: E741
+T = TypeVar("T")
+
+_ERRORS: dict[str, type[InvocationError]] = {
+    "UnknownObjectError": UnknownObjectError,
+    "UnknownHandlerError": UnknownHandlerError,
+    "InvalidPayloadError": InvalidPayloadError,
+}
+
+
+class Client:
+    """Talks to sessions through the log. Use as ``async with Client.connect() as client``."""
+
+    def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
+        self.settings = settings or Settings()
+        self.topics = Topics(self.settings.namespace)
+        self._log = log or open_log(self.settings)
+        self._owns_log = log is None
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._replies: LogConsumer | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._partitions = 0
+        self._reply_partition = 0
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None, *, log: EventLog | None = None) -> Client:
+        """A client to use as an async context manager (it starts on enter)."""
+        return cls(settings, log=log)
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect, create the namespace's topics if needed, and start listening for replies."""
+        if self._listener is not None:
+            return
+        if self._owns_log:
+            await self._log.start()
+        await self._log.create_topics(self.topics.specs(self.settings.partitions))
+        self._partitions = await self._log.partition_count(self.topics.inbox)
+        replies = await self._log.partition_count(self.topics.replies)
+        self._reply_partition = random.randrange(replies)
+        self._replies = await self._log.consumer(
+            self.topics.replies, partitions={self._reply_partition: -1}
+        )
+        self._listener = asyncio.create_task(self._listen(), name="tether-client-replies")
+
+    async def close(self) -> None:
+        """Stop listening and disconnect; pending calls fail with `CallTimeoutError`."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._replies is not None:
+            await self._replies.close()
+            self._replies = None
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(CallTimeoutError("client closed before the reply arrived"))
+        self._waiting.clear()
+        if self._owns_log:
+            await self._log.close()
+
+    async def _listen(self) -> None:
+        assert self._replies is not None
+        while True:
+            try:
+                records = await self._replies.fetch(0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading replies failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            for record in records:
+                if record.value is None:
+                    continue
+                reply = unpack(record.value)
+                future = self._waiting.pop(str(reply.get("id")), None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+
+    # -- sending ---------------------------------------------------------------------------
+    def _message(
+        self, object_name: str, key: str, handler: str, payload: Any, message_id: str | None, reply: bool
+    ) -> Message:
+        return Message(
+            id=message_id or uuid.uuid4().hex,
+            o=object_name,
+            k=key,
+            h=handler,
+            p=payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload,
+            rp=self._reply_partition if reply else None,
+            ts=int(time.time() * 1000),
+        )
+
+    async def _append(self, message: Message) -> None:
+        if self._listener is None:
+            await self.start()
+        key = session_key(message.object, message.key)
+        await self._log.append(
+            [OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, message.encode())]
+        )
+
+    async def send(
+        self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, *, idempotency_key: str | None = None
+    ) -> str:
+        """Send one-way; returns the message id once the message is durable."""
+        return await self.send_raw(handler.object_name, key, handler.name, payload, idempotency_key=idempotency_key)
+
+    async def send_raw(
+        self, object_name: str, key: str, handler: str, payload: Any, *, idempotency_key: str | None = None
+    ) -> str:
+        """`send` by names, with a JSON-like payload (for tools and dynamic callers)."""
+        message = self._message(object_name, key, handler, payload, idempotency_key, reply=False)
+        await self._append(message)
+        return message.id
+
+    @overload
+    async def call(
+        self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, *,
+        timeout: float = ..., idempotency_key: str | None = ...,
+    ) -> O: ...
+
+    @overload
+    async def call(
+        self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, *,
+        timeout: float = ..., idempotency_key: str | None = ...,
+    ) -> Any: ...
+
+    async def call(
+        self,
+        handler: Handler[Any, Any, Any],
+        key: str,
+        payload: BaseModel,
+        *,
+        timeout: float = 30.0,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Call a handler and return its typed result.
+
+        Raises:
+            InvocationError: the handler failed for good (or a subclass: unknown object or
+                handler, invalid payload).
+            CallTimeoutError: no reply in `timeout` s; the message is still processed.
+        """
+        result = await self.call_raw(
+            handler.object_name, key, handler.name, payload, timeout=timeout, idempotency_key=idempotency_key
+        )
+        if handler.output_type is None or result is None:
+            return result
+        return handler.output_type.model_validate(result)
+
+    async def call_raw(
+        self,
+        object_name: str,
+        key: str,
+        handler: str,
+        payload: Any,
+        *,
+        timeout: float = 30.0,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """`call` by names; returns the JSON-like result."""
+        message = self._message(object_name, key, handler, payload, idempotency_key, reply=True)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[message.id] = future
+        try:
+            await self._append(message)
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise CallTimeoutError(
+                f"no reply from {object_name}/{key}.{handler} within {timeout} s (message "
+                f"{message.id} is durable and will be processed; is a worker running?)"
+            ) from None
+        finally:
+            self._waiting.pop(message.id, None)
+        if "err" in reply:
+            err = reply["err"]
+            cls = _ERRORS.get(err.get("type", ""), InvocationError)
+            raise cls(
+                err.get("message", ""),
+                error_type=err.get("type", "Error"),
+                object_name=object_name,
+                key=key,
+                handler=handler,
+                attempts=err.get("attempts"),
+            )
+        return reply.get("ok")
+
+    async def state(self, object_name: str, key: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """The session's current state and version: ``{"state": {...}, "version": n}``."""
+        result = await self.call_raw(object_name, key, STATE_HANDLER, None, timeout=timeout)
+        assert isinstance(result, dict)
+        return result
+
+
+class SyncClient:
+    """A blocking wrapper around `Client` (runs its own event loop in a thread)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="tether-sync-client")
+        self._thread.start()
+        self._client = Client(settings)
+        self._run(self._client.start())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, **kwargs: Any) -> O:
+        """See `Client.call`."""
+        return self._run(self._client.call(handler, key, payload, **kwargs))  # type: ignore[no-any-return]
+
+    def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, **kwargs: Any) -> str:
+        """See `Client.send`."""
+        return self._run(self._client.send(handler, key, payload, **kwargs))
+
+    def state(self, object_name: str, key: str) -> dict[str, Any]:
+        """See `Client.state`."""
+        return self._run(self._client.state(object_name, key))
+
+    def close(self) -> None:
+        """Close the client and stop its loop."""
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

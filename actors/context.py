@@ -1,0 +1,97 @@
+"""The handler context contract: what a handler may do. The implementation is `invocation.py`."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from .definitions import RetryPolicy
+
+if TYPE_CHECKING:
+    from .definitions import Handler
+
+S = TypeVar("S", bound=BaseModel)
+T = TypeVar("T")
+O = TypeVar("O", bound=BaseModel)  # noqa: E741
+
+
+class ObjectContext(abc.ABC, Generic[S]):
+    """What a handler sees. Everything on it is deterministic under replay."""
+
+    @property
+    @abc.abstractmethod
+    def key(self) -> str:
+        """The session's key."""
+
+    @property
+    @abc.abstractmethod
+    def state(self) -> S:
+        """The session's state, including events this invocation emitted so far.
+
+        Treat it as read-only: only folds change state (through `emit`).
+        """
+
+    @property
+    @abc.abstractmethod
+    def invocation_id(self) -> str:
+        """Id of this invocation (the message id); stable across retries and replays."""
+
+    @abc.abstractmethod
+    def emit(self, event: BaseModel) -> None:
+        """Record an event; it is folded into `state` now and committed with the reply."""
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[T]] | Callable[[], T],
+        *,
+        result_type: type[T] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        """Run a side effect once: its result is durable before this returns.
+
+        On replay (a retry, or another worker after a crash) a recorded step returns its
+        recorded result (or raises its recorded terminal error) without running `fn` again.
+        Steps are matched by call order and name; a different name raises
+        `JournalMismatchError`. Results must be JSON-like data or pydantic models.
+        """
+
+    @abc.abstractmethod
+    def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel) -> str:
+        """Send a message to another session; it is delivered once, after this invocation commits."""
+
+    @abc.abstractmethod
+    async def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel) -> O:
+        """Call another session's handler and await its reply (journaled as a step)."""
+
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """The invocation's logical time: the same on every replay."""
+
+    @abc.abstractmethod
+    def uuid(self) -> uuid.UUID:
+        """A UUID derived from the invocation; the n-th call returns the same on replay."""
+
+    @property
+    @abc.abstractmethod
+    def random(self) -> random.Random:
+        """A random generator seeded by the invocation; same sequence on replay."""
+
+    @property
+    @abc.abstractmethod
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that stays quiet while steps are replayed and tags key and handler."""
+
+    @property
+    @abc.abstractmethod
+    def attempt(self) -> int:
+        """Which attempt of this invocation this is (1 = first)."""

@@ -1,0 +1,131 @@
+"""Errors of the session runtime.
+
+    TetherError (eventstore.errors)
+    ├── UsageError                      definition-time misuse (re-exported)
+    └── ActorError
+        ├── TerminalError               raised by user code: do not retry
+        ├── RetryableError              raised by user code: retry (optionally after `retry_after`)
+        ├── InvocationError             what a caller gets when a handler failed for good
+        ├── UnknownObjectError          no session type of that name is served
+        ├── UnknownHandlerError         the session type has no handler of that name
+        ├── InvalidPayloadError         the payload failed the handler's input model
+        ├── CallTimeoutError            no reply within the caller's timeout (the message stays durable)
+        └── JournalMismatchError        the handler no longer matches its journal on replay
+
+Internal control flow (`Suspended`, `PartitionLost`) derives from BaseException so that a handler's
+``except Exception`` cannot swallow it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from eventstore.errors import TetherError, UsageError
+
+__all__ = [
+    "ActorError",
+    "CallTimeoutError",
+    "InvalidPayloadError",
+    "InvocationError",
+    "JournalMismatchError",
+    "PartitionLost",
+    "RetryableError",
+    "TerminalError",
+    "UnknownHandlerError",
+    "UnknownObjectError",
+    "UsageError",
+]
+
+
+class ActorError(TetherError):
+    """Root of the runtime's errors."""
+
+
+class TerminalError(ActorError):
+    """Raise in a handler or step to fail for good: no retry; the message is dead-lettered."""
+
+
+class RetryableError(ActorError):
+    """Raise in a handler or step to ask for a retry, optionally not before `retry_after` s."""
+
+    retriable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvocationError(ActorError):
+    """A handler failed for good; carries the failure as the worker recorded it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        object_name: str | None = None,
+        key: str | None = None,
+        handler: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.object_name = object_name
+        self.key = key
+        self.handler = handler
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        where = f"{self.object_name}/{self.key}.{self.handler}" if self.handler else "handler"
+        tries = f" after {self.attempts} attempt(s)" if self.attempts else ""
+        return f"{where} failed{tries}: {self.error_type}: {self.message}"
+
+
+class UnknownObjectError(InvocationError):
+    """No session type of that name is served by the workers."""
+
+
+class UnknownHandlerError(InvocationError):
+    """The session type has no handler of that name."""
+
+
+class InvalidPayloadError(InvocationError):
+    """The payload did not validate against the handler's input model."""
+
+
+class CallTimeoutError(ActorError):
+    """No reply within the timeout. The message is durable and will still be processed."""
+
+    retriable = True
+
+
+class JournalMismatchError(TerminalError):
+    """On replay, the handler asked for a different step than its journal recorded."""
+
+    def __init__(self, *, index: int, recorded: str, requested: str) -> None:
+        super().__init__(
+            f"journal mismatch at step {index}: recorded {recorded!r}, the code now runs "
+            f"{requested!r}. The handler changed while an invocation was in flight; deploy "
+            "code that replays the recorded steps, or restart the invocation"
+        )
+        self.index = index
+        self.recorded = recorded
+        self.requested = requested
+
+
+class PartitionLost(BaseException):  # noqa: N818 - control flow, not an error
+    """The worker lost its partition (fenced or revoked); the invocation stops here.
+
+    Do not catch this: another worker owns the session now and will finish the invocation.
+    """
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """A failure as plain data for replies, journals and dead letters."""
+    cls = type(exc)
+    return {
+        "type": cls.__name__,
+        "fqcn": f"{cls.__module__}.{cls.__qualname__}",
+        "message": str(exc),
+    }

@@ -1,0 +1,241 @@
+"""One invocation of a handler: the context implementation and the step journal."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+
+import pydantic
+from pydantic import BaseModel
+
+from eventstore.codec import pack
+
+from .context import ObjectContext
+from .definitions import DEFAULT_RETRY, Handler, RetryPolicy, VirtualObject
+from .errors import JournalMismatchError, TerminalError, error_payload
+from .messages import Message
+
+if TYPE_CHECKING:
+    from .processor import PartitionProcessor
+
+T = TypeVar("T")
+O = TypeVar("O", bound=BaseModel)  # noqa: E741
+S = TypeVar("S", bound=BaseModel)
+
+_log = logging.getLogger("tether.handler")
+
+STEP_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.05)
+
+
+class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Drops records while the invocation is replaying journaled steps."""
+
+    def __init__(self, logger: logging.Logger, invocation: Invocation[Any]) -> None:
+        super().__init__(logger, {})
+        self._invocation = invocation
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self._invocation.replaying:
+            return
+        super().log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        inv = self._invocation
+        kwargs.setdefault("extra", {}).update(
+            {"session": inv.message.session, "handler": inv.message.handler, "invocation": inv.invocation_id}
+        )
+        return msg, kwargs
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+class Invocation(ObjectContext[S]):
+    """The context of one attempt of one message."""
+
+    def __init__(
+        self,
+        processor: PartitionProcessor,
+        obj: VirtualObject[S],
+        message: Message,
+        state: S,
+        journal: dict[int, dict[str, Any]],
+        attempt: int,
+    ) -> None:
+        self._processor = processor
+        self._obj = obj
+        self.message = message
+        self._state = state
+        self._copied = False
+        self._journal = journal
+        self._attempt = attempt
+        self._step = 0
+        self._uuids = 0
+        self._sends = 0
+        self.events: list[BaseModel] = []
+        self.outgoing: list[Message] = []
+        self._random = random.Random(message.id)
+        self._logger = _ReplayQuietAdapter(_log, self)
+
+    # -- identity and deterministic helpers ------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.message.key
+
+    @property
+    def invocation_id(self) -> str:
+        return self.message.id
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the next step is already in the journal."""
+        return self._step in self._journal
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.message.timestamp_ms / 1000, tz=UTC)
+
+    def uuid(self) -> uuid.UUID:
+        self._uuids += 1
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"tether:{self.message.id}:{self._uuids}")
+
+    @property
+    def random(self) -> random.Random:
+        return self._random
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._logger
+
+    # -- state and events ------------------------------------------------------------------
+    @property
+    def state(self) -> S:
+        return self._state
+
+    def emit(self, event: BaseModel) -> None:
+        if type(event) not in self._obj.folds:
+            raise TerminalError(
+                f"{self._obj.name} emitted {type(event).__qualname__}, which has no fold; "
+                f"register one with @{self._obj.name}.on_event"
+            )
+        if not self._copied:
+            # Folds may change state in place: work on a copy so a failed attempt leaves none.
+            self._state = self._state.model_copy(deep=True)
+            self._copied = True
+        self._state = self._obj.fold(self._state, event)
+        self.events.append(event)
+
+    # -- steps -----------------------------------------------------------------------------
+    async def run(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[T]] | Callable[[], T],
+        *,
+        result_type: type[T] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        index = self._step
+        self._step += 1
+        if result_type is None:
+            result_type = _return_type(fn)
+        recorded = self._journal.get(index)
+        if recorded is not None:
+            if recorded["name"] != name:
+                raise JournalMismatchError(index=index, recorded=recorded["name"], requested=name)
+            if "err" in recorded:
+                raise TerminalError(f"step {name!r} failed: {recorded['err']['message']}")
+            return _revive(recorded["r"], result_type)  # type: ignore[no-any-return]
+        policy = retry or STEP_RETRY
+        started = int(time.time() * 1000)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                value = fn()
+                if inspect.isawaitable(value):
+                    value = await asyncio.wait_for(value, timeout) if timeout else await value
+                result: Any = value
+                break
+            except Exception as exc:
+                if attempt < policy.max_attempts and policy.retries(exc):
+                    retry_after = getattr(exc, "retry_after", None)
+                    self.logger.warning("step %s attempt %d failed: %r; retrying", name, attempt, exc)
+                    await asyncio.sleep(policy.delay(attempt, retry_after))
+                    continue
+                entry = {"name": name, "err": error_payload(exc), "a": attempt}
+                await self._processor.journal_step(self.message, index, entry, started)
+                if isinstance(exc, TerminalError):
+                    raise
+                raise TerminalError(f"step {name!r} failed after {attempt} attempt(s): {exc!r}") from exc
+        plain = _to_plain(result)
+        try:
+            pack(plain)
+        except TypeError as exc:
+            raise TerminalError(
+                f"step {name!r} returned {type(result).__qualname__}, which cannot be journaled; "
+                "return JSON-like data or a pydantic model"
+            ) from exc
+        await self._processor.journal_step(
+            self.message, index, {"name": name, "r": plain, "a": attempt}, started
+        )
+        # Live results go through the same revival as replayed ones, so both look alike.
+        return _revive(plain, result_type) if result_type is not None else result  # type: ignore[no-any-return]
+
+    # -- other sessions --------------------------------------------------------------------
+    def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel) -> str:
+        self._sends += 1
+        message = Message(
+            id=f"{self.message.id}:send:{self._sends}",
+            o=handler.object_name,
+            k=key,
+            h=handler.name,
+            p=payload.model_dump(mode="json"),
+            ts=self.message.timestamp_ms,
+        )
+        self.outgoing.append(message)
+        return message.id
+
+    async def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel) -> O:
+        index_id = f"{self.message.id}:call:{self._step}"
+        client = self._processor.client
+
+        async def do_call() -> Any:
+            return await client.call(handler, key, payload, idempotency_key=index_id)
+
+        return await self.run(
+            f"call {handler.object_name}.{handler.name}",
+            do_call,
+            result_type=handler.output_type,
+            retry=DEFAULT_RETRY,
+        )
+
+
+def _return_type(fn: Callable[..., Any]) -> Any:
+    try:
+        hint = get_type_hints(fn).get("return")
+    except Exception:  # lambdas and partials have none; that is fine
+        return None
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+
+def _revive(value: Any, result_type: Any) -> Any:  # noqa: ANN401 - journaled data
+    if result_type is not None and isinstance(result_type, type) and issubclass(result_type, BaseModel):
+        try:
+            return result_type.model_validate(value)
+        except pydantic.ValidationError as exc:
+            raise TerminalError(f"journaled result no longer fits {result_type.__qualname__}: {exc}") from exc
+    return value

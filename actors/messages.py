@@ -1,0 +1,129 @@
+"""What travels on the inbox, events and replies topics, as msgpack maps.
+
+Inbox record: key ``{object}/{key}``; value `Message`.
+Events record: key ``{object}/{key}``; value one of:
+- ``{"k": "done", ...}``: an invocation finished: its events, its reply or error, the message id
+  (the dedupe record). One record per invocation, so its events are atomic even on replay.
+- ``{"k": "step", ...}``: one journaled step of an unfinished invocation.
+Replies record: key = message id; value ``{"id", "ok"?: result, "err"?: {...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eventstore.codec import pack, unpack
+from eventstore.errors import EnvelopeDecodeError
+
+
+class Message(BaseModel):
+    """A message to a session."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """Unique per message; the idempotency key when the sender gave one."""
+    object: str = Field(alias="o")
+    """Session type."""
+    key: str = Field(alias="k")
+    """Session key."""
+    handler: str = Field(alias="h")
+    """Handler name."""
+    payload: Any = Field(alias="p")
+    """The handler's input as JSON-like data (validated by the handler's model)."""
+    reply_partition: int | None = Field(default=None, alias="rp")
+    """Where the caller listens; None for a one-way send."""
+    timestamp_ms: int = Field(alias="ts")
+    """When the sender created it; the invocation's logical `now`."""
+
+    @property
+    def session(self) -> str:
+        """``object/key``: the record key and the unit of ordering."""
+        return f"{self.object}/{self.key}"
+
+    def encode(self) -> bytes:
+        """Msgpack bytes of this message."""
+        return pack(self.model_dump(by_alias=True))
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Message:
+        """Decode an inbox value; raises `EnvelopeDecodeError` for anything else."""
+        if data is None:
+            raise EnvelopeDecodeError("inbox record has no value")
+        raw = unpack(data)
+        try:
+            return cls.model_validate(raw)
+        except Exception as exc:
+            raise EnvelopeDecodeError(f"not a Tether message: {exc}") from exc
+
+
+def session_key(object_name: str, key: str) -> bytes:
+    """The record key of a session."""
+    return f"{object_name}/{key}".encode()
+
+
+def done_entry(
+    message_id: str,
+    handler: str,
+    events: list[Any],
+    *,
+    reply: Any = None,
+    error: dict[str, Any] | None = None,
+    attempts: int = 1,
+    started_ms: int = 0,
+    ended_ms: int = 0,
+    version: int,
+) -> bytes:
+    """An events-topic value that completes an invocation; `version` is the session's new one."""
+    entry: dict[str, Any] = {
+        "k": "done",
+        "sv": version,
+        "i": message_id,
+        "h": handler,
+        "ev": events,
+        "a": attempts,
+        "t0": started_ms,
+        "t1": ended_ms,
+    }
+    if error is not None:
+        entry["err"] = error
+    else:
+        entry["r"] = reply
+    return pack(entry)
+
+
+def step_entry(
+    message_id: str,
+    index: int,
+    name: str,
+    *,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+    attempts: int = 1,
+    started_ms: int = 0,
+    ended_ms: int = 0,
+) -> bytes:
+    """An events-topic value that journals one step."""
+    entry: dict[str, Any] = {
+        "k": "step",
+        "i": message_id,
+        "n": index,
+        "name": name,
+        "a": attempts,
+        "t0": started_ms,
+        "t1": ended_ms,
+    }
+    if error is not None:
+        entry["err"] = error
+    else:
+        entry["r"] = result
+    return pack(entry)
+
+
+def reply_value(message_id: str, *, result: Any = None, error: dict[str, Any] | None = None) -> bytes:
+    """A replies-topic value."""
+    if error is not None:
+        return pack({"id": message_id, "err": error})
+    return pack({"id": message_id, "ok": result})

@@ -1,0 +1,543 @@
+"""The partition processor: the single writer of one partition of inbox, events and snapshots.
+
+Lifecycle: assigned -> fencing (a transactional writer per partition) -> restoring (snapshots,
+then events from the last checkpoint) -> running -> revoked. While running, every message of the
+partition is routed to its session's FIFO queue; sessions run in parallel; each finished
+invocation adds its events, reply and the inbox offset to the next transaction. One transaction
+is in flight at a time and takes everything that finished meanwhile (group commit), so the
+commit cost is shared by many invocations under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from eventstore.codec import pack, unpack
+from eventstore.errors import DecodeError, TetherError
+from eventstore.log import EventLog, TransactionalWriter
+from eventstore.records import OutRecord, Record, TopicPartition
+from eventstore.topics import Topics, partition_for
+
+from .deadletters import Failure, dead_letter
+from .definitions import Handler, VirtualObject
+from .errors import (
+    InvalidPayloadError,
+    PartitionLost,
+    TerminalError,
+    UnknownHandlerError,
+    UnknownObjectError,
+    error_payload,
+)
+from .invocation import Invocation
+from .messages import Message, done_entry, reply_value, session_key, step_entry
+from .sessions import Session, reply_of
+from .settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from .client import Client
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = b"__checkpoint__"
+STATE_HANDLER = "__state__"
+
+
+@dataclass
+class _Pending:
+    records: list[OutRecord]
+    waiters: list[asyncio.Future[None]]
+    events_records: int = 0
+
+
+class OffsetTracker:
+    """The committed inbox offset is the low watermark of finished messages."""
+
+    def __init__(self, start: int) -> None:
+        self._order: deque[int] = deque()
+        self._done: set[int] = set()
+        self.next = start
+
+    def add(self, offset: int) -> None:
+        self._order.append(offset)
+        self.next = offset + 1
+
+    def finish(self, offset: int) -> None:
+        self._done.add(offset)
+
+    def watermark(self) -> int:
+        while self._order and self._order[0] in self._done:
+            self._done.discard(self._order.popleft())
+        return self._order[0] if self._order else self.next
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+class PartitionProcessor:
+    """Owns partition `partition` of a namespace while its writer is not fenced."""
+
+    def __init__(
+        self,
+        *,
+        partition: int,
+        partitions: int,
+        log: EventLog,
+        writer: TransactionalWriter,
+        topics: Topics,
+        objects: dict[str, VirtualObject[Any]],
+        settings: RuntimeSettings,
+        client: Client,
+        on_failure: Callable[[int, BaseException], None],
+    ) -> None:
+        self.partition = partition
+        self.partitions = partitions
+        self.log = log
+        self.writer = writer
+        self.topics = topics
+        self.objects = objects
+        self.settings = settings
+        self.client = client
+        self._on_failure = on_failure
+        self.group = topics.group()
+        self.sessions: dict[bytes, Session] = {}
+        self.journals: dict[str, dict[int, dict[str, Any]]] = {}
+        self.offsets = OffsetTracker(0)
+        self._pending = _Pending([], [])
+        self._wake = asyncio.Event()
+        self._committed = -1
+        self._since_checkpoint = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._commit_task: asyncio.Task[None] | None = None
+        self.failed: BaseException | None = None
+        self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
+
+    # -- restore ---------------------------------------------------------------------------
+    async def restore(self) -> int:
+        """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
+        started = time.perf_counter()
+        checkpoint = 0
+        count = 0
+        async for record in self.log.read(self.topics.snapshots, self.partition):
+            count += 1
+            if record.key is None or record.value is None:
+                continue
+            value = unpack(record.value)
+            if record.key == CHECKPOINT_KEY:
+                checkpoint = int(value["x"])
+                self.journals = {
+                    str(i): {int(n): e for n, e in entries} for i, entries in value["j"]
+                }
+                continue
+            session = self._session(record.key)
+            session.snapshot, session.version = value, int(value["sv"])
+            session.state, session.tail = None, []
+        async for record in self.log.read(self.topics.events, self.partition, checkpoint):
+            count += 1
+            if record.key is None or record.value is None:
+                continue
+            entry = unpack(record.value)
+            message_id = str(entry["i"])
+            if entry["k"] == "step":
+                self.journals.setdefault(message_id, {})[int(entry["n"])] = entry
+                continue
+            self.journals.pop(message_id, None)
+            session = self._session(record.key)
+            if int(entry["sv"]) <= session.version:
+                continue  # covered by the snapshot
+            session.tail.append(entry)
+            session.version = int(entry["sv"])
+        committed = await self.log.committed(
+            self.group, TopicPartition(self.topics.inbox, self.partition)
+        )
+        resume = committed or 0
+        self.offsets = OffsetTracker(resume)
+        self._committed = resume
+        self.stats["restored_records"] = count
+        log.info(
+            "partition %d restored: %d records, %d sessions, %d open invocations in %.3f s "
+            "(checkpoint at event offset %d); resuming inbox at %d",
+            self.partition, count, len(self.sessions), len(self.journals),
+            time.perf_counter() - started, checkpoint, resume,
+        )
+        return resume
+
+    def _session(self, key: bytes) -> Session:
+        session = self.sessions.get(key)
+        if session is None:
+            object_name = key.decode(errors="replace").split("/", 1)[0]
+            session = self.sessions[key] = Session(key=key, object_name=object_name)
+        return session
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the commit loop."""
+        self._commit_task = asyncio.create_task(self._commit_loop(), name=f"commit-p{self.partition}")
+
+    async def stop(self, *, flush: bool = True) -> None:
+        """Stop running sessions; commit what finished (if `flush`), then release the writer."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if flush and self.failed is None and self._commit_task is not None:
+            await self._flush()
+        if self._commit_task is not None:
+            self._commit_task.cancel()
+            await asyncio.gather(self._commit_task, return_exceptions=True)
+        await self.writer.close()
+
+    async def _flush(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.waiters.append(waiter)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), 30)
+        except (TimeoutError, TetherError, PartitionLost):
+            log.warning("partition %d: final commit did not complete", self.partition)
+
+    @property
+    def backlog(self) -> int:
+        """Messages fetched but not finished."""
+        return len(self.offsets)
+
+    # -- intake ----------------------------------------------------------------------------
+    def submit(self, record: Record) -> None:
+        """Route one inbox record to its session (called in offset order)."""
+        if record.offset < self.offsets.next:
+            return  # already seen (a re-fetch after seek)
+        self.offsets.add(record.offset)
+        try:
+            message = Message.decode(record.value)
+        except DecodeError as exc:
+            exc.located(topic=record.topic, partition=record.partition, offset=record.offset)
+            log.error("poison record at %s/%d@%d: %s", record.topic, record.partition, record.offset, exc)
+            failure = Failure(exc, "poison")
+            self._finish(record.offset, [self._dead_letter(record, failure)])
+            return
+        session = self._session(message.session.encode())
+        handler = self._handler(message)
+        if isinstance(handler, Handler) and handler.kind == "shared" or message.handler == STATE_HANDLER:
+            self._spawn(self._shared(session, record, message, handler))
+            return
+        session.queue.append((record.offset, message, record))
+        if not session.running:
+            session.running = True
+            self._spawn(self._drain(session))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            self._fail(exc)
+
+    def _handler(self, message: Message) -> Handler[Any, Any, Any] | BaseException | None:
+        obj = self.objects.get(message.object)
+        if obj is None:
+            return UnknownObjectError(
+                f"no session type {message.object!r} is served here (known: "
+                f"{', '.join(sorted(self.objects)) or 'none'})",
+                error_type="UnknownObjectError",
+                object_name=message.object,
+                key=message.key,
+                handler=message.handler,
+            )
+        if message.handler == STATE_HANDLER:
+            return None
+        handler = obj.handlers.get(message.handler)
+        if handler is None:
+            return UnknownHandlerError(
+                f"{message.object} has no handler {message.handler!r} (known: "
+                f"{', '.join(sorted(obj.handlers))})",
+                error_type="UnknownHandlerError",
+                object_name=message.object,
+                key=message.key,
+                handler=message.handler,
+            )
+        return handler
+
+    # -- running ---------------------------------------------------------------------------
+    async def _drain(self, session: Session) -> None:
+        try:
+            while session.queue:
+                offset, message, record = session.queue[0]
+                await self._invoke(session, offset, message, record)
+                session.queue.popleft()
+        finally:
+            session.running = False
+            session.last_used = time.monotonic()
+
+    async def _shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:
+        obj = self.objects.get(message.object)
+        if isinstance(handler, BaseException) or obj is None:
+            assert isinstance(handler, BaseException)
+            self._fail_message(record, message, handler, "terminal", 1, [])
+            return
+        state = session.load(obj, self.settings.dedupe_window)
+        try:
+            if handler is None:
+                result: Any = {"state": state.model_dump(mode="json"), "version": session.version}
+            else:
+                ctx = Invocation(self, obj, message, state, {}, 1)
+                payload = handler.input_type.model_validate(message.payload)
+                out = await handler.fn(ctx, payload)
+                result = out.model_dump(mode="json") if out is not None else None
+        except Exception as exc:
+            self._fail_message(record, message, exc, "terminal", 1, [])
+            return
+        records = []
+        if message.reply_partition is not None:
+            records.append(self._reply(message, {"ok": result}))
+        self._finish(record.offset, records)
+
+    async def _invoke(self, session: Session, offset: int, message: Message, record: Record) -> None:
+        handler = self._handler(message)
+        if isinstance(handler, BaseException) or handler is None:
+            self._fail_message(record, message, handler or TerminalError("no handler"), "terminal", 1, [])
+            return
+        obj = self.objects[message.object]
+        state = session.load(obj, self.settings.dedupe_window)
+        previous = session.recent.get(message.id)
+        if previous is not None:
+            # A duplicate (client retry or redelivery): answer again, change nothing.
+            records = [self._reply(message, previous)] if message.reply_partition is not None else []
+            self._finish(offset, records)
+            return
+        try:
+            payload = handler.input_type.model_validate(message.payload)
+        except pydantic.ValidationError as exc:
+            error = InvalidPayloadError(
+                f"payload does not fit {handler.input_type.__qualname__}: "
+                f"{exc.errors(include_url=False)}",
+                error_type="InvalidPayloadError",
+                object_name=message.object,
+                key=message.key,
+                handler=message.handler,
+            )
+            self._fail_message(record, message, error, "terminal", 1, [], session=session)
+            return
+        policy = handler.retry
+        first_failure = 0
+        attempt = 0
+        started = int(time.time() * 1000)
+        while True:
+            attempt += 1
+            journal = self.journals.setdefault(message.id, {})
+            ctx: Invocation[Any] = Invocation(self, obj, message, state, journal, attempt)
+            try:
+                result = await handler.fn(ctx, payload)
+                if result is not None and not isinstance(result, pydantic.BaseModel):
+                    raise TerminalError(
+                        f"{obj.name}.{handler.name} returned {type(result).__qualname__}; "
+                        "handlers return a pydantic model or None"
+                    )
+                break
+            except Exception as exc:
+                now = int(time.time() * 1000)
+                first_failure = first_failure or now
+                if attempt < policy.max_attempts and policy.retries(exc):
+                    delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+                    log.warning(
+                        "%s.%s attempt %d failed: %r; retrying in %.2f s",
+                        message.session, message.handler, attempt, exc, delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                category = "exhausted" if policy.retries(exc) else "terminal"
+                self._fail_message(
+                    record, message, exc, category, attempt, [], session=session,
+                    first_failure_ms=first_failure, last_failure_ms=now,
+                )
+                return
+        reply = {"ok": result.model_dump(mode="json") if result is not None else None}
+        events = [obj.codec.encode_envelope(e) for e in ctx.events]
+        session.version += 1
+        session.state = ctx.state
+        session.dirty = True
+        session.remember(message.id, reply, self.settings.dedupe_window)
+        records = [
+            OutRecord(
+                self.topics.events,
+                self.partition,
+                session.key,
+                done_entry(
+                    message.id, message.handler, events, reply=reply["ok"], attempts=attempt,
+                    started_ms=started, ended_ms=int(time.time() * 1000), version=session.version,
+                ),
+            )
+        ]
+        for out in ctx.outgoing:
+            key = out.session.encode()
+            records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
+        if message.reply_partition is not None:
+            records.append(self._reply(message, reply))
+        self.journals.pop(message.id, None)
+        self.stats["invocations"] += 1
+        self._finish(offset, records, events_records=1)
+
+    def _fail_message(
+        self,
+        record: Record,
+        message: Message,
+        exc: BaseException,
+        category: str,
+        attempts: int,
+        records: list[OutRecord],
+        *,
+        session: Session | None = None,
+        first_failure_ms: int = 0,
+        last_failure_ms: int = 0,
+    ) -> None:
+        error = error_payload(exc)
+        error["attempts"] = attempts
+        log.error(
+            "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
+            message.session, message.handler, category, attempts, exc,
+        )
+        failure = Failure(
+            exc, category, attempts, first_failure_ms, last_failure_ms,
+            message.object, message.key, message.handler, message.id,
+        )
+        records.append(self._dead_letter(record, failure))
+        events_records = 0
+        if session is not None and session.state is not None:
+            # The failure is part of the session's history: a retried send does not run again.
+            session.version += 1
+            session.dirty = True
+            session.remember(message.id, {"err": error}, self.settings.dedupe_window)
+            records.append(
+                OutRecord(
+                    self.topics.events, self.partition, session.key,
+                    done_entry(message.id, message.handler, [], error=error, attempts=attempts,
+                               version=session.version),
+                )
+            )
+            events_records = 1
+            self.journals.pop(message.id, None)
+        if message.reply_partition is not None:
+            records.append(self._reply(message, {"err": error}))
+        self._finish(record.offset, records, events_records=events_records)
+
+    def _reply(self, message: Message, reply: dict[str, Any]) -> OutRecord:
+        assert message.reply_partition is not None
+        return OutRecord(
+            self.topics.replies,
+            message.reply_partition,
+            message.id.encode(),
+            reply_value(message.id, result=reply.get("ok"), error=reply.get("err")),
+        )
+
+    def _dead_letter(self, record: Record, failure: Failure) -> OutRecord:
+        return dead_letter(record, failure, dlq_topic=self.topics.dlq, group=self.group)
+
+    # -- committing ------------------------------------------------------------------------
+    def _finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0) -> None:
+        self._pending.records.extend(records)
+        self._pending.events_records += events_records
+        self.offsets.finish(offset)
+        self._wake.set()
+
+    async def journal_step(
+        self, message: Message, index: int, entry: dict[str, Any], started_ms: int
+    ) -> None:
+        """Make one step durable (group-committed); returns once it is committed."""
+        if self.failed is not None:
+            raise PartitionLost(f"partition {self.partition} was lost: {self.failed}")
+        key = message.session.encode()
+        value = step_entry(
+            message.id, index, entry["name"], result=entry.get("r"), error=entry.get("err"),
+            attempts=entry.get("a", 1), started_ms=started_ms, ended_ms=int(time.time() * 1000),
+        )
+        self.journals.setdefault(message.id, {})[index] = unpack(value)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.records.append(OutRecord(self.topics.events, self.partition, key, value))
+        self._pending.waiters.append(waiter)
+        self._pending.events_records += 1
+        self._wake.set()
+        try:
+            await asyncio.shield(waiter)
+        except TetherError as exc:
+            raise PartitionLost(f"partition {self.partition} was lost: {exc}") from exc
+
+    async def _commit_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                watermark = self.offsets.watermark()
+                if not self._pending.records and not self._pending.waiters and watermark == self._committed:
+                    continue
+                extra: list[OutRecord] = []
+                if self._since_checkpoint + self._pending.events_records >= self.settings.checkpoint_every:
+                    extra = await self._checkpoint_records()
+                    watermark = self.offsets.watermark()
+                batch, self._pending = self._pending, _Pending([], [])
+                await self._commit(batch.records + extra, watermark)
+                self._since_checkpoint = 0 if extra else self._since_checkpoint + batch.events_records
+                self._committed = watermark
+                self.stats["transactions"] += 1
+                for waiter in batch.waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                if extra:
+                    self._passivate()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+
+    async def _commit(self, records: list[OutRecord], watermark: int) -> None:
+        async with self.writer.transaction() as txn:
+            for r in records:
+                await txn.send(r)
+            if watermark != self._committed:
+                txn.commit_offsets(
+                    self.group, {TopicPartition(self.topics.inbox, self.partition): watermark}
+                )
+
+    async def _checkpoint_records(self) -> list[OutRecord]:
+        """Snapshots of every changed session plus the checkpoint they make valid.
+
+        Called before the batch is taken: everything already committed ends at `start`, and
+        every event in the batch is already folded into the states snapshotted here.
+        """
+        start = await self.log.end_offset(self.topics.events, self.partition)
+        out: list[OutRecord] = []
+        for session in self.sessions.values():
+            if session.dirty and session.state is not None:
+                out.append(OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value())))
+                session.dirty = False
+        journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in self.journals.items()]
+        out.append(OutRecord(self.topics.snapshots, self.partition, CHECKPOINT_KEY, pack({"x": start, "j": journals})))
+        log.info("partition %d checkpoint: %d snapshots, events from %d", self.partition, len(out) - 1, start)
+        return out
+
+    def _passivate(self) -> None:
+        resident = [s for s in self.sessions.values() if s.state is not None]
+        excess = len(resident) - self.settings.max_resident_sessions
+        if excess <= 0:
+            return
+        idle = sorted((s for s in resident if not s.running and not s.dirty), key=lambda s: s.last_used)
+        for session in idle[:excess]:
+            session.passivate(session.snapshot_value())
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failed is not None:
+            return
+        self.failed = exc
+        for waiter in self._pending.waiters:
+            if not waiter.done():
+                waiter.set_exception(PartitionLost(f"partition {self.partition} lost: {exc}"))
+        self._on_failure(self.partition, exc)

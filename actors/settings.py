@@ -1,0 +1,36 @@
+"""Settings of the session runtime (``TETHER_RUNTIME__*``), composed with the log's."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from eventstore.settings import LogSettings
+
+
+class RuntimeSettings(BaseModel):
+    """How partition processors behave."""
+
+    model_config = ConfigDict(frozen=True)
+
+    checkpoint_every: int = Field(default=5000, ge=1)
+    """Events-topic records between checkpoints (snapshots of changed sessions); bounds restore."""
+    max_resident_sessions: int = Field(default=10_000, ge=1)
+    """Decoded sessions kept per partition; idle ones beyond it keep only their snapshot."""
+    dedupe_window: int = Field(default=128, ge=1)
+    """Finished message ids remembered per session to answer retried sends once."""
+    max_backlog: int = Field(default=20_000, ge=1)
+    """Fetched-but-unfinished messages per worker before fetching pauses (backpressure)."""
+    fetch_timeout: float = 0.1
+    """Seconds a fetch waits for new inbox records."""
+
+
+class Settings(LogSettings):
+    """Everything a worker or client needs (``TETHER_*`` environment variables)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TETHER_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    runtime: RuntimeSettings = RuntimeSettings()
+    """Partition processor behaviour."""

@@ -1,0 +1,212 @@
+"""A worker: one process hosting the partition processors of the partitions it is assigned."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
+from eventstore.log import LogConsumer
+
+from .client import Client
+from .definitions import VirtualObject
+from .processor import PartitionProcessor
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Consumes the inbox as a member of the namespace's group and runs its partitions.
+
+    Use as ``async with Worker([agent]) as worker: await worker.wait()``, or `tether serve`.
+    """
+
+    def __init__(
+        self,
+        objects: Sequence[VirtualObject[Any]],
+        settings: Settings | None = None,
+        *,
+        log: EventLog | None = None,
+    ) -> None:
+        if not objects:
+            raise UsageError("a worker needs at least one session type to serve")
+        self.objects = {o.name: o for o in objects}
+        if len(self.objects) != len(objects):
+            raise UsageError("two session types share a name")
+        self.settings = settings or Settings()
+        self.topics = Topics(self.settings.namespace)
+        self._log = log or open_log(self.settings)
+        self._owns_log = log is None
+        self.processors: dict[int, PartitionProcessor] = {}
+        self._consumer: LogConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failed: dict[int, BaseException] = {}
+        self._partitions = 0
+        self.client = Client(self.settings, log=self._log)
+        self._stopping = asyncio.Event()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Join the group; partitions are restored as they are assigned."""
+        if self._owns_log:
+            await self._log.start()
+        await self._log.create_topics(self.topics.specs(self.settings.partitions))
+        self._partitions = await self._log.partition_count(self.topics.inbox)
+        await self.client.start()
+        self._consumer = await self._log.consumer(
+            self.topics.inbox, group_id=self.topics.group(), listener=self
+        )
+        self._task = asyncio.create_task(self._run(), name="tether-worker")
+        log.info("worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects))
+
+    async def wait(self) -> None:
+        """Run until `stop` is called (or the fetch loop fails)."""
+        assert self._task is not None
+        stop = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({self._task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if self._task.done() and not self._task.cancelled() and self._task.exception():
+            raise self._task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        """Commit what finished, leave the group, release every partition."""
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.close()  # revokes, which stops the processors
+            self._consumer = None
+        await self.on_revoked(set(self.processors))
+        await self.client.close()
+        if self._owns_log:
+            await self._log.close()
+
+    # -- PartitionListener -----------------------------------------------------------------
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """Fence, restore and start the processors of newly assigned partitions."""
+        for p in sorted(partitions):
+            if p not in self.processors:
+                await self._take(p)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Stop the processors of partitions taken away (committing what finished)."""
+        await asyncio.gather(*(self._release(p) for p in partitions))
+
+    async def _take(self, p: int) -> None:
+        writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+        processor = PartitionProcessor(
+            partition=p,
+            partitions=self._partitions,
+            log=self._log,
+            writer=writer,
+            topics=self.topics,
+            objects=self.objects,
+            settings=self.settings.runtime,
+            client=self.client,
+            on_failure=self._on_failure,
+        )
+        try:
+            resume = await processor.restore()
+        except BaseException:
+            await writer.close()
+            raise
+        processor.start()
+        self.processors[p] = processor
+        assert self._consumer is not None
+        self._consumer.seek(p, resume)
+
+    async def _release(self, p: int, *, flush: bool = True) -> None:
+        processor = self.processors.pop(p, None)
+        if processor is not None:
+            await processor.stop(flush=flush)
+
+    def _on_failure(self, p: int, exc: BaseException) -> None:
+        if isinstance(exc, ProducerFencedError):
+            log.warning("partition %d: fenced by a newer owner; giving it up", p)
+        else:
+            log.error("partition %d failed (%r); restoring it from the log", p, exc)
+        self._failed[p] = exc
+
+    async def _recover(self) -> None:
+        failed, self._failed = self._failed, {}
+        for p, exc in failed.items():
+            await self._release(p, flush=False)
+            if not isinstance(exc, ProducerFencedError):
+                try:
+                    await self._take(p)
+                except Exception:
+                    log.exception("partition %d: restore failed; will retry", p)
+                    self._failed[p] = exc
+                    await asyncio.sleep(1)
+
+    # -- fetch loop ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        limit = self.settings.runtime.max_backlog
+        while True:
+            if self._failed:
+                await self._recover()
+            if sum(p.backlog for p in self.processors.values()) >= limit:
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                records = await consumer.fetch(self.settings.runtime.fetch_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("fetching the inbox failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            for record in records:
+                processor = self.processors.get(record.partition)
+                if processor is not None and processor.failed is None:
+                    processor.submit(record)
+
+
+def load_objects(spec: str) -> list[VirtualObject[Any]]:
+    """Import ``module:attribute`` naming a `VirtualObject` or an iterable of them."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"expected MODULE:OBJECT, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+    if isinstance(target, VirtualObject):
+        return [target]
+    if isinstance(target, Iterable) and all(isinstance(o, VirtualObject) for o in target):
+        return list(target)
+    raise UsageError(f"{spec} is neither a VirtualObject nor a list of them")
+
+
+async def serve(objects: Sequence[VirtualObject[Any]], settings: Settings | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT, then stop it cleanly."""
+    async with Worker(objects, settings) as worker:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker._stopping.set)
+        await worker.wait()
