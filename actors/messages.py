@@ -75,11 +75,13 @@ def done_entry(
     started_ms: int = 0,
     ended_ms: int = 0,
     version: int,
+    inbox_offset: int,
 ) -> bytes:
     """An events-topic value that completes an invocation; `version` is the session's new one."""
     entry: dict[str, Any] = {
         "k": "done",
         "sv": version,
+        "o": inbox_offset,
         "i": message_id,
         "h": handler,
         "ev": events,

@@ -55,19 +55,32 @@ class _Pending:
     records: list[OutRecord]
     waiters: list[asyncio.Future[None]]
     events_records: int = 0
+    must_commit_offsets: bool = False
 
 
 class OffsetTracker:
     """The committed inbox offset is the low watermark of finished messages."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, finished: set[int] | None = None) -> None:
         self._order: deque[int] = deque()
         self._done: set[int] = set()
         self.next = start
+        self.finished_before = {o for o in finished or () if o >= start}
+        """Offsets past the committed one whose effects are already in the log."""
 
-    def add(self, offset: int) -> None:
+    def add(self, offset: int) -> bool:
+        """Track a fetched offset; False if its effects already committed (skip it)."""
         self._order.append(offset)
         self.next = offset + 1
+        if offset in self.finished_before:
+            self.finished_before.discard(offset)
+            self._done.add(offset)
+            return False
+        return True
+
+    def done_above_watermark(self) -> list[int]:
+        """Finished offsets that the committed offset does not cover yet."""
+        return sorted(self._done | self.finished_before)
 
     def finish(self, offset: int) -> None:
         self._done.add(offset)
@@ -113,6 +126,7 @@ class PartitionProcessor:
         self._pending = _Pending([], [])
         self._wake = asyncio.Event()
         self._committed = -1
+        self._offsets_at = 0.0
         self._since_checkpoint = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_task: asyncio.Task[None] | None = None
@@ -125,6 +139,7 @@ class PartitionProcessor:
         started = time.perf_counter()
         checkpoint = 0
         count = 0
+        finished: set[int] = set()
         async for record in self.log.read(self.topics.snapshots, self.partition):
             count += 1
             if record.key is None or record.value is None:
@@ -132,6 +147,7 @@ class PartitionProcessor:
             value = unpack(record.value)
             if record.key == CHECKPOINT_KEY:
                 checkpoint = int(value["x"])
+                finished.update(int(o) for o in value.get("d", ()))
                 self.journals = {
                     str(i): {int(n): e for n, e in entries} for i, entries in value["j"]
                 }
@@ -149,6 +165,7 @@ class PartitionProcessor:
                 self.journals.setdefault(message_id, {})[int(entry["n"])] = entry
                 continue
             self.journals.pop(message_id, None)
+            finished.add(int(entry["o"]))
             session = self._session(record.key)
             if int(entry["sv"]) <= session.version:
                 continue  # covered by the snapshot
@@ -158,7 +175,7 @@ class PartitionProcessor:
             self.group, TopicPartition(self.topics.inbox, self.partition)
         )
         resume = committed or 0
-        self.offsets = OffsetTracker(resume)
+        self.offsets = OffsetTracker(resume, finished)
         self._committed = resume
         self.stats["restored_records"] = count
         log.info(
@@ -194,6 +211,7 @@ class PartitionProcessor:
         await self.writer.close()
 
     async def _flush(self) -> None:
+        self._pending.must_commit_offsets = True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.waiters.append(waiter)
         self._wake.set()
@@ -212,13 +230,16 @@ class PartitionProcessor:
         """Route one inbox record to its session (called in offset order)."""
         if record.offset < self.offsets.next:
             return  # already seen (a re-fetch after seek)
-        self.offsets.add(record.offset)
+        if not self.offsets.add(record.offset):
+            self._wake.set()
+            return  # finished before a crash, after the last offset commit
         try:
             message = Message.decode(record.value)
         except DecodeError as exc:
             exc.located(topic=record.topic, partition=record.partition, offset=record.offset)
             log.error("poison record at %s/%d@%d: %s", record.topic, record.partition, record.offset, exc)
             failure = Failure(exc, "poison")
+            self._pending.must_commit_offsets = True
             self._finish(record.offset, [self._dead_letter(record, failure)])
             return
         session = self._session(message.session.encode())
@@ -375,6 +396,7 @@ class PartitionProcessor:
                 done_entry(
                     message.id, message.handler, events, reply=reply["ok"], attempts=attempt,
                     started_ms=started, ended_ms=int(time.time() * 1000), version=session.version,
+                    inbox_offset=offset,
                 ),
             )
         ]
@@ -411,6 +433,7 @@ class PartitionProcessor:
             message.object, message.key, message.handler, message.id,
         )
         records.append(self._dead_letter(record, failure))
+        self._pending.must_commit_offsets = True
         events_records = 0
         if session is not None and session.state is not None:
             # The failure is part of the session's history: a retried send does not run again.
@@ -421,7 +444,7 @@ class PartitionProcessor:
                 OutRecord(
                     self.topics.events, self.partition, session.key,
                     done_entry(message.id, message.handler, [], error=error, attempts=attempts,
-                               version=session.version),
+                               version=session.version, inbox_offset=record.offset),
                 )
             )
             events_records = 1
@@ -474,19 +497,34 @@ class PartitionProcessor:
     async def _commit_loop(self) -> None:
         try:
             while True:
-                await self._wake.wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.settings.offset_commit_interval)
+                except TimeoutError:
+                    self._pending.must_commit_offsets = True  # idle: let the offset catch up
                 self._wake.clear()
                 watermark = self.offsets.watermark()
-                if not self._pending.records and not self._pending.waiters and watermark == self._committed:
+                pending = self._pending
+                offsets_due = watermark != self._committed and pending.must_commit_offsets
+                if not pending.records and not pending.waiters and not offsets_due:
                     continue
                 extra: list[OutRecord] = []
                 if self._since_checkpoint + self._pending.events_records >= self.settings.checkpoint_every:
                     extra = await self._checkpoint_records()
                     watermark = self.offsets.watermark()
                 batch, self._pending = self._pending, _Pending([], [])
-                await self._commit(batch.records + extra, watermark)
+                # Done entries record their inbox offset, so a restore skips what finished even
+                # if the committed offset lags; committing it only now and then saves two
+                # round trips per transaction. Dead letters carry no done entry: commit then.
+                commit_offsets = watermark != self._committed and (
+                    bool(extra)
+                    or batch.must_commit_offsets
+                    or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
+                )
+                await self._commit(batch.records + extra, watermark if commit_offsets else None)
                 self._since_checkpoint = 0 if extra else self._since_checkpoint + batch.events_records
-                self._committed = watermark
+                if commit_offsets:
+                    self._committed = watermark
+                    self._offsets_at = time.monotonic()
                 self.stats["transactions"] += 1
                 for waiter in batch.waiters:
                     if not waiter.done():
@@ -498,11 +536,11 @@ class PartitionProcessor:
         except BaseException as exc:
             self._fail(exc)
 
-    async def _commit(self, records: list[OutRecord], watermark: int) -> None:
+    async def _commit(self, records: list[OutRecord], watermark: int | None) -> None:
         async with self.writer.transaction() as txn:
             for r in records:
                 await txn.send(r)
-            if watermark != self._committed:
+            if watermark is not None:
                 txn.commit_offsets(
                     self.group, {TopicPartition(self.topics.inbox, self.partition): watermark}
                 )
@@ -520,7 +558,7 @@ class PartitionProcessor:
                 out.append(OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value())))
                 session.dirty = False
         journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in self.journals.items()]
-        out.append(OutRecord(self.topics.snapshots, self.partition, CHECKPOINT_KEY, pack({"x": start, "j": journals})))
+        out.append(OutRecord(self.topics.snapshots, self.partition, CHECKPOINT_KEY, pack({"x": start, "j": journals, "d": self.offsets.done_above_watermark()})))
         log.info("partition %d checkpoint: %d snapshots, events from %d", self.partition, len(out) - 1, start)
         return out
 

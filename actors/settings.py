@@ -21,6 +21,8 @@ class RuntimeSettings(BaseModel):
     """Finished message ids remembered per session to answer retried sends once."""
     max_backlog: int = Field(default=20_000, ge=1)
     """Fetched-but-unfinished messages per worker before fetching pauses (backpressure)."""
+    offset_commit_interval: float = 0.5
+    """Seconds between inbox offset commits (each done entry also records its offset)."""
     fetch_timeout: float = 0.1
     """Seconds a fetch waits for new inbox records."""
 

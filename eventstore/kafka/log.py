@@ -19,11 +19,19 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFenced,
     TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
 )
 
-from ..errors import LogUnavailableError, ProducerFencedError, TopicError, UsageError
+from ..errors import (
+    LogUnavailableError,
+    ProducerFencedError,
+    TetherError,
+    TopicError,
+    UsageError,
+)
 from ..log import PartitionListener
 from ..records import OutRecord, Record, TopicPartition
 from ..settings import KafkaSettings
@@ -36,6 +44,28 @@ UNREACHABLE = (
     "cannot reach the Kafka broker at {servers}: {exc}. Start one with `tether kafka up`, "
     "or point TETHER_KAFKA__BOOTSTRAP_SERVERS at a running cluster"
 )
+FENCED = (
+    "writer {tid!r} was fenced by a newer writer with the same transactional id; this process "
+    "no longer owns the partition: stop writing for it and let the new owner continue"
+)
+MISSING = "topic {topic!r} does not exist; create the namespace first"
+
+# Polling for our own commit markers (the coordinator writes them after EndTxn returns).
+_FIRST_POLL = 0.002
+_MAX_POLL = 0.05
+
+
+def _translate(exc: BaseException, servers: str) -> TetherError | None:
+    """The Tether error for an aiokafka error, or None to let `exc` through unchanged."""
+    if isinstance(exc, ProducerFenced):
+        return ProducerFencedError(str(exc))
+    if isinstance(exc, UnknownTopicOrPartitionError):
+        return TopicError(f"unknown topic or partition: {exc}")
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, ConnectionError, OSError)) or (
+        isinstance(exc, KafkaError) and exc.retriable
+    ):
+        return LogUnavailableError(UNREACHABLE.format(servers=servers, exc=exc))
+    return None
 
 
 def _record(msg: Any) -> Record:
@@ -62,14 +92,19 @@ class KafkaLog:
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None
         self._partitions: dict[str, int] = {}
+        # Read-your-writes: Kafka writes commit markers after `commit_transaction` returns, so
+        # reads through this log wait until its own committed records and offsets are visible.
+        self._record_floors: dict[tuple[str, int], int] = {}
+        self._offset_floors: dict[tuple[str, str, int], int] = {}
 
     async def _guard(self, what: Awaitable[T]) -> T:
         try:
             return await what
-        except ProducerFenced as exc:
-            raise ProducerFencedError(str(exc)) from exc
-        except (KafkaConnectionError, ConnectionError, OSError) as exc:
-            raise LogUnavailableError(UNREACHABLE.format(servers=self.servers, exc=exc)) from exc
+        except (KafkaError, OSError) as exc:
+            error = _translate(exc, self.servers)
+            if error is None:
+                raise
+            raise error from exc
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,13 +144,18 @@ class KafkaLog:
 
     async def close(self) -> None:
         """Close every client; idempotent."""
-        if self._meta is not None:
-            await self._meta.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._admin is not None:
-            await self._admin.close()
+        meta, producer, admin = self._meta, self._producer, self._admin
         self._admin = self._producer = self._meta = None
+        try:
+            if meta is not None:
+                await meta.stop()
+        finally:
+            try:
+                if producer is not None:
+                    await producer.stop()
+            finally:
+                if admin is not None:
+                    await admin.close()
 
     def _require(self) -> tuple[AIOKafkaAdminClient, AIOKafkaProducer, AIOKafkaConsumer]:
         if self._admin is None or self._producer is None or self._meta is None:
@@ -149,8 +189,18 @@ class KafkaLog:
         deadline = loop.time() + timeout
         while True:
             await producer.client.force_metadata_update()
-            parts = producer.client.cluster.partitions_for_topic(topic)
-            if parts:
+            cluster = producer.client.cluster
+            parts = cluster.partitions_for_topic(topic)
+            # A new topic's partitions show up before they have a leader with an ISR; writing
+            # then fails with NotEnoughReplicas, so wait until every partition has a leader.
+            described = cluster._partitions.get(topic, {})  # no public accessor for the ISR
+            ready = parts and all(
+                (cluster.leader_for_partition(KafkaTP(topic, p)) or -1) >= 0
+                and p in described
+                and described[p].isr
+                for p in parts
+            )
+            if ready:
                 self._partitions[topic] = len(parts)
                 return len(parts)
             if loop.time() > deadline:
@@ -163,12 +213,19 @@ class KafkaLog:
             return self._partitions[topic]
         admin, _, _ = self._require()
         if topic not in set(await self._guard(admin.list_topics())):
-            raise TopicError(f"topic {topic!r} does not exist; create the namespace first")
+            raise TopicError(MISSING.format(topic=topic))
         return await self._wait_for_topic(topic)
+
+    async def _check_partition(self, topic: str, partition: int) -> None:
+        count = await self.partition_count(topic)
+        if not 0 <= partition < count:
+            raise TopicError(
+                f"partition {partition} does not exist in {topic!r} ({count} partitions)"
+            )
 
     async def topic_config(self, topic: str) -> dict[str, str]:
         """The broker's view of the configuration of `topic`."""
-        from aiokafka.admin import ConfigResource, ConfigResourceType
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
         admin, _, _ = self._require()
         responses = await self._guard(
@@ -176,8 +233,12 @@ class KafkaLog:
         )
         out: dict[str, str] = {}
         for response in responses:
-            for resource in response.resources:
-                for entry in resource[4]:
+            for error_code, error_message, _type, _name, entries, *_ in response.resources:
+                if error_code:
+                    raise TopicError(
+                        f"cannot describe topic {topic!r}: error {error_code} {error_message}"
+                    )
+                for entry in entries:
                     out[entry[0]] = entry[1]
         return out
 
@@ -187,12 +248,44 @@ class KafkaLog:
         _, producer, _ = self._require()
         futures = [
             await self._guard(
-                producer.send(r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers))
+                producer.send(
+                    r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers)
+                )
             )
             for r in records
         ]
         if futures:
-            await self._guard(asyncio.gather(*futures))
+            self._wrote(await self._guard(asyncio.gather(*futures)), {})
+
+    def _wrote(
+        self,
+        metadata: Sequence[Any],
+        offsets: Mapping[str, Mapping[TopicPartition, int]],
+    ) -> None:
+        """Remember what this log committed, so that its own reads wait until it is visible."""
+        for md in metadata:
+            key = (md.topic, md.partition)
+            self._record_floors[key] = max(self._record_floors.get(key, 0), md.offset + 1)
+        for group_id, group_offsets in offsets.items():
+            for tp, offset in group_offsets.items():
+                self._offset_floors[(group_id, tp.topic, tp.partition)] = offset
+
+    async def _until_visible(self, what: str, probe: Callable[[], Awaitable[bool]]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout_ms / 1000
+        pause = _FIRST_POLL
+        while not await probe():
+            if loop.time() > deadline:
+                log.warning(
+                    "%s committed by this process is still not visible after %.0f s; another "
+                    "transaction on the partition may be stuck open (the broker aborts it "
+                    "after its transaction timeout)",
+                    what,
+                    self.settings.request_timeout_ms / 1000,
+                )
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_POLL)
 
     async def writer(self, transactional_id: str) -> KafkaWriter:
         """A transactional producer; starting it fences older producers with the same id."""
@@ -212,15 +305,31 @@ class KafkaLog:
         except BaseException:
             await producer.stop()
             raise
-        return KafkaWriter(producer, transactional_id, self._guard)
+        return KafkaWriter(self, producer, transactional_id)
 
     # -- reading ---------------------------------------------------------------------------
     async def end_offset(self, topic: str, partition: int) -> int:
         """The last stable offset: everything before it is committed or aborted."""
         _, _, meta = self._require()
+        await self._check_partition(topic, partition)
         tp = KafkaTP(topic, partition)
-        ends = await self._guard(meta.end_offsets([tp]))
-        return int(ends[tp])
+        key = (topic, partition)
+        end = 0
+
+        async def visible() -> bool:
+            nonlocal end
+            end = int((await self._guard(meta.end_offsets([tp])))[tp])
+            floor = self._record_floors.get(key)
+            if floor is None:
+                return True
+            if end < floor:
+                return False
+            if self._record_floors.get(key) == floor:  # the LSO never goes back
+                del self._record_floors[key]
+            return True
+
+        await self._until_visible(f"a record of {topic}/{partition}", visible)
+        return end
 
     async def read(
         self, topic: str, partition: int, start: int = 0, end: int | None = None
@@ -238,13 +347,17 @@ class KafkaLog:
             enable_auto_commit=False,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            # The end is known: a fetch that the broker holds back only delays the last step
+            # past aborted records and transaction markers, which return no records.
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            request_timeout_ms=self.settings.request_timeout_ms,
         )
         await self._guard(consumer.start())
         try:
             consumer.assign([tp])
             consumer.seek(tp, start)
             while await consumer.position(tp) < end:
-                batch = await self._guard(consumer.getmany(tp, timeout_ms=500, max_records=10_000))
+                batch = await self._guard(consumer.getmany(tp, timeout_ms=50, max_records=10_000))
                 for msg in batch.get(tp, ()):
                     if msg.offset >= end:
                         return
@@ -256,11 +369,23 @@ class KafkaLog:
         """The offset a group committed on a partition, or None."""
         admin, _, _ = self._require()
         ktp = KafkaTP(tp.topic, tp.partition)
-        offsets = await self._guard(admin.list_consumer_group_offsets(group_id, partitions=[ktp]))
-        meta = offsets.get(ktp)
-        if meta is None or meta.offset < 0:
-            return None
-        return int(meta.offset)
+        key = (group_id, tp.topic, tp.partition)
+        found: int | None = None
+
+        async def visible() -> bool:
+            nonlocal found
+            offsets = await self._guard(
+                admin.list_consumer_group_offsets(group_id, partitions=[ktp])
+            )
+            meta = offsets.get(ktp)
+            found = None if meta is None or meta.offset < 0 else int(meta.offset)
+            expected = self._offset_floors.get(key)
+            return expected is None or found == expected
+
+        await self._until_visible(f"the offset of {group_id} on {tp.topic}/{tp.partition}", visible)
+        if found is not None and self._offset_floors.get(key) == found:
+            del self._offset_floors[key]  # seen: later calls need not wait for it
+        return found
 
     async def consumer(
         self,
@@ -273,6 +398,10 @@ class KafkaLog:
         """A read_committed consumer of `topic` (see `EventLog.consumer`)."""
         if partitions is None and (group_id is None or listener is None):
             raise UsageError("a consumer needs either group_id and listener, or partitions")
+        for p in partitions or {}:
+            await self._check_partition(topic, p)
+        if partitions is None:
+            await self.partition_count(topic)  # a missing topic is an error, not an empty one
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.servers,
             client_id=f"{self.settings.client_id}-{group_id or 'reader'}",
@@ -284,31 +413,41 @@ class KafkaLog:
             request_timeout_ms=self.settings.request_timeout_ms,
             max_poll_records=5000,
         )
-        await self._guard(consumer.start())
-        wrapped = KafkaConsumer(consumer, topic, self._guard)
-        if partitions is not None:
-            tps = {KafkaTP(topic, p): o for p, o in partitions.items()}
-            consumer.assign(list(tps))
-            ends = await self._guard(consumer.end_offsets([tp for tp, o in tps.items() if o < 0])) if any(o < 0 for o in tps.values()) else {}
-            for tp, offset in tps.items():
-                consumer.seek(tp, offset if offset >= 0 else ends[tp])
-        else:
-            assert listener is not None
-            consumer.subscribe([topic], listener=_Rebalance(listener))
+        try:
+            await self._guard(consumer.start())
+            if partitions is not None:
+                wrapped = KafkaConsumer(consumer, topic, self._guard, None)
+                consumer.assign([KafkaTP(topic, p) for p in partitions])
+                for p, offset in partitions.items():
+                    start = offset if offset >= 0 else await self.end_offset(topic, p)
+                    consumer.seek(KafkaTP(topic, p), start)
+            else:
+                assert listener is not None
+                rebalance = _Rebalance(listener)
+                wrapped = KafkaConsumer(consumer, topic, self._guard, rebalance)
+                consumer.subscribe([topic], listener=rebalance)
+        except BaseException:
+            await consumer.stop()
+            raise
         return wrapped
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     def __init__(self, listener: PartitionListener) -> None:
-        self._listener = listener
+        self.listener = listener
+        self.owned: set[int] = set()
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        if revoked:
-            await self._listener.on_revoked({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        self.owned -= partitions
+        if partitions:
+            await self.listener.on_revoked(partitions)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        if assigned:
-            await self._listener.on_assigned({tp.partition for tp in assigned})
+        partitions = {tp.partition for tp in assigned}
+        self.owned |= partitions
+        if partitions:
+            await self.listener.on_assigned(partitions)
 
 
 class KafkaConsumer:
@@ -319,10 +458,13 @@ class KafkaConsumer:
         consumer: AIOKafkaConsumer,
         topic: str,
         guard: Callable[[Awaitable[Any]], Awaitable[Any]],
+        rebalance: _Rebalance | None,
     ) -> None:
         self._consumer = consumer
         self._topic = topic
         self._guard = guard
+        self._rebalance = rebalance
+        self._closed = False
 
     async def fetch(self, timeout: float, max_records: int = 2000) -> list[Record]:
         """The next committed records of the assigned partitions."""
@@ -340,52 +482,107 @@ class KafkaConsumer:
         return {tp.partition for tp in self._consumer.assignment()}
 
     async def close(self) -> None:
-        """Leave the group and close connections."""
-        await self._consumer.stop()
+        """Tell the listener its partitions are revoked, leave the group, close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # aiokafka leaves the group on stop without calling the rebalance listener.
+            if self._rebalance is not None and self._rebalance.owned:
+                owned, self._rebalance.owned = self._rebalance.owned, set()
+                await self._rebalance.listener.on_revoked(owned)
+        finally:
+            await self._consumer.stop()
 
 
 class KafkaWriter:
-    """`TransactionalWriter` over an aiokafka transactional producer."""
+    """`TransactionalWriter` over an aiokafka transactional producer; one transaction at a time."""
 
-    def __init__(
-        self,
-        producer: AIOKafkaProducer,
-        transactional_id: str,
-        guard: Callable[[Awaitable[Any]], Awaitable[Any]],
-    ) -> None:
+    def __init__(self, log: KafkaLog, producer: AIOKafkaProducer, transactional_id: str) -> None:
+        self._log = log
         self._producer = producer
         self._id = transactional_id
-        self._guard = guard
+        self._fenced = False
 
     @property
     def transactional_id(self) -> str:
         """The id that fences older writers."""
         return self._id
 
+    def _fenced_error(self) -> ProducerFencedError:
+        self._fenced = True
+        # A fenced producer fails its transaction waiter, which nobody awaits any more; retrieve
+        # its error so that asyncio does not log it as lost.
+        # The same holds for the batches it can no longer send. Private attributes: if aiokafka
+        # renames them, the cost is a few "exception was never retrieved" log lines.
+        try:
+            futures = [self._producer._txn_manager.wait_for_transaction_end()]
+            accumulator = self._producer._message_accumulator
+            for batches in accumulator._batches.values():
+                futures.extend(batch._drain_waiter for batch in batches)
+            futures.extend(batch._drain_waiter for batch in accumulator._pending_batches)
+        except AttributeError:
+            futures = []
+        for future in futures:
+            if future is not None and future.done() and not future.cancelled():
+                future.exception()
+        return ProducerFencedError(FENCED.format(tid=self._id))
+
+    def _sender_failure(self) -> BaseException | None:
+        """Why the producer's sender task died (it does on fencing), or None if it runs."""
+        task = self._producer._sender.sender_task  # no public accessor for the sender's fate
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()  # type: ignore[no-any-return]
+
+    def _failure(self, exc: BaseException) -> BaseException | None:
+        """The error to raise instead of `exc`, which a producer call raised, or None."""
+        cause = self._sender_failure() or exc
+        if isinstance(cause, ProducerFenced) or isinstance(exc, ProducerFenced):
+            return self._fenced_error()
+        return _translate(cause, self._log.servers)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_KafkaTransaction]:
-        """One Kafka transaction; commits on exit, aborts if the block raises."""
+        """One Kafka transaction; commits on exit, aborts if the block raises.
+
+        Raises:
+            ProducerFencedError: a newer writer took this transactional id (now or before).
+        """
+        if self._fenced:
+            raise ProducerFencedError(FENCED.format(tid=self._id))
         producer = self._producer
-        await self._guard(producer.begin_transaction())
+        try:
+            await producer.begin_transaction()
+        except (KafkaError, OSError, AssertionError) as exc:
+            # aiokafka asserts on a state transition out of a fatal error (a fenced producer).
+            error = self._failure(exc)
+            if error is None:
+                raise
+            raise error from exc
         txn = _KafkaTransaction(producer)
+        committing = False
         try:
             yield txn
+            committing = True
             for group_id, offsets in txn.offsets.items():
                 await producer.send_offsets_to_transaction(
                     {KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()}, group_id
                 )
             await producer.commit_transaction()
-        except ProducerFenced as exc:
-            raise ProducerFencedError(
-                f"writer {self._id!r} was fenced by a newer writer with the same transactional "
-                "id; this process no longer owns the partition"
-            ) from exc
-        except BaseException:
-            try:
-                await asyncio.shield(producer.abort_transaction())
-            except Exception:  # the original error matters more than a failed abort
-                log.warning("abort of transaction %s failed", self._id, exc_info=True)
+        except BaseException as exc:
+            txn.forget()
+            error = self._failure(exc) if committing or self._sender_failure() else None
+            if not self._fenced and not producer._txn_manager.is_fatal_error():
+                try:
+                    await asyncio.shield(producer.abort_transaction())
+                except Exception:  # the original error matters more than a failed abort
+                    log.warning("abort of transaction %s failed", self._id, exc_info=True)
+            if error is not None:
+                raise error from exc
             raise
+        # Every send future is done once the commit returned.
+        self._log._wrote([f.result() for f in txn.futures], txn.offsets)
 
     async def commit(
         self,
@@ -395,12 +592,12 @@ class KafkaWriter:
         offsets: Mapping[TopicPartition, int] | None = None,
     ) -> None:
         """Append `records` and commit `offsets` in one Kafka transaction."""
+        if offsets and group_id is None:
+            raise UsageError("committing offsets needs a group_id")
         async with self.transaction() as txn:
             for r in records:
                 await txn.send(r)
-            if offsets:
-                if group_id is None:
-                    raise UsageError("committing offsets needs a group_id")
+            if offsets and group_id is not None:
                 txn.commit_offsets(group_id, offsets)
 
     async def close(self) -> None:
@@ -411,16 +608,27 @@ class KafkaWriter:
 class _KafkaTransaction:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
+        self.futures: list[asyncio.Future[Any]] = []
         self.offsets: dict[str, dict[TopicPartition, int]] = {}
 
     async def send(self, record: OutRecord) -> None:
-        await self._producer.send(
+        future = await self._producer.send(
             record.topic,
             record.value,
             key=record.key,
             partition=record.partition,
             headers=list(record.headers),
         )
+        self.futures.append(future)
 
     def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
         self.offsets.setdefault(group_id, {}).update(offsets)
+
+    def forget(self) -> None:
+        """Retrieve the outcome of every send, so that a failed one is not logged as lost."""
+        for future in self.futures:
+            if future.done():
+                if not future.cancelled():
+                    future.exception()
+            else:
+                future.add_done_callback(lambda f: f.cancelled() or f.exception())
