@@ -1,19 +1,172 @@
-"""The `tether` command: a click group gathering the `tether.commands` entry points."""
+"""The `tether` command line: serve workers, run the demo, inspect sessions.
+
+Other layers add their groups (``tether kafka``, ``tether dlq``, ``tether saga``) through the
+``tether.commands`` entry points, so this module never imports the packages built on it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from eventstore.errors import TetherError
+
+from .logs import configure_logging
+from .settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def settings_options(fn: F) -> F:
+    """Options every command shares: where the log is, which namespace, how chatty."""
+
+    @click.option("--namespace", "-n", default=None, help="Topic namespace (TETHER_NAMESPACE).")
+    @click.option(
+        "--bootstrap-servers", "-b", "bootstrap", default=None, metavar="HOST:PORT",
+        help="Kafka bootstrap servers (TETHER_KAFKA__BOOTSTRAP_SERVERS); default: embedded log.",
+    )
+    @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Embedded log directory (TETHER_DATA_DIR).")
+    @click.option("--partitions", type=int, default=None, help="Partitions of a new namespace (TETHER_PARTITIONS).")
+    @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
+    @functools.wraps(fn)
+    def wrapper(
+        namespace: str | None, bootstrap: str | None, data_dir: Path | None, partitions: int | None,
+        verbose: int, **kwargs: Any,
+    ) -> Any:
+        configure_logging(verbose)
+        overrides: dict[str, Any] = {}
+        if namespace:
+            overrides["namespace"] = namespace
+        if data_dir:
+            overrides["data_dir"] = data_dir
+        if partitions:
+            overrides["partitions"] = partitions
+        base = Settings()
+        if bootstrap:
+            overrides["kafka"] = base.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+            overrides["backend"] = "kafka"
+        settings = base.model_copy(update=overrides)
+        try:
+            return fn(settings=settings, **kwargs)
+        except TetherError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_UNAVAILABLE if getattr(exc, "retriable", False) else EXIT_FAILURE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:OBJECT")
+@click.option("--ray", "use_ray", is_flag=True, help="Run the workers as Ray actors.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Workers (with --ray).")
+@click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
+@settings_options
+def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_address: str | None) -> None:
+    """Serve the session types in MODULE:OBJECT until SIGTERM or Ctrl-C."""
+    from .worker import load_objects
+    from .worker import serve as serve_worker
+
+    sys.path.insert(0, ".")
+    objects = load_objects(target)
+    if use_ray:
+        from .ray_workers import serve_on_ray
+
+        serve_on_ray(target, settings, workers=workers, address=ray_address)
+        return
+    asyncio.run(serve_worker(objects, settings))
+
+
+@click.command()
+@click.option(
+    "--kafka", is_flag=True,
+    help="Run on Kafka: the broker at --bootstrap-servers, else a local one (`tether kafka up`).",
+)
+@settings_options
+def demo(settings: Settings, kafka: bool) -> None:
+    """A research agent that survives a kill -9 of its worker mid-task."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(settings, use_kafka=kafka))
+
+
+@click.group()
+def sessions() -> None:
+    """Inspect sessions: current state and history."""
+
+
+@sessions.command("show")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def sessions_show(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
+    """The state, version and in-flight invocation of session TYPE KEY (read from the log)."""
+    from .inspect import session_view
+
+    view = asyncio.run(session_view(settings, object_name, key))
+    if as_json:
+        click.echo(json.dumps(view, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    console = Console()
+    console.print(f"[bold]{object_name}/{key}[/] version {view['version']}")
+    console.print(Pretty(view["state"]))
+    if view["in_flight"]:
+        console.print("[yellow]in flight:[/]", Pretty(view["in_flight"]))
+
+
+@sessions.command("history")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@settings_options
+def sessions_history(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
+    """Invocations, steps and events of session TYPE KEY in log order."""
+    from .inspect import session_history
+
+    entries = asyncio.run(session_history(settings, object_name, key))
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("offset", "kind", "invocation", "name", "attempts", "ms", "result / error")
+    for e in entries:
+        outcome = e.get("error") or e.get("result") or e.get("events")
+        table.add_row(
+            str(e["offset"]), e["kind"], e["invocation"][:18], e.get("name", ""), str(e.get("attempts", "")),
+            str(e.get("duration_ms", "")), json.dumps(outcome, default=str)[:80],
+        )
+    Console().print(table)
+
 
 def build() -> click.Group:
-    """Return the `tether` group with every command that installed packages contribute."""
+    """The `tether` group with its own commands and every installed `tether.commands` group."""
     group = click.Group("tether", help="Durable AI-agent sessions on Apache Kafka.")
+    for command in (serve, demo, sessions):
+        group.add_command(command)
     for entry in entry_points(group="tether.commands"):
         try:
             command = entry.load()
-        except (ImportError, AttributeError):  # a package that is not written or installed yet
+        except ImportError as exc:
+            # One broken plugin must not take the whole CLI down (say, a stale install).
+            click.secho(f"warning: `tether {entry.name}` is unavailable: {exc}", fg="yellow", err=True)
             continue
         if isinstance(command, click.Command):
             group.add_command(command, entry.name)

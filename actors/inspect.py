@@ -1,0 +1,71 @@
+"""Read-only views of a session for operators: its state and its history, from the log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventstore import Topics, open_log, partition_for, unpack
+
+from .client import Client
+from .errors import CallTimeoutError
+from .messages import session_key
+from .settings import Settings
+
+
+async def session_history(settings: Settings, object_name: str, key: str) -> list[dict[str, Any]]:
+    """Every journaled step and finished invocation of one session, in log order."""
+    topics = Topics(settings.namespace)
+    log = open_log(settings)
+    await log.start()
+    try:
+        wanted = session_key(object_name, key)
+        partitions = await log.partition_count(topics.events)
+        out: list[dict[str, Any]] = []
+        async for record in log.read(topics.events, partition_for(wanted, partitions)):
+            if record.key != wanted or record.value is None:
+                continue
+            entry = unpack(record.value)
+            item: dict[str, Any] = {
+                "offset": record.offset,
+                "kind": entry["k"],
+                "invocation": entry["i"],
+                "attempts": entry.get("a"),
+                "duration_ms": (entry.get("t1") or 0) - (entry.get("t0") or 0),
+            }
+            if entry["k"] == "step":
+                item.update(name=entry["name"], index=entry["n"])
+            else:
+                item.update(name=entry.get("h", ""), version=entry.get("sv"), events=entry.get("ev"))
+            if "err" in entry:
+                item["error"] = entry["err"]
+            else:
+                item["result"] = entry.get("r")
+            out.append(item)
+        return out
+    finally:
+        await log.close()
+
+
+async def session_view(
+    settings: Settings, object_name: str, key: str, *, timeout: float = 10.0
+) -> dict[str, Any]:
+    """State and version (asked of the owning worker) plus in-flight steps (from the log)."""
+    history = await session_history(settings, object_name, key)
+    finished = {e["invocation"] for e in history if e["kind"] == "done"}
+    in_flight: dict[str, list[dict[str, Any]]] = {}
+    for e in history:
+        if e["kind"] == "step" and e["invocation"] not in finished:
+            in_flight.setdefault(e["invocation"], []).append(
+                {"step": e["index"], "name": e["name"], "result": e.get("result"), "error": e.get("error")}
+            )
+    async with Client.connect(settings) as client:
+        try:
+            current = await client.state(object_name, key, timeout=timeout)
+        except CallTimeoutError:
+            current = {"state": None, "version": None, "note": "no worker answered; is one running?"}
+    return {
+        "state": current.get("state"),
+        "version": current.get("version"),
+        "in_flight": in_flight,
+        "history_length": len(history),
+    }
