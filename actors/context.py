@@ -8,7 +8,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -46,6 +46,28 @@ class ObjectContext(abc.ABC, Generic[S]):
     @abc.abstractmethod
     def emit(self, event: BaseModel) -> None:
         """Record an event; it is folded into `state` now and committed with the reply."""
+
+    @overload
+    async def run(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        result_type: type[T] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> T: ...
+
+    @overload
+    async def run(
+        self,
+        name: str,
+        fn: Callable[[], T],
+        *,
+        result_type: type[T] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> T: ...
 
     @abc.abstractmethod
     async def run(
