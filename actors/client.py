@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from eventstore import EventLog, OutRecord, Topics, open_log, partition_for, unpack
+from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, partition_for, unpack
 from eventstore.log import LogConsumer
 
 from .definitions import Handler
@@ -31,7 +31,8 @@ from .errors import (
     UnknownObjectError,
 )
 from .messages import Message, session_key
-from .processor import STATE_HANDLER
+from .processor import RESOLVE_HANDLER, STATE_HANDLER
+from .waits import parse_awakeable_id
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,16 +126,19 @@ class Client:
 
     # -- sending ---------------------------------------------------------------------------
     def _message(
-        self, object_name: str, key: str, handler: str, payload: Any, message_id: str | None, reply: bool
+        self, object_name: str, key: str, handler: str, payload: Any, message_id: str | None, reply: bool,
+        delay: float | None = None,
     ) -> Message:
+        now = int(time.time() * 1000)
         return Message(
+            nb=now + int(delay * 1000) if delay else None,
             id=message_id or uuid.uuid4().hex,
             o=object_name,
             k=key,
             h=handler,
             p=payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload,
             rp=self._reply_partition if reply else None,
-            ts=int(time.time() * 1000),
+            ts=now,
         )
 
     async def _append(self, message: Message) -> None:
@@ -146,16 +150,24 @@ class Client:
         )
 
     async def send(
-        self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, *, idempotency_key: str | None = None
+        self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, *,
+        idempotency_key: str | None = None, delay: float | None = None,
     ) -> str:
-        """Send one-way; returns the message id once the message is durable."""
-        return await self.send_raw(handler.object_name, key, handler.name, payload, idempotency_key=idempotency_key)
+        """Send one-way; returns the message id once the message is durable.
+
+        With `delay` (seconds) the message is delivered no earlier than that, even if every
+        worker is down when it falls due (it is delivered when one is back).
+        """
+        return await self.send_raw(
+            handler.object_name, key, handler.name, payload, idempotency_key=idempotency_key, delay=delay
+        )
 
     async def send_raw(
-        self, object_name: str, key: str, handler: str, payload: Any, *, idempotency_key: str | None = None
+        self, object_name: str, key: str, handler: str, payload: Any, *,
+        idempotency_key: str | None = None, delay: float | None = None,
     ) -> str:
         """`send` by names, with a JSON-like payload (for tools and dynamic callers)."""
-        message = self._message(object_name, key, handler, payload, idempotency_key, reply=False)
+        message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
         await self._append(message)
         return message.id
 
@@ -230,6 +242,30 @@ class Client:
                 attempts=err.get("attempts"),
             )
         return reply.get("ok")
+
+    async def resolve(self, awakeable_id: str, value: Any = None, *, timeout: float = 30.0) -> bool:
+        """Resolve an awakeable; the waiting handler resumes with `value` (JSON-like or model).
+
+        Returns False if it was already completed (the first resolution wins).
+        """
+        plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        return await self._complete(awakeable_id, {"id": awakeable_id, "ok": plain}, timeout)
+
+    async def reject(self, awakeable_id: str, reason: str, *, timeout: float = 30.0) -> bool:
+        """Reject an awakeable; the waiting handler gets a `TerminalError` with `reason`."""
+        error = {"type": "Rejected", "message": reason}
+        return await self._complete(awakeable_id, {"id": awakeable_id, "err": error}, timeout)
+
+    async def _complete(self, awakeable_id: str, payload: dict[str, Any], timeout: float) -> bool:
+        try:
+            object_name, key, _ = parse_awakeable_id(awakeable_id)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        result = await self.call_raw(
+            object_name, key, RESOLVE_HANDLER, payload, timeout=timeout,
+            idempotency_key=f"{awakeable_id}:complete",
+        )
+        return bool(result and result.get("accepted"))
 
     async def state(self, object_name: str, key: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """The session's current state and version: ``{"state": {...}, "version": n}``."""

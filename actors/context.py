@@ -22,6 +22,19 @@ T = TypeVar("T")
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
 
 
+class Awakeable(abc.ABC, Generic[T]):
+    """A durable promise created by a handler and completed from outside."""
+
+    @property
+    @abc.abstractmethod
+    def id(self) -> str:
+        """Pass this to whoever resolves it (``client.resolve(id, value)``)."""
+
+    @abc.abstractmethod
+    async def result(self, timeout: float | None = None) -> T:
+        """Wait (durably) until resolved; raises `TerminalError` if rejected or timed out."""
+
+
 class ObjectContext(abc.ABC, Generic[S]):
     """What a handler sees. Everything on it is deterministic under replay."""
 
@@ -94,6 +107,22 @@ class ObjectContext(abc.ABC, Generic[S]):
     @abc.abstractmethod
     async def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel) -> O:
         """Call another session's handler and await its reply (journaled as a step)."""
+
+    @abc.abstractmethod
+    async def sleep(self, seconds: float) -> None:
+        """Wait durably: the session resumes after `seconds` even across restarts, once.
+
+        While it waits the invocation holds no worker memory; later messages of the session
+        queue behind it (shared handlers still answer).
+        """
+
+    @abc.abstractmethod
+    def awakeable(self, result_type: type[T] | None = None) -> Awakeable[T]:
+        """A durable promise: hand out its `id`; anyone resolves it with the client or CLI."""
+
+    @abc.abstractmethod
+    def charge(self, cost: float) -> None:
+        """Report cost units (tokens, dollars); past the handler's budget the invocation fails."""
 
     @abc.abstractmethod
     def now(self) -> datetime:

@@ -60,6 +60,17 @@ class RetryPolicy(BaseModel):
 
 DEFAULT_RETRY = RetryPolicy()
 
+
+class Budget(BaseModel):
+    """Limits of one invocation, so a retry loop cannot burn money forever."""
+
+    model_config = ConfigDict(frozen=True)
+
+    retries: int | None = None
+    """Step retries allowed in total across the invocation (None: no limit)."""
+    cost: float | None = None
+    """Cost units (`ctx.charge`) allowed in total (None: no limit)."""
+
 HandlerFn = Callable[["ObjectContext[Any]", Any], Awaitable[Any]]
 
 
@@ -74,6 +85,10 @@ class Handler(Generic[S, I, O]):
     output_type: type[O] | None
     kind: Literal["exclusive", "shared"]
     retry: RetryPolicy
+    deadline: float | None = None
+    """Seconds from the first attempt after which the invocation ends with a timeout."""
+    budget: Budget | None = None
+    """Retry and cost limits of one invocation."""
 
     async def __call__(self, ctx: ObjectContext[S], payload: I) -> O:
         """Run the handler function (the runtime does this; tests may too)."""
@@ -123,6 +138,8 @@ class VirtualObject(Generic[S]):
         *,
         kind: Literal["exclusive", "shared"] = "exclusive",
         retry: RetryPolicy | None = None,
+        deadline: float | None = None,
+        budget: Budget | None = None,
     ) -> Callable[[Callable[[ObjectContext[S], I], Awaitable[O]]], Handler[S, I, O]]:
         """Register an async handler taking one pydantic model and returning one.
 
@@ -163,6 +180,8 @@ class VirtualObject(Generic[S]):
                 output_type,  # type: ignore[arg-type]  # ditto, or None
                 kind,
                 retry or self.retry,
+                deadline,
+                budget,
             )
             self.handlers[handler_name] = h
             return h

@@ -10,6 +10,8 @@
         ├── UnknownHandlerError         the session type has no handler of that name
         ├── InvalidPayloadError         the payload failed the handler's input model
         ├── CallTimeoutError            no reply within the caller's timeout (the message stays durable)
+        ├── BudgetExceededError         (TerminalError) retries or cost past the handler's budget
+        ├── DeadlineExceededError       (TerminalError) past the handler's deadline
         └── JournalMismatchError        the handler no longer matches its journal on replay
 
 Internal control flow (`Suspended`, `PartitionLost`) derives from BaseException so that a handler's
@@ -24,6 +26,8 @@ from eventstore.errors import TetherError, UsageError
 
 __all__ = [
     "ActorError",
+    "BudgetExceededError",
+    "DeadlineExceededError",
     "CallTimeoutError",
     "InvalidPayloadError",
     "InvocationError",
@@ -98,6 +102,14 @@ class CallTimeoutError(ActorError):
     """No reply within the timeout. The message is durable and will still be processed."""
 
     retriable = True
+
+
+class BudgetExceededError(TerminalError):
+    """The invocation spent its retry or cost budget; it fails instead of burning more."""
+
+
+class DeadlineExceededError(TerminalError):
+    """The invocation ran past its handler's deadline (across waits and restarts)."""
 
 
 class JournalMismatchError(TerminalError):

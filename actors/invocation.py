@@ -17,10 +17,11 @@ from pydantic import BaseModel
 
 from eventstore.codec import pack
 
-from .context import ObjectContext
-from .definitions import DEFAULT_RETRY, Handler, RetryPolicy, VirtualObject
-from .errors import JournalMismatchError, TerminalError, error_payload
+from .context import Awakeable, ObjectContext
+from .definitions import DEFAULT_RETRY, Budget, Handler, RetryPolicy, VirtualObject
+from .errors import BudgetExceededError, JournalMismatchError, TerminalError, error_payload
 from .messages import Message
+from .waits import SLEEP_STEP, Suspended, awakeable_id, now_ms
 
 if TYPE_CHECKING:
     from .processor import PartitionProcessor
@@ -82,6 +83,9 @@ class Invocation(ObjectContext[S]):
         self._step = 0
         self._uuids = 0
         self._sends = 0
+        self._awakeables = 0
+        self._retries = 0
+        self._cost = 0.0
         self.events: list[BaseModel] = []
         self.outgoing: list[Message] = []
         self._random = random.Random(message.id)
@@ -104,6 +108,36 @@ class Invocation(ObjectContext[S]):
     def replaying(self) -> bool:
         """Whether the next step is already in the journal."""
         return self._step in self._journal
+
+    # -- durable waits ----------------------------------------------------------------------
+    async def sleep(self, seconds: float) -> None:
+        wake_ms = await self.run(SLEEP_STEP, lambda: now_ms() + int(seconds * 1000), result_type=int)
+        if now_ms() < wake_ms:
+            raise Suspended(wake_ms=wake_ms)
+
+    def awakeable(self, result_type: type[T] | None = None) -> Awakeable[T]:
+        self._awakeables += 1
+        awk_id = awakeable_id(self.message.object, self.message.key, self.message.id, self._awakeables)
+        return _Awakeable(self, awk_id, result_type)
+
+    def charge(self, cost: float) -> None:
+        self._cost += cost
+        budget = self._budget
+        if budget is not None and budget.cost is not None and self._cost > budget.cost:
+            raise BudgetExceededError(f"cost {self._cost:g} exceeds the invocation budget of {budget.cost:g}")
+
+    @property
+    def _budget(self) -> Budget | None:
+        handler = self._obj.handlers.get(self.message.handler)
+        return handler.budget if handler is not None else None
+
+    def _count_retry(self) -> None:
+        self._retries += 1
+        budget = self._budget
+        if budget is not None and budget.retries is not None and self._retries > budget.retries:
+            raise BudgetExceededError(
+                f"{self._retries} step retries exceed the invocation budget of {budget.retries}"
+            )
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.message.timestamp_ms / 1000, tz=UTC)
@@ -172,6 +206,7 @@ class Invocation(ObjectContext[S]):
                 break
             except Exception as exc:
                 if attempt < policy.max_attempts and policy.retries(exc):
+                    self._count_retry()
                     retry_after = getattr(exc, "retry_after", None)
                     self.logger.warning("step %s attempt %d failed: %r; retrying", name, attempt, exc)
                     await asyncio.sleep(policy.delay(attempt, retry_after))
@@ -239,3 +274,30 @@ def _revive(value: Any, result_type: Any) -> Any:  # noqa: ANN401 - journaled da
         except pydantic.ValidationError as exc:
             raise TerminalError(f"journaled result no longer fits {result_type.__qualname__}: {exc}") from exc
     return value
+
+
+class _Awakeable(Awakeable[T]):
+    def __init__(self, invocation: Invocation[Any], awk_id: str, result_type: type[T] | None) -> None:
+        self._invocation = invocation
+        self._id = awk_id
+        self._type = result_type
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    async def result(self, timeout: float | None = None) -> T:
+        inv = self._invocation
+        deadline: int | None = None
+        if timeout is not None:
+            deadline = await inv.run(
+                f"awakeable-timeout {self._id}", lambda: now_ms() + int(timeout * 1000), result_type=int
+            )
+        done = inv._processor.completions.get(self._id)
+        if done is not None:
+            if "err" in done:
+                raise TerminalError(f"awakeable {self._id} was rejected: {done['err']['message']}")
+            return _revive(done.get("ok"), self._type)  # type: ignore[no-any-return]
+        if deadline is not None and now_ms() >= deadline:
+            raise TerminalError(f"awakeable {self._id} timed out after {timeout} s")
+        raise Suspended(wake_ms=deadline, awakeable=self._id)

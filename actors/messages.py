@@ -37,6 +37,8 @@ class Message(BaseModel):
     """Where the caller listens; None for a one-way send."""
     timestamp_ms: int = Field(alias="ts")
     """When the sender created it; the invocation's logical `now`."""
+    not_before_ms: int | None = Field(default=None, alias="nb")
+    """Deliver no earlier than this wall-clock time (a delayed send)."""
 
     @property
     def session(self) -> str:

@@ -29,6 +29,7 @@ from eventstore.topics import Topics, partition_for
 from .deadletters import Failure, dead_letter
 from .definitions import Handler, VirtualObject
 from .errors import (
+    DeadlineExceededError,
     InvalidPayloadError,
     PartitionLost,
     TerminalError,
@@ -39,6 +40,17 @@ from .errors import (
 from .invocation import Invocation
 from .messages import Message, done_entry, reply_value, session_key, step_entry
 from .sessions import Session, reply_of
+from .waits import (
+    Suspended,
+    Suspension,
+    Timers,
+    completion_entry,
+    delayed_entry,
+    now_ms,
+    parse_awakeable_id,
+    queued_entry,
+    suspend_entry,
+)
 from .settings import RuntimeSettings
 
 if TYPE_CHECKING:
@@ -48,6 +60,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = b"__checkpoint__"
 STATE_HANDLER = "__state__"
+RESOLVE_HANDLER = "__resolve__"
+NO_OFFSET = -1  # a message adopted into the events log: its inbox offset is already finished
 
 
 @dataclass
@@ -131,6 +145,10 @@ class PartitionProcessor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
+        self.suspended: dict[str, Suspension] = {}
+        self.delayed: dict[str, tuple[Message, int]] = {}
+        self.completions: dict[str, dict[str, Any]] = {}
+        self.timers = Timers(self._timer_due)
         self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
 
     # -- restore ---------------------------------------------------------------------------
@@ -151,6 +169,9 @@ class PartitionProcessor:
                 self.journals = {
                     str(i): {int(n): e for n, e in entries} for i, entries in value["j"]
                 }
+                for entry in value.get("w", ()):
+                    self._restore_wait(str(entry["key"]).encode(), entry)
+                self.completions = {str(k): v for k, v in value.get("c", ())}
                 continue
             session = self._session(record.key)
             session.snapshot, session.version = value, int(value["sv"])
@@ -164,13 +185,26 @@ class PartitionProcessor:
             if entry["k"] == "step":
                 self.journals.setdefault(message_id, {})[int(entry["n"])] = entry
                 continue
-            self.journals.pop(message_id, None)
+            if entry["k"] == "awk":
+                self.completions[str(entry["id"])] = entry
+                continue
             finished.add(int(entry["o"]))
+            if entry["k"] in ("sus", "q", "dly"):
+                self._restore_wait(record.key, entry)
+                continue
+            self._forget_wait(message_id)
+            self.journals.pop(message_id, None)
+            waiting = self.sessions.get(record.key)
+            if waiting is not None and waiting.queue:
+                waiting.queue = deque(item for item in waiting.queue if item[1].id != message_id)
             session = self._session(record.key)
             if int(entry["sv"]) <= session.version:
                 continue  # covered by the snapshot
             session.tail.append(entry)
             session.version = int(entry["sv"])
+        for key, session in self.sessions.items():
+            if session.blocked_by is not None and session.blocked_by not in self.suspended:
+                session.blocked_by = None  # its invocation finished after it suspended
         committed = await self.log.committed(
             self.group, TopicPartition(self.topics.inbox, self.partition)
         )
@@ -197,9 +231,15 @@ class PartitionProcessor:
     def start(self) -> None:
         """Start the commit loop."""
         self._commit_task = asyncio.create_task(self._commit_loop(), name=f"commit-p{self.partition}")
+        self.timers.start()
+        for session in self.sessions.values():
+            if session.queue and not session.running and session.blocked_by is None:
+                session.running = True
+                self._spawn(self._drain(session))
 
     async def stop(self, *, flush: bool = True) -> None:
         """Stop running sessions; commit what finished (if `flush`), then release the writer."""
+        await self.timers.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -243,12 +283,30 @@ class PartitionProcessor:
             self._finish(record.offset, [self._dead_letter(record, failure)])
             return
         session = self._session(message.session.encode())
+        if message.handler == RESOLVE_HANDLER:
+            self._resolve(session, record, message)
+            return
         handler = self._handler(message)
         if isinstance(handler, Handler) and handler.kind == "shared" or message.handler == STATE_HANDLER:
             self._spawn(self._shared(session, record, message, handler))
             return
-        session.queue.append((record.offset, message, record))
-        if not session.running:
+        if message.not_before_ms is not None and message.not_before_ms > now_ms():
+            self.delayed[message.id] = (message, record.offset)
+            self.timers.schedule(message.id, message.not_before_ms)
+            value = delayed_entry(message, record.offset, message.not_before_ms)
+            self._finish(record.offset, [OutRecord(self.topics.events, self.partition, session.key, value)])
+            return
+        if session.blocked_by is not None:
+            self._adopt(session, record.offset, message)
+            return
+        self._enqueue(session, record.offset, message, record)
+
+    def _enqueue(self, session: Session, offset: int, message: Message, record: Record, *, front: bool = False) -> None:
+        if front:
+            session.queue.appendleft((offset, message, record))
+        else:
+            session.queue.append((offset, message, record))
+        if not session.running and session.blocked_by is None:
             session.running = True
             self._spawn(self._drain(session))
 
@@ -292,10 +350,16 @@ class PartitionProcessor:
     # -- running ---------------------------------------------------------------------------
     async def _drain(self, session: Session) -> None:
         try:
-            while session.queue:
+            while session.queue and session.blocked_by is None:
                 offset, message, record = session.queue[0]
                 await self._invoke(session, offset, message, record)
                 session.queue.popleft()
+            if session.blocked_by is not None:
+                # Whatever waits behind a suspended invocation moves into the events log.
+                for offset, message, _ in list(session.queue):
+                    if offset != NO_OFFSET:
+                        self._adopt(session, offset, message, append=False)
+                session.queue = deque((NO_OFFSET, m, r) for _, m, r in session.queue)
         finally:
             session.running = False
             session.last_used = time.monotonic()
@@ -357,14 +421,34 @@ class PartitionProcessor:
             attempt += 1
             journal = self.journals.setdefault(message.id, {})
             ctx: Invocation[Any] = Invocation(self, obj, message, state, journal, attempt)
+            deadline_ms: int | None = None
             try:
-                result = await handler.fn(ctx, payload)
+                if handler.deadline is not None:
+                    seconds = handler.deadline
+                    deadline_ms = await ctx.run(
+                        "deadline", lambda: now_ms() + int(seconds * 1000), result_type=int
+                    )
+                    remaining = (deadline_ms - now_ms()) / 1000
+                    if remaining <= 0:
+                        raise DeadlineExceededError(f"deadline of {seconds} s passed")
+                    try:
+                        result = await asyncio.wait_for(handler.fn(ctx, payload), remaining)
+                    except TimeoutError:
+                        raise DeadlineExceededError(f"deadline of {seconds} s passed") from None
+                else:
+                    result = await handler.fn(ctx, payload)
                 if result is not None and not isinstance(result, pydantic.BaseModel):
                     raise TerminalError(
                         f"{obj.name}.{handler.name} returned {type(result).__qualname__}; "
                         "handlers return a pydantic model or None"
                     )
                 break
+            except Suspended as wait:
+                wake = wait.wake_ms
+                if deadline_ms is not None:
+                    wake = deadline_ms if wake is None else min(wake, deadline_ms)
+                self._suspend(session, offset, message, wake, wait.awakeable)
+                return
             except Exception as exc:
                 now = int(time.time() * 1000)
                 first_failure = first_failure or now
@@ -406,6 +490,7 @@ class PartitionProcessor:
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
         self.journals.pop(message.id, None)
+        self._forget_wait(message.id)
         self.stats["invocations"] += 1
         self._finish(offset, records, events_records=1)
 
@@ -449,6 +534,7 @@ class PartitionProcessor:
             )
             events_records = 1
             self.journals.pop(message.id, None)
+            self._forget_wait(message.id)
         if message.reply_partition is not None:
             records.append(self._reply(message, {"err": error}))
         self._finish(record.offset, records, events_records=events_records)
@@ -469,7 +555,8 @@ class PartitionProcessor:
     def _finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0) -> None:
         self._pending.records.extend(records)
         self._pending.events_records += events_records
-        self.offsets.finish(offset)
+        if offset != NO_OFFSET:
+            self.offsets.finish(offset)
         self._wake.set()
 
     async def journal_step(
@@ -558,7 +645,10 @@ class PartitionProcessor:
                 out.append(OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value())))
                 session.dirty = False
         journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in self.journals.items()]
-        out.append(OutRecord(self.topics.snapshots, self.partition, CHECKPOINT_KEY, pack({"x": start, "j": journals, "d": self.offsets.done_above_watermark()})))
+        out.append(OutRecord(self.topics.snapshots, self.partition, CHECKPOINT_KEY, pack({
+            "x": start, "j": journals, "d": self.offsets.done_above_watermark(),
+            "w": self._wait_entries(), "c": [[k, v] for k, v in self.completions.items()],
+        })))
         log.info("partition %d checkpoint: %d snapshots, events from %d", self.partition, len(out) - 1, start)
         return out
 
@@ -579,3 +669,111 @@ class PartitionProcessor:
             if not waiter.done():
                 waiter.set_exception(PartitionLost(f"partition {self.partition} lost: {exc}"))
         self._on_failure(self.partition, exc)
+
+    # -- durable waits ---------------------------------------------------------------------
+    def _events_record(self, session: Session, value: bytes) -> OutRecord:
+        return OutRecord(self.topics.events, self.partition, session.key, value)
+
+    def _suspend(
+        self, session: Session, offset: int, message: Message, wake_ms: int | None, awakeable: str | None
+    ) -> None:
+        """Park the invocation: it leaves memory and its inbox offset can be committed."""
+        original = self.suspended.get(message.id)
+        inbox_offset = original.offset if original is not None else offset
+        self.suspended[message.id] = Suspension(message, inbox_offset, wake_ms, awakeable)
+        session.blocked_by = message.id
+        if wake_ms is not None:
+            self.timers.schedule(message.id, wake_ms)
+        if awakeable is not None and awakeable in self.completions:
+            self._timer_due(message.id)  # resolved while it was still running
+        value = suspend_entry(message, inbox_offset, wake_ms, awakeable)
+        log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
+        self._finish(offset, [self._events_record(session, value)], events_records=1)
+
+    def _adopt(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
+        """Move a message that waits behind a suspended invocation into the events log."""
+        if append:
+            session.queue.append((NO_OFFSET, message, self._synthetic(message, offset)))
+        self._finish(offset, [self._events_record(session, queued_entry(message, offset))], events_records=1)
+
+    def _synthetic(self, message: Message, offset: int) -> Record:
+        """The inbox record a message came from, rebuilt (dead letters keep its bytes)."""
+        return Record(self.topics.inbox, self.partition, offset, message.session.encode(), message.encode())
+
+    def _resolve(self, session: Session, record: Record, message: Message) -> None:
+        """Complete an awakeable (first resolution wins) and wake its invocation."""
+        payload = message.payload if isinstance(message.payload, dict) else {}
+        awk_id = str(payload.get("id", ""))
+        try:
+            _, _, invocation_id = parse_awakeable_id(awk_id)
+        except ValueError as exc:
+            self._fail_message(record, message, TerminalError(str(exc)), "terminal", 1, [])
+            return
+        records: list[OutRecord] = []
+        if awk_id not in self.completions:
+            reply = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
+            self.completions[awk_id] = reply
+            records.append(self._events_record(session, completion_entry(invocation_id, awk_id, reply)))
+        if message.reply_partition is not None:
+            records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
+        self._finish(record.offset, records, events_records=1 if records else 0)
+        waiting = self.suspended.get(invocation_id)
+        if waiting is not None and waiting.awakeable == awk_id:
+            self._timer_due(invocation_id)
+
+    def _timer_due(self, message_id: str) -> None:
+        """A timer fired or an awakeable completed: run the invocation (or delayed message)."""
+        delayed = self.delayed.pop(message_id, None)
+        if delayed is not None:
+            message, offset = delayed
+            session = self._session(message.session.encode())
+            if session.blocked_by is not None:
+                session.queue.append((NO_OFFSET, message, self._synthetic(message, offset)))
+            else:
+                self._enqueue(session, NO_OFFSET, message, self._synthetic(message, offset))
+            return
+        waiting = self.suspended.get(message_id)
+        if waiting is None:
+            return
+        session = self._session(waiting.message.session.encode())
+        if session.blocked_by != message_id:
+            return
+        self.timers.cancel(message_id)
+        session.blocked_by = None
+        self._enqueue(session, NO_OFFSET, waiting.message, self._synthetic(waiting.message, waiting.offset), front=True)
+
+    def _forget_wait(self, message_id: str) -> None:
+        self.suspended.pop(message_id, None)
+        self.delayed.pop(message_id, None)
+        self.timers.cancel(message_id)
+
+    def _restore_wait(self, key: bytes, entry: dict[str, Any]) -> None:
+        message = Message.model_validate(entry["m"])
+        session = self._session(key)
+        kind = entry["k"]
+        if kind == "sus":
+            self.suspended[message.id] = Suspension(message, int(entry["o"]), entry.get("t"), entry.get("a"))
+            session.blocked_by = message.id
+            if entry.get("t") is not None:
+                self.timers.schedule(message.id, int(entry["t"]))
+            if entry.get("a") is not None and entry["a"] in self.completions:
+                self.timers.schedule(message.id, 0)
+        elif kind == "q":
+            if all(m.id != message.id for _, m, _ in session.queue):
+                session.queue.append((NO_OFFSET, message, self._synthetic(message, int(entry["o"]))))
+        elif kind == "dly":
+            self.delayed[message.id] = (message, int(entry["o"]))
+            self.timers.schedule(message.id, int(entry["t"]))
+
+    def _wait_entries(self) -> list[dict[str, Any]]:
+        """Every open wait as the entries that restore it (for checkpoints)."""
+        out: list[dict[str, Any]] = []
+        for s in self.suspended.values():
+            out.append({"k": "sus", "m": s.message.model_dump(by_alias=True), "o": s.offset, "t": s.wake_ms, "a": s.awakeable, "key": s.message.session})
+        for message, offset in self.delayed.values():
+            out.append({"k": "dly", "m": message.model_dump(by_alias=True), "o": offset, "t": message.not_before_ms, "key": message.session})
+        for session in self.sessions.values():
+            for offset, message, record in session.queue:
+                if session.blocked_by is not None and message.id != session.blocked_by:
+                    out.append({"k": "q", "m": message.model_dump(by_alias=True), "o": record.offset, "key": message.session})
+        return out

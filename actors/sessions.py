@@ -30,6 +30,8 @@ class Session:
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     queue: deque[tuple[int, Message, Any]] = field(default_factory=deque)
     running: bool = False
+    blocked_by: str | None = None
+    """Id of the suspended invocation that later messages wait behind."""
     dirty: bool = False
     last_used: float = 0.0
 
