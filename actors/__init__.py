@@ -4,10 +4,13 @@ from eventstore.errors import TetherError, UsageError
 
 from .client import Client, SyncClient
 from .context import ObjectContext
-from .definitions import Handler, RetryPolicy, VirtualObject
+from .context import Awakeable
+from .definitions import Budget, Handler, RetryPolicy, VirtualObject
 from .errors import (
     ActorError,
+    BudgetExceededError,
     CallTimeoutError,
+    DeadlineExceededError,
     InvalidPayloadError,
     InvocationError,
     JournalMismatchError,
@@ -21,7 +24,11 @@ from .worker import Worker, load_objects, serve
 
 __all__ = [
     "ActorError",
+    "Awakeable",
+    "Budget",
+    "BudgetExceededError",
     "CallTimeoutError",
+    "DeadlineExceededError",
     "Client",
     "Handler",
     "InvalidPayloadError",

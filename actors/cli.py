@@ -127,6 +127,8 @@ def sessions_show(settings: Settings, object_name: str, key: str, as_json: bool)
     console.print(Pretty(view["state"]))
     if view["in_flight"]:
         console.print("[yellow]in flight:[/]", Pretty(view["in_flight"]))
+    if view["waits"]:
+        console.print("[cyan]waiting:[/]", Pretty(view["waits"]))
 
 
 @sessions.command("history")
@@ -156,10 +158,54 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
     Console().print(table)
 
 
+@click.group()
+def awakeable() -> None:
+    """Complete awakeables (durable promises a handler waits on, e.g. human approval)."""
+
+
+@awakeable.command("resolve")
+@click.argument("awakeable_id", metavar="ID")
+@click.argument("value", default="null")
+@settings_options
+def awakeable_resolve(settings: Settings, awakeable_id: str, value: str) -> None:
+    """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it."""
+    from .client import Client
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"VALUE must be JSON ({exc}); quote strings: '\"yes\"'") from exc
+
+    async def go() -> bool:
+        async with Client.connect(settings) as client:
+            return await client.resolve(awakeable_id, parsed)
+
+    accepted = asyncio.run(go())
+    click.echo("resolved" if accepted else "already completed; nothing changed")
+    sys.exit(0 if accepted else EXIT_FAILURE)
+
+
+@awakeable.command("reject")
+@click.argument("awakeable_id", metavar="ID")
+@click.argument("reason")
+@settings_options
+def awakeable_reject(settings: Settings, awakeable_id: str, reason: str) -> None:
+    """Reject awakeable ID; the waiting handler fails with REASON."""
+    from .client import Client
+
+    async def go() -> bool:
+        async with Client.connect(settings) as client:
+            return await client.reject(awakeable_id, reason)
+
+    accepted = asyncio.run(go())
+    click.echo("rejected" if accepted else "already completed; nothing changed")
+    sys.exit(0 if accepted else EXIT_FAILURE)
+
+
 def build() -> click.Group:
     """The `tether` group with its own commands and every installed `tether.commands` group."""
     group = click.Group("tether", help="Durable AI-agent sessions on Apache Kafka.")
-    for command in (serve, demo, sessions):
+    for command in (serve, demo, sessions, awakeable):
         group.add_command(command)
     for entry in entry_points(group="tether.commands"):
         try:

@@ -69,6 +69,7 @@ class ObjectContext(abc.ABC, Generic[S]):
         result_type: type[T] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> T: ...
 
     @overload
@@ -80,6 +81,7 @@ class ObjectContext(abc.ABC, Generic[S]):
         result_type: type[T] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> T: ...
 
     @abc.abstractmethod
@@ -91,6 +93,7 @@ class ObjectContext(abc.ABC, Generic[S]):
         result_type: type[T] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> T:
         """Run a side effect once: its result is durable before this returns.
 
@@ -98,6 +101,10 @@ class ObjectContext(abc.ABC, Generic[S]):
         recorded result (or raises its recorded terminal error) without running `fn` again.
         Steps are matched by call order and name; a different name raises
         `JournalMismatchError`. Results must be JSON-like data or pydantic models.
+
+        `timeout` bounds one attempt; a step function that takes one argument gets a
+        ``heartbeat()`` callable, and an attempt that does not call it for `heartbeat_timeout`
+        seconds is cancelled early. Both failures follow the step's retry policy.
         """
 
     @abc.abstractmethod

@@ -34,6 +34,10 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
             }
             if entry["k"] == "step":
                 item.update(name=entry["name"], index=entry["n"])
+            elif entry["k"] in ("sus", "q", "dly"):
+                item.update(name=entry["m"].get("h", ""), wake_ms=entry.get("t"), awakeable=entry.get("a"))
+            elif entry["k"] == "awk":
+                item.update(name=f"awakeable {entry['id']}")
             else:
                 item.update(name=entry.get("h", ""), version=entry.get("sv"), events=entry.get("ev"))
             if "err" in entry:
@@ -52,6 +56,14 @@ async def session_view(
     """State and version (asked of the owning worker) plus in-flight steps (from the log)."""
     history = await session_history(settings, object_name, key)
     finished = {e["invocation"] for e in history if e["kind"] == "done"}
+    waits: dict[str, dict[str, Any]] = {}
+    for e in history:
+        if e["kind"] in ("sus", "dly") and e["invocation"] not in finished:
+            # Every wait has a bound or names what ends it: a timer, an awakeable, or both.
+            waits[e["invocation"]] = {
+                "kind": "delayed message" if e["kind"] == "dly" else "suspended invocation",
+                "handler": e["name"], "until_ms": e.get("wake_ms"), "awakeable": e.get("awakeable"),
+            }
     in_flight: dict[str, list[dict[str, Any]]] = {}
     for e in history:
         if e["kind"] == "step" and e["invocation"] not in finished:
@@ -67,5 +79,6 @@ async def session_view(
         "state": current.get("state"),
         "version": current.get("version"),
         "in_flight": in_flight,
+        "waits": waits,
         "history_length": len(history),
     }

@@ -84,6 +84,7 @@ class Invocation(ObjectContext[S]):
         self._uuids = 0
         self._sends = 0
         self._awakeables = 0
+        self.skip_emits = 0
         self._retries = 0
         self._cost = 0.0
         self.events: list[BaseModel] = []
@@ -165,6 +166,10 @@ class Invocation(ObjectContext[S]):
                 f"{self._obj.name} emitted {type(event).__qualname__}, which has no fold; "
                 f"register one with @{self._obj.name}.on_event"
             )
+        if self.skip_emits > 0:
+            # Emitted and committed before this invocation last suspended: already in state.
+            self.skip_emits -= 1
+            return
         if not self._copied:
             # Folds may change state in place: work on a copy so a failed attempt leaves none.
             self._state = self._state.model_copy(deep=True)
@@ -181,6 +186,7 @@ class Invocation(ObjectContext[S]):
         result_type: type[T] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> T:
         index = self._step
         self._step += 1
@@ -199,9 +205,7 @@ class Invocation(ObjectContext[S]):
         while True:
             attempt += 1
             try:
-                value = fn()
-                if inspect.isawaitable(value):
-                    value = await asyncio.wait_for(value, timeout) if timeout else await value
+                value = await _attempt(fn, timeout, heartbeat_timeout)
                 result: Any = value
                 break
             except Exception as exc:
@@ -301,3 +305,41 @@ class _Awakeable(Awakeable[T]):
         if deadline is not None and now_ms() >= deadline:
             raise TerminalError(f"awakeable {self._id} timed out after {timeout} s")
         raise Suspended(wake_ms=deadline, awakeable=self._id)
+
+
+class StepTimeoutError(Exception):
+    """One attempt of a step ran past its timeout or stopped heartbeating (retryable)."""
+
+
+async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_timeout: float | None) -> Any:
+    """Run one attempt of a step under its timeout and heartbeat watchdog."""
+    last_beat = time.monotonic()
+
+    def heartbeat() -> None:
+        nonlocal last_beat
+        last_beat = time.monotonic()
+
+    try:
+        wants_heartbeat = len(inspect.signature(fn).parameters) == 1
+    except (TypeError, ValueError):  # builtins without a signature
+        wants_heartbeat = False
+    value = fn(heartbeat) if wants_heartbeat else fn()
+    if not inspect.isawaitable(value):
+        return value
+    task = asyncio.ensure_future(value)
+    started = time.monotonic()
+    try:
+        while True:
+            waits = [timeout - (time.monotonic() - started)] if timeout else []
+            if heartbeat_timeout:
+                waits.append(heartbeat_timeout - (time.monotonic() - last_beat))
+            if waits and min(waits) <= 0:
+                what = "stopped heartbeating" if heartbeat_timeout and time.monotonic() - last_beat >= heartbeat_timeout else "timed out"
+                raise StepTimeoutError(f"step attempt {what}")
+            done, _ = await asyncio.wait({task}, timeout=min(waits) if waits else None)
+            if done:
+                return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

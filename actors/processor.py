@@ -191,6 +191,12 @@ class PartitionProcessor:
             finished.add(int(entry["o"]))
             if entry["k"] in ("sus", "q", "dly"):
                 self._restore_wait(record.key, entry)
+                if entry["k"] != "sus":
+                    continue
+                session = self._session(record.key)
+                if int(entry["sv"]) > session.version:
+                    session.tail.append(entry)
+                    session.version = int(entry["sv"])
                 continue
             self._forget_wait(message_id)
             self.journals.pop(message_id, None)
@@ -351,9 +357,8 @@ class PartitionProcessor:
     async def _drain(self, session: Session) -> None:
         try:
             while session.queue and session.blocked_by is None:
-                offset, message, record = session.queue[0]
+                offset, message, record = session.queue.popleft()
                 await self._invoke(session, offset, message, record)
-                session.queue.popleft()
             if session.blocked_by is not None:
                 # Whatever waits behind a suspended invocation moves into the events log.
                 for offset, message, _ in list(session.queue):
@@ -421,6 +426,8 @@ class PartitionProcessor:
             attempt += 1
             journal = self.journals.setdefault(message.id, {})
             ctx: Invocation[Any] = Invocation(self, obj, message, state, journal, attempt)
+            parked = self.suspended.get(message.id)
+            ctx.skip_emits = parked.emitted if parked is not None else 0
             deadline_ms: int | None = None
             try:
                 if handler.deadline is not None:
@@ -447,7 +454,7 @@ class PartitionProcessor:
                 wake = wait.wake_ms
                 if deadline_ms is not None:
                     wake = deadline_ms if wake is None else min(wake, deadline_ms)
-                self._suspend(session, offset, message, wake, wait.awakeable)
+                self._suspend(session, offset, message, wake, wait.awakeable, ctx)
                 return
             except Exception as exc:
                 now = int(time.time() * 1000)
@@ -675,18 +682,29 @@ class PartitionProcessor:
         return OutRecord(self.topics.events, self.partition, session.key, value)
 
     def _suspend(
-        self, session: Session, offset: int, message: Message, wake_ms: int | None, awakeable: str | None
+        self, session: Session, offset: int, message: Message, wake_ms: int | None,
+        awakeable: str | None, ctx: Invocation[Any],
     ) -> None:
-        """Park the invocation: it leaves memory and its inbox offset can be committed."""
+        """Park the invocation: it leaves memory and its inbox offset can be committed.
+
+        The events it emitted so far commit now (so a waiting approval request is visible);
+        when it resumes, its replay skips those `emit` calls.
+        """
         original = self.suspended.get(message.id)
         inbox_offset = original.offset if original is not None else offset
-        self.suspended[message.id] = Suspension(message, inbox_offset, wake_ms, awakeable)
+        emitted = (original.emitted if original is not None else 0) + len(ctx.events)
+        events = [self.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
+        if ctx.events:
+            session.state = ctx.state
+            session.dirty = True
+        session.version += 1
+        self.suspended[message.id] = Suspension(message, inbox_offset, wake_ms, awakeable, emitted)
         session.blocked_by = message.id
         if wake_ms is not None:
             self.timers.schedule(message.id, wake_ms)
         if awakeable is not None and awakeable in self.completions:
             self._timer_due(message.id)  # resolved while it was still running
-        value = suspend_entry(message, inbox_offset, wake_ms, awakeable)
+        value = suspend_entry(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version)
         log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
         self._finish(offset, [self._events_record(session, value)], events_records=1)
 
@@ -752,7 +770,9 @@ class PartitionProcessor:
         session = self._session(key)
         kind = entry["k"]
         if kind == "sus":
-            self.suspended[message.id] = Suspension(message, int(entry["o"]), entry.get("t"), entry.get("a"))
+            self.suspended[message.id] = Suspension(
+                message, int(entry["o"]), entry.get("t"), entry.get("a"), int(entry.get("ne", 0))
+            )
             session.blocked_by = message.id
             if entry.get("t") is not None:
                 self.timers.schedule(message.id, int(entry["t"]))
@@ -769,7 +789,10 @@ class PartitionProcessor:
         """Every open wait as the entries that restore it (for checkpoints)."""
         out: list[dict[str, Any]] = []
         for s in self.suspended.values():
-            out.append({"k": "sus", "m": s.message.model_dump(by_alias=True), "o": s.offset, "t": s.wake_ms, "a": s.awakeable, "key": s.message.session})
+            out.append({
+                "k": "sus", "m": s.message.model_dump(by_alias=True), "o": s.offset, "t": s.wake_ms,
+                "a": s.awakeable, "ne": s.emitted, "key": s.message.session,
+            })
         for message, offset in self.delayed.values():
             out.append({"k": "dly", "m": message.model_dump(by_alias=True), "o": offset, "t": message.not_before_ms, "key": message.session})
         for session in self.sessions.values():

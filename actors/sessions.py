@@ -54,7 +54,8 @@ class Session:
             for envelope in entry.get("ev", ()):
                 state = obj.fold(state, obj.codec.decode_envelope(envelope))
             self.version = int(entry["sv"])
-            self.remember(entry["i"], reply_of(entry), recent_limit)
+            if entry["k"] == "done":
+                self.remember(entry["i"], reply_of(entry), recent_limit)
         self.tail.clear()
         self.state = state
         return self.state

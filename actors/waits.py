@@ -44,6 +44,8 @@ class Suspension:
     offset: int
     wake_ms: int | None
     awakeable: str | None
+    emitted: int = 0
+    """Events the invocation emitted (and committed) before it suspended."""
 
 
 def now_ms() -> int:
@@ -51,11 +53,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def suspend_entry(message: Message, offset: int, wake_ms: int | None, awakeable: str | None) -> bytes:
-    """Events-topic value: an invocation waits."""
+def suspend_entry(
+    message: Message, offset: int, wake_ms: int | None, awakeable: str | None,
+    events: list[Any], emitted: int, version: int,
+) -> bytes:
+    """Events-topic value: an invocation waits; the events it emitted so far commit with it.
+
+    `events` are the ones new since its last suspension, `emitted` counts all so far (a resumed
+    run skips that many `emit` calls), `version` is the session's version after them.
+    """
     return pack(
         {"k": "sus", "i": message.id, "m": message.model_dump(by_alias=True), "o": offset,
-         "t": wake_ms, "a": awakeable}
+         "t": wake_ms, "a": awakeable, "ev": events, "ne": emitted, "sv": version}
     )
 
 
