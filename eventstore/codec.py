@@ -124,7 +124,8 @@ class Codec:
         if not isinstance(envelope, dict) or not {"t", "v", "d"} <= envelope.keys():
             raise EnvelopeDecodeError("not a Tether envelope: expected a map with t, v and d")
         name, version, payload = envelope["t"], envelope["v"], envelope["d"]
-        if not isinstance(name, str) or not isinstance(version, int):
+        # bool is an int subclass in Python, but msgpack keeps them apart: true is no version.
+        if not isinstance(name, str) or not isinstance(version, int) or isinstance(version, bool):
             raise EnvelopeDecodeError("envelope fields t (str) and v (int) have wrong types")
         known = self._by_name.get(name)
         if known is None:
@@ -146,7 +147,14 @@ class Codec:
                     type_name=name,
                     schema_version=version,
                 )
-            payload = step(payload)
+            try:
+                payload = step(payload)
+            except Exception as exc:  # an old payload the upcaster cannot read is bad data
+                raise PayloadValidationError(
+                    f"upcaster from v{version} of {name} failed on the payload: {exc!r}",
+                    type_name=name,
+                    schema_version=version,
+                ) from exc
             version += 1
         try:
             return model.model_validate(payload)

@@ -123,6 +123,13 @@ class EmbeddedLog:
                     (spec.name, spec.partitions, pack(spec.config)),
                 )
 
+    def _check_partition(self, topic: str, partition: int) -> None:
+        count = self._spec(topic).partitions
+        if not 0 <= partition < count:
+            raise TopicError(
+                f"partition {partition} does not exist in {topic!r} ({count} partitions)"
+            )
+
     def _spec(self, topic: str) -> TopicSpec:
         spec = self._specs.get(topic)
         if spec is None:
@@ -147,7 +154,8 @@ class EmbeddedLog:
     def _insert(self, db: sqlite3.Connection, records: Sequence[OutRecord]) -> None:
         now = int(time.time() * 1000)
         next_offsets: dict[tuple[str, int], int] = {}
-        rows = []
+        rows: list[tuple[Any, ...] | None] = []
+        latest: dict[tuple[str, int, bytes], int] = {}  # compacted key -> its row in `rows`
         for r in records:
             spec = self._spec(r.topic)
             if not 0 <= r.partition < spec.partitions:
@@ -164,14 +172,21 @@ class EmbeddedLog:
             offset = next_offsets[tp]
             next_offsets[tp] = offset + 1
             if spec.compacted and r.key is not None:
-                # Eager compaction: only the latest record per key stays, as Kafka converges to.
+                # Eager compaction: only the latest record per key stays, as Kafka converges to;
+                # that holds for earlier records of this same batch too.
                 db.execute(
                     "DELETE FROM records WHERE topic = ? AND partition = ? AND key = ?",
                     (r.topic, r.partition, r.key),
                 )
+                earlier = latest.get((r.topic, r.partition, r.key))
+                if earlier is not None:
+                    rows[earlier] = None
+                latest[(r.topic, r.partition, r.key)] = len(rows)
             headers = pack([list(h) for h in r.headers]) if r.headers else None
             rows.append((r.topic, r.partition, offset, r.key, r.value, headers, now))
-        db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", [r for r in rows if r is not None]
+        )
         db.executemany(
             "INSERT INTO ends VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
             "DO UPDATE SET next_offset = excluded.next_offset",
@@ -221,7 +236,9 @@ class EmbeddedLog:
             )
 
     # -- reading ---------------------------------------------------------------------------
-    def _rows(self, topic: str, partition: int, start: int, end: int | None, limit: int) -> list[Any]:
+    def _rows(
+        self, topic: str, partition: int, start: int, end: int | None, limit: int
+    ) -> list[Any]:
         if end is None:
             return self.db.execute(
                 "SELECT offset, key, value, headers, ts FROM records WHERE topic = ? AND "
@@ -244,7 +261,7 @@ class EmbeddedLog:
         self, topic: str, partition: int, start: int = 0, end: int | None = None
     ) -> AsyncIterator[Record]:
         """Committed records of a partition from `start` to `end` (default: the end now)."""
-        self._spec(topic)
+        self._check_partition(topic, partition)
         if end is None:
             end = await self.end_offset(topic, partition)
         position = start
@@ -259,6 +276,7 @@ class EmbeddedLog:
 
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset the next committed record of the partition will get."""
+        self._check_partition(topic, partition)  # a missing one is an error, not empty
         row = self.db.execute(
             "SELECT next_offset FROM ends WHERE topic = ? AND partition = ?", (topic, partition)
         ).fetchone()
@@ -282,10 +300,12 @@ class EmbeddedLog:
     ) -> EmbeddedConsumer:
         """A consumer of `topic` (see `EventLog.consumer`)."""
         count = self._spec(topic).partitions
+        for p in partitions or {}:
+            self._check_partition(topic, p)
         consumer = EmbeddedConsumer(self, topic, count, group_id, listener)
         if partitions is not None:
             for p, offset in partitions.items():
-                consumer.seek(p, offset if offset >= 0 else await self.end_offset(topic, p))
+                consumer._positions[p] = offset if offset >= 0 else await self.end_offset(topic, p)
         elif group_id is None or listener is None:
             raise UsageError("a consumer needs either group_id and listener, or partitions")
         return consumer
@@ -319,12 +339,12 @@ class EmbeddedWriter:
         offsets: Mapping[TopicPartition, int] | None = None,
     ) -> None:
         """Append `records` and commit `offsets` atomically."""
+        if offsets and group_id is None:
+            raise UsageError("committing offsets needs a group_id")
         async with self.transaction() as txn:
             for r in records:
                 await txn.send(r)
-            if offsets:
-                if group_id is None:
-                    raise UsageError("committing offsets needs a group_id")
+            if offsets and group_id is not None:
                 txn.commit_offsets(group_id, offsets)
 
     async def close(self) -> None:
@@ -371,7 +391,18 @@ class EmbeddedConsumer:
         return set(self._positions)
 
     def seek(self, partition: int, offset: int) -> None:
-        """Fetch `partition` from `offset` next."""
+        """Fetch `partition` from `offset` next.
+
+        Raises:
+            UsageError: the partition is not assigned to this consumer, or the offset is < 0.
+        """
+        if partition not in self._positions:
+            raise UsageError(
+                f"cannot seek partition {partition} of {self._topic!r}: it is not assigned to "
+                f"this consumer (assigned: {sorted(self._positions)})"
+            )
+        if offset < 0:
+            raise UsageError(f"cannot seek to offset {offset}; offsets are >= 0")
         self._positions[partition] = offset
 
     def _try_join(self) -> bool:
@@ -433,5 +464,3 @@ class EmbeddedConsumer:
             os.close(self._lock_fd)
             self._lock_fd = None
         self._positions.clear()
-
-

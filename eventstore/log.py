@@ -7,8 +7,15 @@ Guarantees, for both backends:
 - Opening a writer with a transactional id fences every older writer with the same id: their
   next commit raises `ProducerFencedError` and nothing of theirs becomes visible.
 - Offsets within a partition only grow; reading from an offset returns records in offset order.
+  They are not dense: on Kafka, aborted records and transaction markers take offsets too, so
+  count records, never offset differences.
 - Every call returns only once its effect is durable (acks from all in-sync replicas, or fsync'd
   to the file log).
+- Visibility. Reads through the log instance that committed (`read`, `end_offset`,
+  `committed`) see the commit as soon as it returns. Other instances and processes see it
+  shortly after: Kafka writes commit markers asynchronously, usually within milliseconds.
+  Opening a writer completes every earlier transaction of its transactional id first, so a
+  new owner that opens its writer and *then* reads sees everything the old owner committed.
 """
 
 from __future__ import annotations

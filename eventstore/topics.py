@@ -33,11 +33,15 @@ class Topics:
     namespace: str = "tether"
 
     def __post_init__(self) -> None:
-        ok = self.namespace and all(c.isalnum() or c in "-_" for c in self.namespace)
+        # Kafka accepts only ASCII letters, digits, '.', '_' and '-' in topic names ('.' is
+        # our separator), at most 249 characters: room for the longest suffix, ".snapshots".
+        ok = 0 < len(self.namespace) <= 200 and all(
+            c.isascii() and (c.isalnum() or c in "-_") for c in self.namespace
+        )
         if not ok:
             raise UsageError(
-                f"namespace {self.namespace!r} must be non-empty and use only letters, "
-                "digits, '-' and '_'"
+                f"namespace {self.namespace!r} must be 1 to 200 characters, using only ASCII "
+                "letters, digits, '-' and '_'"
             )
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -85,7 +86,9 @@ class KafkaLog:
 
     def __init__(self, settings: KafkaSettings) -> None:
         if not settings.bootstrap_servers:
-            raise UsageError("KafkaLog needs kafka.bootstrap_servers (TETHER_KAFKA__BOOTSTRAP_SERVERS)")
+            raise UsageError(
+                "KafkaLog needs kafka.bootstrap_servers (TETHER_KAFKA__BOOTSTRAP_SERVERS)"
+            )
         self.settings = settings
         self.servers: str = settings.bootstrap_servers
         self._admin: AIOKafkaAdminClient | None = None
@@ -95,7 +98,9 @@ class KafkaLog:
         # Read-your-writes: Kafka writes commit markers after `commit_transaction` returns, so
         # reads through this log wait until its own committed records and offsets are visible.
         self._record_floors: dict[tuple[str, int], int] = {}
-        self._offset_floors: dict[tuple[str, str, int], int] = {}
+        # (group, topic, partition) -> (transactional id, offset, wait no later than) of the
+        # offset last committed through this log.
+        self._offset_floors: dict[tuple[str, str, int], tuple[str, int, float]] = {}
 
     async def _guard(self, what: Awaitable[T]) -> T:
         try:
@@ -105,6 +110,23 @@ class KafkaLog:
             if error is None:
                 raise
             raise error from exc
+
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, retried on retriable errors (a coordinator still loading, a leader moving)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout_ms / 1000
+        pause = 0.02
+        while True:
+            try:
+                return await self._guard(call())
+            except LogUnavailableError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, KafkaError) and cause.retriable):
+                    raise
+                if loop.time() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,7 +193,10 @@ class KafkaLog:
         if missing:
             brokers = (await self._guard(admin.describe_cluster()))["brokers"]
             replication = min(3, len(brokers))
-            new = [NewTopic(s.name, s.partitions, replication, topic_configs=dict(s.config)) for s in missing]
+            new = [
+                NewTopic(s.name, s.partitions, replication, topic_configs=dict(s.config))
+                for s in missing
+            ]
             try:
                 response = await self._guard(admin.create_topics(new))
             except TopicAlreadyExistsError:
@@ -246,6 +271,8 @@ class KafkaLog:
     async def append(self, records: Sequence[OutRecord]) -> None:
         """Append records (idempotent producer, acks=all); durable on return."""
         _, producer, _ = self._require()
+        for tp in {(r.topic, r.partition) for r in records}:
+            await self._check_partition(*tp)
         futures = [
             await self._guard(
                 producer.send(
@@ -255,20 +282,25 @@ class KafkaLog:
             for r in records
         ]
         if futures:
-            self._wrote(await self._guard(asyncio.gather(*futures)), {})
+            self._wrote(await self._guard(asyncio.gather(*futures)))
 
     def _wrote(
         self,
         metadata: Sequence[Any],
-        offsets: Mapping[str, Mapping[TopicPartition, int]],
+        offsets: Mapping[str, Mapping[TopicPartition, int]] | None = None,
+        transactional_id: str = "",
     ) -> None:
         """Remember what this log committed, so that its own reads wait until it is visible."""
         for md in metadata:
             key = (md.topic, md.partition)
             self._record_floors[key] = max(self._record_floors.get(key, 0), md.offset + 1)
-        for group_id, group_offsets in offsets.items():
+        # Once the markers are surely written, another owner may have committed since: a
+        # mismatch then means nothing, so the wait for an offset ends with its own deadline.
+        deadline = time.monotonic() + self.settings.request_timeout_ms / 1000
+        for group_id, group_offsets in (offsets or {}).items():
             for tp, offset in group_offsets.items():
-                self._offset_floors[(group_id, tp.topic, tp.partition)] = offset
+                key3 = (group_id, tp.topic, tp.partition)
+                self._offset_floors[key3] = (transactional_id, offset, deadline)
 
     async def _until_visible(self, what: str, probe: Callable[[], Awaitable[bool]]) -> None:
         loop = asyncio.get_running_loop()
@@ -305,11 +337,20 @@ class KafkaLog:
         except BaseException:
             await producer.stop()
             raise
+        # Starting the producer completed every earlier transaction of this id (the broker
+        # answers CONCURRENT_TRANSACTIONS until then), so their offsets are visible now; and a
+        # later owner's commit would never match them: stop waiting for them.
+        for key, (tid, _, _) in list(self._offset_floors.items()):
+            if tid == transactional_id:
+                del self._offset_floors[key]
         return KafkaWriter(self, producer, transactional_id)
 
     # -- reading ---------------------------------------------------------------------------
     async def end_offset(self, topic: str, partition: int) -> int:
         """The last stable offset: everything before it is committed or aborted."""
+        return await self._end_offset(topic, partition, own_writes=True)
+
+    async def _end_offset(self, topic: str, partition: int, *, own_writes: bool) -> int:
         _, _, meta = self._require()
         await self._check_partition(topic, partition)
         tp = KafkaTP(topic, partition)
@@ -320,7 +361,7 @@ class KafkaLog:
             nonlocal end
             end = int((await self._guard(meta.end_offsets([tp])))[tp])
             floor = self._record_floors.get(key)
-            if floor is None:
+            if floor is None or not own_writes:
                 return True
             if end < floor:
                 return False
@@ -335,8 +376,8 @@ class KafkaLog:
         self, topic: str, partition: int, start: int = 0, end: int | None = None
     ) -> AsyncIterator[Record]:
         """Committed records of one partition from `start` to `end` (default: the end now)."""
-        if end is None:
-            end = await self.end_offset(topic, partition)
+        now = await self.end_offset(topic, partition)
+        end = now if end is None else min(end, now)  # never wait for records yet to come
         if start >= end:
             return
         tp = KafkaTP(topic, partition)
@@ -345,6 +386,9 @@ class KafkaLog:
             client_id=f"{self.settings.client_id}-reader",
             isolation_level="read_committed",
             enable_auto_commit=False,
+            # Records before `start` may be gone (retention): begin at the oldest kept one,
+            # not (the default) silently at the end.
+            auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             # The end is known: a fetch that the broker holds back only delays the last step
@@ -374,16 +418,20 @@ class KafkaLog:
 
         async def visible() -> bool:
             nonlocal found
-            offsets = await self._guard(
-                admin.list_consumer_group_offsets(group_id, partitions=[ktp])
+            offsets = await self._retry(
+                lambda: admin.list_consumer_group_offsets(group_id, partitions=[ktp])
             )
             meta = offsets.get(ktp)
             found = None if meta is None or meta.offset < 0 else int(meta.offset)
             expected = self._offset_floors.get(key)
-            return expected is None or found == expected
+            if expected is not None and time.monotonic() > expected[2]:
+                del self._offset_floors[key]
+                return True
+            return expected is None or found == expected[1]
 
         await self._until_visible(f"the offset of {group_id} on {tp.topic}/{tp.partition}", visible)
-        if found is not None and self._offset_floors.get(key) == found:
+        expected = self._offset_floors.get(key)
+        if expected is not None and expected[1] == found:
             del self._offset_floors[key]  # seen: later calls need not wait for it
         return found
 
@@ -419,7 +467,13 @@ class KafkaLog:
                 wrapped = KafkaConsumer(consumer, topic, self._guard, None)
                 consumer.assign([KafkaTP(topic, p) for p in partitions])
                 for p, offset in partitions.items():
-                    start = offset if offset >= 0 else await self.end_offset(topic, p)
+                    # "From the end" means now, whoever else is writing: no waiting for
+                    # our own writes, which a stuck transaction of another writer could delay.
+                    start = (
+                        offset
+                        if offset >= 0
+                        else await self._end_offset(topic, p, own_writes=False)
+                    )
                     consumer.seek(KafkaTP(topic, p), start)
             else:
                 assert listener is not None
@@ -433,21 +487,39 @@ class KafkaLog:
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Adapts a `PartitionListener`; its errors surface from the next `fetch`.
+
+    aiokafka only logs an exception of a rebalance listener and goes on fetching, which would
+    hand out records of a partition whose `on_assigned` never completed.
+    """
+
     def __init__(self, listener: PartitionListener) -> None:
         self.listener = listener
         self.owned: set[int] = set()
+        self.failure: Exception | None = None
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         partitions = {tp.partition for tp in revoked}
         self.owned -= partitions
         if partitions:
-            await self.listener.on_revoked(partitions)
+            try:
+                await self.listener.on_revoked(partitions)
+            except Exception as exc:
+                self.failure = self.failure or exc
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = {tp.partition for tp in assigned}
         self.owned |= partitions
         if partitions:
-            await self.listener.on_assigned(partitions)
+            try:
+                await self.listener.on_assigned(partitions)
+            except Exception as exc:
+                self.failure = self.failure or exc
+
+    def raise_failure(self) -> None:
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
 
 
 class KafkaConsumer:
@@ -467,15 +539,35 @@ class KafkaConsumer:
         self._closed = False
 
     async def fetch(self, timeout: float, max_records: int = 2000) -> list[Record]:
-        """The next committed records of the assigned partitions."""
+        """The next committed records of the assigned partitions.
+
+        Raises:
+            Exception: whatever the listener raised while the group (re)assigned partitions.
+        """
+        if self._rebalance is not None:
+            self._rebalance.raise_failure()
         batch = await self._guard(
             self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         )
+        if self._rebalance is not None:
+            self._rebalance.raise_failure()
         return [_record(m) for msgs in batch.values() for m in msgs]
 
     def seek(self, partition: int, offset: int) -> None:
-        """Fetch `partition` from `offset` next."""
-        self._consumer.seek(KafkaTP(self._topic, partition), offset)
+        """Fetch `partition` from `offset` next.
+
+        Raises:
+            UsageError: the partition is not assigned to this consumer, or the offset is < 0.
+        """
+        tp = KafkaTP(self._topic, partition)
+        if tp not in self._consumer.assignment():
+            raise UsageError(
+                f"cannot seek partition {partition} of {self._topic!r}: it is not assigned to "
+                f"this consumer (assigned: {sorted(self.assignment())})"
+            )
+        if offset < 0:
+            raise UsageError(f"cannot seek to offset {offset}; offsets are >= 0")
+        self._consumer.seek(tp, offset)
 
     def assignment(self) -> set[int]:
         """Partitions currently assigned."""
@@ -560,7 +652,7 @@ class KafkaWriter:
             if error is None:
                 raise
             raise error from exc
-        txn = _KafkaTransaction(producer)
+        txn = _KafkaTransaction(self._log, producer)
         committing = False
         try:
             yield txn
@@ -582,7 +674,7 @@ class KafkaWriter:
                 raise error from exc
             raise
         # Every send future is done once the commit returned.
-        self._log._wrote([f.result() for f in txn.futures], txn.offsets)
+        self._log._wrote([f.result() for f in txn.futures], txn.offsets, self._id)
 
     async def commit(
         self,
@@ -606,12 +698,14 @@ class KafkaWriter:
 
 
 class _KafkaTransaction:
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, log: KafkaLog, producer: AIOKafkaProducer) -> None:
+        self._log = log
         self._producer = producer
         self.futures: list[asyncio.Future[Any]] = []
         self.offsets: dict[str, dict[TopicPartition, int]] = {}
 
     async def send(self, record: OutRecord) -> None:
+        await self._log._check_partition(record.topic, record.partition)
         future = await self._producer.send(
             record.topic,
             record.value,

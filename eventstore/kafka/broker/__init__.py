@@ -1,0 +1,23 @@
+"""The real Apache Kafka broker, run as a local JVM without Docker (`tether kafka up`)."""
+
+from eventstore.kafka.broker.errors import (
+    BrokerError,
+    BrokerSetupError,
+    BrokerStartError,
+    BrokerStopError,
+)
+from eventstore.kafka.broker.jars import kafka_version, resolve_jars
+from eventstore.kafka.broker.manager import BrokerInfo, BrokerStatus, LocalBroker, log_tail
+
+__all__ = [
+    "BrokerError",
+    "BrokerInfo",
+    "BrokerSetupError",
+    "BrokerStartError",
+    "BrokerStatus",
+    "BrokerStopError",
+    "LocalBroker",
+    "kafka_version",
+    "log_tail",
+    "resolve_jars",
+]

@@ -1,0 +1,76 @@
+"""What the embedded log does beyond the contract that test_log_conformance.py checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from eventstore import EmbeddedLog, OutRecord, Record, TopicPartition, TopicSpec
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, set[int]]] = []
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        self.events.append(("assigned", partitions))
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.events.append(("revoked", partitions))
+
+
+async def test_compacted_topic_keeps_latest_per_key_within_one_commit(tmp_path: Path) -> None:
+    log = EmbeddedLog(tmp_path)
+    await log.start()
+    try:
+        await log.create_topics([TopicSpec("c", 1, {"cleanup.policy": "compact"})])
+        await log.append([OutRecord("c", 0, b"a", b"a1"), OutRecord("c", 0, b"b", b"b1")])
+        writer = await log.writer("w")
+        await writer.commit(
+            [
+                OutRecord("c", 0, b"a", b"a2"),
+                OutRecord("c", 0, b"a", b"a3"),
+                OutRecord("c", 0, None, b"unkeyed"),
+            ]
+        )
+        records = [r async for r in log.read("c", 0)]
+        assert [(r.offset, r.key, r.value) for r in records] == [
+            (1, b"b", b"b1"),
+            (3, b"a", b"a3"),
+            (4, None, b"unkeyed"),
+        ]
+        assert await log.end_offset("c", 0) == 5
+    finally:
+        await log.close()
+
+
+async def test_one_group_member_owns_every_partition_until_it_closes(tmp_path: Path) -> None:
+    log = EmbeddedLog(tmp_path)
+    await log.start()
+    try:
+        await log.create_topics([TopicSpec("t", 2)])
+        await log.append(
+            [OutRecord("t", p, b"k", b"%d-%d" % (p, i)) for p in (0, 1) for i in (0, 1)]
+        )
+        writer = await log.writer("w")
+        await writer.commit([], group_id="g", offsets={TopicPartition("t", 1): 1})
+
+        first_listener, second_listener = Listener(), Listener()
+        first = await log.consumer("t", group_id="g", listener=first_listener)
+        second = await log.consumer("t", group_id="g", listener=second_listener)
+        got = await first.fetch(1.0)
+        assert sorted((r.partition, r.offset) for r in got) == [(0, 0), (0, 1), (1, 1)]
+        assert await second.fetch(0.3) == []
+        assert second.assignment() == set() and second_listener.events == []
+
+        await first.close()
+        assert first_listener.events == [("assigned", {0, 1}), ("revoked", {0, 1})]
+        deadline = time.monotonic() + 5
+        taken: list[Record] = []
+        while len(taken) < 3 and time.monotonic() < deadline:
+            taken += await second.fetch(0.1)
+        assert second_listener.events == [("assigned", {0, 1})]
+        assert sorted((r.partition, r.offset) for r in taken) == [(0, 0), (0, 1), (1, 1)]
+        await second.close()
+    finally:
+        await log.close()
