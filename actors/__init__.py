@@ -19,6 +19,7 @@ from .errors import (
     UnknownHandlerError,
     UnknownObjectError,
 )
+from .resilience import CircuitOpenError, CircuitPolicy
 from .settings import RuntimeSettings, Settings
 from .worker import Worker, load_objects, serve
 
@@ -28,8 +29,10 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "CallTimeoutError",
-    "DeadlineExceededError",
+    "CircuitOpenError",
+    "CircuitPolicy",
     "Client",
+    "DeadlineExceededError",
     "Handler",
     "InvalidPayloadError",
     "InvocationError",

@@ -158,6 +158,26 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
     Console().print(table)
 
 
+@sessions.command("restart")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@click.option("--from-step", type=int, required=True, help="First step to run again; earlier ones are reused.")
+@click.option("--invocation", default=None, help="Which invocation (default: the latest).")
+@click.option("--payload", default=None, help="Replacement input as JSON.")
+@settings_options
+def sessions_restart(
+    settings: Settings, object_name: str, key: str, from_step: int, invocation: str | None, payload: str | None
+) -> None:
+    """Re-run an invocation of TYPE KEY from step N, reusing the journaled steps before it."""
+    from .inspect import restart_invocation
+
+    replacement = json.loads(payload) if payload is not None else None
+    new_id = asyncio.run(
+        restart_invocation(settings, object_name, key, from_step=from_step, invocation=invocation, payload=replacement)
+    )
+    click.echo(new_id)
+
+
 @click.group()
 def awakeable() -> None:
     """Complete awakeables (durable promises a handler waits on, e.g. human approval)."""

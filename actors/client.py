@@ -27,6 +27,7 @@ from .errors import (
     CallTimeoutError,
     InvalidPayloadError,
     InvocationError,
+    MessageTooLargeError,
     UnknownHandlerError,
     UnknownObjectError,
 )
@@ -145,8 +146,15 @@ class Client:
         if self._listener is None:
             await self.start()
         key = session_key(message.object, message.key)
+        value = message.encode()
+        limit = self.settings.runtime.max_message_bytes
+        if len(value) + len(key) > limit:
+            raise MessageTooLargeError(
+                f"message to {message.session}.{message.handler} is {len(value) + len(key)} bytes, "
+                f"over max_message_bytes={limit}; store large inputs elsewhere and send a reference"
+            )
         await self._log.append(
-            [OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, message.encode())]
+            [OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)]
         )
 
     async def send(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from pydantic import BaseModel
 
 from .definitions import RetryPolicy
+from .resilience import CircuitPolicy
 
 if TYPE_CHECKING:
     from .definitions import Handler
@@ -70,6 +71,9 @@ class ObjectContext(abc.ABC, Generic[S]):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
+        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
+        fallback_after: int = 1,
+        circuit: CircuitPolicy | None = None,
     ) -> T: ...
 
     @overload
@@ -82,6 +86,9 @@ class ObjectContext(abc.ABC, Generic[S]):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
+        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
+        fallback_after: int = 1,
+        circuit: CircuitPolicy | None = None,
     ) -> T: ...
 
     @abc.abstractmethod
@@ -94,6 +101,9 @@ class ObjectContext(abc.ABC, Generic[S]):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
+        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
+        fallback_after: int = 1,
+        circuit: CircuitPolicy | None = None,
     ) -> T:
         """Run a side effect once: its result is durable before this returns.
 
@@ -105,6 +115,11 @@ class ObjectContext(abc.ABC, Generic[S]):
         `timeout` bounds one attempt; a step function that takes one argument gets a
         ``heartbeat()`` callable, and an attempt that does not call it for `heartbeat_timeout`
         seconds is cancelled early. Both failures follow the step's retry policy.
+
+        After `fallback_after` transient failures the step calls `fallback` instead (a cheaper
+        model, a cached answer). With `circuit`, a breaker per step name stops calling a
+        provider that keeps failing: while it is open, attempts fail at once with a retryable
+        `CircuitOpenError` whose `retry_after` is the time left.
         """
 
     @abc.abstractmethod

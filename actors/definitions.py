@@ -47,6 +47,20 @@ class RetryPolicy(BaseModel):
         base *= 1 + self.jitter * (2 * random.random() - 1)
         return max(base, retry_after or 0.0)
 
+    def next_delay(self, attempt: int, exc: BaseException) -> float | None:
+        """The wait before the next attempt, or None when `exc` ends the retries.
+
+        Retries end after `max_attempts`, for non-retryable errors, and when the error asks
+        for a longer wait (`retry_after`, e.g. a 429 or an open circuit) than `max_interval`:
+        waiting that long inside a step would hold the session; fail instead.
+        """
+        if attempt >= self.max_attempts or not self.retries(exc):
+            return None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None and retry_after > self.max_interval:
+            return None
+        return self.delay(attempt, retry_after)
+
     def retries(self, exc: BaseException) -> bool:
         """Whether `exc` may be retried under this policy."""
         from .errors import TerminalError

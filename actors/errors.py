@@ -9,6 +9,7 @@
         ├── UnknownObjectError          no session type of that name is served
         ├── UnknownHandlerError         the session type has no handler of that name
         ├── InvalidPayloadError         the payload failed the handler's input model
+        ├── MessageTooLargeError        larger than max_message_bytes
         ├── CallTimeoutError            no reply within the caller's timeout (the message stays durable)
         ├── BudgetExceededError         (TerminalError) retries or cost past the handler's budget
         ├── DeadlineExceededError       (TerminalError) past the handler's deadline
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidPayloadError",
     "InvocationError",
     "JournalMismatchError",
+    "MessageTooLargeError",
     "PartitionLost",
     "RetryableError",
     "TerminalError",
@@ -96,6 +98,10 @@ class UnknownHandlerError(InvocationError):
 
 class InvalidPayloadError(InvocationError):
     """The payload did not validate against the handler's input model."""
+
+
+class MessageTooLargeError(ActorError):
+    """A message is larger than `max_message_bytes`; it is refused (client) or dead-lettered."""
 
 
 class CallTimeoutError(ActorError):

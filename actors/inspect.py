@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
-from eventstore import Topics, open_log, partition_for, unpack
+from eventstore import Topics, UsageError, open_log, partition_for, unpack
 
 from .client import Client
 from .errors import CallTimeoutError
-from .messages import session_key
+from .messages import Message, session_key
 from .settings import Settings
 
 
@@ -27,6 +29,7 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
             entry = unpack(record.value)
             item: dict[str, Any] = {
                 "offset": record.offset,
+                "inbox_offset": entry.get("o"),
                 "kind": entry["k"],
                 "invocation": entry["i"],
                 "attempts": entry.get("a"),
@@ -82,3 +85,64 @@ async def session_view(
         "waits": waits,
         "history_length": len(history),
     }
+
+
+async def restart_invocation(
+    settings: Settings,
+    object_name: str,
+    key: str,
+    *,
+    from_step: int,
+    invocation: str | None = None,
+    payload: Any = None,
+) -> str:
+    """Run an invocation again, reusing its journaled steps before `from_step`.
+
+    The original message is read back from the inbox (so it must still be retained there);
+    `payload` replaces its input. Returns the new message id. The new invocation is a new
+    message: its events apply to the session's current state.
+    """
+    history = await session_history(settings, object_name, key)
+    candidates = [e for e in history if e["kind"] in ("done", "sus")]
+    if invocation is not None:
+        candidates = [e for e in candidates if e["invocation"] == invocation]
+    if not candidates:
+        raise UsageError(
+            f"{object_name}/{key} has no invocation {invocation or ''} to restart; "
+            "`tether sessions history` lists them"
+        )
+    target = candidates[-1]
+    old_id = target["invocation"]
+    steps = [e for e in history if e["kind"] == "step" and e["invocation"] == old_id]
+    seed = [
+        {"k": "step", "i": old_id, "n": e["index"], "name": e["name"], "r": e.get("result"), "a": e.get("attempts", 1)}
+        for e in steps if e["index"] < from_step and "error" not in e
+    ]
+    topics = Topics(settings.namespace)
+    log = open_log(settings)
+    await log.start()
+    try:
+        partitions = await log.partition_count(topics.inbox)
+        partition = partition_for(session_key(object_name, key), partitions)
+        original: Message | None = None
+        async for record in log.read(topics.inbox, partition, int(target["inbox_offset"]), int(target["inbox_offset"]) + 1):
+            original = Message.decode(record.value)
+        if original is None or original.id != old_id:
+            raise UsageError(
+                f"the message of invocation {old_id} is no longer in the inbox (retention); "
+                "restart needs it, or pass the input with --payload and --handler"
+            )
+        message = original.model_copy(
+            update={
+                "id": f"{old_id}:restart:{uuid.uuid4().hex[:8]}",
+                "payload": original.payload if payload is None else payload,
+                "reply_partition": None,
+                "seed_journal": seed,
+                "timestamp_ms": int(time.time() * 1000),
+            }
+        )
+        async with Client.connect(settings, log=log) as client:
+            await client._append(message)
+        return message.id
+    finally:
+        await log.close()

@@ -21,6 +21,7 @@ from .context import Awakeable, ObjectContext
 from .definitions import DEFAULT_RETRY, Budget, Handler, RetryPolicy, VirtualObject
 from .errors import BudgetExceededError, JournalMismatchError, TerminalError, error_payload
 from .messages import Message
+from .resilience import Breakers, CircuitOpenError, CircuitPolicy
 from .waits import SLEEP_STEP, Suspended, awakeable_id, now_ms
 
 if TYPE_CHECKING:
@@ -187,6 +188,9 @@ class Invocation(ObjectContext[S]):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
+        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
+        fallback_after: int = 1,
+        circuit: CircuitPolicy | None = None,
     ) -> T:
         index = self._step
         self._step += 1
@@ -202,18 +206,35 @@ class Invocation(ObjectContext[S]):
         policy = retry or STEP_RETRY
         started = int(time.time() * 1000)
         attempt = 0
+        failures = 0
+        breaker = Breakers.get(name, circuit) if circuit is not None else None
+        current: Callable[..., Any] = fn
         while True:
             attempt += 1
+            on_fallback = current is fallback
             try:
-                value = await _attempt(fn, timeout, heartbeat_timeout)
+                if breaker is not None and not on_fallback:
+                    breaker.before_call()
+                value = await _attempt(current, timeout, heartbeat_timeout)
+                if breaker is not None and not on_fallback:
+                    breaker.succeeded()
                 result: Any = value
                 break
             except Exception as exc:
-                if attempt < policy.max_attempts and policy.retries(exc):
+                transient = policy.retries(exc)
+                if breaker is not None and not on_fallback and not isinstance(exc, CircuitOpenError):
+                    breaker.failed()
+                failures += 1
+                if fallback is not None and not on_fallback and transient and failures >= fallback_after:
+                    # A cheaper model, a cached answer: used once the primary kept failing.
+                    self.logger.warning("step %s: %r; switching to its fallback", name, exc)
+                    current = fallback
+                    continue
+                delay = policy.next_delay(attempt, exc)
+                if delay is not None:
                     self._count_retry()
-                    retry_after = getattr(exc, "retry_after", None)
-                    self.logger.warning("step %s attempt %d failed: %r; retrying", name, attempt, exc)
-                    await asyncio.sleep(policy.delay(attempt, retry_after))
+                    self.logger.warning("step %s attempt %d failed: %r; retrying in %.2f s", name, attempt, exc, delay)
+                    await asyncio.sleep(delay)
                     continue
                 entry = {"name": name, "err": error_payload(exc), "a": attempt}
                 await self._processor.journal_step(self.message, index, entry, started)
@@ -320,7 +341,11 @@ async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_time
         last_beat = time.monotonic()
 
     try:
-        wants_heartbeat = len(inspect.signature(fn).parameters) == 1
+        required = [
+            p for p in inspect.signature(fn).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        wants_heartbeat = len(required) == 1
     except (TypeError, ValueError):  # builtins without a signature
         wants_heartbeat = False
     value = fn(heartbeat) if wants_heartbeat else fn()

@@ -39,6 +39,8 @@ class Message(BaseModel):
     """When the sender created it; the invocation's logical `now`."""
     not_before_ms: int | None = Field(default=None, alias="nb")
     """Deliver no earlier than this wall-clock time (a delayed send)."""
+    seed_journal: list[dict[str, Any]] | None = Field(default=None, alias="sj")
+    """Steps to reuse instead of running them (`tether sessions restart --from-step`)."""
 
     @property
     def session(self) -> str:

@@ -31,6 +31,7 @@ from .definitions import Handler, VirtualObject
 from .errors import (
     DeadlineExceededError,
     InvalidPayloadError,
+    MessageTooLargeError,
     PartitionLost,
     TerminalError,
     UnknownHandlerError,
@@ -279,6 +280,14 @@ class PartitionProcessor:
         if not self.offsets.add(record.offset):
             self._wake.set()
             return  # finished before a crash, after the last offset commit
+        size = len(record.value or b"") + len(record.key or b"")
+        if size > self.settings.max_message_bytes:
+            error = MessageTooLargeError(
+                f"inbox record of {size} bytes exceeds max_message_bytes={self.settings.max_message_bytes}"
+            )
+            self._pending.must_commit_offsets = True
+            self._finish(record.offset, [self._dead_letter(record, Failure(error, "oversize"))])
+            return
         try:
             message = Message.decode(record.value)
         except DecodeError as exc:
@@ -425,6 +434,8 @@ class PartitionProcessor:
         while True:
             attempt += 1
             journal = self.journals.setdefault(message.id, {})
+            if message.seed_journal and not journal:
+                journal.update({int(e["n"]): e for e in message.seed_journal})
             ctx: Invocation[Any] = Invocation(self, obj, message, state, journal, attempt)
             parked = self.suspended.get(message.id)
             ctx.skip_emits = parked.emitted if parked is not None else 0
@@ -459,8 +470,8 @@ class PartitionProcessor:
             except Exception as exc:
                 now = int(time.time() * 1000)
                 first_failure = first_failure or now
-                if attempt < policy.max_attempts and policy.retries(exc):
-                    delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+                delay = policy.next_delay(attempt, exc)
+                if delay is not None:
                     log.warning(
                         "%s.%s attempt %d failed: %r; retrying in %.2f s",
                         message.session, message.handler, attempt, exc, delay,

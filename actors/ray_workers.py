@@ -348,7 +348,7 @@ class RayWorkerPool:
         started = time.monotonic()
         ray.init(**options)
         self._owns_ray = True
-        log.info("ray %s ready in %.1f s", "started" if address == "local" else f"at {address}",
+        log.info("ray %s in %.1f s", "started" if address == "local" else f"joined at {address}",
                  time.monotonic() - started)
 
     def _create(self, target: str, settings: Settings, workers: int) -> None:

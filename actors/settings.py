@@ -21,6 +21,9 @@ class RuntimeSettings(BaseModel):
     """Finished message ids remembered per session to answer retried sends once."""
     max_backlog: int = Field(default=20_000, ge=1)
     """Fetched-but-unfinished messages per worker before fetching pauses (backpressure)."""
+    max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest inbox message accepted; larger ones are refused by the client, dead-lettered
+    (category ``oversize``) by the worker. Keep it below the broker's ``message.max.bytes``."""
     offset_commit_interval: float = 0.5
     """Seconds between inbox offset commits (each done entry also records its offset)."""
     fetch_timeout: float = 0.1

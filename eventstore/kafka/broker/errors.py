@@ -51,7 +51,8 @@ class BrokerStartError(BrokerError):
     def __str__(self) -> str:
         text = f"{self.message} (data dir {self.data_dir})"
         if self.log_tail:
-            text += f"\n--- last lines of {self.log_path} ---\n{self.log_tail}"
+            source = f"last lines of {self.log_path}" if self.log_path else "output"
+            text += f"\n--- {source} ---\n{self.log_tail}"
         return text
 
 

@@ -1,0 +1,149 @@
+"""The session runtime on the embedded log: ordering, parallelism, journaled steps, failures,
+idempotency, passivation and restarts. No broker; the same scenarios run on Kafka in
+tests/integration/test_sessions.py."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
+
+import session_scenarios as scenarios  # noqa: E402
+from probe_sessions import PROBE, Item, append, probe  # noqa: E402
+from session_harness import WAIT, Runtime, make_settings, open_runtime, read_invocations  # noqa: E402
+
+from actors import RuntimeSettings  # noqa: E402
+from actors.sessions import Session  # noqa: E402
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
+    PROBE.reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    async with open_runtime([probe], settings) as rt:
+        yield rt
+
+
+async def test_order_per_key(runtime: Runtime) -> None:
+    await scenarios.order_per_key(runtime)
+
+
+async def test_keys_in_parallel_one_key_serialized_shared_alongside(runtime: Runtime) -> None:
+    await scenarios.keys_run_in_parallel(runtime)
+
+
+async def test_steps_replay_after_handler_retry(runtime: Runtime) -> None:
+    await scenarios.steps_replay_after_retry(runtime)
+
+
+async def test_journal_mismatch(runtime: Runtime) -> None:
+    await scenarios.journal_mismatch(runtime)
+
+
+async def test_typed_errors_and_worker_keeps_serving(runtime: Runtime) -> None:
+    await scenarios.typed_errors(runtime)
+
+
+async def test_idempotency_key(runtime: Runtime) -> None:
+    await scenarios.idempotency_key(runtime)
+
+
+async def test_send_delivers_once(runtime: Runtime) -> None:
+    await scenarios.send_delivers_once(runtime)
+
+
+async def test_call_returns_reply(runtime: Runtime) -> None:
+    await scenarios.call_returns_reply(runtime)
+
+
+async def test_deterministic_uuid_now_random(runtime: Runtime) -> None:
+    await scenarios.deterministic_context(runtime)
+
+
+async def test_retry_after_honoured(runtime: Runtime) -> None:
+    await scenarios.retry_after_honoured(runtime)
+
+
+async def test_exhausted_retries_dead_letter(runtime: Runtime) -> None:
+    await scenarios.exhausted_retries_dead_letter(runtime)
+
+
+async def test_poison_record(runtime: Runtime) -> None:
+    await scenarios.poison_record(runtime)
+
+
+async def test_passivation_and_rehydration(
+    tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 2 resident sessions per partition, idle sessions drop their state and come back."""
+    PROBE.reset()
+    passivated: list[bytes] = []
+    original = Session.passivate
+
+    def spy(self: Session, snapshot: dict[str, object]) -> None:
+        passivated.append(self.key)
+        original(self, snapshot)
+
+    monkeypatch.setattr(Session, "passivate", spy)
+    settings = make_settings(
+        "embedded", tmp_path, namespace, partitions=1,
+        runtime=RuntimeSettings(max_resident_sessions=2, checkpoint_every=3),
+    )
+    keys = [f"p{i}" for i in range(12)]
+    async with open_runtime([probe], settings) as rt:
+        for round_ in range(3):
+            for key in keys:
+                reply = await rt.client.call(append, key, Item(value=f"{key}-{round_}"), timeout=WAIT)
+                assert reply.values == [f"{key}-{r}" for r in range(round_ + 1)]
+        (processor,) = (await rt.processors()).values()
+        resident = [s.key for s in processor.sessions.values() if s.loaded]
+        assert len(set(passivated)) >= len(keys) - 3, passivated
+        assert len(resident) <= 4, resident  # 2 plus sessions changed since the last checkpoint
+        # A shared read rehydrates from the snapshot; an exclusive call continues from it.
+        for key in keys:
+            assert (await rt.state("probe", key))["values"] == [f"{key}-{r}" for r in range(3)]
+        for key in keys:
+            reply = await rt.client.call(append, key, Item(value=f"{key}-3"), timeout=WAIT)
+            assert reply.values == [f"{key}-{r}" for r in range(4)]
+        before = {key: await rt.client.state("probe", key, timeout=WAIT) for key in keys}
+        await rt.restart_worker()
+        after = {key: await rt.client.state("probe", key, timeout=WAIT) for key in keys}
+        assert after == before
+        assert all(v["version"] == 4 for v in after.values())
+
+
+async def test_restart_keeps_states(tmp_path: Path, namespace: str) -> None:
+    """A new worker on the same data dir serves the same states (snapshots + event tail)."""
+    PROBE.reset()
+    settings = make_settings(
+        "embedded", tmp_path, namespace, partitions=2, runtime=RuntimeSettings(checkpoint_every=7)
+    )
+    keys = [f"r{i}" for i in range(6)]
+    async with open_runtime([probe], settings) as rt:
+        for i in range(5):
+            for key in keys:
+                await rt.client.send(append, key, Item(value=f"{key}-{i}"))
+        for key in keys:
+            await rt.client.call(append, key, Item(value=f"{key}-end"), timeout=WAIT)
+        before = {key: await rt.client.state("probe", key, timeout=WAIT) for key in keys}
+        await rt.stop_worker()
+        # Fresh Python objects: nothing survives but the log file.
+        await rt.start_worker()
+        processors = await rt.processors()
+        assert any(s.snapshot is not None for p in processors.values() for s in p.sessions.values())
+        after = {key: await rt.client.state("probe", key, timeout=WAIT) for key in keys}
+        assert after == before
+        expected = {key: [f"{key}-{i}" for i in range(5)] + [f"{key}-end"] for key in keys}
+        assert {key: v["state"]["values"] for key, v in after.items()} == expected
+        # The raw log agrees: one done entry per message, version = number of done entries.
+        invocations = await read_invocations(rt.log, rt.topics)
+        assert not invocations.duplicate_done
+        for key in keys:
+            assert len(invocations.done_by_session[f"probe/{key}"]) == after[key]["version"] == 6
+        # And the new worker goes on from there.
+        reply = await rt.client.call(append, keys[0], Item(value="more"), timeout=WAIT)
+        assert reply.values == [*expected[keys[0]], "more"]
