@@ -39,8 +39,9 @@ from .errors import (
     error_payload,
 )
 from .invocation import Invocation
-from .messages import Message, done_entry, reply_value, session_key, step_entry
-from .sessions import Session, reply_of
+from .messages import Message, done_entry, reply_value, step_entry
+from .sessions import Session
+from .settings import RuntimeSettings
 from .waits import (
     Suspended,
     Suspension,
@@ -52,7 +53,6 @@ from .waits import (
     queued_entry,
     suspend_entry,
 )
-from .settings import RuntimeSettings
 
 if TYPE_CHECKING:
     from .client import Client
@@ -196,8 +196,7 @@ class PartitionProcessor:
                     continue
                 session = self._session(record.key)
                 if int(entry["sv"]) > session.version:
-                    session.tail.append(entry)
-                    session.version = int(entry["sv"])
+                    self._add_tail(session, entry, record.offset)
                 continue
             self._forget_wait(message_id)
             self.journals.pop(message_id, None)
@@ -207,9 +206,8 @@ class PartitionProcessor:
             session = self._session(record.key)
             if int(entry["sv"]) <= session.version:
                 continue  # covered by the snapshot
-            session.tail.append(entry)
-            session.version = int(entry["sv"])
-        for key, session in self.sessions.items():
+            self._add_tail(session, entry, record.offset)
+        for session in self.sessions.values():
             if session.blocked_by is not None and session.blocked_by not in self.suspended:
                 session.blocked_by = None  # its invocation finished after it suspended
         committed = await self.log.committed(
@@ -226,6 +224,14 @@ class PartitionProcessor:
             time.perf_counter() - started, checkpoint, resume,
         )
         return resume
+
+    def _add_tail(self, session: Session, entry: dict[str, Any], offset: int) -> None:
+        # The snapshot misses this entry: the session is dirty until a checkpoint covers it,
+        # loaded or not, or the next checkpoint would move the restore start past the entry.
+        session.tail.append(entry)
+        session.version = int(entry["sv"])
+        session.dirty = True
+        session.tail_from = min(session.tail_from, offset)
 
     def _session(self, key: bytes) -> Session:
         session = self.sessions.get(key)
@@ -390,7 +396,10 @@ class PartitionProcessor:
                 result: Any = {"state": state.model_dump(mode="json"), "version": session.version}
             else:
                 ctx = Invocation(self, obj, message, state, {}, 1)
-                payload = handler.input_type.model_validate(message.payload)
+                try:
+                    payload = handler.input_type.model_validate(message.payload)
+                except pydantic.ValidationError as invalid:
+                    raise self._invalid_payload(handler, message, invalid) from invalid
                 out = await handler.fn(ctx, payload)
                 result = out.model_dump(mode="json") if out is not None else None
         except Exception as exc:
@@ -400,6 +409,18 @@ class PartitionProcessor:
         if message.reply_partition is not None:
             records.append(self._reply(message, {"ok": result}))
         self._finish(record.offset, records)
+
+    @staticmethod
+    def _invalid_payload(
+        handler: Handler[Any, Any, Any], message: Message, exc: pydantic.ValidationError
+    ) -> InvalidPayloadError:
+        return InvalidPayloadError(
+            f"payload does not fit {handler.input_type.__qualname__}: {exc.errors(include_url=False)}",
+            error_type="InvalidPayloadError",
+            object_name=message.object,
+            key=message.key,
+            handler=message.handler,
+        )
 
     async def _invoke(self, session: Session, offset: int, message: Message, record: Record) -> None:
         handler = self._handler(message)
@@ -417,14 +438,7 @@ class PartitionProcessor:
         try:
             payload = handler.input_type.model_validate(message.payload)
         except pydantic.ValidationError as exc:
-            error = InvalidPayloadError(
-                f"payload does not fit {handler.input_type.__qualname__}: "
-                f"{exc.errors(include_url=False)}",
-                error_type="InvalidPayloadError",
-                object_name=message.object,
-                key=message.key,
-                handler=message.handler,
-            )
+            error = self._invalid_payload(handler, message, exc)
             self._fail_message(record, message, error, "terminal", 1, [], session=session)
             return
         policy = handler.retry
@@ -444,7 +458,7 @@ class PartitionProcessor:
                 if handler.deadline is not None:
                     seconds = handler.deadline
                     deadline_ms = await ctx.run(
-                        "deadline", lambda: now_ms() + int(seconds * 1000), result_type=int
+                        "deadline", lambda s=seconds: now_ms() + int(s * 1000), result_type=int
                     )
                     remaining = (deadline_ms - now_ms()) / 1000
                     if remaining <= 0:
@@ -659,6 +673,12 @@ class PartitionProcessor:
         start = await self.log.end_offset(self.topics.events, self.partition)
         out: list[OutRecord] = []
         for session in self.sessions.values():
+            if session.dirty and session.state is None and session.tail:
+                obj = self.objects.get(session.object_name)
+                if obj is None:  # cannot fold it here: keep its events for the next restore
+                    start = min(start, int(session.tail_from))
+                    continue
+                session.load(obj, self.settings.dedupe_window)
             if session.dirty and session.state is not None:
                 out.append(OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value())))
                 session.dirty = False
@@ -807,7 +827,7 @@ class PartitionProcessor:
         for message, offset in self.delayed.values():
             out.append({"k": "dly", "m": message.model_dump(by_alias=True), "o": offset, "t": message.not_before_ms, "key": message.session})
         for session in self.sessions.values():
-            for offset, message, record in session.queue:
+            for _, message, record in session.queue:
                 if session.blocked_by is not None and message.id != session.blocked_by:
                     out.append({"k": "q", "m": message.model_dump(by_alias=True), "o": record.offset, "key": message.session})
         return out

@@ -1,0 +1,48 @@
+"""Guards: mypy --strict, the import layers, and the pinned public exports."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_mypy_strict_on_packages_and_typing_checks() -> None:
+    result = run(str(BIN / "mypy"), "eventstore", "actors", "sagas", "dlq", "tests/typing")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_layers_point_one_way() -> None:
+    result = run(str(BIN / "lint-imports"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("package", ["eventstore", "actors", "sagas", "dlq"])
+def test_exports_are_sorted_and_resolve(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = list(module.__all__)
+    assert exported == sorted(exported)
+    for name in exported:
+        assert hasattr(module, name), f"{package}.{name} is exported but missing"
+
+
+def test_every_package_ships_py_typed() -> None:
+    for package in ("eventstore", "actors", "sagas", "dlq"):
+        assert (ROOT / package / "py.typed").exists()
+
+
+def test_nothing_unpickles_wire_data() -> None:
+    for package in ("eventstore", "actors", "sagas", "dlq"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            assert "pickle.loads" not in text and "pickle.load(" not in text, path
