@@ -50,6 +50,7 @@ from .waits import (
     delayed_entry,
     now_ms,
     parse_awakeable_id,
+    wait_event,
     queued_entry,
     suspend_entry,
 )
@@ -616,9 +617,7 @@ class PartitionProcessor:
     async def _commit_loop(self) -> None:
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.settings.offset_commit_interval)
-                except TimeoutError:
+                if not await wait_event(self._wake, self.settings.offset_commit_interval):
                     self._pending.must_commit_offsets = True  # idle: let the offset catch up
                 self._wake.clear()
                 watermark = self.offsets.watermark()

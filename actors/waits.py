@@ -97,6 +97,20 @@ def parse_awakeable_id(awk_id: str) -> tuple[str, str, str]:
     return object_name, key, invocation
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for `event` up to `timeout` s; True if it was set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just as the
+    event is set, and a loop cancelled that way (a stopping processor) never ends.
+    """
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return bool(done)
+
+
 class Timers:
     """Wall-clock timers keyed by id; `on_due(id)` is called once per scheduling, in due order."""
 
@@ -144,7 +158,4 @@ class Timers:
                     del self._due[timer_id]
                     self._on_due(timer_id)
             wait = (self._heap[0][0] - now) / 1000 if self._heap else 3600.0
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(wait, 3600.0))
-            except TimeoutError:
-                pass
+            await wait_event(self._changed, min(wait, 3600.0))

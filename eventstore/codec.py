@@ -35,7 +35,7 @@ def unpack(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise EnvelopeDecodeError(f"not valid msgpack: {exc}") from exc
+        raise EnvelopeDecodeError(f"not valid msgpack: {type(exc).__name__} {exc}".rstrip()) from exc
 
 
 class Codec:

@@ -449,10 +449,13 @@ class EmbeddedConsumer:
             if out or remaining <= 0:
                 return out
             # Another process's commit does not wake us: poll at a short interval too.
+            # Not `wait_for`: on Python 3.11 it swallows a cancellation that arrives as the
+            # event is set, and a cancelled fetch loop (a client closing) then never ends.
+            waiter = asyncio.ensure_future(self._event.wait())
             try:
-                await asyncio.wait_for(self._event.wait(), min(remaining, 0.005))
-            except TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=min(remaining, 0.005))
+            finally:
+                waiter.cancel()
 
     async def close(self) -> None:
         """Give up the partitions (telling the listener) and the group lock."""

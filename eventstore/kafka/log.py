@@ -163,6 +163,9 @@ class KafkaLog:
                     pass
             raise LogUnavailableError(UNREACHABLE.format(servers=self.servers, exc=exc)) from exc
         self._admin, self._producer, self._meta = admin, producer, meta
+        # Let the clients' background tasks take their first step: aiokafka's consumer stop()
+        # raises CancelledError if it cancels a task that never ran (a close right after start).
+        await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Close every client; idempotent."""

@@ -23,12 +23,8 @@ NS = "unit"
 TOPICS = Topics(NS)
 
 
-def message(
-    key: str = "k1", handler: str = "apply", payload: Any = None, mid: str = "m1"
-) -> Message:
-    return Message(
-        id=mid, o="orders", k=key, h=handler, p=payload if payload is not None else {"n": 1}, ts=1
-    )
+def message(key: str = "k1", handler: str = "apply", payload: Any = None, mid: str = "m1") -> Message:
+    return Message(id=mid, o="orders", k=key, h=handler, p=payload if payload is not None else {"n": 1}, ts=1)
 
 
 def raised(exc: BaseException) -> BaseException:
@@ -47,17 +43,11 @@ def letter_record(
     timestamp_ms: int = 1_700_000_000_000,
 ) -> Record:
     out = dead_letter(source, failure, dlq_topic=TOPICS.dlq, group=TOPICS.group())
-    return Record(
-        out.topic, partition, offset, out.key, out.value, out.headers, timestamp_ms=timestamp_ms
-    )
+    return Record(out.topic, partition, offset, out.key, out.value, out.headers, timestamp_ms=timestamp_ms)
 
 
-def inbox_record(
-    msg: Message, offset: int = 7, headers: tuple[tuple[str, bytes], ...] = ()
-) -> Record:
-    return Record(
-        TOPICS.inbox, 3, offset, session_key(msg.object, msg.key), msg.encode(), headers, 1234
-    )
+def inbox_record(msg: Message, offset: int = 7, headers: tuple[tuple[str, bytes], ...] = ()) -> Record:
+    return Record(TOPICS.inbox, 3, offset, session_key(msg.object, msg.key), msg.encode(), headers, 1234)
 
 
 def failed(
@@ -70,9 +60,7 @@ def failed(
     first: int = 1_700_000_000_000,
     last: int = 1_700_000_000_000,
 ) -> DeadLetter:
-    failure = Failure(
-        raised(exc), category, attempts, first, last, msg.object, msg.key, msg.handler, msg.id
-    )
+    failure = Failure(raised(exc), category, attempts, first, last, msg.object, msg.key, msg.handler, msg.id)
     return DeadLetter.from_record(letter_record(inbox_record(msg), failure, offset=offset))
 
 
@@ -317,9 +305,7 @@ class _Unused:
         raise AssertionError("a dry run must not start a client")
 
 
-async def test_dry_run_plans_transforms_poison_and_skips(
-    letters: list[DeadLetter], tmp_path: Path
-) -> None:
+async def test_dry_run_plans_transforms_poison_and_skips(letters: list[DeadLetter], tmp_path: Path) -> None:
     poison = DeadLetter.from_record(
         letter_record(
             Record(TOPICS.inbox, 0, 1, b"orders/p", b"\xc1", (), 1),
@@ -328,9 +314,7 @@ async def test_dry_run_plans_transforms_poison_and_skips(
         )
     )
     replayed = letters[0].with_resolution(resolve(letters[0].id, None, "replayed", by="x"))
-    discarded = letters[1].with_resolution(
-        resolve(letters[1].id, None, "discarded", by="x", reason="dup")
-    )
+    discarded = letters[1].with_resolution(resolve(letters[1].id, None, "discarded", by="x", reason="dup"))
     store = StatusStore(EmbeddedLog(tmp_path), TOPICS, partitions=1)
     replayer = Replayer(_Unused(), store)
     report = await replayer.replay([replayed, discarded, letters[2], poison], dry_run=True)
@@ -378,9 +362,7 @@ async def test_dry_run_plans_transforms_poison_and_skips(
     report = await replayer.replay([letters[0]], dry_run=True, transform=Transform(forgetful))
     assert report.items[0].reason and "returned None" in report.items[0].reason
 
-    report = await replayer.replay(
-        [letters[0]], dry_run=True, transform=Transform(lambda p: {"x": object()})
-    )
+    report = await replayer.replay([letters[0]], dry_run=True, transform=Transform(lambda p: {"x": object()}))
     assert report.items[0].reason and "cannot be encoded" in report.items[0].reason
     assert POISON.startswith("poison record")
 

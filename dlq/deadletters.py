@@ -1,0 +1,213 @@
+"""The public API of the dead-letter tools: `DeadLetters`, which the CLI is a thin layer over.
+
+Example::
+
+    async with DeadLetters(Settings()) as dlq:
+        for row in await dlq.stats():
+            print(row.count, row.error_class, row.message)
+        report = await dlq.replay(where=Filter(handlers=("ask",), statuses=("pending",)))
+        assert report.ok
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from actors import Client, Settings
+from eventstore import EventLog, Topics, open_log
+
+from .discard import discard as discard_letters
+from .errors import InvalidFilterError, NoMatchError
+from .inspector import GROUP_FIELDS, Filter, GroupField, Inspector, StatsRow, group_stats
+from .records import DeadLetter
+from .replayer import CHUNK, Replayer, Transform
+from .reports import Progress, Report
+from .status import StatusStore
+
+
+class DeadLetters:
+    """Inspect, replay and discard the dead letters of one namespace.
+
+    Use as ``async with DeadLetters(settings) as dlq``. Reads go through the event log
+    (`eventstore.open_log`); replays go through the `actors` client, as user messages do;
+    statuses live on the namespace's control topic, so every operator sees the same ones.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        log: EventLog | None = None,
+        chunk_size: int = CHUNK,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.topics = Topics(self.settings.namespace)
+        self._log = log or open_log(self.settings)
+        self._owns_log = log is None
+        self._client: Client | None = None
+        self.statuses = StatusStore(self._log, self.topics, partitions=self.settings.partitions)
+        self.inspector = Inspector(self._log, self.topics, self.statuses)
+        self._replayer = Replayer(self._start_client, self.statuses, chunk_size=chunk_size)
+
+    async def __aenter__(self) -> DeadLetters:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect to the log.
+
+        Raises:
+            LogUnavailableError: the broker (or the data directory) cannot be reached.
+        """
+        if self._owns_log:
+            await self._log.start()
+
+    async def close(self) -> None:
+        """Close the client (if a replay started one) and the log; idempotent."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+        if self._owns_log:
+            await self._log.close()
+
+    async def _start_client(self) -> Client:
+        if self._client is None:
+            client = Client(self.settings, log=self._log)
+            await client.start()
+            self._client = client
+        return self._client
+
+    # -- reading ---------------------------------------------------------------------------
+    async def all(self) -> builtins.list[DeadLetter]:
+        """Every dead letter of the namespace, in log order, with its status.
+
+        Raises:
+            NoDeadLetterTopicError: the namespace has no dead-letter topic.
+        """
+        return await self.inspector.all()
+
+    async def list(self, where: Filter | None = None) -> builtins.list[DeadLetter]:
+        """The dead letters `where` selects (all of them without a filter), in log order.
+
+        Raises:
+            NoMatchError: a non-empty filter matched nothing.
+            NoDeadLetterTopicError: the namespace has no dead-letter topic.
+        """
+        return await self.select(where=where)
+
+    async def stats(
+        self, where: Filter | None = None, *, by: Sequence[GroupField] = GROUP_FIELDS
+    ) -> builtins.list[StatsRow]:
+        """Counts, first and last seen, grouped by `by` (error class, handler, message line).
+
+        Raises:
+            NoMatchError: a non-empty filter matched nothing.
+        """
+        return group_stats(await self.select(where=where), by)
+
+    async def show(self, dead_letter_id: str) -> DeadLetter:
+        """One dead letter with its decoded payload, headers, stack trace and status.
+
+        Raises:
+            UnknownDeadLetterError: no dead letter has that id.
+        """
+        return (await self.inspector.get_many([dead_letter_id]))[0]
+
+    async def select(self, ids: Sequence[str] | None = None, where: Filter | None = None) -> builtins.list[DeadLetter]:
+        """The dead letters named by `ids` (if given) that `where` selects (if given).
+
+        Raises:
+            UnknownDeadLetterError: an id names no dead letter.
+            NoMatchError: a non-empty filter matched nothing.
+        """
+        letters = await self.inspector.get_many(ids) if ids else await self.inspector.all()
+        if where is None or where.empty:
+            return letters
+        selected = [letter for letter in letters if where.matches(letter)]
+        if not selected:
+            raise NoMatchError(where.describe(), total=len(letters), namespace=self.topics.namespace)
+        return selected
+
+    # -- acting ----------------------------------------------------------------------------
+    async def replay(
+        self,
+        ids: Sequence[str] | None = None,
+        where: Filter | None = None,
+        *,
+        dry_run: bool = False,
+        rate: float | None = None,
+        transform: str | Transform | Callable[..., Any] | None = None,
+        include_discarded: bool = False,
+        by: str | None = None,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Send dead letters back to their inbox: the ids given, or those `where` selects, or all.
+
+        Idempotent and resumable: the message id of a replay is ``dlq-replay:{id}``, so a
+        dead letter is applied once however often it is replayed, and dead letters already
+        ``replayed`` are skipped. See `dlq.replayer` for the details.
+
+        Args:
+            ids: Dead-letter ids; None selects by `where` (no filter: every dead letter).
+            where: A filter on the dead letters (with `ids`: on those).
+            dry_run: Report what would be sent (transform included); send and record nothing.
+            rate: At most this many sends per second.
+            transform: ``MODULE:FUNC``, a `Transform`, or a function applied to each payload.
+            include_discarded: Replay discarded dead letters too.
+            by: Who replays, for the audit trail (default ``user@host``).
+            progress: Called after each item with its result and the number of items.
+
+        Raises:
+            UnknownDeadLetterError, NoMatchError: the selection is wrong.
+            TransformLoadError: the transform cannot be imported.
+            LogUnavailableError: the log became unreachable (run again to resume).
+        """
+        if isinstance(transform, str):
+            transform = Transform.load(transform)
+        elif transform is not None and not isinstance(transform, Transform):
+            transform = Transform(transform)
+        letters = await self.select(ids, where)
+        return await self._replayer.replay(
+            letters,
+            dry_run=dry_run,
+            rate=rate,
+            transform=transform,
+            include_discarded=include_discarded,
+            by=by,
+            progress=progress,
+        )
+
+    async def discard(
+        self,
+        ids: Sequence[str] | None = None,
+        where: Filter | None = None,
+        *,
+        reason: str,
+        by: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Resolve dead letters without replaying them; an audit record keeps who, when, why.
+
+        Nothing is deleted: the dead letters stay on the dead-letter topic with status
+        ``discarded``. Dead letters already replayed or discarded are skipped.
+
+        Raises:
+            UnknownDeadLetterError, NoMatchError: the selection is wrong.
+            InvalidFilterError: `reason` is empty.
+        """
+        if not reason or not reason.strip():
+            raise InvalidFilterError("a discard needs a reason (--reason TEXT) for the audit trail")
+        letters = await self.select(ids, where)
+        return await discard_letters(letters, self.statuses, reason=reason, by=by, dry_run=dry_run, progress=progress)

@@ -1,0 +1,336 @@
+"""The dead-letter model: a dead-letter record with its headers parsed and its payload decoded."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from actors import deadletters as h
+from actors.messages import Message
+from eventstore import DecodeError, Record
+
+from .status import Resolution, Status
+
+REPLAY_PREFIX = "dlq-replay:"
+"""Message ids of replays are ``dlq-replay:{dead letter id}``: a second replay is a duplicate."""
+
+_OWN_HEADERS = frozenset(
+    {
+        h.ORIGINAL_TOPIC,
+        h.ORIGINAL_PARTITION,
+        h.ORIGINAL_OFFSET,
+        h.ORIGINAL_TIMESTAMP,
+        h.ORIGINAL_CONSUMER_GROUP,
+        h.EXCEPTION_FQCN,
+        h.EXCEPTION_CAUSE_FQCN,
+        h.EXCEPTION_MESSAGE,
+        h.EXCEPTION_STACKTRACE,
+        h.OBJECT,
+        h.KEY,
+        h.HANDLER,
+        h.MESSAGE_ID,
+        h.ATTEMPTS,
+        h.FIRST_FAILURE,
+        h.LAST_FAILURE,
+        h.ERROR_CLASS,
+        h.CATEGORY,
+        h.SCHEMA_VERSION,
+    }
+)
+
+
+def dead_letter_id(partition: int, offset: int) -> str:
+    """The id of the dead letter at `offset` of dead-letter topic partition `partition`."""
+    return f"{partition}-{offset}"
+
+
+def parse_id(value: str) -> tuple[int, int] | None:
+    """``(partition, offset)`` of a dead-letter id, or None if it is not one."""
+    partition, sep, offset = value.strip().partition("-")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        return None
+    return int(partition), int(offset)
+
+
+def iso(ms: int | None) -> str | None:
+    """An epoch-ms time as ISO 8601 UTC, for people and JSON."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of `text`, at most `limit` characters (for grouping)."""
+    for line in text.splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode(errors="replace")
+
+
+def _int(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def render_bytes(value: bytes | None) -> str | None:
+    """Bytes as text when they are UTF-8, else ``base64:...``."""
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode()
+
+
+class DeadLetter(BaseModel):
+    """One dead letter: the original record's bytes and what went wrong with it.
+
+    Build one with `DeadLetter.from_record`. Fields come from the Spring Kafka ``kafka_dlt-*``
+    headers and Tether's ``tether.*`` headers (see `actors.deadletters`); a header that is
+    missing leaves its field None, so records written by other tools parse too.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """``{partition}-{offset}`` of the dead-letter topic: stable, and what the CLI takes."""
+    topic: str
+    """The dead-letter topic."""
+    partition: int
+    """Partition of the dead-letter topic."""
+    offset: int
+    """Offset in the dead-letter topic."""
+    timestamp_ms: int
+    """When the dead letter was written."""
+    original_topic: str | None = None
+    """The topic the message was consumed from (normally the namespace's inbox)."""
+    original_partition: int | None = None
+    """Its partition there."""
+    original_offset: int | None = None
+    """Its offset there."""
+    original_timestamp_ms: int | None = None
+    """Its timestamp there."""
+    consumer_group: str | None = None
+    """The consumer group that gave up on it."""
+    key: bytes | None = None
+    """The original record key, unchanged."""
+    value: bytes | None = None
+    """The original record value, unchanged."""
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Every header: the original record's, then the dead-letter ones."""
+    message: Message | None = None
+    """The value decoded as a Tether inbox message; None for a poison record."""
+    decode_error: str | None = None
+    """Why the value does not decode as a message (poison records)."""
+    message_id: str | None = None
+    """The id of the failed message."""
+    error_class: str = "unknown"
+    """The exception's class name."""
+    error_fqcn: str | None = None
+    """The exception's fully qualified class name."""
+    error_cause_fqcn: str | None = None
+    """The fully qualified class name of its cause, if it had one."""
+    error_message: str = ""
+    """The exception's message."""
+    stacktrace: str | None = None
+    """The formatted traceback (its last 16,000 characters)."""
+    attempts: int = 1
+    """How many times the handler ran before it was given up on."""
+    first_failure_ms: int | None = None
+    """When the first attempt failed."""
+    last_failure_ms: int | None = None
+    """When the last attempt failed."""
+    object_name: str | None = None
+    """The session type the message was for."""
+    object_key: str | None = None
+    """The session key the message was for."""
+    handler: str | None = None
+    """The handler the message named."""
+    category: str = "unknown"
+    """Why it was dead-lettered: terminal, exhausted, poison or oversize."""
+    status: Status = "pending"
+    """pending (no status record), replayed or discarded."""
+    resolution: Resolution | None = None
+    """The latest status record with its audit trail; None while pending."""
+
+    @classmethod
+    def from_record(cls, record: Record, resolution: Resolution | None = None) -> DeadLetter:
+        """Parse a record of the dead-letter topic (and attach its status, if resolved)."""
+        message: Message | None = None
+        decode_error: str | None = None
+        try:
+            message = Message.decode(record.value)
+        except DecodeError as exc:
+            decode_error = str(exc)
+        header = record.header
+        object_name = _text(header(h.OBJECT))
+        object_key = _text(header(h.KEY))
+        handler = _text(header(h.HANDLER))
+        if message is not None:
+            object_name = object_name or message.object
+            object_key = object_key or message.key
+            handler = handler or message.handler
+        elif object_name is None and record.key:
+            # A poison record names no session in its headers; its record key still does when
+            # a Tether client wrote it (``{object}/{key}``).
+            text = record.key.decode(errors="replace")
+            if "/" in text:
+                object_name, object_key = text.split("/", 1)
+        fqcn = _text(header(h.EXCEPTION_FQCN))
+        error_class = _text(header(h.ERROR_CLASS)) or (fqcn.rsplit(".", 1)[-1] if fqcn else "unknown")
+        return cls(
+            id=dead_letter_id(record.partition, record.offset),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            original_topic=_text(header(h.ORIGINAL_TOPIC)),
+            original_partition=_int(header(h.ORIGINAL_PARTITION)),
+            original_offset=_int(header(h.ORIGINAL_OFFSET)),
+            original_timestamp_ms=_int(header(h.ORIGINAL_TIMESTAMP)),
+            consumer_group=_text(header(h.ORIGINAL_CONSUMER_GROUP)),
+            key=record.key,
+            value=record.value,
+            headers=tuple(record.headers),
+            message=message,
+            decode_error=decode_error,
+            message_id=_text(header(h.MESSAGE_ID)) or (message.id if message is not None else None),
+            error_class=error_class,
+            error_fqcn=fqcn,
+            error_cause_fqcn=_text(header(h.EXCEPTION_CAUSE_FQCN)),
+            error_message=_text(header(h.EXCEPTION_MESSAGE)) or "",
+            stacktrace=_text(header(h.EXCEPTION_STACKTRACE)),
+            attempts=_int(header(h.ATTEMPTS)) or 1,
+            first_failure_ms=_int(header(h.FIRST_FAILURE)),
+            last_failure_ms=_int(header(h.LAST_FAILURE)),
+            object_name=object_name,
+            object_key=object_key,
+            handler=handler,
+            category=_text(header(h.CATEGORY)) or ("poison" if message is None else "unknown"),
+            status=resolution.status if resolution is not None else "pending",
+            resolution=resolution,
+        )
+
+    def with_resolution(self, resolution: Resolution | None) -> DeadLetter:
+        """The same dead letter with another status."""
+        return self.model_copy(
+            update={
+                "resolution": resolution,
+                "status": resolution.status if resolution else "pending",
+            }
+        )
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def session(self) -> str | None:
+        """``object/key`` of the session, when known."""
+        if self.object_name is None:
+            return None
+        return f"{self.object_name}/{self.object_key or ''}"
+
+    @property
+    def payload(self) -> Any:
+        """The decoded handler input, or None for a poison record."""
+        return self.message.payload if self.message is not None else None
+
+    @property
+    def poison(self) -> bool:
+        """Whether the value is not a Tether message (it cannot be replayed as it is)."""
+        return self.message is None
+
+    @property
+    def seen_ms(self) -> int:
+        """When it last failed (the dead-letter record's time if the header is missing)."""
+        return self.last_failure_ms or self.timestamp_ms
+
+    @property
+    def first_seen_ms(self) -> int:
+        """When it first failed (the dead-letter record's time if the header is missing)."""
+        return self.first_failure_ms or self.seen_ms
+
+    @property
+    def summary_line(self) -> str:
+        """The first line of the error message (what stats group by)."""
+        return first_line(self.error_message)
+
+    @property
+    def replay_of(self) -> str | None:
+        """The dead letter this one is a failed replay of, if it is one."""
+        if self.message_id and self.message_id.startswith(REPLAY_PREFIX):
+            return self.message_id[len(REPLAY_PREFIX) :]
+        return None
+
+    @property
+    def replay_message_id(self) -> str:
+        """The inbox message id a replay of this dead letter sends (deterministic)."""
+        return f"{REPLAY_PREFIX}{self.id}"
+
+    @property
+    def original_headers(self) -> tuple[tuple[str, bytes], ...]:
+        """The headers the original record carried (the dead-letter ones left out)."""
+        return tuple((k, v) for k, v in self.headers if k not in _OWN_HEADERS)
+
+    def raw_value(self) -> Any:
+        """The value as plain data: the msgpack it holds if it is msgpack, else the bytes."""
+        if self.value is None:
+            return None
+        from eventstore import unpack
+
+        try:
+            return unpack(self.value)
+        except DecodeError:
+            return self.value
+
+    # -- output ----------------------------------------------------------------------------
+    def to_json(self, *, detail: bool = False) -> dict[str, Any]:
+        """A JSON-ready view: a summary, or with `detail` the payload, headers and traceback."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "category": self.category,
+            "error_class": self.error_class,
+            "error_message": self.error_message if detail else self.summary_line,
+            "object": self.object_name,
+            "key": self.object_key,
+            "handler": self.handler,
+            "attempts": self.attempts,
+            "first_failure": iso(self.first_seen_ms),
+            "last_failure": iso(self.seen_ms),
+            "message_id": self.message_id,
+            "replay_of": self.replay_of,
+            "original": {
+                "topic": self.original_topic,
+                "partition": self.original_partition,
+                "offset": self.original_offset,
+                "timestamp": iso(self.original_timestamp_ms),
+            },
+            "resolution": (
+                self.resolution.model_dump(mode="json", exclude_none=True) if self.resolution is not None else None
+            ),
+        }
+        if detail:
+            out.update(
+                dead_lettered_at=iso(self.timestamp_ms),
+                error_fqcn=self.error_fqcn,
+                error_cause_fqcn=self.error_cause_fqcn,
+                consumer_group=self.consumer_group,
+                payload=self.payload,
+                decode_error=self.decode_error,
+                record_key=render_bytes(self.key),
+                record_value=render_bytes(self.value) if self.poison else None,
+                headers=[[k, render_bytes(v)] for k, v in self.headers],
+                stacktrace=self.stacktrace,
+            )
+        return out

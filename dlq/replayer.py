@@ -1,0 +1,324 @@
+"""Replaying dead letters to the inbox they came from, idempotently and resumably.
+
+Each replay is an ordinary one-way send through the `actors` client (the path a user message
+takes) to the same session and handler, with the message id ``dlq-replay:{dead letter id}``.
+The status record (``replayed``) is written after the send. So:
+
+- Replaying a dead letter twice applies it once: a dead letter already ``replayed`` is skipped,
+  and if a run stops between a send and its status record, the next run sends the same message
+  id again, which the session's dedupe window answers without running the handler twice.
+- A run that stops (Ctrl-C, a crash, a broker outage) resumes where it stopped when it is
+  started again: only items that are not yet ``replayed`` are sent.
+
+Sends are pipelined in chunks and each chunk's status records go in one append, so replaying
+tens of thousands of dead letters costs a few round trips per chunk, not per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from actors import Client
+from eventstore import LogUnavailableError, pack
+
+from .errors import InvalidFilterError, TransformLoadError
+from .records import DeadLetter, iso
+from .reports import ItemResult, Progress, Report
+from .status import Resolution, StatusStore, operator, resolve
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+"""Sends in flight at once (and status records per append)."""
+
+POISON = (
+    "poison record: its value is not a Tether message ({reason}), so it cannot be replayed as "
+    "it is. Replay it with --transform MODULE:FUNC returning dlq.ReplayTarget(object_name, key, "
+    "handler, payload), or discard it"
+)
+NO_TARGET = (
+    "the record names no session or handler; the transform must return "
+    "dlq.ReplayTarget(object_name, key, handler, payload), not a bare payload"
+)
+
+
+@dataclass(frozen=True)
+class ReplayTarget:
+    """Where and what a transform wants replayed (instead of only a new payload).
+
+    A transform returns one of these to redirect a replay, and must for poison records, whose
+    value names no session or handler.
+    """
+
+    object_name: str
+    """Session type."""
+    key: str
+    """Session key."""
+    handler: str
+    """Handler name."""
+    payload: Any
+    """The handler's input (JSON-like data or a pydantic model)."""
+
+
+class Transform:
+    """A user function that rewrites a dead letter's payload before it is replayed.
+
+    It is called as ``fn(payload)`` or, if it takes two arguments, ``fn(payload, dead_letter)``,
+    with a deep copy of the decoded payload (for a poison record: the value as msgpack data if
+    it is msgpack, else the raw bytes). It returns the new payload, or a `ReplayTarget`, and may
+    be async. If it raises, that dead letter is reported as failed and the replay goes on.
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+        if not callable(fn):
+            raise TransformLoadError(f"transform {name or fn!r} is not callable")
+        self.fn = fn
+        self.name = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
+        self._with_letter = _takes_two(fn)
+
+    @classmethod
+    def load(cls, spec: str) -> Transform:
+        """Import ``MODULE:FUNC`` (the current directory is on the path, as for `tether serve`).
+
+        Raises:
+            TransformLoadError: the module or the function cannot be found.
+        """
+        module_name, _, attr = spec.partition(":")
+        if not module_name or not attr:
+            raise TransformLoadError(f"--transform expects MODULE:FUNC, got {spec!r}")
+        if "" not in sys.path and "." not in sys.path:
+            sys.path.insert(0, ".")
+        try:
+            target: Any = importlib.import_module(module_name)
+        except Exception as exc:
+            raise TransformLoadError(f"cannot import transform module {module_name!r}: {exc}") from exc
+        for part in attr.split("."):
+            try:
+                target = getattr(target, part)
+            except AttributeError:
+                raise TransformLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+        return cls(target, spec)
+
+    async def apply(self, payload: Any, letter: DeadLetter) -> Any:
+        """Run the transform on a copy of `payload`."""
+        argument = copy.deepcopy(payload)
+        result = self.fn(argument, letter) if self._with_letter else self.fn(argument)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _takes_two(fn: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _resolved(resolution: Resolution | None) -> str:
+    if resolution is None:
+        return ""
+    where = f" as message {resolution.replay_message_id}" if resolution.replay_message_id else ""
+    why = f": {resolution.reason}" if resolution.reason else ""
+    return f"{resolution.status} at {iso(resolution.at_ms)} by {resolution.by}{where}{why}"
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Replayer:
+    """Sends dead letters back to their inbox through an `actors` client.
+
+    `client` returns the started client to send with; it is called only when something is sent
+    (a dry run needs no client).
+    """
+
+    def __init__(
+        self,
+        client: Callable[[], Awaitable[Client]],
+        statuses: StatusStore,
+        *,
+        chunk_size: int = CHUNK,
+    ) -> None:
+        self._client = client
+        self._statuses = statuses
+        self._chunk_size = max(1, chunk_size)
+
+    async def _target(self, letter: DeadLetter, transform: Transform | None) -> ReplayTarget | str:
+        """What to send for `letter`, or why it cannot be sent."""
+        if transform is None:
+            if letter.message is None:
+                return POISON.format(reason=letter.decode_error or "no value")
+            result: Any = letter.message.payload
+        else:
+            payload = letter.payload if letter.message is not None else letter.raw_value()
+            try:
+                result = await transform.apply(payload, letter)
+            except Exception as exc:
+                return f"transform {transform.name} raised {_error(exc)}"
+            if result is None:
+                return (
+                    f"transform {transform.name} returned None; return the new payload (or a "
+                    "dlq.ReplayTarget), even when it changed the payload in place"
+                )
+        if isinstance(result, ReplayTarget):
+            target = result
+        else:
+            if letter.object_name is None or letter.object_key is None or letter.handler is None:
+                return NO_TARGET if transform is not None else POISON.format(reason=letter.decode_error)
+            target = ReplayTarget(letter.object_name, letter.object_key, letter.handler, result)
+        payload = target.payload
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json")
+            target = ReplayTarget(target.object_name, target.key, target.handler, payload)
+        try:
+            pack(payload)
+        except Exception as exc:
+            return f"the payload cannot be encoded ({_error(exc)})"
+        return target
+
+    async def replay(
+        self,
+        letters: Sequence[DeadLetter],
+        *,
+        dry_run: bool = False,
+        rate: float | None = None,
+        transform: Transform | None = None,
+        include_discarded: bool = False,
+        by: str | None = None,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Replay `letters` in order; see the module docstring for the guarantees.
+
+        Args:
+            letters: The dead letters to replay (already selected).
+            dry_run: Decide (and run the transform) for every item, but send and write nothing.
+            rate: At most this many sends per second (None: as fast as the log takes them).
+            transform: Rewrites each payload first; an item whose transform raises fails alone.
+            include_discarded: Replay discarded dead letters too (they are skipped otherwise).
+            by: Who replays, for the audit trail (default ``user@host``).
+            progress: Called after each item.
+
+        Returns:
+            One result per dead letter: replayed (or would-replay), skipped with the reason, or
+            failed with the reason.
+
+        Raises:
+            LogUnavailableError: the log became unreachable; what was sent before is recorded,
+                and running the same replay again resumes.
+        """
+        if rate is not None and rate <= 0:
+            raise InvalidFilterError(f"--rate must be a positive number of items per second, got {rate}")
+        by = by or operator()  # once per run: it asks the OS
+        report = Report(action="replay", dry_run=dry_run)
+        total = len(letters)
+        size = self._chunk_size if rate is None else max(1, min(self._chunk_size, int(rate / 10)))
+        loop = asyncio.get_running_loop()
+        started: float | None = None
+        sent = 0
+
+        def done(item: ItemResult) -> None:
+            report.items.append(item)
+            if progress is not None:
+                progress(item, total)
+
+        for first in range(0, total, size):
+            chunk = letters[first : first + size]
+            plan: list[tuple[DeadLetter, ReplayTarget | str | None]] = []
+            for letter in chunk:
+                if letter.status == "replayed":
+                    plan.append((letter, None))
+                elif letter.status == "discarded" and not include_discarded:
+                    plan.append((letter, None))
+                else:
+                    plan.append((letter, await self._target(letter, transform)))
+            sendable = [(lt, t) for lt, t in plan if isinstance(t, ReplayTarget)]
+            outcomes: dict[str, BaseException | None] = {}
+            unavailable: LogUnavailableError | None = None
+            if sendable and not dry_run:
+                client = await self._client()
+                if rate is not None:
+                    # The clock starts at the first send: connecting is not part of the rate.
+                    started = loop.time() if started is None else started
+                    delay = started + sent / rate - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                results = await asyncio.gather(
+                    *(
+                        client.send_raw(
+                            t.object_name,
+                            t.key,
+                            t.handler,
+                            t.payload,
+                            idempotency_key=lt.replay_message_id,
+                        )
+                        for lt, t in sendable
+                    ),
+                    return_exceptions=True,
+                )
+                for (lt, _), result in zip(sendable, results, strict=True):
+                    if isinstance(result, BaseException):
+                        if isinstance(result, asyncio.CancelledError):
+                            raise result
+                        outcomes[lt.id] = result
+                        if isinstance(result, LogUnavailableError):
+                            unavailable = result
+                    else:
+                        outcomes[lt.id] = None
+                resolutions = [
+                    resolve(
+                        lt.id,
+                        lt.resolution,
+                        "replayed",
+                        by=by,
+                        replay_message_id=lt.replay_message_id,
+                        transform=transform.name if transform is not None else None,
+                    )
+                    for lt, _ in sendable
+                    if outcomes.get(lt.id) is None
+                ]
+                await self._statuses.write(resolutions)
+            sent += len(sendable)
+            for letter, target in plan:
+                if target is None:
+                    why = _resolved(letter.resolution)
+                    if letter.status == "discarded":
+                        why += "; pass --include-discarded to replay it anyway"
+                    else:
+                        why = "already " + why
+                    done(ItemResult.of(letter, "skipped", why))
+                elif isinstance(target, str):
+                    log.info("dead letter %s not replayed: %s", letter.id, target)
+                    done(ItemResult.of(letter, "failed", target))
+                else:
+                    error = outcomes.get(letter.id)
+                    fields: dict[str, Any] = {
+                        "id": letter.id,
+                        "message_id": letter.replay_message_id,
+                        "object_name": target.object_name,
+                        "object_key": target.key,
+                        "handler": target.handler,
+                    }
+                    if error is not None:
+                        done(ItemResult(outcome="failed", reason=f"send failed: {_error(error)}", **fields))
+                    else:
+                        done(ItemResult(outcome="would-replay" if dry_run else "replayed", **fields))
+            if unavailable is not None:
+                raise unavailable
+        if not dry_run:
+            replayed = report.counts.get("replayed", 0)
+            log.info("replayed %d of %d dead letter(s); %d failed", replayed, total, len(report.failed))
+        return report

@@ -1,0 +1,412 @@
+"""Dead letters end to end: a real worker dead-letters messages; list, stats, show, replay, discard.
+
+Runs on the embedded log and on the real Kafka broker. The session type's handler fails for
+"bad" items until the module-level `FIXED` flag is set: that is "fixing the cause" before a
+replay. State is read back through the client, so "applied once" is what the session folded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel, Field
+
+from actors import (
+    Client,
+    ObjectContext,
+    RetryPolicy,
+    Settings,
+    TerminalError,
+    VirtualObject,
+    Worker,
+)
+from actors.messages import session_key
+from dlq import DeadLetter, DeadLetters, Filter, NoMatchError, UnknownDeadLetterError
+from dlq.cli import dlq as dlq_cli
+from eventstore import KafkaSettings, OutRecord, Topics, open_log, partition_for
+
+T = TypeVar("T")
+WAIT = 60.0
+FIXED = {"value": False}
+
+
+class Items(BaseModel):
+    applied: list[int] = Field(default_factory=list)
+
+
+class Item(BaseModel):
+    n: int
+    bad: bool = False
+
+
+class Applied(BaseModel):
+    n: int
+
+
+items = VirtualObject("items", state=Items)
+
+
+@items.handler()
+async def apply(ctx: ObjectContext[Items], item: Item) -> None:
+    if item.bad and not FIXED["value"]:
+        raise TerminalError(f"bad item {item.n}\nthe cause is not fixed yet")
+    ctx.emit(Applied(n=item.n))
+
+
+@items.handler(retry=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=0))
+async def flaky(ctx: ObjectContext[Items], item: Item) -> None:
+    raise ValueError(f"flaky {item.n}")
+
+
+@items.on_event(Applied)
+def applied(state: Items, event: Applied) -> None:
+    state.applied.append(event.n)
+
+
+@pytest.fixture(autouse=True)
+def unfixed() -> Iterator[None]:
+    FIXED["value"] = False
+    yield
+    FIXED["value"] = False
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Settings:
+    if request.param == "embedded":
+        return Settings(namespace=namespace, data_dir=tmp_path, partitions=2, backend="embedded")
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    return Settings(
+        namespace=namespace,
+        partitions=2,
+        backend="kafka",
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, client_id="dlq-test"),
+    )
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
+    """Poll `probe` until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + WAIT
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+async def count_letters(dead: DeadLetters, n: int) -> list[DeadLetter]:
+    async def probe() -> list[DeadLetter] | None:
+        try:
+            letters = await dead.all()
+        except Exception:  # the topic may not be visible yet
+            return None
+        return letters if len(letters) >= n else None
+
+    return await eventually(probe, f"{n} dead letters")
+
+
+async def applied_of(client: Client, key: str) -> list[int]:
+    state = await client.state("items", key, timeout=WAIT)
+    return list(state["state"]["applied"])
+
+
+async def wait_applied(client: Client, key: str, expected: list[int]) -> None:
+    async def probe() -> bool:
+        return await applied_of(client, key) == expected
+
+    await eventually(probe, f"items/{key} to have applied {expected}")
+
+
+async def append_poison(settings: Settings, key: str) -> None:
+    log = open_log(settings)
+    await log.start()
+    try:
+        topics = Topics(settings.namespace)
+        record_key = session_key("items", key)
+        count = await log.partition_count(topics.inbox)
+        await log.append([OutRecord(topics.inbox, partition_for(record_key, count), record_key, b"\xc1junk")])
+    finally:
+        await log.close()
+
+
+@pytest.fixture
+async def running(settings: Settings) -> AsyncIterator[tuple[Worker, Client]]:
+    async with Worker([items], settings) as worker, Client.connect(settings) as client:
+        yield worker, client
+
+
+async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Worker, Client]) -> None:
+    _, client = running
+    await client.send_raw("items", "k0", "apply", {"n": 0})
+    for n in (1, 2, 3):
+        await client.send_raw("items", f"k{n}", "apply", {"n": n, "bad": True})
+    await client.send_raw("items", "k4", "flaky", {"n": 4})
+    await append_poison(settings, "p")
+    await wait_applied(client, "k0", [0])
+
+    async with DeadLetters(settings) as dead:
+        letters = await count_letters(dead, 5)
+        by_category = {x.category: x for x in letters}
+        assert sorted(x.category for x in letters) == [
+            "exhausted",
+            "poison",
+            "terminal",
+            "terminal",
+            "terminal",
+        ]
+        terminal = await dead.list(Filter(categories=("terminal",)))
+        assert sorted(x.object_key or "" for x in terminal) == ["k1", "k2", "k3"]
+        assert all(x.status == "pending" and x.attempts == 1 for x in terminal)
+        assert [x.object_key for x in await dead.list(Filter.session("items/k2"))] == ["k2"]
+        assert len(await dead.list(Filter(handlers=("items.flaky",)))) == 1
+        with pytest.raises(NoMatchError, match="handler=nope"):
+            await dead.list(Filter(handlers=("nope",)))
+
+        exhausted = by_category["exhausted"]
+        assert exhausted.attempts == 2 and exhausted.error_class == "ValueError"
+        assert exhausted.first_failure_ms and exhausted.last_failure_ms
+        assert exhausted.first_failure_ms <= exhausted.last_failure_ms
+        poison = by_category["poison"]
+        assert poison.poison and poison.session == "items/p" and poison.handler is None
+
+        stats = await dead.stats(by=["error_class"])
+        assert {r.error_class: r.count for r in stats} == {
+            "TerminalError": 3,
+            "ValueError": 1,
+            "EnvelopeDecodeError": 1,
+        }
+        grouped = await dead.stats()
+        assert len(grouped) == 5  # the first message line differs per bad item
+        first_lines = {r.message for r in grouped}
+        assert "bad item 1" in first_lines and "flaky 4" in first_lines
+
+        k1 = next(x for x in terminal if x.object_key == "k1")
+        shown = await dead.show(k1.id)
+        assert shown.payload == {"n": 1, "bad": True}
+        assert shown.stacktrace and "TerminalError" in shown.stacktrace
+        assert shown.original_topic == Topics(settings.namespace).inbox
+        with pytest.raises(UnknownDeadLetterError):
+            await dead.show("0-99999")
+        with pytest.raises(UnknownDeadLetterError):
+            await dead.show("garbage")
+
+        # Fix the cause, then replay the terminal failures: each is applied once.
+        FIXED["value"] = True
+        report = await dead.replay(where=Filter(error_classes=("TerminalError",)))
+        assert report.ok and report.counts["replayed"] == 3
+        for n in (1, 2, 3):
+            await wait_applied(client, f"k{n}", [n])
+        again = await dead.replay([x.id for x in terminal])
+        assert again.counts == {"replayed": 0, "skipped": 3, "failed": 0}
+        assert all((i.reason or "").startswith("already replayed") for i in again.items)
+
+        # Even a resend that bypasses the status (a crash between send and status record) is
+        # answered by the session's dedupe window, not applied again.
+        await client.send_raw("items", "k1", "apply", {"n": 1, "bad": True}, idempotency_key=k1.replay_message_id)
+        await client.send_raw("items", "k1", "apply", {"n": 100})
+        await wait_applied(client, "k1", [1, 100])
+
+        # Discard the poison record: resolved, audited, not deleted.
+        discarded = await dead.discard([poison.id], reason="garbage from a test producer")
+        assert discarded.counts == {"discarded": 1, "skipped": 0, "failed": 0}
+        shown = await dead.show(poison.id)
+        assert shown.status == "discarded" and shown.resolution is not None
+        assert shown.resolution.reason == "garbage from a test producer"
+        assert "@" in shown.resolution.by
+        assert [x.id for x in await dead.list(Filter(statuses=("discarded",)))] == [poison.id]
+        again = await dead.discard([poison.id], reason="twice")
+        assert again.counts["skipped"] == 1
+
+        # Replay everything: the resolved ones are skipped; the flaky one fails again and comes
+        # back as a new dead letter that names what it replayed.
+        everything = await dead.replay()
+        outcomes = {i.id: i.outcome for i in everything.items}
+        assert outcomes[exhausted.id] == "replayed"
+        assert outcomes[poison.id] == "skipped"
+        assert [outcomes[x.id] for x in terminal] == ["skipped"] * 3
+        letters = await count_letters(dead, 6)
+        assert letters[-1].replay_of == exhausted.id
+        assert letters[-1].message_id == f"dlq-replay:{exhausted.id}"
+        assert (await dead.show(exhausted.id)).status == "replayed"
+
+    # Statuses are durable on the log: a new reader sees them.
+    async with DeadLetters(settings) as dead:
+        statuses = {x.id: x.status for x in await dead.all()}
+        assert statuses[poison.id] == "discarded"
+        assert [statuses[x.id] for x in terminal] == ["replayed"] * 3
+        assert statuses[letters[-1].id] == "pending"
+
+
+async def test_interrupted_replay_resumes(settings: Settings, running: tuple[Worker, Client]) -> None:
+    _, client = running
+    for n in range(5):
+        await client.send_raw("items", f"r{n}", "apply", {"n": n, "bad": True})
+    for n in range(5, 10):
+        await client.send_raw("items", f"s{n}", "apply", {"n": n, "bad": True})
+    async with DeadLetters(settings) as dead:
+        letters = await count_letters(dead, 10)
+        first_batch = [x.id for x in letters if (x.object_key or "").startswith("r")]
+        second_batch = [x.id for x in letters if (x.object_key or "").startswith("s")]
+        FIXED["value"] = True
+
+        # A transform that raises on the third item: that item fails, the rest goes on.
+        seen: list[str] = []
+
+        def third_fails(payload: dict[str, Any], letter: DeadLetter) -> dict[str, Any]:
+            seen.append(letter.id)
+            if len(seen) == 3:
+                raise RuntimeError("cannot transform this one")
+            return payload
+
+        report = await dead.replay(first_batch, transform=third_fails)
+        assert [i.outcome for i in report.items] == [
+            "replayed",
+            "replayed",
+            "failed",
+            "replayed",
+            "replayed",
+        ]
+        assert "RuntimeError: cannot transform this one" in (report.items[2].reason or "")
+        resumed = await dead.replay(first_batch)
+        assert resumed.counts == {"replayed": 1, "skipped": 4, "failed": 0}
+        assert [i.outcome for i in resumed.items][2] == "replayed"
+
+        # A replay cut off mid-way (Ctrl-C) resumes where it stopped when run again.
+        first_done = asyncio.Event()
+        task = asyncio.create_task(dead.replay(second_batch, rate=4, progress=lambda item, total: first_done.set()))
+        await asyncio.wait_for(first_done.wait(), WAIT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        done = [x for x in await dead.select(second_batch) if x.status == "replayed"]
+        assert 1 <= len(done) < 5
+        resumed = await dead.replay(second_batch)
+        assert resumed.counts["replayed"] + resumed.counts["skipped"] == 5
+        assert resumed.counts["replayed"] >= 5 - len(done) and resumed.ok
+
+    for n in range(5):
+        await wait_applied(client, f"r{n}", [n])
+    for n in range(5, 10):
+        await wait_applied(client, f"s{n}", [n])
+    await asyncio.sleep(0.5)  # nothing more arrives later
+    for n in range(10):
+        assert await applied_of(client, f"{'r' if n < 5 else 's'}{n}") == [n]
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """The CLI configures logging for its process; give pytest its handlers back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def cli_args(settings: Settings) -> list[str]:
+    if settings.resolved_backend == "kafka":
+        assert settings.kafka.bootstrap_servers
+        return ["-b", settings.kafka.bootstrap_servers, "-n", settings.namespace]
+    return ["--data-dir", str(settings.data_dir), "-n", settings.namespace]
+
+
+def test_cli(settings: Settings, keep_logging: None, tmp_path: Path) -> None:
+    async def produce() -> list[DeadLetter]:
+        async with Worker([items], settings), Client.connect(settings) as client:
+            await client.send_raw("items", "c1", "apply", {"n": 1, "bad": True})
+            await client.send_raw("items", "c2", "apply", {"n": 2, "bad": True})
+            await append_poison(settings, "cp")
+            async with DeadLetters(settings) as dead:
+                return await count_letters(dead, 3)
+
+    letters = asyncio.run(produce())
+    bad = [x for x in letters if not x.poison]
+    poison = next(x for x in letters if x.poison)
+    runner = CliRunner()
+    common = cli_args(settings)
+
+    def run(*args: str, code: int = 0) -> Any:
+        result = runner.invoke(dlq_cli, [*args, *common], env={"COLUMNS": "200"})
+        assert result.exit_code == code, (args, result.exit_code, result.output, result.exception)
+        return result
+
+    def run_json(*args: str, code: int = 0) -> Any:
+        result = run(*args, "--json", code=code)
+        return json.loads(result.stdout)
+
+    listed = run_json("list")
+    assert listed["total"] == 3 and {i["id"] for i in listed["items"]} == {x.id for x in letters}
+    assert run_json("list", "--category", "poison")["items"][0]["id"] == poison.id
+    assert run_json("list", "--limit", "1")["shown"] == 1
+    nothing = run_json("list", "--handler", "nope", code=2)
+    assert "no dead letter matches" in nothing["error"]["message"]
+    stats = run_json("stats", "--by", "error_class")
+    assert {g["error_class"]: g["count"] for g in stats["groups"]} == {
+        "TerminalError": 2,
+        "EnvelopeDecodeError": 1,
+    }
+    run_json("stats", "--by", "colour", code=2)
+    shown = run_json("show", bad[0].id)
+    assert shown["payload"]["bad"] is True and shown["stacktrace"]
+    assert "no dead letter" in run_json("show", "0-9999", code=2)["error"]["message"]
+
+    assert "say which dead letters" in run_json("replay", code=2)["error"]["message"]
+    assert run("replay", bad[0].id, "--rate", "fast", code=2).exit_code == 2
+    dry = run_json("replay", bad[0].id, "--dry-run", "--rate", "50/s")
+    assert dry["dry_run"] and dry["counts"]["would-replay"] == 1
+    # The poison record cannot be replayed without a transform: exit 1, the rest is replayed.
+    replayed = run_json("replay", "--all", code=1)
+    outcomes = {i["id"]: i["outcome"] for i in replayed["items"]}
+    assert outcomes == {bad[0].id: "replayed", bad[1].id: "replayed", poison.id: "failed"}
+    poison_item = next(i for i in replayed["items"] if i["id"] == poison.id)
+    assert "poison record" in poison_item["reason"]
+    again = run_json("replay", bad[0].id)
+    assert again["counts"] == {"replayed": 0, "skipped": 1, "failed": 0}
+
+    # A transform in a module on the path can turn the poison record into a real message.
+    module = tmp_path / "dlq_cli_fix.py"
+    module.write_text(
+        "from dlq import ReplayTarget\n"
+        "def fix(payload, letter):\n"
+        "    return ReplayTarget('items', letter.object_key, 'apply', {'n': 7})\n"
+    )
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        fixed = run_json("replay", poison.id, "--transform", "dlq_cli_fix:fix", "--dry-run")
+        assert fixed["counts"]["would-replay"] == 1 and fixed["items"][0]["handler"] == "apply"
+        run_json("replay", poison.id, "--transform", "dlq_cli_fix:nope", code=2)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    discarded = run_json("discard", poison.id, "--reason", "junk")
+    assert discarded["counts"]["discarded"] == 1
+    assert run_json("list", "--status", "discarded")["items"][0]["id"] == poison.id
+    assert runner.invoke(dlq_cli, ["discard", poison.id, *common]).exit_code == 2  # no --reason
+
+    # People get tables and a progress bar; the same exit codes.
+    assert bad[0].id in run("list").stdout
+    assert "TerminalError" in run("stats").stdout
+    assert "stack trace" in run("show", bad[1].id).stdout
+    assert "skipped" in run("replay", "--all", "--status", "replayed").stdout
+    run("show", "nope", code=2)
+
+    missing = runner.invoke(dlq_cli, ["list", "--json", *common[:-1], "other-namespace"])
+    assert missing.exit_code == 2 and "no dead-letter topic" in missing.stdout
+
+
+def test_cli_broker_unreachable(keep_logging: None) -> None:
+    result = CliRunner().invoke(dlq_cli, ["list", "--json", "-b", "127.0.0.1:1", "-n", "x"])
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["error"]["type"] == "LogUnavailableError"
