@@ -233,21 +233,31 @@ def median_run(runs: Sequence[dict[str, Any]], key: str = "calls_per_s") -> dict
 
 
 class ProcessSampler:
-    """Samples the RSS and CPU time of one or more process trees in a background thread.
+    """Samples the RSS and CPU time of processes (or process trees) in a background thread.
 
-    RSS is summed over each tree (root plus all descendants) at each tick and the peak kept.
-    CPU time is the sum of user+system seconds of every process ever seen in the tree, taken
-    at its last observation, so a child that exits mid-run is still counted up to its last tick.
+    RSS is summed over each root (plus its descendants, unless listed in ``no_children``) at
+    each tick and the peak kept. CPU time is the sum of user+system seconds of every process
+    ever seen under the root, at its last observation, so a child that exits mid-run is still
+    counted up to its last tick. The machine's total busy CPU over the window is measured too:
+    what the sampled processes did not use went to something else on the machine, which is
+    the first thing to look at when figures are noisy.
 
     Use as a context manager around the measured phase::
 
-        with ProcessSampler({"server": pid1, "service": pid2}) as s:
+        with ProcessSampler({"server": pid1, "bench": os.getpid()}, no_children={"bench"}) as s:
             ...
-        s.summary()  # {"server": {"peak_rss_mb": ..., "cpu_s": ...}, ...}
+        s.summary(calls=n)  # {"server": {"peak_rss_mb": ..., "cpu_s": ...}, ..., "machine": ...}
     """
 
-    def __init__(self, roots: dict[str, int], interval_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        roots: dict[str, int],
+        *,
+        no_children: Iterable[str] = (),
+        interval_s: float = 0.1,
+    ) -> None:
         self.roots = dict(roots)
+        self.no_children = set(no_children)
         self.interval_s = interval_s
         self._peak: dict[str, int] = {name: 0 for name in roots}
         self._cpu_start: dict[str, dict[int, float]] = {name: {} for name in roots}
@@ -256,26 +266,33 @@ class ProcessSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._sys_start: Any = None
+        self._sys_end: Any = None
+        self._t0 = 0.0
+        self._t1 = 0.0
+        self._load_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
-    def _tree(self, pid: int) -> list[psutil.Process]:
+    def _proc(self, pid: int) -> psutil.Process:
+        # Reuse Process objects so psutil can tell a reused PID apart.
+        p = self._procs.get(pid)
+        if p is None:
+            p = self._procs[pid] = psutil.Process(pid)
+        return p
+
+    def _tree(self, name: str, pid: int) -> list[psutil.Process]:
         try:
-            root = self._procs.get(pid) or psutil.Process(pid)
-            self._procs[pid] = root
-            procs = [root, *root.children(recursive=True)]
+            root = self._proc(pid)
+            if name in self.no_children:
+                return [root]
+            return [root, *(self._proc(c.pid) for c in root.children(recursive=True))]
         except psutil.Error:
             return []
-        out = []
-        for p in procs:
-            # Reuse Process objects so psutil can tell a reused PID apart.
-            cached = self._procs.setdefault(p.pid, p)
-            out.append(cached)
-        return out
 
     def _sample(self, first: bool = False) -> None:
         with self._lock:
             for name, pid in self.roots.items():
                 rss = 0
-                for p in self._tree(pid):
+                for p in self._tree(name, pid):
                     try:
                         with p.oneshot():
                             rss += p.memory_info().rss
@@ -293,6 +310,9 @@ class ProcessSampler:
             self._sample()
 
     def start(self) -> ProcessSampler:
+        self._load_start = os.getloadavg()
+        self._sys_start = psutil.cpu_times()
+        self._t0 = time.perf_counter()
         self._sample(first=True)
         self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
         self._thread.start()
@@ -303,6 +323,8 @@ class ProcessSampler:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        self._sys_end = psutil.cpu_times()
+        self._t1 = time.perf_counter()
 
     def __enter__(self) -> ProcessSampler:
         return self.start()
@@ -310,18 +332,38 @@ class ProcessSampler:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @staticmethod
+    def _busy(ct: Any) -> float:
+        return float(sum(ct) - ct.idle - getattr(ct, "iowait", 0.0))
+
     def summary(self, calls: int | None = None) -> dict[str, dict[str, float]]:
-        """Per tree: peak RSS in MiB, CPU seconds, and CPU ms per call if ``calls`` is given."""
+        """Per root: peak RSS (MiB), CPU seconds, CPU ms per call; and the machine's load.
+
+        Args:
+            calls: Completed calls, to give CPU per call.
+
+        Returns:
+            Root name -> figures, plus ``"machine"`` with the whole machine's busy CPU seconds,
+            the share of it the roots did not account for (``other_cpu_s``), the CPU capacity
+            of the window and the 1-minute load average at the start.
+        """
         out: dict[str, dict[str, float]] = {}
+        total = 0.0
         for name in self.roots:
-            cpu = sum(
-                last - self._cpu_start[name].get(pid, 0.0)
-                for pid, last in self._cpu_last[name].items()
-            )
+            cpu = sum(last - self._cpu_start[name].get(pid, 0.0) for pid, last in self._cpu_last[name].items())
+            total += cpu
             entry = {"peak_rss_mb": self._peak[name] / 2**20, "cpu_s": cpu}
             if calls:
                 entry["cpu_ms_per_call"] = cpu * 1e3 / calls
             out[name] = entry
+        if self._sys_start is not None and self._sys_end is not None:
+            busy = self._busy(self._sys_end) - self._busy(self._sys_start)
+            out["machine"] = {
+                "busy_cpu_s": busy,
+                "other_cpu_s": max(0.0, busy - total),
+                "capacity_cpu_s": (self._t1 - self._t0) * (os.cpu_count() or 1),
+                "loadavg_1m_at_start": self._load_start[0],
+            }
         return out
 
 
@@ -353,9 +395,7 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
 
 def _java_version() -> str | None:
     try:
-        proc = subprocess.run(
-            ["java", "-version"], capture_output=True, text=True, timeout=20, check=False
-        )
+        proc = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     first = (proc.stderr or proc.stdout).strip().splitlines()
@@ -492,10 +532,12 @@ def progress_bar(description: str, total: int, *, enabled: bool = True) -> Itera
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress as RichProgress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
     )
 
     with RichProgress(
@@ -547,7 +589,7 @@ def free_port(host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:
             port = int(s.getsockname()[1])
         if port not in avoid:
             return port
-    raise RuntimeError("could not find a free TCP port on %s" % host)
+    raise RuntimeError(f"could not find a free TCP port on {host}")
 
 
 def pick_port(preferred: int, host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:
@@ -564,9 +606,9 @@ async def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 6
     while True:
         try:
             _, writer = await asyncio.open_connection(host, port)
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f} s")
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f} s") from exc
             await asyncio.sleep(0.1)
         else:
             writer.close()

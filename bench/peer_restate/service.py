@@ -1,6 +1,7 @@
 """The peer's Counter virtual object (Restate Python SDK), served by hypercorn over HTTP/2.
 
-Run as a process of its own: ``python -m bench.peer_restate.service --port 9080``.
+Run as a process of its own: ``python -m bench.peer_restate.service --port 9080``; stop it
+with SIGINT.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from typing import Any
 
 import restate
 from restate import ObjectContext, ObjectSharedContext, VirtualObject
@@ -44,7 +46,20 @@ async def get(ctx: ObjectSharedContext) -> int:
     return (await ctx.get("count", type_hint=int)) or 0
 
 
-app = restate.app(services=[counter])
+sdk_app = restate.app(services=[counter])
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """The SDK's ASGI app, with ASGI lifespan answered here (the SDK rejects it, noisily)."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await sdk_app(scope, receive, send)
 
 
 async def _serve(host: str, port: int) -> None:
@@ -62,10 +77,11 @@ async def _serve(host: str, port: int) -> None:
     config.keep_alive_max_requests = 2**31 - 1
     config.keep_alive_timeout = 2**31 - 1
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    # SIGINT, not SIGTERM: the SDK's ASGI app installs its own SIGTERM handler on its first
+    # call (to notify open invocations), replacing any handler set here, so SIGTERM alone never
+    # stops the server. The bench stops this process with SIGINT, then SIGKILL.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    await hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Tether's benchmarks: Tether's workloads, the Restate peer and the raw-aiokafka ceiling."""
