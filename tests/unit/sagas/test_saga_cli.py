@@ -1,35 +1,92 @@
-"""`tether saga list|show|retry` on the embedded log, through the installed `tether` entry point
-group; and the README's booking example, run as a script."""
+"""`tether saga list|show|retry` on the embedded log, run as the installed `tether` command (so
+the entry point is tested too); and the README's booking example, run as a script."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from actors import Settings
 from actors.cli import build
+from actors.deadletters import KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
 
-from session_harness import Runtime, make_settings, open_runtime  # noqa: E402
-from test_saga_coordinator import BROKEN, CALLS, EFFECTS, Order, agent, booking, coordinator  # noqa: E402
+from saga_workload import BROKEN, Order, agent, booking, coordinator, reset  # noqa: E402
+from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
 
 from sagas import SagaClient  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
+async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
+    reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    async with open_runtime([coordinator, agent], settings) as rt:
+        yield rt
+
+
+@dataclass
+class Result:
+    exit_code: int
+    output: str
+
+
+async def tether(runtime: Runtime, *args: str) -> Result:
+    """Run ``tether ARGS`` as operators do: a process of its own (stdout and stderr together)."""
+    options = ["--data-dir", str(runtime.settings.data_dir), "-n", runtime.settings.namespace]
+    cmd = [sys.executable, "-c", "from actors.cli import main; main()", *args[:2], *options, *args[2:]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"`tether {' '.join(args)}` did not finish within 60 s") from None
+    return Result(proc.returncode if proc.returncode is not None else -1, out.decode())
+
+
+async def _three_sagas(settings: Settings) -> None:
+    reset()
+    async with open_runtime([coordinator, agent], settings) as rt:
+        sagas = SagaClient(rt.client)
+        await (await sagas.start(booking, "ok-1", Order())).result(timeout=30)
+        await (await sagas.start(booking, "bad-1", Order(script={"car:action": ["fatal"]}))).result(timeout=30)
+        BROKEN.add("flight:compensation")
+        stuck = await sagas.start(booking, "stuck-1", Order(script={"charge:action": ["fatal"]}))
+        assert (await stuck.result(timeout=30)).status == "stuck"
+        await assert_eventually(lambda: _has_dead_letter(rt))
+    BROKEN.clear()
+
+
+async def _has_dead_letter(rt: Runtime) -> None:
+    assert [r for r in await rt.dead_letters() if r.header(KEY) == b"stuck-1"]
+
+
+@pytest.fixture
 def _keep_logging() -> Iterator[None]:
-    # The CLI configures the root logger for its process; give the test's back afterwards.
+    # The CLI configures the root logger of its process; give the test's back afterwards.
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
@@ -37,44 +94,31 @@ def _keep_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    CALLS.clear()
-    EFFECTS.clear()
-    BROKEN.clear()
+@pytest.mark.usefixtures("_keep_logging")
+def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
     settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([coordinator, agent], settings) as rt:
-        yield rt
+    asyncio.run(_three_sagas(settings))  # no worker runs from here on
 
+    def tether_saga(*args: str) -> Any:
+        options = ["--data-dir", str(tmp_path), "-n", namespace]
+        return CliRunner().invoke(build(), ["saga", args[0], *options, *args[1:]])
 
-async def tether(runtime: Runtime, *args: str) -> Result:
-    """Run `tether ARGS` in a thread (the command runs its own event loop)."""
-    options = ["--data-dir", str(runtime.settings.data_dir), "-n", runtime.settings.namespace]
-    cmd = [*args[:2], *options, *args[2:]]
-    return await asyncio.to_thread(CliRunner().invoke, build(), cmd)
-
-
-async def test_list_show_and_retry(runtime: Runtime) -> None:
-    sagas = SagaClient(runtime.client)
-    await (await sagas.start(booking, "ok-1", Order())).result(timeout=30)
-    await (await sagas.start(booking, "bad-1", Order(script={"car:action": ["fatal"]}))).result(timeout=30)
-    BROKEN.add("flight:compensation")
-    stuck = await sagas.start(booking, "stuck-1", Order(script={"charge:action": ["fatal"]}))
-    assert (await stuck.result(timeout=30)).status == "stuck"
-
-    listed = await tether(runtime, "saga", "list", "--json")
+    listed = tether_saga("list", "--json")
     assert listed.exit_code == 0, listed.output
     rows = {r["saga_id"]: r for r in map(json.loads, listed.output.splitlines())}
     assert {k: r["status"] for k, r in rows.items()} == {
-        "ok-1": "completed", "bad-1": "compensated", "stuck-1": "stuck",
+        "ok-1": "completed",
+        "bad-1": "compensated",
+        "stuck-1": "stuck",
     }
     assert rows["bad-1"]["note"].startswith("car: TerminalError")
-    only = await tether(runtime, "saga", "list", "--status", "stuck", "--json")
+    assert rows["ok-1"]["steps_done"] == rows["ok-1"]["steps"] == 5
+    only = tether_saga("list", "--status", "stuck", "--json")
     assert [json.loads(line)["saga_id"] for line in only.output.splitlines()] == ["stuck-1"]
-    table = await tether(runtime, "saga", "list")
+    table = tether_saga("list")
     assert table.exit_code == 0 and "stuck-1" in table.output and "3 saga(s)" in table.output
 
-    shown = await tether(runtime, "saga", "show", "stuck-1", "--json")
+    shown = tether_saga("show", "stuck-1", "--json")
     assert shown.exit_code == 0, shown.output
     view = json.loads(shown.output)
     steps = {s["name"]: s for s in view["state"]["steps"]}
@@ -84,27 +128,37 @@ async def test_list_show_and_retry(runtime: Runtime) -> None:
     assert len(steps["flight"]["compensation_attempts"]) == 3
     assert steps["charge"]["error"]["type"] == "TerminalError"
     assert steps["hotel"]["result"] == {"ref": "ref-stuck-1:hotel:action"}
+    assert steps["hotel"]["attempts"][0]["started"] <= steps["hotel"]["attempts"][0]["ended"]
     assert [f["handler"] for f in view["failures"]] == ["park"]
-    human = await tether(runtime, "saga", "show", "stuck-1")
+    human = tether_saga("show", "stuck-1")
+    assert human.exit_code == 0
     assert "stuck" in human.output and "flight" in human.output and "dead-lettered" in human.output
 
-    missing = await tether(runtime, "saga", "show", "nope")
+    missing = tether_saga("show", "nope")
     assert missing.exit_code == 1 and "no saga 'nope'" in missing.output
 
-    BROKEN.clear()
-    retried = await tether(runtime, "saga", "retry", "stuck-1")
+
+async def test_retry_resumes_a_stuck_saga(runtime: Runtime) -> None:
+    BROKEN.add("flight:compensation")
+    sagas = SagaClient(runtime.client)
+    stuck = await sagas.start(booking, "stuck-2", Order(script={"car:action": ["fatal"]}))
+    assert (await stuck.result(timeout=30)).status == "stuck"
+    BROKEN.clear()  # the cause is fixed
+    retried = await tether(runtime, "saga", "retry", "stuck-2")
     assert retried.exit_code == 0, retried.output
     assert "resumed its compensation" in retried.output
-    outcome = await sagas.handle(booking, "stuck-1").result(timeout=30)
-    assert outcome.status == "compensated"
-    again = await tether(runtime, "saga", "retry", "stuck-1", "--saga", "booking")
+    assert (await stuck.result(timeout=30)).status == "compensated"
+    again = await tether(runtime, "saga", "retry", "stuck-2", "--saga", "booking")
     assert again.exit_code == 1 and "nothing to retry" in again.output
 
 
 def test_the_booking_example_runs_and_shows_the_compensations(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "booking_saga.py")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "BOOKING_LEDGER": str(tmp_path / "ledger.jsonl"), "TMPDIR": str(tmp_path)},
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -6,161 +6,42 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, Field
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
 
+from saga_workload import (  # noqa: E402
+    ALL_ACTIONS,
+    BROKEN,
+    CALLS,
+    EFFECTS,
+    GATES,
+    Order,
+    Plan,
+    Ref,
+    agent,
+    book_flight,
+    booking,
+    coordinator,
+    email,
+    expected_compensations,
+    plan,
+    reset,
+)
 from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
 
-from actors import ObjectContext, RetryableError, RetryPolicy, TerminalError, VirtualObject  # noqa: E402
 from actors.deadletters import HANDLER, KEY  # noqa: E402
-from sagas import Saga, SagaClient, SagaNotFoundError, StepResults, find_saga, read_sagas  # noqa: E402
-
-FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, max_interval=0.05)
-
-
-# -- a scripted booking saga -------------------------------------------------------------------
-class Order(BaseModel):
-    """What each execution of an action or compensation does, by "step:phase" and execution
-    number: ok, retry (RetryableError), boom (RuntimeError), fatal (TerminalError), hang (wait
-    for the test), slow (exceed the 0.2 s timeout). Past the end of its list: ok."""
-
-    script: dict[str, list[str]] = Field(default_factory=dict)
-
-
-class Ref(BaseModel):
-    ref: str
-
-
-CALLS: Counter[str] = Counter()
-"""Executions per idempotency key (replayed attempts do not execute)."""
-EFFECTS: list[str] = []
-"""Keys in the order they first took effect: the outside world, honouring idempotency keys."""
-BROKEN: set[str] = set()
-"""``step:phase`` whose service is down until a test repairs it."""
-GATES: dict[str, asyncio.Event] = {}
-
-
-async def perform(order: Order, key: str) -> Ref:
-    CALLS[key] += 1
-    step_phase = key.split(":", 1)[1]
-    script = order.script.get(step_phase, [])
-    what = script[CALLS[key] - 1] if CALLS[key] <= len(script) else "ok"
-    if step_phase in BROKEN:
-        raise RuntimeError(f"{step_phase} service is down")
-    if what == "retry":
-        raise RetryableError("429 Too Many Requests", retry_after=0.01)
-    if what == "boom":
-        raise RuntimeError("connection reset")
-    if what == "fatal":
-        raise TerminalError(f"{step_phase}: not possible")
-    if what == "hang":
-        await GATES.setdefault(key, asyncio.Event()).wait()
-    if what == "slow":
-        await asyncio.sleep(2)
-    if key not in EFFECTS:
-        EFFECTS.append(key)
-    return Ref(ref=f"ref-{key}")
-
-
-booking = Saga("booking", input=Order, retry=FAST, compensation_retry=FAST)
-
-
-@booking.step("flight", compensate="cancel_flight")
-async def book_flight(order: Order, key: str) -> Ref:
-    return await perform(order, key)
-
-
-@booking.compensation("flight")
-async def cancel_flight(order: Order, flight: Ref, key: str) -> None:
-    assert flight.ref.endswith(":flight:action")
-    await perform(order, key)
-
-
-@booking.step("hotel", compensate="cancel_hotel", timeout=0.2)
-async def book_hotel(order: Order, key: str) -> Ref:
-    return await perform(order, key)
-
-
-@booking.compensation("hotel")
-async def cancel_hotel(order: Order, hotel: Ref, key: str) -> None:
-    await perform(order, key)
-
-
-@booking.step("car", compensate="return_car")
-async def rent_car(order: Order, key: str) -> Ref:
-    return await perform(order, key)
-
-
-@booking.compensation("car")
-async def return_car(order: Order, car: Ref, key: str) -> None:
-    await perform(order, key)
-
-
-booking.parallel("hotel", "car")
-
-
-@booking.step("charge", compensate="refund")
-async def charge(order: Order, key: str, done: StepResults) -> Ref:
-    assert done[book_flight].ref.endswith(":flight:action")
-    assert done[rent_car].ref.endswith(":car:action")
-    return await perform(order, key)
-
-
-@booking.compensation("charge")
-async def refund(order: Order, payment: Ref, key: str) -> None:
-    await perform(order, key)
-
-
-@booking.step("email", on_failure="park")
-async def email(order: Order, key: str) -> None:
-    await perform(order, key)
-
-
-coordinator = booking.coordinator()
-
-
-# -- a session that starts a saga --------------------------------------------------------------
-class AgentState(BaseModel):
-    trips: list[str] = Field(default_factory=list)
-
-
-class Plan(BaseModel):
-    trip_id: str
-
-
-class Planned(BaseModel):
-    trip_id: str
-    status: str
-
-
-agent = VirtualObject("travel_agent", state=AgentState)
-
-
-@agent.handler()
-async def plan(ctx: ObjectContext[AgentState], req: Plan) -> Planned:
-    started = await ctx.call(booking.start, req.trip_id, Order())
-    ctx.emit(Planned(trip_id=req.trip_id, status=started.status))
-    return Planned(trip_id=req.trip_id, status=started.status)
-
-
-@agent.on_event(Planned)
-def _planned(state: AgentState, event: Planned) -> None:
-    state.trips.append(event.trip_id)
+from sagas import SagaClient, SagaNotFoundError, find_saga, read_sagas  # noqa: E402
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
 @pytest.fixture
 async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    CALLS.clear()
-    EFFECTS.clear()
-    BROKEN.clear()
-    GATES.clear()
+    reset()
     settings = make_settings("embedded", tmp_path, namespace, partitions=2)
     async with open_runtime([coordinator, agent], settings) as rt:
         yield rt
@@ -168,9 +49,6 @@ async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
 
 def effects(saga_id: str) -> list[str]:
     return [k.split(":", 1)[1] for k in EFFECTS if k.startswith(f"{saga_id}:")]
-
-
-ALL_ACTIONS = ["flight:action", "hotel:action", "car:action", "charge:action", "email:action"]
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -187,7 +65,7 @@ async def test_happy_path(runtime: Runtime) -> None:
     assert outcome.started_at is not None and outcome.ended_at is not None
 
 
-# Failing step -> compensations, group by group in reverse order (one group may be a set).
+# Failing step -> compensations, group by group in reverse order (one group is a set).
 EXPECTED = {
     "flight": [],
     "hotel": [{"car:compensation"}, {"flight:compensation"}],
@@ -196,10 +74,12 @@ EXPECTED = {
 }
 
 
+def test_the_expected_compensations_follow_from_the_groups() -> None:
+    assert {f: expected_compensations(f) for f in EXPECTED} == EXPECTED
+
+
 @pytest.mark.parametrize("failing", list(EXPECTED))
-async def test_a_failing_step_compensates_what_completed_in_reverse_order(
-    runtime: Runtime, failing: str
-) -> None:
+async def test_a_failing_step_compensates_what_completed_in_reverse_order(runtime: Runtime, failing: str) -> None:
     saga_id = f"fail-{failing}"
     order = Order(script={f"{failing}:action": ["fatal"]})
     outcome = await (await SagaClient(runtime.client).start(booking, saga_id, order)).result(timeout=30)
@@ -265,10 +145,7 @@ async def test_a_compensation_that_keeps_failing_parks_the_saga_until_retried(ru
 
     # Nothing is silently abandoned: the park message is a dead letter naming the saga.
     async def parked() -> None:
-        letters = [
-            r for r in await runtime.dead_letters()
-            if r.header(KEY) == b"s1" and r.header(HANDLER) == b"park"
-        ]
+        letters = [r for r in await runtime.dead_letters() if r.header(KEY) == b"s1" and r.header(HANDLER) == b"park"]
         assert len(letters) == 1
 
     await assert_eventually(parked)

@@ -1,0 +1,209 @@
+"""`tether saga list|show|retry`: thin commands over `sagas.inspect` and `SagaClient`.
+
+`list` and `show` read the log directly (no worker needed, no saga code imported); `retry`
+asks the worker that serves the saga's coordinator to resume it. Exit codes: 0 done, 1 failed
+(no such saga, nothing to retry), 3 unavailable (log or worker unreachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+
+from actors import Client, Settings
+from actors.cli import EXIT_FAILURE, settings_options
+
+from .client import SagaClient
+from .events import SagaStatus, StepState
+from .inspect import SagaRecord, find_saga, read_sagas
+
+STATUSES: tuple[SagaStatus, ...] = ("running", "compensating", "completed", "compensated", "stuck")
+_COLORS = {
+    "completed": "green",
+    "compensated": "yellow",
+    "stuck": "bold red",
+    "running": "cyan",
+    "compensating": "magenta",
+    "succeeded": "green",
+    "failed": "red",
+    "pending": "dim",
+    "compensation_failed": "bold red",
+}
+
+
+def _when(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def _paint(text: str) -> str:
+    color = _COLORS.get(text)
+    return f"[{color}]{text}[/]" if color else text
+
+
+def _summary(rec: SagaRecord) -> dict[str, Any]:
+    s = rec.state
+    done = sum(step.status in ("succeeded", "compensated") for step in s.steps)
+    note = ""
+    if s.stuck is not None:
+        note = s.stuck.reason
+    elif s.failed_step and s.failure is not None:
+        note = f"{s.failed_step}: {s.failure.type}: {s.failure.message}"
+    return {
+        "saga_id": rec.saga_id,
+        "saga": rec.saga,
+        "status": s.status,
+        "steps_done": done,
+        "steps": len(s.steps),
+        "started_at": s.started_at.isoformat() if s.started_at else None,
+        "ended_at": s.ended_at.isoformat() if s.ended_at else None,
+        "note": note,
+    }
+
+
+@click.group()
+def saga() -> None:
+    """Inspect sagas and resume stuck ones."""
+
+
+@saga.command("list")
+@click.option(
+    "--status",
+    "status",
+    type=click.Choice(STATUSES),
+    default=None,
+    help="Only sagas in this status.",
+)
+@click.option("--saga", "saga_name", default=None, metavar="NAME", help="Only sagas of this definition.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@settings_options
+def list_sagas(settings: Settings, status: str | None, saga_name: str | None, as_json: bool) -> None:
+    """Every saga in the namespace, read from the log."""
+    records = asyncio.run(read_sagas(settings, saga=saga_name))
+    rows = [_summary(r) for r in records if status is None or r.state.status == status]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("saga id", "saga", "status", "steps", "started", "ended", "note")
+    for column in table.columns[:6]:
+        column.no_wrap = True
+    for row in rows:
+        table.add_row(
+            row["saga_id"],
+            row["saga"],
+            _paint(row["status"]),
+            f"{row['steps_done']}/{row['steps']}",
+            (row["started_at"] or "")[:19].replace("T", " "),
+            (row["ended_at"] or "")[11:19],
+            row["note"][:70],
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"{len(rows)} saga(s)")
+
+
+def _attempts(attempts: list[Any]) -> str:
+    if not attempts:
+        return ""
+    seconds = sum(a.seconds for a in attempts)
+    return f"{len(attempts)} ({seconds:.2f} s)"
+
+
+def _step_json(step: StepState) -> dict[str, Any]:
+    return step.model_dump(mode="json")
+
+
+@saga.command("show")
+@click.argument("saga_id")
+@click.option("--saga", "saga_name", default=None, metavar="NAME", help="The definition, when ids repeat.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool) -> None:
+    """One saga: input, steps with results, errors, attempts and timings."""
+    rec = asyncio.run(find_saga(settings, saga_id, saga=saga_name))
+    s = rec.state
+    if as_json:
+        out = {
+            "saga": rec.saga,
+            "saga_id": rec.saga_id,
+            "version": rec.version,
+            "state": s.model_dump(mode="json"),
+            "in_flight": rec.in_flight,
+            "failures": rec.failures,
+        }
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]saga {rec.saga}/{rec.saga_id}[/]: {_paint(s.status)}")
+    console.print(f"input: {json.dumps(s.input)}")
+    console.print(f"started {_when(s.started_at)}" + (f", ended {_when(s.ended_at)}" if s.ended_at else ""))
+    if s.failed_step and s.failure is not None:
+        console.print(f"[red]failed step[/] {s.failed_step}: {s.failure.type}: {s.failure.message}")
+    if s.stuck is not None:
+        console.print(f"[bold red]stuck[/] since {_when(s.stuck.at)}: {s.stuck.reason}")
+    if s.resumes:
+        console.print(f"resumed {s.resumes} time(s)")
+    table = Table("group", "step", "status", "action attempts", "result / error", "compensation")
+    for column in table.columns[:4]:
+        column.no_wrap = True
+    for step in s.steps:
+        if step.error is not None:
+            outcome = f"[red]{step.error.type}: {step.error.message}[/]"
+        else:
+            outcome = json.dumps(step.result) if step.result is not None else ""
+        comp = ""
+        if step.compensable:
+            comp = _attempts(step.compensation_attempts) or "-"
+            if step.compensation_error is not None:
+                comp += f" [red]{step.compensation_error.type}: {step.compensation_error.message}[/]"
+        table.add_row(
+            str(step.group),
+            step.name,
+            _paint(step.status),
+            _attempts(step.attempts),
+            outcome[:80],
+            comp[:80],
+        )
+    console.print(table)
+    if rec.in_flight:
+        console.print("[yellow]in flight (journaled attempts of an unfinished invocation):[/]")
+        for e in rec.in_flight:
+            what = e.get("error") or e.get("result")
+            console.print(f"  #{e['index']} {e['name']}: {json.dumps(what, default=str)[:100]}")
+    for f in rec.failures:
+        console.print(f"[red]dead-lettered[/] {f['handler']}: {f['error'].get('message', '')[:200]}")
+
+
+@saga.command("retry")
+@click.argument("saga_id")
+@click.option("--saga", "saga_name", default=None, metavar="NAME", help="The definition (skips the log scan).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the worker.")
+@settings_options
+def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: float) -> None:
+    """Resume a stuck saga: its compensation, or its failed step, after the cause is fixed.
+
+    A worker serving the saga must be running. A running saga is nudged (harmless).
+    """
+
+    async def go() -> tuple[str, Any]:
+        name = saga_name or (await find_saga(settings, saga_id)).saga
+        async with Client.connect(settings) as client:
+            return name, await SagaClient(client).retry(name, saga_id, timeout=timeout)
+
+    name, result = asyncio.run(go())
+    if result.resumed:
+        click.echo(f"saga {name}/{saga_id}: {result.message} (now {result.status})")
+        return
+    click.secho(f"saga {name}/{saga_id}: {result.message}", fg="yellow", err=True)
+    sys.exit(EXIT_FAILURE)

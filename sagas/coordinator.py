@@ -1,0 +1,402 @@
+"""The saga coordinator: a virtual object keyed by saga id, driven one group of steps at a time.
+
+Handlers:
+- ``start`` (the saga's input): records `SagaStarted` and sends the first ``advance``.
+- ``advance``: runs the next group of actions (or of compensations, in reverse order), records
+  the outcome as events, and sends itself the next ``advance``. Each invocation commits its
+  events together with that message, so progress is visible and a crash loses at most the
+  group in flight, whose finished attempts replay from the journal.
+- ``park``: sent when the saga gets stuck; it fails for good while the saga is still stuck, so
+  the runtime dead-letters it. (A failed invocation commits no events, which is why `SagaStuck`
+  is recorded by the ``advance`` that failed, and the dead letter comes from this second one.)
+- ``retry``: an operator resumes a stuck saga (`tether saga retry`).
+- ``status`` (shared): the saga's state.
+
+Every attempt of an action or compensation is one journaled step named ``{step}:{phase}``: it
+runs the function (after the backoff of the previous attempt) and records the outcome, success
+or error, as data. Retries are decided here from journaled outcomes only, so a replay takes the
+same decisions. Attempts of a parallel group go in rounds, each round starting its steps in
+definition order: the journal is matched by position, and this keeps positions deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
+
+from .events import (
+    FOLDS,
+    Attempt,
+    CompensationFailed,
+    CompensationSucceeded,
+    ErrorInfo,
+    Phase,
+    SagaCompensated,
+    SagaCompleted,
+    SagaResumed,
+    SagaStarted,
+    SagaState,
+    SagaStatus,
+    SagaStuck,
+    StepFailed,
+    StepPlan,
+    StepSucceeded,
+    event_name,
+)
+
+if TYPE_CHECKING:
+    from .definitions import Saga, Step
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+"""The journaled step never retries by itself: an attempt's failure is a recorded outcome."""
+
+
+class Advance(BaseModel):
+    """Run the next group. Ignored unless `seq` is the saga's current one (a stale nudge)."""
+
+    seq: int
+
+
+class Park(BaseModel):
+    """Dead-letter a stuck saga: the failure an operator sees."""
+
+    round: int
+    """`SagaState.resumes` when the saga got stuck; a later round makes this message moot."""
+    phase: Phase
+    steps: list[str]
+    reason: str
+
+
+class StatusQuery(BaseModel):
+    """Ask for the saga's state."""
+
+
+class RetryRequest(BaseModel):
+    """Resume a stuck saga: its compensation, or the failed step, after the cause is fixed."""
+
+
+class RetryResult(BaseModel):
+    """What `retry` did."""
+
+    resumed: bool
+    """True when a stuck saga was resumed (or a stalled one nudged)."""
+    status: SagaStatus
+    """The saga's status afterwards."""
+    message: str
+    """A sentence for the operator."""
+
+
+class Outcome(BaseModel):
+    """One attempt, as journaled."""
+
+    ok: bool
+    result: Any = None
+    error: ErrorInfo | None = None
+    retry_after: float | None = None
+    started: datetime
+    ended: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error(exc: BaseException, policy: RetryPolicy, timeout: float | None) -> ErrorInfo:
+    message = str(exc)
+    if isinstance(exc, TimeoutError) and not message:
+        message = f"attempt timed out after {timeout} s"
+    return ErrorInfo(type=type(exc).__name__, message=message[:2000], retryable=policy.retries(exc))
+
+
+class _Unit:
+    """The outcome of one step in one invocation: its attempts and how it ended."""
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+        self.last: Outcome | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.last is not None and self.last.ok
+
+
+async def _attempt(
+    ctx: ObjectContext[SagaState],
+    saga: Saga[Any],
+    step: Step[Any, Any],
+    phase: Phase,
+    previous: Outcome | None,
+    attempt: int,
+) -> Outcome:
+    """One journaled attempt of `step`'s action or compensation."""
+    state = ctx.state
+    key = f"{state.saga_id}:{step.name}:{phase}"
+    if phase == "action":
+        policy, timeout = step.retry, step.timeout
+    else:
+        assert step.compensation is not None
+        policy, timeout = step.compensation.retry, step.compensation.timeout
+    payload = saga.input_type.model_validate(state.input)
+    if phase == "action" and step.wants_results:
+        from .definitions import StepResults
+
+        results = StepResults(state.model_copy(deep=True), {s.name: s for s in saga.steps})
+        call: Any = lambda: step(payload, key, results)  # noqa: E731
+    elif phase == "action":
+        call = lambda: step(payload, key)  # noqa: E731
+    else:
+        assert step.compensation is not None
+        comp, prior = step.compensation, step.revive(state.step(step.name).result)
+        call = lambda: comp(payload, prior, key)  # noqa: E731
+
+    async def once() -> Outcome:
+        if previous is not None:
+            # The backoff lives inside the journaled step: a replay skips it with the attempt.
+            await asyncio.sleep(policy.delay(attempt - 1, previous.retry_after))
+        started = _now()
+        try:
+            pending = call()
+            value = await (asyncio.wait_for(pending, timeout) if timeout else pending)
+            result = _check_result(step, phase, value)
+        except Exception as exc:
+            ended = _now()
+            error = _error(exc, policy, timeout)
+            ctx.logger.warning(
+                "saga %s: %s %s attempt %d failed: %s: %s",
+                state.saga_id,
+                step.name,
+                phase,
+                attempt,
+                error.type,
+                error.message,
+            )
+            return Outcome(
+                ok=False,
+                error=error,
+                retry_after=getattr(exc, "retry_after", None),
+                started=started,
+                ended=ended,
+            )
+        return Outcome(ok=True, result=result, started=started, ended=_now())
+
+    return await ctx.run(f"{step.name}:{phase}", once, result_type=Outcome, retry=NO_RETRY)
+
+
+def _check_result(step: Step[Any, Any], phase: Phase, value: Any) -> Any:
+    if phase == "compensation" or step.result_type is None:
+        return None
+    if not isinstance(value, step.result_type):
+        # Not retryable: the code returns the wrong thing, and will again.
+        raise TerminalError(
+            f"step {step.name!r} returned {type(value).__qualname__}, but is annotated to "
+            f"return {step.result_type.__qualname__}"
+        )
+    return value.model_dump(mode="json")
+
+
+async def _run_group(
+    ctx: ObjectContext[SagaState], saga: Saga[Any], steps: list[Step[Any, Any]], phase: Phase
+) -> dict[str, _Unit]:
+    """Attempt every step of a group until each succeeds or fails for good, in rounds."""
+    units = {s.name: _Unit() for s in steps}
+    pending = list(steps)
+    attempt = 0
+    while pending:
+        attempt += 1
+        outcomes = await asyncio.gather(*(_attempt(ctx, saga, s, phase, units[s.name].last, attempt) for s in pending))
+        still: list[Step[Any, Any]] = []
+        for step, outcome in zip(pending, outcomes, strict=True):
+            unit = units[step.name]
+            unit.last = outcome
+            unit.attempts.append(Attempt(n=attempt, started=outcome.started, ended=outcome.ended, error=outcome.error))
+            policy = step.retry if phase == "action" else step.compensation.retry  # type: ignore[union-attr]
+            error = outcome.error
+            if not outcome.ok and error is not None and error.retryable and attempt < policy.max_attempts:
+                still.append(step)
+        pending = still
+    return units
+
+
+def _pending_group(saga: Saga[Any], state: SagaState) -> list[Step[Any, Any]] | None:
+    for group in saga.groups():
+        todo = [s for s in group if state.step(s.name).status == "pending"]
+        if todo:
+            return todo
+    return None
+
+
+def _compensation_group(saga: Saga[Any], state: SagaState) -> list[Step[Any, Any]] | None:
+    for group in reversed(saga.groups()):
+        todo = [s for s in group if s.compensation is not None and state.step(s.name).status == "succeeded"]
+        if todo:
+            return todo
+    return None
+
+
+def _stuck_reason(saga_id: str, phase: Phase, failed: dict[str, ErrorInfo]) -> str:
+    what = "compensation of" if phase == "compensation" else "step"
+    errors = "; ".join(f"{n}: {e.type}: {e.message}" for n, e in failed.items())
+    return (
+        f"saga {saga_id}: {what} {', '.join(failed)} failed for good ({errors}). Nothing more "
+        f"happens until an operator fixes the cause and runs `tether saga retry {saga_id}`"
+    )
+
+
+def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
+    """The coordinator of `saga` (call `Saga.coordinator`, which builds it once)."""
+    obj: VirtualObject[SagaState] = VirtualObject(saga.object_name, state=SagaState)
+    for event, fold in FOLDS.items():
+        obj.on_event(event, name=event_name(event))(fold)
+
+    def plan() -> list[StepPlan]:
+        return [
+            StepPlan(
+                name=s.name,
+                group=s.group,
+                compensable=s.compensation is not None,
+                on_failure=s.on_failure,
+            )
+            for s in saga.steps
+        ]
+
+    async def start(ctx: ObjectContext[SagaState], payload: BaseModel) -> SagaState:
+        state = ctx.state
+        data = payload.model_dump(mode="json")
+        if state.status == "new":
+            ctx.emit(SagaStarted(saga_id=ctx.key, saga=saga.name, input=data, steps=plan(), at=ctx.now()))
+            ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
+            ctx.logger.info("saga %s started", ctx.key)
+        elif state.input != data:
+            raise TerminalError(f"saga {ctx.key} was already started with another input; use a new saga id")
+        return ctx.state
+
+    # The start handler takes the saga's own input model: annotate it at runtime.
+    start.__annotations__ = {"ctx": ObjectContext, "payload": saga.input_type, "return": SagaState}
+    obj.handler("start")(start)
+
+    async def advance(ctx: ObjectContext[SagaState], cmd: Advance) -> None:
+        if cmd.seq != ctx.state.seq:
+            return  # stale: another message already moved the saga on
+        worked = False
+        last = ctx.now()
+        while True:
+            state = ctx.state
+            if state.status == "running":
+                todo = _pending_group(saga, state)
+                if todo is None:
+                    ctx.emit(SagaCompleted(at=last))
+                    ctx.logger.info("saga %s completed", ctx.key)
+                    return
+                if worked:
+                    break
+                units = await _run_group(ctx, saga, todo, "action")
+                worked = True
+                failed: dict[str, ErrorInfo] = {}
+                compensate = False
+                for step in todo:
+                    unit = units[step.name]
+                    last = max(last, unit.attempts[-1].ended)
+                    if unit.ok:
+                        assert unit.last is not None
+                        ctx.emit(StepSucceeded(step=step.name, result=unit.last.result, attempts=unit.attempts))
+                    else:
+                        assert unit.last is not None and unit.last.error is not None
+                        failed[step.name] = unit.last.error
+                        compensate = compensate or step.on_failure == "compensate"
+                for step in todo:
+                    if step.name in failed:
+                        ctx.emit(
+                            StepFailed(
+                                step=step.name,
+                                error=failed[step.name],
+                                attempts=units[step.name].attempts,
+                                compensate=compensate,
+                            )
+                        )
+                if failed and not compensate:
+                    _park(ctx, "action", failed, last)
+                    return
+                if failed:
+                    ctx.logger.warning("saga %s: %s failed; compensating", ctx.key, ", ".join(failed))
+            elif state.status == "compensating":
+                todo = _compensation_group(saga, state)
+                if todo is None:
+                    ctx.emit(SagaCompensated(at=last))
+                    ctx.logger.info("saga %s compensated", ctx.key)
+                    return
+                if worked:
+                    break
+                units = await _run_group(ctx, saga, todo, "compensation")
+                worked = True
+                failed = {}
+                for step in todo:
+                    unit = units[step.name]
+                    last = max(last, unit.attempts[-1].ended)
+                    assert unit.last is not None
+                    if unit.ok:
+                        ctx.emit(CompensationSucceeded(step=step.name, attempts=unit.attempts))
+                    else:
+                        assert unit.last.error is not None
+                        failed[step.name] = unit.last.error
+                        ctx.emit(CompensationFailed(step=step.name, error=unit.last.error, attempts=unit.attempts))
+                if failed:
+                    _park(ctx, "compensation", failed, last)
+                    return
+            else:
+                return
+        ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
+
+    def _park(ctx: ObjectContext[SagaState], phase: Phase, failed: dict[str, ErrorInfo], at: datetime) -> None:
+        reason = _stuck_reason(ctx.key, phase, failed)
+        ctx.emit(SagaStuck(phase=phase, steps=list(failed), reason=reason, at=at))
+        ctx.send(
+            park_handler,
+            ctx.key,
+            Park(round=ctx.state.resumes, phase=phase, steps=list(failed), reason=reason),
+        )
+        ctx.logger.error("%s", reason)
+
+    # `Handler`'s output type is bound to models, though the runtime allows a None reply.
+    advance_handler = obj.handler("advance")(advance)  # type: ignore[type-var]
+
+    async def park(ctx: ObjectContext[SagaState], cmd: Park) -> None:
+        state = ctx.state
+        if state.status == "stuck" and state.resumes == cmd.round:
+            # Failing for good is how the runtime records a dead letter an operator sees.
+            raise TerminalError(cmd.reason)
+
+    park_handler = obj.handler("park", retry=NO_RETRY)(park)  # type: ignore[type-var]  # as above
+
+    async def retry(ctx: ObjectContext[SagaState], cmd: RetryRequest) -> RetryResult:
+        state = ctx.state
+        if state.status == "stuck":
+            phase: Literal["action", "compensation"] = state.stuck.phase if state.stuck else "compensation"
+            ctx.emit(SagaResumed(at=ctx.now()))
+            ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
+            ctx.logger.info("saga %s resumed by an operator", ctx.key)
+            what = "its compensation" if phase == "compensation" else "the failed step"
+            return RetryResult(resumed=True, status=ctx.state.status, message=f"resumed {what}")
+        if state.status in ("running", "compensating"):
+            # Harmless if the saga is moving: a stale advance is ignored by its seq.
+            ctx.send(advance_handler, ctx.key, Advance(seq=state.seq))
+            return RetryResult(resumed=True, status=state.status, message=f"nudged a {state.status} saga")
+        if state.status == "new":
+            return RetryResult(resumed=False, status="new", message="no saga with this id was started")
+        return RetryResult(
+            resumed=False,
+            status=state.status,
+            message=f"the saga is {state.status}; nothing to retry",
+        )
+
+    obj.handler("retry")(retry)
+
+    async def status(ctx: ObjectContext[SagaState], query: StatusQuery) -> SagaState:
+        return ctx.state
+
+    obj.handler("status", kind="shared")(status)
+    return obj

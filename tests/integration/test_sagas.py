@@ -1,0 +1,138 @@
+"""Sagas on the real Kafka broker: the happy path, a failure at each step in turn with exactly
+the right compensations in reverse order, a saga started by a session, and a compensation that
+keeps failing: stuck, dead-lettered on the dlq topic, and finished by `tether saga retry`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "sagas"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
+
+from saga_workload import (  # noqa: E402
+    ALL_ACTIONS,
+    BROKEN,
+    CALLS,
+    EFFECTS,
+    Order,
+    Plan,
+    agent,
+    book_flight,
+    booking,
+    coordinator,
+    expected_compensations,
+    plan,
+    reset,
+)
+from session_harness import REPO, Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
+
+from actors.deadletters import CATEGORY, EXCEPTION_MESSAGE, HANDLER, KEY, OBJECT  # noqa: E402
+from sagas import SagaClient  # noqa: E402
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def runtime(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> AsyncIterator[Runtime]:
+    reset()
+    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
+    async with open_runtime([coordinator, agent], settings) as rt:
+        yield rt
+
+
+def effects(saga_id: str) -> list[str]:
+    return [k.split(":", 1)[1] for k in EFFECTS if k.startswith(f"{saga_id}:")]
+
+
+async def test_happy_path(runtime: Runtime) -> None:
+    outcome = await (await SagaClient(runtime.client).start(booking, "trip-1", Order())).result(timeout=60)
+    assert outcome.status == "completed"
+    assert outcome.result(book_flight).ref == "ref-trip-1:flight:action"
+    assert sorted(effects("trip-1")) == sorted(ALL_ACTIONS)
+    assert all(n == 1 for n in CALLS.values())
+
+
+@pytest.mark.parametrize("failing", ["flight", "hotel", "car", "charge"])
+async def test_failure_at_each_step_compensates_in_reverse_order(runtime: Runtime, failing: str) -> None:
+    saga_id = f"trip-{failing}"
+    order = Order(script={f"{failing}:action": ["fatal"]})
+    outcome = await (await SagaClient(runtime.client).start(booking, saga_id, order)).result(timeout=60)
+    assert outcome.status == "compensated" and outcome.failed_step == failing
+    compensations = [e for e in effects(saga_id) if e.endswith(":compensation")]
+    expected = expected_compensations(failing)
+    groups, at = [], 0
+    for group in expected:
+        groups.append(set(compensations[at : at + len(group)]))
+        at += len(group)
+    assert groups == expected and at == len(compensations)
+    assert f"{failing}:action" not in effects(saga_id)
+    assert all(n == 1 for n in CALLS.values())
+
+
+async def test_a_session_starts_a_saga(runtime: Runtime) -> None:
+    reply = await runtime.client.call(plan, "alice", Plan(trip_id="agent-trip"), timeout=60)
+    assert reply.status == "running"
+    outcome = await SagaClient(runtime.client).handle(booking, "agent-trip").result(timeout=60)
+    assert outcome.status == "completed"
+    state = await runtime.state("travel_agent", "alice")
+    assert state["trips"] == ["agent-trip"]
+
+
+async def test_stuck_compensation_is_dead_lettered_and_finished_by_tether_saga_retry(runtime: Runtime) -> None:
+    BROKEN.add("flight:compensation")
+    handle = await SagaClient(runtime.client).start(booking, "trip-stuck", Order(script={"charge:action": ["fatal"]}))
+    outcome = await handle.result(timeout=60)
+    assert outcome.status == "stuck" and outcome.stuck is not None and outcome.stuck.steps == ["flight"]
+    assert sorted(outcome.compensated_steps) == ["car", "hotel"]
+
+    async def dead_letter() -> object:
+        found = [
+            r for r in await runtime.dead_letters() if r.header(KEY) == b"trip-stuck" and r.header(HANDLER) == b"park"
+        ]
+        assert len(found) == 1
+        return found[0]
+
+    letter = await assert_eventually(dead_letter, timeout=60)
+    assert letter.header(OBJECT) == b"saga.booking"  # type: ignore[attr-defined]
+    assert letter.header(CATEGORY) == b"terminal"  # type: ignore[attr-defined]
+    message = letter.header(EXCEPTION_MESSAGE).decode()  # type: ignore[attr-defined]
+    assert "compensation of flight failed for good" in message and "tether saga retry trip-stuck" in message
+
+    shown = await tether(runtime, "saga", "show", "trip-stuck", "--json")
+    assert json.loads(shown)["state"]["status"] == "stuck"
+    BROKEN.clear()  # the operator fixes the cause
+    out = await tether(runtime, "saga", "retry", "trip-stuck")
+    assert "resumed its compensation" in out
+    outcome = await handle.result(timeout=60)
+    assert outcome.status == "compensated" and outcome.resumes == 1
+    assert effects("trip-stuck")[-1] == "flight:compensation"
+    assert CALLS["trip-stuck:flight:compensation"] == 4  # 3 failed before the fix, 1 after
+    listed = await tether(runtime, "saga", "list", "--status", "compensated", "--json")
+    assert [json.loads(line)["saga_id"] for line in listed.splitlines()] == ["trip-stuck"]
+
+
+async def tether(runtime: Runtime, *args: str) -> str:
+    """Run ``tether ARGS -b BOOTSTRAP -n NAMESPACE`` as an operator would; its stdout."""
+    settings = runtime.settings
+    assert settings.kafka.bootstrap_servers
+    options = ["-b", settings.kafka.bootstrap_servers, "-n", settings.namespace]
+    cmd = [sys.executable, "-c", "from actors.cli import main; main()", *args[:2], *options, *args[2:]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"`tether {' '.join(args)}` did not finish within 90 s") from None
+    assert proc.returncode == 0, f"tether {args} exited {proc.returncode}: {out.decode()}{err.decode()}"
+    return out.decode()
