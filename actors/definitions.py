@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 S = TypeVar("S", bound=BaseModel)
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 - input
-O = TypeVar("O", bound=BaseModel)  # noqa: E741 - output
+O = TypeVar("O", bound=BaseModel | None)  # noqa: E741 - output (None: no reply value)
 E = TypeVar("E", bound=BaseModel)
 
 

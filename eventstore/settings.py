@@ -24,6 +24,11 @@ class KafkaSettings(BaseModel):
     """After this long an open transaction is aborted by the broker."""
     linger_ms: int = 1
     """How long the producer waits to batch records (higher = more throughput, more latency)."""
+    session_timeout_ms: int = 10_000
+    """How long the group waits for a silent member (a killed worker) before moving its
+    partitions; the broker bounds it by ``group.min.session.timeout.ms`` (6 s by default)."""
+    heartbeat_interval_ms: int = 3_000
+    """How often a member tells the group it is alive (well below the session timeout)."""
     fetch_max_wait_ms: int = 50
     """How long the broker holds a fetch when there is no data (latency of an idle consumer)."""
 

@@ -361,8 +361,7 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
         )
         ctx.logger.error("%s", reason)
 
-    # `Handler`'s output type is bound to models, though the runtime allows a None reply.
-    advance_handler = obj.handler("advance")(advance)  # type: ignore[type-var]
+    advance_handler = obj.handler("advance")(advance)
 
     async def park(ctx: ObjectContext[SagaState], cmd: Park) -> None:
         state = ctx.state
@@ -370,7 +369,7 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
             # Failing for good is how the runtime records a dead letter an operator sees.
             raise TerminalError(cmd.reason)
 
-    park_handler = obj.handler("park", retry=NO_RETRY)(park)  # type: ignore[type-var]  # as above
+    park_handler = obj.handler("park", retry=NO_RETRY)(park)
 
     async def retry(ctx: ObjectContext[SagaState], cmd: RetryRequest) -> RetryResult:
         state = ctx.state

@@ -397,6 +397,8 @@ class KafkaLog:
             # The end is known: a fetch that the broker holds back only delays the last step
             # past aborted records and transaction markers, which return no records.
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             request_timeout_ms=self.settings.request_timeout_ms,
         )
         await self._guard(consumer.start())
