@@ -16,11 +16,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -117,6 +118,12 @@ class WorkerHost:
         self._retired_invocations = 0
         self._created = time.time()
         self._task = asyncio.create_task(self._run(), name=f"tether-ray-{name}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._error = f"supervision failed: {task.exception()!r}"
+            log.error("%s: %s", self._name, self._error, exc_info=task.exception())
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -236,7 +243,6 @@ class _Member:
     handle: Any
     pid: int | None = None
     restarts: int = 0
-    last: WorkerStatus | None = field(default=None)
 
 
 def _verbosity() -> int:
@@ -256,6 +262,18 @@ def _import_root(target: str) -> str | None:
     for _ in range(module_name.count(".")):
         root = root.parent
     return str(root)
+
+
+def _answers(address: str) -> bool:
+    """Whether a ``[ray://]host:port`` address accepts TCP connections (other forms: True)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return True  # "local", "auto" and the like: Ray resolves them itself
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            return True
+    except OSError:
+        return False
 
 
 class RayWorkerPool:
@@ -299,6 +317,7 @@ class RayWorkerPool:
         workers: int,
         address: str | None = None,
         ready_timeout: float = 120.0,
+        runtime_env: Mapping[str, Any] | None = None,
     ) -> list[WorkerStatus]:
         """Start `workers` actors serving ``MODULE:OBJECT`` and wait until each joined the group.
 
@@ -309,6 +328,8 @@ class RayWorkerPool:
             workers: How many actors.
             address: A Ray cluster to join; default ``RAY_ADDRESS``, else a new local Ray.
             ready_timeout: Seconds to wait for every worker to join the group.
+            runtime_env: Ray's ``runtime_env`` for the job when this pool initializes Ray (for
+                a remote cluster, e.g. ``{"working_dir": "."}`` to ship MODULE there).
 
         Returns:
             The status of each worker once all are ready.
@@ -316,7 +337,8 @@ class RayWorkerPool:
         Raises:
             UsageError: no Kafka broker configured, fewer than one worker, a bad target, or
                 another pool serves the namespace on this Ray cluster.
-            WorkerPoolError: an actor died in start-up or was not ready in time.
+            WorkerPoolError: Ray could not start or be joined, or an actor died in start-up or
+                was not ready in time.
         """
         if self._members:
             raise UsageError("this pool is already started")
@@ -326,7 +348,7 @@ class RayWorkerPool:
             raise UsageError(NEEDS_KAFKA)
         load_objects(target)  # fail here, not in N actors
         self.settings = settings
-        self._init_ray(address)
+        self._init_ray(address, runtime_env)
         try:
             self._create(target, settings, workers)
             return self._wait_ready(ready_timeout)
@@ -334,7 +356,7 @@ class RayWorkerPool:
             self.stop(timeout=10.0)
             raise
 
-    def _init_ray(self, address: str | None) -> None:
+    def _init_ray(self, address: str | None, runtime_env: Mapping[str, Any] | None) -> None:
         if ray.is_initialized():
             return
         address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -345,8 +367,20 @@ class RayWorkerPool:
         }
         if address == "local":
             options.update(num_cpus=2, include_dashboard=False)
+        if runtime_env:
+            options["runtime_env"] = dict(runtime_env)
+        if not _answers(address):
+            # Ray's own client would retry a wrong address for minutes before giving up.
+            raise WorkerPoolError(
+                f"no Ray cluster answers at {address}: start one (`ray start --head`) or fix "
+                "--ray-address / RAY_ADDRESS"
+            )
         started = time.monotonic()
-        ray.init(**options)
+        try:
+            ray.init(**options)
+        except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray's own choice
+            where = "start a local Ray" if address == "local" else f"join the Ray cluster at {address}"
+            raise WorkerPoolError(f"could not {where}: {exc}") from exc
         self._owns_ray = True
         log.info("ray %s in %.1f s", "started" if address == "local" else f"joined at {address}",
                  time.monotonic() - started)
@@ -405,7 +439,6 @@ class RayWorkerPool:
                 restarts=member.restarts,
                 error=ping["error"],
             )
-        member.last = status
         return status
 
     def status(self, timeout: float = 5.0) -> list[WorkerStatus]:
