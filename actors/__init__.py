@@ -3,8 +3,7 @@
 from eventstore.errors import TetherError, UsageError
 
 from .client import Client, SyncClient
-from .context import ObjectContext
-from .context import Awakeable
+from .context import Awakeable, ObjectContext
 from .definitions import Budget, Handler, RetryPolicy, VirtualObject
 from .errors import (
     ActorError,

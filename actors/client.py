@@ -33,8 +33,8 @@ from .errors import (
 )
 from .messages import Message, session_key
 from .processor import RESOLVE_HANDLER, STATE_HANDLER
-from .waits import parse_awakeable_id
 from .settings import Settings
+from .waits import parse_awakeable_id
 
 log = logging.getLogger(__name__)
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
@@ -56,6 +56,8 @@ class Client:
         self._log = log or open_log(self.settings)
         self._owns_log = log is None
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._callers: dict[str, int] = {}
+        """Calls awaiting each message id: concurrent calls with one idempotency key share a reply."""
         self._replies: LogConsumer | None = None
         self._listener: asyncio.Task[None] | None = None
         self._partitions = 0
@@ -226,18 +228,24 @@ class Client:
     ) -> Any:
         """`call` by names; returns the JSON-like result."""
         message = self._message(object_name, key, handler, payload, idempotency_key, reply=True)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[message.id] = future
+        future = self._waiting.get(message.id)
+        if future is None or future.done():
+            future = self._waiting[message.id] = asyncio.get_running_loop().create_future()
+        self._callers[message.id] = self._callers.get(message.id, 0) + 1
         try:
             await self._append(message)
-            reply = await asyncio.wait_for(future, timeout)
+            reply = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             raise CallTimeoutError(
                 f"no reply from {object_name}/{key}.{handler} within {timeout} s (message "
                 f"{message.id} is durable and will be processed; is a worker running?)"
             ) from None
         finally:
-            self._waiting.pop(message.id, None)
+            left = self._callers.pop(message.id) - 1
+            if left:
+                self._callers[message.id] = left
+            elif self._waiting.get(message.id) is future:
+                del self._waiting[message.id]
         if "err" in reply:
             err = reply["err"]
             cls = _ERRORS.get(err.get("type", ""), InvocationError)

@@ -25,6 +25,8 @@ class Session:
     object_name: str
     snapshot: dict[str, Any] | None = None
     tail: list[dict[str, Any]] = field(default_factory=list)
+    tail_from: float = float("inf")
+    """Events-topic offset of the first tail entry (where a restore must start to see it)."""
     state: BaseModel | None = None
     version: int = 0
     recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
