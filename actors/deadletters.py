@@ -31,6 +31,8 @@ LAST_FAILURE = "tether.last-failure-ms"
 ERROR_CLASS = "tether.error-class"
 CATEGORY = "tether.category"
 SCHEMA_VERSION = "tether.schema-version"
+PARK_AWAKEABLE = "tether.park-awakeable"
+"""Set when the session is parked behind this dead letter: resolving it unparks the session."""
 
 #: Why a message became a dead letter.
 CATEGORIES = ("terminal", "exhausted", "poison", "oversize")
@@ -49,6 +51,7 @@ class Failure:
     key: str | None = None
     handler: str | None = None
     message_id: str | None = None
+    park_awakeable: str | None = None
 
 
 def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str) -> OutRecord:
@@ -80,6 +83,7 @@ def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str)
         ERROR_CLASS: cls.__name__,
         CATEGORY: failure.category,
         SCHEMA_VERSION: "1",
+        PARK_AWAKEABLE: failure.park_awakeable,
     }
     headers.extend((k, v.encode()) for k, v in fields.items() if v is not None)
     return OutRecord(dlq_topic, 0, source.key, source.value, tuple(headers))

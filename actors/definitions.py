@@ -103,6 +103,9 @@ class Handler(Generic[S, I, O]):
     """Seconds from the first attempt after which the invocation ends with a timeout."""
     budget: Budget | None = None
     """Retry and cost limits of one invocation."""
+    on_failure: Literal["continue", "park"] = "continue"
+    """After a dead letter: go on with the session's next message, or park the session until
+    the dead letter is replayed or discarded (for sessions whose next steps need this one)."""
 
     async def __call__(self, ctx: ObjectContext[S], payload: I) -> O:
         """Run the handler function (the runtime does this; tests may too)."""
@@ -154,6 +157,7 @@ class VirtualObject(Generic[S]):
         retry: RetryPolicy | None = None,
         deadline: float | None = None,
         budget: Budget | None = None,
+        on_failure: Literal["continue", "park"] = "continue",
     ) -> Callable[[Callable[[ObjectContext[S], I], Awaitable[O]]], Handler[S, I, O]]:
         """Register an async handler taking one pydantic model and returning one.
 
@@ -196,6 +200,7 @@ class VirtualObject(Generic[S]):
                 retry or self.retry,
                 deadline,
                 budget,
+                on_failure,
             )
             self.handlers[handler_name] = h
             return h

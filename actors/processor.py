@@ -48,6 +48,7 @@ from .waits import (
     Timers,
     completion_entry,
     delayed_entry,
+    awakeable_id,
     now_ms,
     parse_awakeable_id,
     wait_event,
@@ -211,6 +212,9 @@ class PartitionProcessor:
         for session in self.sessions.values():
             if session.blocked_by is not None and session.blocked_by not in self.suspended:
                 session.blocked_by = None  # its invocation finished after it suspended
+        for parked_id, parked in self.suspended.items():
+            if parked.awakeable is not None and parked.awakeable in self.completions:
+                self.timers.schedule(parked_id, 0)  # resolved after it suspended: resume it
         committed = await self.log.committed(
             self.group, TopicPartition(self.topics.inbox, self.partition)
         )
@@ -440,7 +444,7 @@ class PartitionProcessor:
             payload = handler.input_type.model_validate(message.payload)
         except pydantic.ValidationError as exc:
             error = self._invalid_payload(handler, message, exc)
-            self._fail_message(record, message, error, "terminal", 1, [], session=session)
+            self._fail_message(record, message, error, "terminal", 1, [], session=session, offset=offset)
             return
         policy = handler.retry
         first_failure = 0
@@ -496,7 +500,8 @@ class PartitionProcessor:
                 category = "exhausted" if policy.retries(exc) else "terminal"
                 self._fail_message(
                     record, message, exc, category, attempt, [], session=session,
-                    first_failure_ms=first_failure, last_failure_ms=now,
+                    first_failure_ms=first_failure, last_failure_ms=now, offset=offset,
+                    park=handler.on_failure == "park",
                 )
                 return
         reply = {"ok": result.model_dump(mode="json") if result is not None else None}
@@ -539,7 +544,11 @@ class PartitionProcessor:
         session: Session | None = None,
         first_failure_ms: int = 0,
         last_failure_ms: int = 0,
+        offset: int | None = None,
+        park: bool = False,
     ) -> None:
+        offset = record.offset if offset is None else offset
+        park_id = awakeable_id(message.object, message.key, f"park-{message.id}", 0) if park and session else None
         error = error_payload(exc)
         error["attempts"] = attempts
         log.error(
@@ -548,7 +557,7 @@ class PartitionProcessor:
         )
         failure = Failure(
             exc, category, attempts, first_failure_ms, last_failure_ms,
-            message.object, message.key, message.handler, message.id,
+            message.object, message.key, message.handler, message.id, park_id,
         )
         records.append(self._dead_letter(record, failure))
         self._pending.must_commit_offsets = True
@@ -568,9 +577,19 @@ class PartitionProcessor:
             events_records = 1
             self.journals.pop(message.id, None)
             self._forget_wait(message.id)
+            if park_id is not None:
+                # The session waits until an operator replays or discards the dead letter,
+                # which resolves the park awakeable (its id is in the dead letter's headers).
+                parked = message.model_copy(update={"id": f"park-{message.id}"})
+                self.suspended[parked.id] = Suspension(parked, record.offset, None, park_id, parked=True)
+                session.blocked_by = parked.id
+                records.append(self._events_record(session, suspend_entry(
+                    parked, record.offset, None, park_id, [], 0, session.version, parked=True,
+                )))
+                log.warning("%s is parked until dead letter of %s is resolved", message.session, message.id)
         if message.reply_partition is not None:
             records.append(self._reply(message, {"err": error}))
-        self._finish(record.offset, records, events_records=events_records)
+        self._finish(offset, records, events_records=events_records)
 
     def _reply(self, message: Message, reply: dict[str, Any]) -> OutRecord:
         assert message.reply_partition is not None
@@ -786,6 +805,20 @@ class PartitionProcessor:
         session = self._session(waiting.message.session.encode())
         if session.blocked_by != message_id:
             return
+        if waiting.parked:
+            # Its dead letter was resolved: the session takes its next message. A replay rides
+            # in the resolution itself, so it runs before the messages that queued behind it.
+            self._forget_wait(message_id)
+            session.blocked_by = None
+            resolution = self.completions.get(waiting.awakeable or "", {}).get("ok")
+            if isinstance(resolution, dict) and isinstance(resolution.get("replay"), dict):
+                replay = Message.model_validate(resolution["replay"])
+                if replay.id not in session.recent:
+                    session.queue.appendleft((NO_OFFSET, replay, self._synthetic(replay, waiting.offset)))
+            if session.queue and not session.running:
+                session.running = True
+                self._spawn(self._drain(session))
+            return
         self.timers.cancel(message_id)
         session.blocked_by = None
         self._enqueue(session, NO_OFFSET, waiting.message, self._synthetic(waiting.message, waiting.offset), front=True)
@@ -801,7 +834,8 @@ class PartitionProcessor:
         kind = entry["k"]
         if kind == "sus":
             self.suspended[message.id] = Suspension(
-                message, int(entry["o"]), entry.get("t"), entry.get("a"), int(entry.get("ne", 0))
+                message, int(entry["o"]), entry.get("t"), entry.get("a"), int(entry.get("ne", 0)),
+                parked=bool(entry.get("pk")),
             )
             session.blocked_by = message.id
             if entry.get("t") is not None:
@@ -821,7 +855,7 @@ class PartitionProcessor:
         for s in self.suspended.values():
             out.append({
                 "k": "sus", "m": s.message.model_dump(by_alias=True), "o": s.offset, "t": s.wake_ms,
-                "a": s.awakeable, "ne": s.emitted, "key": s.message.session,
+                "a": s.awakeable, "ne": s.emitted, "pk": s.parked, "key": s.message.session,
             })
         for message, offset in self.delayed.values():
             out.append({"k": "dly", "m": message.model_dump(by_alias=True), "o": offset, "t": message.not_before_ms, "key": message.session})

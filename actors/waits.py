@@ -46,6 +46,8 @@ class Suspension:
     awakeable: str | None
     emitted: int = 0
     """Events the invocation emitted (and committed) before it suspended."""
+    parked: bool = False
+    """Not an invocation: a session parked behind its dead letter (resolving it unparks)."""
 
 
 def now_ms() -> int:
@@ -55,7 +57,7 @@ def now_ms() -> int:
 
 def suspend_entry(
     message: Message, offset: int, wake_ms: int | None, awakeable: str | None,
-    events: list[Any], emitted: int, version: int,
+    events: list[Any], emitted: int, version: int, *, parked: bool = False,
 ) -> bytes:
     """Events-topic value: an invocation waits; the events it emitted so far commit with it.
 
@@ -64,7 +66,7 @@ def suspend_entry(
     """
     return pack(
         {"k": "sus", "i": message.id, "m": message.model_dump(by_alias=True), "o": offset,
-         "t": wake_ms, "a": awakeable, "ev": events, "ne": emitted, "sv": version}
+         "t": wake_ms, "a": awakeable, "ev": events, "ne": emitted, "sv": version, "pk": parked}
     )
 
 

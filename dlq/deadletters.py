@@ -23,7 +23,7 @@ from .discard import discard as discard_letters
 from .errors import InvalidFilterError, NoMatchError
 from .inspector import GROUP_FIELDS, Filter, GroupField, Inspector, StatsRow, group_stats
 from .records import DeadLetter
-from .replayer import CHUNK, Replayer, Transform
+from .replayer import CHUNK, Replayer, Transform, unpark
 from .reports import Progress, Report
 from .status import StatusStore
 
@@ -210,4 +210,10 @@ class DeadLetters:
         if not reason or not reason.strip():
             raise InvalidFilterError("a discard needs a reason (--reason TEXT) for the audit trail")
         letters = await self.select(ids, where)
-        return await discard_letters(letters, self.statuses, reason=reason, by=by, dry_run=dry_run, progress=progress)
+        report = await discard_letters(
+            letters, self.statuses, reason=reason, by=by, dry_run=dry_run, progress=progress
+        )
+        discarded = {item.id for item in report.items if item.outcome == "discarded"}
+        if any(letter.park_awakeable and letter.id in discarded for letter in letters):
+            await unpark(await self._start_client(), [letter for letter in letters if letter.id in discarded])
+        return report

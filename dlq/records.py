@@ -38,6 +38,7 @@ _OWN_HEADERS = frozenset(
         h.ERROR_CLASS,
         h.CATEGORY,
         h.SCHEMA_VERSION,
+        h.PARK_AWAKEABLE,
     }
 )
 
@@ -136,6 +137,8 @@ class DeadLetter(BaseModel):
     """Why the value does not decode as a message (poison records)."""
     message_id: str | None = None
     """The id of the failed message."""
+    park_awakeable: str | None = None
+    """Set when the session waits behind this dead letter; replay or discard resolves it."""
     error_class: str = "unknown"
     """The exception's class name."""
     error_fqcn: str | None = None
@@ -207,6 +210,7 @@ class DeadLetter(BaseModel):
             message=message,
             decode_error=decode_error,
             message_id=_text(header(h.MESSAGE_ID)) or (message.id if message is not None else None),
+            park_awakeable=_text(header(h.PARK_AWAKEABLE)),
             error_class=error_class,
             error_fqcn=fqcn,
             error_cause_fqcn=_text(header(h.EXCEPTION_CAUSE_FQCN)),

@@ -22,6 +22,7 @@ import importlib
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from actors import Client
+from actors.messages import Message
 from eventstore import LogUnavailableError, pack
 
 from .errors import InvalidFilterError, TransformLoadError
@@ -246,6 +248,10 @@ class Replayer:
                 else:
                     plan.append((letter, await self._target(letter, transform)))
             sendable = [(lt, t) for lt, t in plan if isinstance(t, ReplayTarget)]
+            # A session parked behind its dead letter gets the replay inside the resolution of
+            # its park, so the replay runs before the messages that queued behind it.
+            parked = [(lt, t) for lt, t in sendable if lt.park_awakeable]
+            sendable = [(lt, t) for lt, t in sendable if not lt.park_awakeable]
             outcomes: dict[str, BaseException | None] = {}
             unavailable: LogUnavailableError | None = None
             if sendable and not dry_run:
@@ -291,6 +297,24 @@ class Replayer:
                     if outcomes.get(lt.id) is None
                 ]
                 await self._statuses.write(resolutions)
+            if parked and not dry_run:
+                client = await self._client()
+                for lt, t in parked:
+                    try:
+                        carried = await client.resolve(lt.park_awakeable or "", {"replay": _replay_message(lt, t)})
+                        if not carried:  # the park was resolved before (a discard): send as usual
+                            await client.send_raw(
+                                t.object_name, t.key, t.handler, t.payload, idempotency_key=lt.replay_message_id
+                            )
+                        outcomes[lt.id] = None
+                    except Exception as exc:  # reported per item, like a failed send
+                        outcomes[lt.id] = exc
+                await self._statuses.write(
+                    resolve(lt.id, lt.resolution, "replayed", by=by, replay_message_id=lt.replay_message_id,
+                            transform=transform.name if transform is not None else None)
+                    for lt, _ in parked if outcomes.get(lt.id) is None
+                )
+            sendable += parked
             sent += len(sendable)
             for letter, target in plan:
                 if target is None:
@@ -322,3 +346,23 @@ class Replayer:
             replayed = report.counts.get("replayed", 0)
             log.info("replayed %d of %d dead letter(s); %d failed", replayed, total, len(report.failed))
         return report
+
+
+async def unpark(client: Client, letters: Sequence[DeadLetter]) -> None:
+    """Resolve the park awakeables of `letters` (a no-op for sessions that are not parked)."""
+    parked = [letter.park_awakeable for letter in letters if letter.park_awakeable]
+    if parked:
+        await asyncio.gather(*(client.resolve(awk, "resolved by an operator") for awk in parked))
+
+
+def _replay_message(letter: DeadLetter, target: ReplayTarget) -> dict[str, Any]:
+    """The inbox message a replay carries, as the runtime's wire form."""
+    message = Message(
+        id=letter.replay_message_id,
+        o=target.object_name,
+        k=target.key,
+        h=target.handler,
+        p=target.payload,
+        ts=int(time.time() * 1000),
+    )
+    return message.model_dump(by_alias=True)
