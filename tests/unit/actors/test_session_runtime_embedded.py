@@ -64,6 +64,10 @@ async def test_deterministic_uuid_now_random(runtime: Runtime) -> None:
     await scenarios.deterministic_context(runtime)
 
 
+async def test_replay_after_worker_restart(runtime: Runtime) -> None:
+    await scenarios.replay_after_restart(runtime)
+
+
 async def test_retry_after_honoured(runtime: Runtime) -> None:
     await scenarios.retry_after_honoured(runtime)
 
@@ -147,3 +151,32 @@ async def test_restart_keeps_states(tmp_path: Path, namespace: str) -> None:
         # And the new worker goes on from there.
         reply = await rt.client.call(append, keys[0], Item(value="more"), timeout=WAIT)
         assert reply.values == [*expected[keys[0]], "more"]
+
+
+async def test_checkpoint_after_restore_keeps_sessions_that_were_not_touched(
+    tmp_path: Path, namespace: str
+) -> None:
+    """A session restored as snapshot + events, then left alone while a checkpoint moves the
+    restore start past those events, must not lose them on the next restore."""
+    PROBE.reset()
+    settings = make_settings(
+        "embedded", tmp_path, namespace, partitions=1, runtime=RuntimeSettings(checkpoint_every=2)
+    )
+    async with open_runtime([probe], settings) as rt:
+        # Worker 1: a checkpoint after a-2 snapshots `a`; a-3 comes after it.
+        for i in (1, 2, 3):
+            await rt.client.call(append, "a", Item(value=f"a-{i}"), timeout=WAIT)
+        # Worker 2 restores `a` as snapshot + one event and never loads it; b's two messages
+        # make a checkpoint.
+        await rt.restart_worker()
+        for i in (1, 2):
+            await rt.client.call(append, "b", Item(value=f"b-{i}"), timeout=WAIT)
+        await rt.restart_worker()
+        assert (await rt.state("probe", "a"))["values"] == ["a-1", "a-2", "a-3"]
+        assert (await rt.client.state("probe", "a", timeout=WAIT))["version"] == 3
+        # A shared read loads the session without changing it: the same must hold after it.
+        for i in (3, 4):
+            await rt.client.call(append, "b", Item(value=f"b-{i}"), timeout=WAIT)
+        await rt.restart_worker()
+        assert (await rt.state("probe", "a"))["values"] == ["a-1", "a-2", "a-3"]
+        assert (await rt.state("probe", "b"))["values"] == ["b-1", "b-2", "b-3", "b-4"]

@@ -1,0 +1,168 @@
+"""The session runtime on the real broker: the embedded scenarios again on Kafka, plus restore
+from checkpoints after a worker restart and poison records, on both backends."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
+
+import session_scenarios as scenarios  # noqa: E402
+from ledger_chaos import fold  # noqa: E402
+from ledger_sessions import Op, apply, ledger, relay  # noqa: E402
+from probe_sessions import PROBE, probe  # noqa: E402
+from session_harness import (  # noqa: E402
+    WAIT,
+    Runtime,
+    make_settings,
+    open_runtime,
+    read_invocations,
+)
+
+from actors import RuntimeSettings  # noqa: E402
+
+
+def _settings(request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str, **kw: Any) -> Any:
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None
+    return make_settings(backend, tmp_path, namespace, bootstrap=bootstrap, **kw)
+
+
+@pytest.fixture
+async def kafka_runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, namespace: str
+) -> AsyncIterator[Runtime]:
+    """The probe sessions served by an in-process worker on the real broker."""
+    PROBE.reset()
+    async with open_runtime([probe], _settings(request, "kafka", tmp_path, namespace)) as rt:
+        yield rt
+
+
+BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+kafka = pytest.mark.kafka
+
+
+@kafka
+async def test_order_per_key(kafka_runtime: Runtime) -> None:
+    await scenarios.order_per_key(kafka_runtime)
+
+
+@kafka
+async def test_keys_in_parallel_one_key_serialized_shared_alongside(kafka_runtime: Runtime) -> None:
+    await scenarios.keys_run_in_parallel(kafka_runtime)
+
+
+@kafka
+async def test_steps_replay_after_handler_retry(kafka_runtime: Runtime) -> None:
+    await scenarios.steps_replay_after_retry(kafka_runtime)
+
+
+@kafka
+async def test_journal_mismatch(kafka_runtime: Runtime) -> None:
+    await scenarios.journal_mismatch(kafka_runtime)
+
+
+@kafka
+async def test_typed_errors_and_worker_keeps_serving(kafka_runtime: Runtime) -> None:
+    await scenarios.typed_errors(kafka_runtime)
+
+
+@kafka
+async def test_idempotency_key(kafka_runtime: Runtime) -> None:
+    await scenarios.idempotency_key(kafka_runtime)
+
+
+@kafka
+async def test_send_delivers_once(kafka_runtime: Runtime) -> None:
+    await scenarios.send_delivers_once(kafka_runtime)
+
+
+@kafka
+async def test_call_returns_reply(kafka_runtime: Runtime) -> None:
+    await scenarios.call_returns_reply(kafka_runtime)
+
+
+@kafka
+async def test_deterministic_uuid_now_random(kafka_runtime: Runtime) -> None:
+    await scenarios.deterministic_context(kafka_runtime)
+
+
+@kafka
+async def test_replay_after_worker_restart(kafka_runtime: Runtime) -> None:
+    await scenarios.replay_after_restart(kafka_runtime)
+
+
+@kafka
+async def test_retry_after_honoured(kafka_runtime: Runtime) -> None:
+    await scenarios.retry_after_honoured(kafka_runtime)
+
+
+@kafka
+async def test_exhausted_retries_dead_letter(kafka_runtime: Runtime) -> None:
+    await scenarios.exhausted_retries_dead_letter(kafka_runtime)
+
+
+@BOTH
+async def test_poison_record(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str
+) -> None:
+    PROBE.reset()
+    async with open_runtime([probe], _settings(request, backend, tmp_path, namespace)) as rt:
+        await scenarios.poison_record(rt)
+
+
+@BOTH
+async def test_restore_from_checkpoints_equals_fold(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str
+) -> None:
+    """A restarted worker restores from checkpoints + the events after them; every state equals
+    the fold of the raw events topic, and nothing is applied twice."""
+    settings = _settings(
+        request, backend, tmp_path, namespace, partitions=3,
+        runtime=RuntimeSettings(checkpoint_every=4, max_resident_sessions=3),
+    )
+    keys = [f"c{i}" for i in range(8)]
+    expected: dict[str, list[str]] = {key: [] for key in keys}
+    async with open_runtime([ledger], settings) as rt:
+        for i in range(6):
+            for n, key in enumerate(keys):
+                if (i + n) % 4 == 0:
+                    target = keys[(n + 1) % len(keys)]
+                    await rt.client.send(relay, key, Op(tag=f"{key}-{i}", target=target))
+                    expected[target].append(f"{key}-{i}@{key}")
+                else:
+                    await rt.client.send(apply, key, Op(tag=f"{key}-{i}"))
+                    expected[key].append(f"{key}-{i}")
+        # A relayed apply is in the inbox once its relay committed: after a first round of
+        # calls every relay has run, and a second round queues behind every relayed apply.
+        for _ in range(2):
+            for key in keys:
+                await rt.client.call(apply, key, Op(tag="barrier"), timeout=WAIT)
+        before = {key: await rt.client.state("ledger", key, timeout=WAIT) for key in keys}
+        await rt.stop_worker()
+        await rt.start_worker()
+        processors = await rt.processors()
+        snapshotted = [s.key for p in processors.values() for s in p.sessions.values() if s.snapshot is not None]
+        assert snapshotted, "the restore used no snapshot"
+        after = {key: await rt.client.state("ledger", key, timeout=WAIT) for key in keys}
+        assert after == before
+
+        invocations = await read_invocations(rt.log, rt.topics)
+        assert invocations.duplicate_done == []
+        assert invocations.duplicate_steps == []
+        for key in keys:
+            done = invocations.done_by_session[f"ledger/{key}"]
+            assert fold(done) == after[key]["state"]
+            assert after[key]["version"] == len(done)
+        # Each key applied its own messages in send order, and every relayed one exactly once.
+        for key in keys:
+            tags = after[key]["state"]["tags"]
+            assert tags[-1] == "barrier"
+            assert [t for t in tags if "@" not in t and t != "barrier"] == [
+                t for t in expected[key] if "@" not in t
+            ]
+            assert sorted(tags) == sorted([*expected[key], "barrier", "barrier"])
