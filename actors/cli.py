@@ -34,16 +34,26 @@ def settings_options(fn: F) -> F:
 
     @click.option("--namespace", "-n", default=None, help="Topic namespace (TETHER_NAMESPACE).")
     @click.option(
-        "--bootstrap-servers", "-b", "bootstrap", default=None, metavar="HOST:PORT",
+        "--bootstrap-servers",
+        "-b",
+        "bootstrap",
+        default=None,
+        metavar="HOST:PORT",
         help="Kafka bootstrap servers (TETHER_KAFKA__BOOTSTRAP_SERVERS); default: embedded log.",
     )
-    @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Embedded log directory (TETHER_DATA_DIR).")
+    @click.option(
+        "--data-dir", type=click.Path(path_type=Path), default=None, help="Embedded log directory (TETHER_DATA_DIR)."
+    )
     @click.option("--partitions", type=int, default=None, help="Partitions of a new namespace (TETHER_PARTITIONS).")
     @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
     @functools.wraps(fn)
     def wrapper(
-        namespace: str | None, bootstrap: str | None, data_dir: Path | None, partitions: int | None,
-        verbose: int, **kwargs: Any,
+        namespace: str | None,
+        bootstrap: str | None,
+        data_dir: Path | None,
+        partitions: int | None,
+        verbose: int,
+        **kwargs: Any,
     ) -> Any:
         configure_logging(verbose)
         overrides: dict[str, Any] = {}
@@ -90,7 +100,8 @@ def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_addr
 
 @click.command()
 @click.option(
-    "--kafka", is_flag=True,
+    "--kafka",
+    is_flag=True,
     help="Run on Kafka: the broker at --bootstrap-servers, else a local one (`tether kafka up`).",
 )
 @settings_options
@@ -152,8 +163,13 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
     for e in entries:
         outcome = e.get("error") or e.get("result") or e.get("events")
         table.add_row(
-            str(e["offset"]), e["kind"], e["invocation"][:18], e.get("name", ""), str(e.get("attempts", "")),
-            str(e.get("duration_ms", "")), json.dumps(outcome, default=str)[:80],
+            str(e["offset"]),
+            e["kind"],
+            e["invocation"][:18],
+            e.get("name", ""),
+            str(e.get("attempts", "")),
+            str(e.get("duration_ms", "")),
+            json.dumps(outcome, default=str)[:80],
         )
     Console().print(table)
 

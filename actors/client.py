@@ -87,9 +87,7 @@ class Client:
         self._partitions = await self._log.partition_count(self.topics.inbox)
         replies = await self._log.partition_count(self.topics.replies)
         self._reply_partition = random.randrange(replies)
-        self._replies = await self._log.consumer(
-            self.topics.replies, partitions={self._reply_partition: -1}
-        )
+        self._replies = await self._log.consumer(self.topics.replies, partitions={self._reply_partition: -1})
         self._listener = asyncio.create_task(self._listen(), name="tether-client-replies")
 
     async def close(self) -> None:
@@ -129,7 +127,13 @@ class Client:
 
     # -- sending ---------------------------------------------------------------------------
     def _message(
-        self, object_name: str, key: str, handler: str, payload: Any, message_id: str | None, reply: bool,
+        self,
+        object_name: str,
+        key: str,
+        handler: str,
+        payload: Any,
+        message_id: str | None,
+        reply: bool,
         delay: float | None = None,
     ) -> Message:
         now = int(time.time() * 1000)
@@ -155,13 +159,16 @@ class Client:
                 f"message to {message.session}.{message.handler} is {len(value) + len(key)} bytes, "
                 f"over max_message_bytes={limit}; store large inputs elsewhere and send a reference"
             )
-        await self._log.append(
-            [OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)]
-        )
+        await self._log.append([OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)])
 
     async def send(
-        self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, *,
-        idempotency_key: str | None = None, delay: float | None = None,
+        self,
+        handler: Handler[Any, Any, Any],
+        key: str,
+        payload: BaseModel,
+        *,
+        idempotency_key: str | None = None,
+        delay: float | None = None,
     ) -> str:
         """Send one-way; returns the message id once the message is durable.
 
@@ -173,8 +180,14 @@ class Client:
         )
 
     async def send_raw(
-        self, object_name: str, key: str, handler: str, payload: Any, *,
-        idempotency_key: str | None = None, delay: float | None = None,
+        self,
+        object_name: str,
+        key: str,
+        handler: str,
+        payload: Any,
+        *,
+        idempotency_key: str | None = None,
+        delay: float | None = None,
     ) -> str:
         """`send` by names, with a JSON-like payload (for tools and dynamic callers)."""
         message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
@@ -183,14 +196,24 @@ class Client:
 
     @overload
     async def call(
-        self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, *,
-        timeout: float = ..., idempotency_key: str | None = ...,
+        self,
+        handler: Handler[Any, Any, O],
+        key: str,
+        payload: BaseModel,
+        *,
+        timeout: float = ...,
+        idempotency_key: str | None = ...,
     ) -> O: ...
 
     @overload
     async def call(
-        self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, *,
-        timeout: float = ..., idempotency_key: str | None = ...,
+        self,
+        handler: Handler[Any, Any, Any],
+        key: str,
+        payload: BaseModel,
+        *,
+        timeout: float = ...,
+        idempotency_key: str | None = ...,
     ) -> Any: ...
 
     async def call(
@@ -278,7 +301,11 @@ class Client:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         result = await self.call_raw(
-            object_name, key, RESOLVE_HANDLER, payload, timeout=timeout,
+            object_name,
+            key,
+            RESOLVE_HANDLER,
+            payload,
+            timeout=timeout,
             idempotency_key=f"{awakeable_id}:complete",
         )
         return bool(result and result.get("accepted"))

@@ -68,9 +68,7 @@ def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str)
         ORIGINAL_TIMESTAMP: str(source.timestamp_ms),
         ORIGINAL_CONSUMER_GROUP: group,
         EXCEPTION_FQCN: f"{cls.__module__}.{cls.__qualname__}",
-        EXCEPTION_CAUSE_FQCN: (
-            f"{type(cause).__module__}.{type(cause).__qualname__}" if cause is not None else None
-        ),
+        EXCEPTION_CAUSE_FQCN: (f"{type(cause).__module__}.{type(cause).__qualname__}" if cause is not None else None),
         EXCEPTION_MESSAGE: str(exc)[:4000],
         EXCEPTION_STACKTRACE: "".join(traceback.format_exception(exc))[-16000:],
         OBJECT: failure.object_name,

@@ -85,6 +85,7 @@ class Budget(BaseModel):
     cost: float | None = None
     """Cost units (`ctx.charge`) allowed in total (None: no limit)."""
 
+
 HandlerFn = Callable[["ObjectContext[Any]", Any], Awaitable[Any]]
 
 
@@ -174,22 +175,17 @@ class VirtualObject(Generic[S]):
             params = [p for p in inspect.signature(fn).parameters if p != "return"]
             if len(params) != 2:
                 raise UsageError(
-                    f"handler {self.name}.{handler_name} must take (ctx, payload), "
-                    f"got {len(params)} parameters"
+                    f"handler {self.name}.{handler_name} must take (ctx, payload), got {len(params)} parameters"
                 )
             input_type = hints.get(params[1])
             if not (isinstance(input_type, type) and issubclass(input_type, BaseModel)):
                 raise UsageError(
-                    f"payload of {self.name}.{handler_name} must be annotated with a pydantic "
-                    f"model, got {input_type!r}"
+                    f"payload of {self.name}.{handler_name} must be annotated with a pydantic model, got {input_type!r}"
                 )
             output = hints.get("return")
             output_type = output if isinstance(output, type) and issubclass(output, BaseModel) else None
             if output not in (None, type(None)) and output_type is None:
-                raise UsageError(
-                    f"{self.name}.{handler_name} must return a pydantic model or None, "
-                    f"got {output!r}"
-                )
+                raise UsageError(f"{self.name}.{handler_name} must return a pydantic model or None, got {output!r}")
             h: Handler[S, I, O] = Handler(
                 self.name,
                 handler_name,
@@ -232,8 +228,7 @@ class VirtualObject(Generic[S]):
             return self.state_type()
         except pydantic.ValidationError as exc:
             raise UsageError(
-                f"state model of {self.name!r} needs defaults for every field so that a new "
-                "session can exist"
+                f"state model of {self.name!r} needs defaults for every field so that a new session can exist"
             ) from exc
 
     def fold(self, state: S, event: BaseModel) -> S:

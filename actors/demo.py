@@ -183,8 +183,7 @@ def run_demo(settings: Settings, *, use_kafka: bool = False) -> int:
             )
         console.print(table)
         effects_ok = all(
-            sum(e["kind"] == "effect" and e["step"] == s for e in entries) == 1
-            for s in {e["step"] for e in entries}
+            sum(e["kind"] == "effect" and e["step"] == s for e in entries) == 1 for s in {e["step"] for e in entries}
         )
         if effects_ok:
             console.print("[bold green]Every side effect happened exactly once, across a kill -9.[/]")
@@ -199,9 +198,7 @@ async def _demo(console: Any, settings: Settings, ledger: Path, log_file: Path) 
     console.print(f"worker started (pid {worker.pid}); asking research_agent/demo-1 to research 'durable agents'")
     try:
         async with Client.connect(settings) as client:
-            call = asyncio.create_task(
-                client.call(research, "demo-1", Research(topic="durable agents"), timeout=120)
-            )
+            call = asyncio.create_task(client.call(research, "demo-1", Research(topic="durable agents"), timeout=120))
             # Kill the worker once the summarize step has started: plan and searches are journaled.
             deadline = time.monotonic() + 60
             while not any(e["step"] == "llm:summarize" for e in _read_ledger(ledger)):
@@ -212,7 +209,9 @@ async def _demo(console: Any, settings: Settings, ledger: Path, log_file: Path) 
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             done = [e["step"] for e in _read_ledger(ledger) if e["kind"] == "effect"]
-            console.print(f"[bold red]kill -9[/] worker {worker.pid} during llm:summarize; done so far: {', '.join(done)}")
+            console.print(
+                f"[bold red]kill -9[/] worker {worker.pid} during llm:summarize; done so far: {', '.join(done)}"
+            )
             worker = _start_worker(settings, ledger, log_file)
             console.print(f"new worker started (pid {worker.pid}); it restores the session from the log")
             report = await call

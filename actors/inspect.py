@@ -53,9 +53,7 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
         await log.close()
 
 
-async def session_view(
-    settings: Settings, object_name: str, key: str, *, timeout: float = 10.0
-) -> dict[str, Any]:
+async def session_view(settings: Settings, object_name: str, key: str, *, timeout: float = 10.0) -> dict[str, Any]:
     """State and version (asked of the owning worker) plus in-flight steps (from the log)."""
     history = await session_history(settings, object_name, key)
     finished = {e["invocation"] for e in history if e["kind"] == "done"}
@@ -65,7 +63,9 @@ async def session_view(
             # Every wait has a bound or names what ends it: a timer, an awakeable, or both.
             waits[e["invocation"]] = {
                 "kind": "delayed message" if e["kind"] == "dly" else "suspended invocation",
-                "handler": e["name"], "until_ms": e.get("wake_ms"), "awakeable": e.get("awakeable"),
+                "handler": e["name"],
+                "until_ms": e.get("wake_ms"),
+                "awakeable": e.get("awakeable"),
             }
     in_flight: dict[str, list[dict[str, Any]]] = {}
     for e in history:
@@ -108,15 +108,15 @@ async def restart_invocation(
         candidates = [e for e in candidates if e["invocation"] == invocation]
     if not candidates:
         raise UsageError(
-            f"{object_name}/{key} has no invocation {invocation or ''} to restart; "
-            "`tether sessions history` lists them"
+            f"{object_name}/{key} has no invocation {invocation or ''} to restart; `tether sessions history` lists them"
         )
     target = candidates[-1]
     old_id = target["invocation"]
     steps = [e for e in history if e["kind"] == "step" and e["invocation"] == old_id]
     seed = [
         {"k": "step", "i": old_id, "n": e["index"], "name": e["name"], "r": e.get("result"), "a": e.get("attempts", 1)}
-        for e in steps if e["index"] < from_step and "error" not in e
+        for e in steps
+        if e["index"] < from_step and "error" not in e
     ]
     topics = Topics(settings.namespace)
     log = open_log(settings)
@@ -125,7 +125,9 @@ async def restart_invocation(
         partitions = await log.partition_count(topics.inbox)
         partition = partition_for(session_key(object_name, key), partitions)
         original: Message | None = None
-        async for record in log.read(topics.inbox, partition, int(target["inbox_offset"]), int(target["inbox_offset"]) + 1):
+        async for record in log.read(
+            topics.inbox, partition, int(target["inbox_offset"]), int(target["inbox_offset"]) + 1
+        ):
             original = Message.decode(record.value)
         if original is None or original.id != old_id:
             raise UsageError(

@@ -137,9 +137,7 @@ class Invocation(ObjectContext[S]):
         self._retries += 1
         budget = self._budget
         if budget is not None and budget.retries is not None and self._retries > budget.retries:
-            raise BudgetExceededError(
-                f"{self._retries} step retries exceed the invocation budget of {budget.retries}"
-            )
+            raise BudgetExceededError(f"{self._retries} step retries exceed the invocation budget of {budget.retries}")
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.message.timestamp_ms / 1000, tz=UTC)
@@ -249,9 +247,7 @@ class Invocation(ObjectContext[S]):
                 f"step {name!r} returned {type(result).__qualname__}, which cannot be journaled; "
                 "return JSON-like data or a pydantic model"
             ) from exc
-        await self._processor.journal_step(
-            self.message, index, {"name": name, "r": plain, "a": attempt}, started
-        )
+        await self._processor.journal_step(self.message, index, {"name": name, "r": plain, "a": attempt}, started)
         # Live results go through the same revival as replayed ones, so both look alike.
         return _revive(plain, result_type) if result_type is not None else result  # type: ignore[no-any-return]
 
@@ -342,7 +338,8 @@ async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_time
 
     try:
         required = [
-            p for p in inspect.signature(fn).parameters.values()
+            p
+            for p in inspect.signature(fn).parameters.values()
             if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         wants_heartbeat = len(required) == 1
@@ -359,7 +356,11 @@ async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_time
             if heartbeat_timeout:
                 waits.append(heartbeat_timeout - (time.monotonic() - last_beat))
             if waits and min(waits) <= 0:
-                what = "stopped heartbeating" if heartbeat_timeout and time.monotonic() - last_beat >= heartbeat_timeout else "timed out"
+                what = (
+                    "stopped heartbeating"
+                    if heartbeat_timeout and time.monotonic() - last_beat >= heartbeat_timeout
+                    else "timed out"
+                )
                 raise StepTimeoutError(f"step attempt {what}")
             done, _ = await asyncio.wait({task}, timeout=min(waits) if waits else None)
             if done:

@@ -46,14 +46,14 @@ from .waits import (
     Suspended,
     Suspension,
     Timers,
+    awakeable_id,
     completion_entry,
     delayed_entry,
-    awakeable_id,
     now_ms,
     parse_awakeable_id,
-    wait_event,
     queued_entry,
     suspend_entry,
+    wait_event,
 )
 
 if TYPE_CHECKING:
@@ -100,9 +100,11 @@ class OffsetTracker:
         return sorted(self._done | self.finished_before)
 
     def finish(self, offset: int) -> None:
+        """The message at `offset` is finished (its effects are in the next transaction)."""
         self._done.add(offset)
 
     def watermark(self) -> int:
+        """The offset to commit: every message before it is finished."""
         while self._order and self._order[0] in self._done:
             self._done.discard(self._order.popleft())
         return self._order[0] if self._order else self.next
@@ -169,9 +171,7 @@ class PartitionProcessor:
             if record.key == CHECKPOINT_KEY:
                 checkpoint = int(value["x"])
                 finished.update(int(o) for o in value.get("d", ()))
-                self.journals = {
-                    str(i): {int(n): e for n, e in entries} for i, entries in value["j"]
-                }
+                self.journals = {str(i): {int(n): e for n, e in entries} for i, entries in value["j"]}
                 for entry in value.get("w", ()):
                     self._restore_wait(str(entry["key"]).encode(), entry)
                 self.completions = {str(k): v for k, v in value.get("c", ())}
@@ -215,9 +215,7 @@ class PartitionProcessor:
         for parked_id, parked in self.suspended.items():
             if parked.awakeable is not None and parked.awakeable in self.completions:
                 self.timers.schedule(parked_id, 0)  # resolved after it suspended: resume it
-        committed = await self.log.committed(
-            self.group, TopicPartition(self.topics.inbox, self.partition)
-        )
+        committed = await self.log.committed(self.group, TopicPartition(self.topics.inbox, self.partition))
         resume = committed or 0
         self.offsets = OffsetTracker(resume, finished)
         self._committed = resume
@@ -225,8 +223,13 @@ class PartitionProcessor:
         log.info(
             "partition %d restored: %d records, %d sessions, %d open invocations in %.3f s "
             "(checkpoint at event offset %d); resuming inbox at %d",
-            self.partition, count, len(self.sessions), len(self.journals),
-            time.perf_counter() - started, checkpoint, resume,
+            self.partition,
+            count,
+            len(self.sessions),
+            len(self.journals),
+            time.perf_counter() - started,
+            checkpoint,
+            resume,
         )
         return resume
 
@@ -364,8 +367,7 @@ class PartitionProcessor:
         handler = obj.handlers.get(message.handler)
         if handler is None:
             return UnknownHandlerError(
-                f"{message.object} has no handler {message.handler!r} (known: "
-                f"{', '.join(sorted(obj.handlers))})",
+                f"{message.object} has no handler {message.handler!r} (known: {', '.join(sorted(obj.handlers))})",
                 error_type="UnknownHandlerError",
                 object_name=message.object,
                 key=message.key,
@@ -462,9 +464,7 @@ class PartitionProcessor:
             try:
                 if handler.deadline is not None:
                     seconds = handler.deadline
-                    deadline_ms = await ctx.run(
-                        "deadline", lambda s=seconds: now_ms() + int(s * 1000), result_type=int
-                    )
+                    deadline_ms = await ctx.run("deadline", lambda s=seconds: now_ms() + int(s * 1000), result_type=int)
                     remaining = (deadline_ms - now_ms()) / 1000
                     if remaining <= 0:
                         raise DeadlineExceededError(f"deadline of {seconds} s passed")
@@ -493,14 +493,26 @@ class PartitionProcessor:
                 if delay is not None:
                     log.warning(
                         "%s.%s attempt %d failed: %r; retrying in %.2f s",
-                        message.session, message.handler, attempt, exc, delay,
+                        message.session,
+                        message.handler,
+                        attempt,
+                        exc,
+                        delay,
                     )
                     await asyncio.sleep(delay)
                     continue
                 category = "exhausted" if policy.retries(exc) else "terminal"
                 self._fail_message(
-                    record, message, exc, category, attempt, [], session=session,
-                    first_failure_ms=first_failure, last_failure_ms=now, offset=offset,
+                    record,
+                    message,
+                    exc,
+                    category,
+                    attempt,
+                    [],
+                    session=session,
+                    first_failure_ms=first_failure,
+                    last_failure_ms=now,
+                    offset=offset,
                     park=handler.on_failure == "park",
                 )
                 return
@@ -516,8 +528,14 @@ class PartitionProcessor:
                 self.partition,
                 session.key,
                 done_entry(
-                    message.id, message.handler, events, reply=reply["ok"], attempts=attempt,
-                    started_ms=started, ended_ms=int(time.time() * 1000), version=session.version,
+                    message.id,
+                    message.handler,
+                    events,
+                    reply=reply["ok"],
+                    attempts=attempt,
+                    started_ms=started,
+                    ended_ms=int(time.time() * 1000),
+                    version=session.version,
                     inbox_offset=offset,
                 ),
             )
@@ -553,11 +571,23 @@ class PartitionProcessor:
         error["attempts"] = attempts
         log.error(
             "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
-            message.session, message.handler, category, attempts, exc,
+            message.session,
+            message.handler,
+            category,
+            attempts,
+            exc,
         )
         failure = Failure(
-            exc, category, attempts, first_failure_ms, last_failure_ms,
-            message.object, message.key, message.handler, message.id, park_id,
+            exc,
+            category,
+            attempts,
+            first_failure_ms,
+            last_failure_ms,
+            message.object,
+            message.key,
+            message.handler,
+            message.id,
+            park_id,
         )
         records.append(self._dead_letter(record, failure))
         self._pending.must_commit_offsets = True
@@ -569,9 +599,18 @@ class PartitionProcessor:
             session.remember(message.id, {"err": error}, self.settings.dedupe_window)
             records.append(
                 OutRecord(
-                    self.topics.events, self.partition, session.key,
-                    done_entry(message.id, message.handler, [], error=error, attempts=attempts,
-                               version=session.version, inbox_offset=record.offset),
+                    self.topics.events,
+                    self.partition,
+                    session.key,
+                    done_entry(
+                        message.id,
+                        message.handler,
+                        [],
+                        error=error,
+                        attempts=attempts,
+                        version=session.version,
+                        inbox_offset=record.offset,
+                    ),
                 )
             )
             events_records = 1
@@ -583,9 +622,21 @@ class PartitionProcessor:
                 parked = message.model_copy(update={"id": f"park-{message.id}"})
                 self.suspended[parked.id] = Suspension(parked, record.offset, None, park_id, parked=True)
                 session.blocked_by = parked.id
-                records.append(self._events_record(session, suspend_entry(
-                    parked, record.offset, None, park_id, [], 0, session.version, parked=True,
-                )))
+                records.append(
+                    self._events_record(
+                        session,
+                        suspend_entry(
+                            parked,
+                            record.offset,
+                            None,
+                            park_id,
+                            [],
+                            0,
+                            session.version,
+                            parked=True,
+                        ),
+                    )
+                )
                 log.warning("%s is parked until dead letter of %s is resolved", message.session, message.id)
         if message.reply_partition is not None:
             records.append(self._reply(message, {"err": error}))
@@ -611,16 +662,20 @@ class PartitionProcessor:
             self.offsets.finish(offset)
         self._wake.set()
 
-    async def journal_step(
-        self, message: Message, index: int, entry: dict[str, Any], started_ms: int
-    ) -> None:
+    async def journal_step(self, message: Message, index: int, entry: dict[str, Any], started_ms: int) -> None:
         """Make one step durable (group-committed); returns once it is committed."""
         if self.failed is not None:
             raise PartitionLost(f"partition {self.partition} was lost: {self.failed}")
         key = message.session.encode()
         value = step_entry(
-            message.id, index, entry["name"], result=entry.get("r"), error=entry.get("err"),
-            attempts=entry.get("a", 1), started_ms=started_ms, ended_ms=int(time.time() * 1000),
+            message.id,
+            index,
+            entry["name"],
+            result=entry.get("r"),
+            error=entry.get("err"),
+            attempts=entry.get("a", 1),
+            started_ms=started_ms,
+            ended_ms=int(time.time() * 1000),
         )
         self.journals.setdefault(message.id, {})[index] = unpack(value)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -678,9 +733,7 @@ class PartitionProcessor:
             for r in records:
                 await txn.send(r)
             if watermark is not None:
-                txn.commit_offsets(
-                    self.group, {TopicPartition(self.topics.inbox, self.partition): watermark}
-                )
+                txn.commit_offsets(self.group, {TopicPartition(self.topics.inbox, self.partition): watermark})
 
     async def _checkpoint_records(self) -> list[OutRecord]:
         """Snapshots of every changed session plus the checkpoint they make valid.
@@ -698,13 +751,27 @@ class PartitionProcessor:
                     continue
                 session.load(obj, self.settings.dedupe_window)
             if session.dirty and session.state is not None:
-                out.append(OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value())))
+                out.append(
+                    OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value()))
+                )
                 session.dirty = False
         journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in self.journals.items()]
-        out.append(OutRecord(self.topics.snapshots, self.partition, CHECKPOINT_KEY, pack({
-            "x": start, "j": journals, "d": self.offsets.done_above_watermark(),
-            "w": self._wait_entries(), "c": [[k, v] for k, v in self.completions.items()],
-        })))
+        out.append(
+            OutRecord(
+                self.topics.snapshots,
+                self.partition,
+                CHECKPOINT_KEY,
+                pack(
+                    {
+                        "x": start,
+                        "j": journals,
+                        "d": self.offsets.done_above_watermark(),
+                        "w": self._wait_entries(),
+                        "c": [[k, v] for k, v in self.completions.items()],
+                    }
+                ),
+            )
+        )
         log.info("partition %d checkpoint: %d snapshots, events from %d", self.partition, len(out) - 1, start)
         return out
 
@@ -731,8 +798,13 @@ class PartitionProcessor:
         return OutRecord(self.topics.events, self.partition, session.key, value)
 
     def _suspend(
-        self, session: Session, offset: int, message: Message, wake_ms: int | None,
-        awakeable: str | None, ctx: Invocation[Any],
+        self,
+        session: Session,
+        offset: int,
+        message: Message,
+        wake_ms: int | None,
+        awakeable: str | None,
+        ctx: Invocation[Any],
     ) -> None:
         """Park the invocation: it leaves memory and its inbox offset can be committed.
 
@@ -834,7 +906,11 @@ class PartitionProcessor:
         kind = entry["k"]
         if kind == "sus":
             self.suspended[message.id] = Suspension(
-                message, int(entry["o"]), entry.get("t"), entry.get("a"), int(entry.get("ne", 0)),
+                message,
+                int(entry["o"]),
+                entry.get("t"),
+                entry.get("a"),
+                int(entry.get("ne", 0)),
                 parked=bool(entry.get("pk")),
             )
             session.blocked_by = message.id
@@ -853,14 +929,32 @@ class PartitionProcessor:
         """Every open wait as the entries that restore it (for checkpoints)."""
         out: list[dict[str, Any]] = []
         for s in self.suspended.values():
-            out.append({
-                "k": "sus", "m": s.message.model_dump(by_alias=True), "o": s.offset, "t": s.wake_ms,
-                "a": s.awakeable, "ne": s.emitted, "pk": s.parked, "key": s.message.session,
-            })
+            out.append(
+                {
+                    "k": "sus",
+                    "m": s.message.model_dump(by_alias=True),
+                    "o": s.offset,
+                    "t": s.wake_ms,
+                    "a": s.awakeable,
+                    "ne": s.emitted,
+                    "pk": s.parked,
+                    "key": s.message.session,
+                }
+            )
         for message, offset in self.delayed.values():
-            out.append({"k": "dly", "m": message.model_dump(by_alias=True), "o": offset, "t": message.not_before_ms, "key": message.session})
+            out.append(
+                {
+                    "k": "dly",
+                    "m": message.model_dump(by_alias=True),
+                    "o": offset,
+                    "t": message.not_before_ms,
+                    "key": message.session,
+                }
+            )
         for session in self.sessions.values():
             for _, message, record in session.queue:
                 if session.blocked_by is not None and message.id != session.blocked_by:
-                    out.append({"k": "q", "m": message.model_dump(by_alias=True), "o": record.offset, "key": message.session})
+                    out.append(
+                        {"k": "q", "m": message.model_dump(by_alias=True), "o": record.offset, "key": message.session}
+                    )
         return out

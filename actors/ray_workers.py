@@ -43,9 +43,7 @@ RAY_NAMESPACE = "tether"
 """The Ray namespace of every Tether actor; actor names carry the Tether namespace."""
 PING_INTERVAL = 2.0
 """Seconds between the supervisor's pings of its actors."""
-NEEDS_KAFKA = (
-    "--ray needs a Kafka broker: pass -b/--bootstrap-servers or TETHER_KAFKA__BOOTSTRAP_SERVERS"
-)
+NEEDS_KAFKA = "--ray needs a Kafka broker: pass -b/--bootstrap-servers or TETHER_KAFKA__BOOTSTRAP_SERVERS"
 NAME_TAKEN = (
     "Ray actor {name!r} already exists in Ray namespace {ray_ns!r}: another `tether serve --ray` "
     "serves Tether namespace {ns!r} on this Ray cluster. Stop it, or give this one more --workers."
@@ -135,7 +133,9 @@ class WorkerHost:
                 self._error = f"start failed: {exc!r}"
                 log.warning(
                     "%s: starting the worker failed (%r); retrying in %.1f s",
-                    self._name, exc, backoff,
+                    self._name,
+                    exc,
+                    backoff,
                 )
                 await self._discard(worker)
                 await self._sleep(backoff)
@@ -382,8 +382,9 @@ class RayWorkerPool:
             where = "start a local Ray" if address == "local" else f"join the Ray cluster at {address}"
             raise WorkerPoolError(f"could not {where}: {exc}") from exc
         self._owns_ray = True
-        log.info("ray %s in %.1f s", "started" if address == "local" else f"joined at {address}",
-                 time.monotonic() - started)
+        log.info(
+            "ray %s in %.1f s", "started" if address == "local" else f"joined at {address}", time.monotonic() - started
+        )
 
     def _create(self, target: str, settings: Settings, workers: int) -> None:
         root = _import_root(target)
@@ -395,9 +396,7 @@ class RayWorkerPool:
                     target, data, name=name, sys_paths=[root] if root else [], verbose=_verbosity()
                 )
             except ActorAlreadyExistsError as exc:
-                raise UsageError(
-                    NAME_TAKEN.format(name=name, ray_ns=RAY_NAMESPACE, ns=settings.namespace)
-                ) from exc
+                raise UsageError(NAME_TAKEN.format(name=name, ray_ns=RAY_NAMESPACE, ns=settings.namespace)) from exc
             self._members.append(_Member(name, handle))
 
     def _wait_ready(self, timeout: float) -> list[WorkerStatus]:
@@ -413,9 +412,7 @@ class RayWorkerPool:
         late = [s for s in statuses if not s.ready]
         if late:
             detail = "; ".join(f"{s.name}: {s.error or 'not ready'}" for s in late)
-            raise WorkerPoolError(
-                f"the Ray workers did not join the group within {timeout:.0f} s ({detail})"
-            )
+            raise WorkerPoolError(f"the Ray workers did not join the group within {timeout:.0f} s ({detail})")
         return statuses
 
     def _record(self, index: int, ping: dict[str, Any] | None) -> WorkerStatus:

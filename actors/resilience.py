@@ -63,8 +63,7 @@ class CircuitBreaker:
         assert self.opened_at is not None
         left = max(0.05, self.policy.reset_timeout - (time.monotonic() - self.opened_at))
         raise CircuitOpenError(
-            f"circuit {self.name!r} is open after {self.failures} consecutive failures; "
-            f"next trial in {left:.1f} s",
+            f"circuit {self.name!r} is open after {self.failures} consecutive failures; next trial in {left:.1f} s",
             retry_after=left,
         )
 

@@ -33,9 +33,7 @@ class RuntimeSettings(BaseModel):
 class Settings(LogSettings):
     """Everything a worker or client needs (``TETHER_*`` environment variables)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TETHER_", env_nested_delimiter="__", frozen=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="TETHER_", env_nested_delimiter="__", frozen=True, extra="ignore")
 
     runtime: RuntimeSettings = RuntimeSettings()
     """Partition processor behaviour."""

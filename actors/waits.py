@@ -56,8 +56,15 @@ def now_ms() -> int:
 
 
 def suspend_entry(
-    message: Message, offset: int, wake_ms: int | None, awakeable: str | None,
-    events: list[Any], emitted: int, version: int, *, parked: bool = False,
+    message: Message,
+    offset: int,
+    wake_ms: int | None,
+    awakeable: str | None,
+    events: list[Any],
+    emitted: int,
+    version: int,
+    *,
+    parked: bool = False,
 ) -> bytes:
     """Events-topic value: an invocation waits; the events it emitted so far commit with it.
 
@@ -65,8 +72,18 @@ def suspend_entry(
     run skips that many `emit` calls), `version` is the session's version after them.
     """
     return pack(
-        {"k": "sus", "i": message.id, "m": message.model_dump(by_alias=True), "o": offset,
-         "t": wake_ms, "a": awakeable, "ev": events, "ne": emitted, "sv": version, "pk": parked}
+        {
+            "k": "sus",
+            "i": message.id,
+            "m": message.model_dump(by_alias=True),
+            "o": offset,
+            "t": wake_ms,
+            "a": awakeable,
+            "ev": events,
+            "ne": emitted,
+            "sv": version,
+            "pk": parked,
+        }
     )
 
 

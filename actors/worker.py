@@ -68,11 +68,11 @@ class Worker:
         await self._log.create_topics(self.topics.specs(self.settings.partitions))
         self._partitions = await self._log.partition_count(self.topics.inbox)
         await self.client.start()
-        self._consumer = await self._log.consumer(
-            self.topics.inbox, group_id=self.topics.group(), listener=self
-        )
+        self._consumer = await self._log.consumer(self.topics.inbox, group_id=self.topics.group(), listener=self)
         self._task = asyncio.create_task(self._run(), name="tether-worker")
-        log.info("worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects))
+        log.info(
+            "worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects)
+        )
 
     async def wait(self) -> None:
         """Run until `stop` is called (or the fetch loop fails)."""

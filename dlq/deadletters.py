@@ -210,9 +210,7 @@ class DeadLetters:
         if not reason or not reason.strip():
             raise InvalidFilterError("a discard needs a reason (--reason TEXT) for the audit trail")
         letters = await self.select(ids, where)
-        report = await discard_letters(
-            letters, self.statuses, reason=reason, by=by, dry_run=dry_run, progress=progress
-        )
+        report = await discard_letters(letters, self.statuses, reason=reason, by=by, dry_run=dry_run, progress=progress)
         discarded = {item.id for item in report.items if item.outcome == "discarded"}
         if any(letter.park_awakeable and letter.id in discarded for letter in letters):
             await unpark(await self._start_client(), [letter for letter in letters if letter.id in discarded])

@@ -310,9 +310,16 @@ class Replayer:
                     except Exception as exc:  # reported per item, like a failed send
                         outcomes[lt.id] = exc
                 await self._statuses.write(
-                    resolve(lt.id, lt.resolution, "replayed", by=by, replay_message_id=lt.replay_message_id,
-                            transform=transform.name if transform is not None else None)
-                    for lt, _ in parked if outcomes.get(lt.id) is None
+                    resolve(
+                        lt.id,
+                        lt.resolution,
+                        "replayed",
+                        by=by,
+                        replay_message_id=lt.replay_message_id,
+                        transform=transform.name if transform is not None else None,
+                    )
+                    for lt, _ in parked
+                    if outcomes.get(lt.id) is None
                 )
             sendable += parked
             sent += len(sendable)

@@ -90,9 +90,7 @@ class Codec:
         try:
             return self._by_type[model][0]
         except KeyError:
-            raise UsageError(
-                f"{model.__qualname__} is not registered with this codec; register it first"
-            ) from None
+            raise UsageError(f"{model.__qualname__} is not registered with this codec; register it first") from None
 
     def encode(self, value: pydantic.BaseModel) -> bytes:
         """Encode a registered model as envelope bytes."""
@@ -102,9 +100,7 @@ class Codec:
         """The envelope map of a registered model (to embed in a larger msgpack value)."""
         name, version = self._by_type.get(type(value), (None, 0))
         if name is None:
-            raise UsageError(
-                f"{type(value).__qualname__} is not registered with this codec; register it first"
-            )
+            raise UsageError(f"{type(value).__qualname__} is not registered with this codec; register it first")
         return {"t": name, "v": version, "d": value.model_dump(mode="json")}
 
     def decode(self, data: bytes) -> pydantic.BaseModel:

@@ -126,16 +126,12 @@ class EmbeddedLog:
     def _check_partition(self, topic: str, partition: int) -> None:
         count = self._spec(topic).partitions
         if not 0 <= partition < count:
-            raise TopicError(
-                f"partition {partition} does not exist in {topic!r} ({count} partitions)"
-            )
+            raise TopicError(f"partition {partition} does not exist in {topic!r} ({count} partitions)")
 
     def _spec(self, topic: str) -> TopicSpec:
         spec = self._specs.get(topic)
         if spec is None:
-            row = self.db.execute(
-                "SELECT partitions, config FROM topics WHERE name = ?", (topic,)
-            ).fetchone()
+            row = self.db.execute("SELECT partitions, config FROM topics WHERE name = ?", (topic,)).fetchone()
             if row is None:
                 raise TopicError(f"topic {topic!r} does not exist; create the namespace first")
             spec = TopicSpec(topic, int(row[0]), dict(unpack(row[1])))
@@ -160,14 +156,11 @@ class EmbeddedLog:
             spec = self._spec(r.topic)
             if not 0 <= r.partition < spec.partitions:
                 raise TopicError(
-                    f"partition {r.partition} does not exist in {r.topic!r} "
-                    f"({spec.partitions} partitions)"
+                    f"partition {r.partition} does not exist in {r.topic!r} ({spec.partitions} partitions)"
                 )
             tp = (r.topic, r.partition)
             if tp not in next_offsets:
-                row = db.execute(
-                    "SELECT next_offset FROM ends WHERE topic = ? AND partition = ?", tp
-                ).fetchone()
+                row = db.execute("SELECT next_offset FROM ends WHERE topic = ? AND partition = ?", tp).fetchone()
                 next_offsets[tp] = int(row[0]) if row else 0
             offset = next_offsets[tp]
             next_offsets[tp] = offset + 1
@@ -184,9 +177,7 @@ class EmbeddedLog:
                 latest[(r.topic, r.partition, r.key)] = len(rows)
             headers = pack([list(h) for h in r.headers]) if r.headers else None
             rows.append((r.topic, r.partition, offset, r.key, r.value, headers, now))
-        db.executemany(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", [r for r in rows if r is not None]
-        )
+        db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", [r for r in rows if r is not None])
         db.executemany(
             "INSERT INTO ends VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
             "DO UPDATE SET next_offset = excluded.next_offset",
@@ -201,9 +192,7 @@ class EmbeddedLog:
     async def writer(self, transactional_id: str) -> EmbeddedWriter:
         """A writer that fences every older writer with the same id."""
         async with self._immediate() as db:
-            row = db.execute(
-                "SELECT epoch FROM producers WHERE transactional_id = ?", (transactional_id,)
-            ).fetchone()
+            row = db.execute("SELECT epoch FROM producers WHERE transactional_id = ?", (transactional_id,)).fetchone()
             epoch = (int(row[0]) + 1) if row else 0
             db.execute(
                 "INSERT INTO producers VALUES (?, ?) ON CONFLICT (transactional_id) "
@@ -220,9 +209,7 @@ class EmbeddedLog:
         offsets: Sequence[tuple[str, TopicPartition, int]],
     ) -> None:
         async with self._immediate() as db:
-            row = db.execute(
-                "SELECT epoch FROM producers WHERE transactional_id = ?", (transactional_id,)
-            ).fetchone()
+            row = db.execute("SELECT epoch FROM producers WHERE transactional_id = ?", (transactional_id,)).fetchone()
             if row is None or int(row[0]) != epoch:
                 raise ProducerFencedError(
                     f"writer {transactional_id!r} (epoch {epoch}) was fenced by a newer writer "
@@ -236,9 +223,7 @@ class EmbeddedLog:
             )
 
     # -- reading ---------------------------------------------------------------------------
-    def _rows(
-        self, topic: str, partition: int, start: int, end: int | None, limit: int
-    ) -> list[Any]:
+    def _rows(self, topic: str, partition: int, start: int, end: int | None, limit: int) -> list[Any]:
         if end is None:
             return self.db.execute(
                 "SELECT offset, key, value, headers, ts FROM records WHERE topic = ? AND "
@@ -257,9 +242,7 @@ class EmbeddedLog:
         hdrs = tuple((str(k), bytes(v)) for k, v in unpack(headers)) if headers else ()
         return Record(topic, partition, int(offset), key, value, hdrs, int(ts))
 
-    async def read(
-        self, topic: str, partition: int, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[Record]:
+    async def read(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Record]:
         """Committed records of a partition from `start` to `end` (default: the end now)."""
         self._check_partition(topic, partition)
         if end is None:

@@ -1,16 +1,16 @@
 """Errors of the event log, and the root of every error Tether raises.
 
-    TetherError
-    ├── ConfigurationError        settings that cannot work (names the variable)
-    ├── UsageError                a definition or call that misuses the API
-    ├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
-    ├── ProducerFencedError       a newer writer took over this transactional id
-    ├── TopicError                a topic is missing or misconfigured
-    └── DecodeError               a record that cannot become a typed value
-        ├── EnvelopeDecodeError   not a Tether envelope (bad msgpack, missing fields)
-        ├── UnknownTypeError      an event/message type that nothing registered
-        ├── UnknownSchemaVersionError  a schema version with no upcaster path
-        └── PayloadValidationError     the payload failed pydantic validation
+TetherError
+├── ConfigurationError        settings that cannot work (names the variable)
+├── UsageError                a definition or call that misuses the API
+├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
+├── ProducerFencedError       a newer writer took over this transactional id
+├── TopicError                a topic is missing or misconfigured
+└── DecodeError               a record that cannot become a typed value
+    ├── EnvelopeDecodeError   not a Tether envelope (bad msgpack, missing fields)
+    ├── UnknownTypeError      an event/message type that nothing registered
+    ├── UnknownSchemaVersionError  a schema version with no upcaster path
+    └── PayloadValidationError     the payload failed pydantic validation
 """
 
 from __future__ import annotations

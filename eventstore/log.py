@@ -109,9 +109,7 @@ class EventLog(Protocol):
     async def append(self, records: Sequence[OutRecord]) -> None:
         """Append outside any transaction; durable on return. Not atomic across records."""
 
-    def read(
-        self, topic: str, partition: int, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[Record]:
+    def read(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Record]:
         """Committed records of a partition from `start` up to `end` (default: the end now)."""
 
     async def end_offset(self, topic: str, partition: int) -> int:

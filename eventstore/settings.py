@@ -36,9 +36,7 @@ class KafkaSettings(BaseModel):
 class LogSettings(BaseSettings):
     """Which log to use and where (``TETHER_*``). The defaults run the embedded backend."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TETHER_", env_nested_delimiter="__", frozen=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="TETHER_", env_nested_delimiter="__", frozen=True, extra="ignore")
 
     backend: Literal["auto", "embedded", "kafka"] = "auto"
     """``auto`` picks Kafka when ``kafka.bootstrap_servers`` is set, else the embedded log."""

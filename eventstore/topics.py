@@ -35,9 +35,7 @@ class Topics:
     def __post_init__(self) -> None:
         # Kafka accepts only ASCII letters, digits, '.', '_' and '-' in topic names ('.' is
         # our separator), at most 249 characters: room for the longest suffix, ".snapshots".
-        ok = 0 < len(self.namespace) <= 200 and all(
-            c.isascii() and (c.isalnum() or c in "-_") for c in self.namespace
-        )
+        ok = 0 < len(self.namespace) <= 200 and all(c.isascii() and (c.isalnum() or c in "-_") for c in self.namespace)
         if not ok:
             raise UsageError(
                 f"namespace {self.namespace!r} must be 1 to 200 characters, using only ASCII "

@@ -99,9 +99,7 @@ def kafka() -> None:
 @data_dir_option
 @click.option("--port", type=click.IntRange(1, 65535), help="Client port (default: kept, or free).")
 @click.option("--heap", default="512m", show_default=True, help="JVM heap, e.g. 512m or 1g.")
-@click.option(
-    "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness."
-)
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
 def up(data_dir: Path, port: int | None, heap: str, timeout: float) -> None:
     """Start the broker; print its bootstrap address (127.0.0.1:PORT) as the last line.
 
@@ -129,9 +127,7 @@ def up(data_dir: Path, port: int | None, heap: str, timeout: float) -> None:
 @kafka.command()
 @data_dir_option
 @click.option("--kill", is_flag=True, help="SIGKILL at once instead of a clean SIGTERM shutdown.")
-@click.option(
-    "--timeout", type=float, default=30.0, show_default=True, help="Seconds before SIGKILL."
-)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds before SIGKILL.")
 def down(data_dir: Path, kill: bool, timeout: float) -> None:
     """Stop the broker (exit 0 also when none was running; 4 if it would not stop)."""
     console = _stderr()

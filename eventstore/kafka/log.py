@@ -86,9 +86,7 @@ class KafkaLog:
 
     def __init__(self, settings: KafkaSettings) -> None:
         if not settings.bootstrap_servers:
-            raise UsageError(
-                "KafkaLog needs kafka.bootstrap_servers (TETHER_KAFKA__BOOTSTRAP_SERVERS)"
-            )
+            raise UsageError("KafkaLog needs kafka.bootstrap_servers (TETHER_KAFKA__BOOTSTRAP_SERVERS)")
         self.settings = settings
         self.servers: str = settings.bootstrap_servers
         self._admin: AIOKafkaAdminClient | None = None
@@ -196,10 +194,7 @@ class KafkaLog:
         if missing:
             brokers = (await self._guard(admin.describe_cluster()))["brokers"]
             replication = min(3, len(brokers))
-            new = [
-                NewTopic(s.name, s.partitions, replication, topic_configs=dict(s.config))
-                for s in missing
-            ]
+            new = [NewTopic(s.name, s.partitions, replication, topic_configs=dict(s.config)) for s in missing]
             try:
                 response = await self._guard(admin.create_topics(new))
             except TopicAlreadyExistsError:
@@ -223,9 +218,7 @@ class KafkaLog:
             # then fails with NotEnoughReplicas, so wait until every partition has a leader.
             described = cluster._partitions.get(topic, {})  # no public accessor for the ISR
             ready = parts and all(
-                (cluster.leader_for_partition(KafkaTP(topic, p)) or -1) >= 0
-                and p in described
-                and described[p].isr
+                (cluster.leader_for_partition(KafkaTP(topic, p)) or -1) >= 0 and p in described and described[p].isr
                 for p in parts
             )
             if ready:
@@ -247,25 +240,19 @@ class KafkaLog:
     async def _check_partition(self, topic: str, partition: int) -> None:
         count = await self.partition_count(topic)
         if not 0 <= partition < count:
-            raise TopicError(
-                f"partition {partition} does not exist in {topic!r} ({count} partitions)"
-            )
+            raise TopicError(f"partition {partition} does not exist in {topic!r} ({count} partitions)")
 
     async def topic_config(self, topic: str) -> dict[str, str]:
         """The broker's view of the configuration of `topic`."""
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
         admin, _, _ = self._require()
-        responses = await self._guard(
-            admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        )
+        responses = await self._guard(admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]))
         out: dict[str, str] = {}
         for response in responses:
             for error_code, error_message, _type, _name, entries, *_ in response.resources:
                 if error_code:
-                    raise TopicError(
-                        f"cannot describe topic {topic!r}: error {error_code} {error_message}"
-                    )
+                    raise TopicError(f"cannot describe topic {topic!r}: error {error_code} {error_message}")
                 for entry in entries:
                     out[entry[0]] = entry[1]
         return out
@@ -278,9 +265,7 @@ class KafkaLog:
             await self._check_partition(*tp)
         futures = [
             await self._guard(
-                producer.send(
-                    r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers)
-                )
+                producer.send(r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers))
             )
             for r in records
         ]
@@ -375,9 +360,7 @@ class KafkaLog:
         await self._until_visible(f"a record of {topic}/{partition}", visible)
         return end
 
-    async def read(
-        self, topic: str, partition: int, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[Record]:
+    async def read(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> AsyncIterator[Record]:
         """Committed records of one partition from `start` to `end` (default: the end now)."""
         now = await self.end_offset(topic, partition)
         end = now if end is None else min(end, now)  # never wait for records yet to come
@@ -423,9 +406,7 @@ class KafkaLog:
 
         async def visible() -> bool:
             nonlocal found
-            offsets = await self._retry(
-                lambda: admin.list_consumer_group_offsets(group_id, partitions=[ktp])
-            )
+            offsets = await self._retry(lambda: admin.list_consumer_group_offsets(group_id, partitions=[ktp]))
             meta = offsets.get(ktp)
             found = None if meta is None or meta.offset < 0 else int(meta.offset)
             expected = self._offset_floors.get(key)
@@ -474,11 +455,7 @@ class KafkaLog:
                 for p, offset in partitions.items():
                     # "From the end" means now, whoever else is writing: no waiting for
                     # our own writes, which a stuck transaction of another writer could delay.
-                    start = (
-                        offset
-                        if offset >= 0
-                        else await self._end_offset(topic, p, own_writes=False)
-                    )
+                    start = offset if offset >= 0 else await self._end_offset(topic, p, own_writes=False)
                     consumer.seek(KafkaTP(topic, p), start)
             else:
                 assert listener is not None
@@ -551,9 +528,7 @@ class KafkaConsumer:
         """
         if self._rebalance is not None:
             self._rebalance.raise_failure()
-        batch = await self._guard(
-            self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
-        )
+        batch = await self._guard(self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records))
         if self._rebalance is not None:
             self._rebalance.raise_failure()
         return [_record(m) for msgs in batch.values() for m in msgs]

@@ -36,9 +36,7 @@ class BrokerSetupError(BrokerError):
 class BrokerStartError(BrokerError):
     """The broker process failed, or did not become ready in time."""
 
-    def __init__(
-        self, message: str, *, data_dir: Path, log_path: Path | None = None, log_tail: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, data_dir: Path, log_path: Path | None = None, log_tail: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.data_dir = data_dir

@@ -103,9 +103,7 @@ def find_java() -> Path:
 def java_major_version(java: Path) -> int:
     """Return the major version of a `java` executable (8 for "1.8.0", 17 for "17.0.15")."""
     try:
-        out = subprocess.run(
-            [str(java), "-version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BrokerSetupError(f"could not run `{java} -version`: {exc}") from exc
     return parse_java_version(out.stderr + out.stdout)
@@ -223,9 +221,7 @@ def _run_maven(home: Path, pom: bytes, version: str, progress: Progress | None) 
                 progress(status)
         code = proc.wait()
     if code != 0:
-        raise BrokerSetupError(
-            MAVEN_FAILED.format(version=version, code=code), output_tail="\n".join(tail)
-        )
+        raise BrokerSetupError(MAVEN_FAILED.format(version=version, code=code), output_tail="\n".join(tail))
     if not any(staging.glob(f"kafka_2.13-{version}.jar")):
         raise BrokerSetupError(
             f"Maven succeeded but kafka_2.13-{version}.jar is not in {staging}",

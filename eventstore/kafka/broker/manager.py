@@ -166,9 +166,7 @@ class LocalBroker:
             BrokerStartError: The broker failed or did not become ready; carries the log tail.
         """
         if not re.fullmatch(r"\d+[kKmMgG]?", heap):
-            raise BrokerStartError(
-                f"heap {heap!r} is not a JVM size such as '512m' or '1g'", data_dir=data_dir
-            )
+            raise BrokerStartError(f"heap {heap!r} is not a JVM size such as '512m' or '1g'", data_dir=data_dir)
         paths = BrokerPaths(data_dir.expanduser().resolve())
         paths.data_dir.mkdir(parents=True, exist_ok=True)
         with file_lock(paths.lock_file):
@@ -220,9 +218,7 @@ class LocalBroker:
                 return False
             self._signal_and_wait(proc, kill=kill, timeout=timeout)
             paths.pid_file.unlink(missing_ok=True)
-            logger.info(
-                "stopped Kafka broker pid %d (%s)", proc.pid, "SIGKILL" if kill else "SIGTERM"
-            )
+            logger.info("stopped Kafka broker pid %d (%s)", proc.pid, "SIGKILL" if kill else "SIGTERM")
             return True
 
     def restart(
@@ -297,9 +293,7 @@ class LocalBroker:
         ):
             if not _wait_port_free(number, _PORT_GRACE):
                 raise BrokerStartError(
-                    PORT_BUSY.format(
-                        what=what, port=number, state_file=paths.state_file, remedy=remedy
-                    ),
+                    PORT_BUSY.format(what=what, port=number, state_file=paths.state_file, remedy=remedy),
                     data_dir=paths.data_dir,
                 )
         state.save(paths.state_file)
@@ -358,18 +352,14 @@ class LocalBroker:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise BrokerStartError(
-                "formatting the KRaft storage timed out", data_dir=paths.data_dir
-            ) from exc
+            raise BrokerStartError("formatting the KRaft storage timed out", data_dir=paths.data_dir) from exc
         if out.returncode != 0:
             raise BrokerStartError(
                 f"formatting the KRaft storage failed (exit code {out.returncode})",
                 data_dir=paths.data_dir,
                 log_tail=_tail_text(out.stdout + out.stderr, 40),
             )
-        logger.info(
-            "formatted KRaft storage in %s (cluster %s)", paths.kafka_data_dir, state.cluster_id
-        )
+        logger.info("formatted KRaft storage in %s (cluster %s)", paths.kafka_data_dir, state.cluster_id)
 
     def _launch(
         self,
@@ -452,9 +442,7 @@ class LocalBroker:
             send_signal(proc, signal.SIGTERM)
             if wait_gone(proc, timeout):
                 return
-            logger.warning(
-                "Kafka broker pid %d ignored SIGTERM for %.0f s; sending SIGKILL", proc.pid, timeout
-            )
+            logger.warning("Kafka broker pid %d ignored SIGTERM for %.0f s; sending SIGKILL", proc.pid, timeout)
         send_signal(proc, signal.SIGKILL)
         if not wait_gone(proc, _KILL_WAIT):
             raise BrokerStopError(f"Kafka broker pid {proc.pid} survived SIGKILL")
@@ -513,9 +501,7 @@ def _spawn_detached(cmd: list[str], *, cwd: Path, log_file: Path) -> int:
     try:
         return int(out.stdout.strip())
     except ValueError as exc:
-        raise BrokerSetupError(
-            "could not start the broker JVM", output_tail=out.stdout + out.stderr
-        ) from exc
+        raise BrokerSetupError("could not start the broker JVM", output_tail=out.stdout + out.stderr) from exc
 
 
 def _wait_port_free(port: int, timeout: float) -> bool:
