@@ -22,6 +22,11 @@ def test_mypy_strict_on_packages_and_typing_checks() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_lint_and_docstrings() -> None:
+    result = run(str(BIN / "ruff"), "check", "eventstore", "actors", "sagas", "dlq")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_import_layers_point_one_way() -> None:
     result = run(str(BIN / "lint-imports"))
     assert result.returncode == 0, result.stdout + result.stderr
