@@ -87,7 +87,14 @@ class Topics:
             TopicSpec(
                 self.snapshots,
                 partitions,
-                {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
+                # Kafka never compacts the active segment: small, short-lived segments let the
+                # cleaner drop superseded snapshots soon, so a restore reads about one per key.
+                {
+                    "cleanup.policy": "compact",
+                    "min.cleanable.dirty.ratio": "0.1",
+                    "segment.bytes": str(16 * 1024 * 1024),
+                    "segment.ms": str(60 * 1000),
+                },
             ),
             TopicSpec(self.replies, partitions, {"retention.ms": str(3600 * 1000)}),
             TopicSpec(self.dlq, 1, {"retention.ms": "-1"}),
