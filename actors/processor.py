@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = b"__checkpoint__"
+SNAPSHOT_VERSION_HEADER = "tether.version"
 STATE_HANDLER = "__state__"
 RESOLVE_HANDLER = "__resolve__"
 NO_OFFSET = -1  # a message adopted into the events log: its inbox offset is already finished
@@ -167,6 +168,15 @@ class PartitionProcessor:
             count += 1
             if record.key is None or record.value is None:
                 continue
+            if record.key != CHECKPOINT_KEY:
+                # Kept as bytes until the session's first message: a restore decodes nothing
+                # it does not need, and passivated sessions stay small.
+                session = self._session(record.key)
+                version = record.header(SNAPSHOT_VERSION_HEADER)
+                session.snapshot = record.value
+                session.version = int(version) if version is not None else int(unpack(record.value)["sv"])
+                session.state, session.tail = None, []
+                continue
             value = unpack(record.value)
             if record.key == CHECKPOINT_KEY:
                 checkpoint = int(value["x"])
@@ -175,10 +185,6 @@ class PartitionProcessor:
                 for entry in value.get("w", ()):
                     self._restore_wait(str(entry["key"]).encode(), entry)
                 self.completions = {str(k): v for k, v in value.get("c", ())}
-                continue
-            session = self._session(record.key)
-            session.snapshot, session.version = value, int(value["sv"])
-            session.state, session.tail = None, []
         async for record in self.log.read(self.topics.events, self.partition, checkpoint):
             count += 1
             if record.key is None or record.value is None:
@@ -752,7 +758,13 @@ class PartitionProcessor:
                 session.load(obj, self.settings.dedupe_window)
             if session.dirty and session.state is not None:
                 out.append(
-                    OutRecord(self.topics.snapshots, self.partition, session.key, pack(session.snapshot_value()))
+                    OutRecord(
+                        self.topics.snapshots,
+                        self.partition,
+                        session.key,
+                        pack(session.snapshot_value()),
+                        ((SNAPSHOT_VERSION_HEADER, str(session.version).encode()),),
+                    )
                 )
                 session.dirty = False
         journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in self.journals.items()]
@@ -782,7 +794,7 @@ class PartitionProcessor:
             return
         idle = sorted((s for s in resident if not s.running and not s.dirty), key=lambda s: s.last_used)
         for session in idle[:excess]:
-            session.passivate(session.snapshot_value())
+            session.passivate(pack(session.snapshot_value()))
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is not None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from eventstore.codec import unpack
+
 from .definitions import VirtualObject
 from .messages import Message
 
@@ -23,7 +25,8 @@ class Session:
 
     key: bytes
     object_name: str
-    snapshot: dict[str, Any] | None = None
+    snapshot: bytes | None = None
+    """The last snapshot (msgpack of `snapshot_value`), if any; decoded only on load."""
     tail: list[dict[str, Any]] = field(default_factory=list)
     tail_from: float = float("inf")
     """Events-topic offset of the first tail entry (where a restore must start to see it)."""
@@ -47,9 +50,10 @@ class Session:
         if self.state is not None:
             return self.state
         if self.snapshot is not None:
-            state: BaseModel = obj.state_type.model_validate(self.snapshot["s"])
-            self.version = int(self.snapshot["sv"])
-            self.recent = OrderedDict((str(k), v) for k, v in self.snapshot.get("rc", ()))
+            snapshot = unpack(self.snapshot)
+            state: BaseModel = obj.state_type.model_validate(snapshot["s"])
+            self.version = int(snapshot["sv"])
+            self.recent = OrderedDict((str(k), v) for k, v in snapshot.get("rc", ()))
         else:
             state = obj.initial_state()
         for entry in self.tail:
@@ -77,8 +81,8 @@ class Session:
             "rc": [[k, v] for k, v in self.recent.items()],
         }
 
-    def passivate(self, snapshot: dict[str, Any]) -> None:
-        """Drop the decoded state; `snapshot` must describe it exactly."""
+    def passivate(self, snapshot: bytes) -> None:
+        """Drop the decoded state; `snapshot` (packed `snapshot_value`) must describe it exactly."""
         self.snapshot = snapshot
         self.state = None
         self.recent = OrderedDict()
