@@ -15,6 +15,7 @@ honours idempotency keys (the outside world), with a ``call`` line per execution
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -128,7 +129,7 @@ async def test_kill_9_at_a_step_boundary(kafka_bootstrap: str, namespace: str, t
         raise
 
 
-SAGAS = 200
+SAGAS = int(os.environ.get("TETHER_CHAOS_SAGAS", "200"))  # 1,000 with TETHER_CHAOS_SAGAS=1000 on an idle machine
 KILLS = 3
 SEED = 11
 
