@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import sys
@@ -56,10 +57,15 @@ TETHER_DESCRIPTIONS: dict[str, str] = {
     "W3": "5,000 calls, 64 in flight, one key",
     "W2-step": "W2 with one journaled ctx.run step per call",
     "W2-3step": "W2 with three journaled ctx.run steps per call",
-    "W4": "Tether-only workload (see bench/tether_workloads.py)",
-    "W5": "Tether-only workload (see bench/tether_workloads.py)",
-    "W6": "Tether-only workload (see bench/tether_workloads.py)",
-    "W7": "Tether-only workload (see bench/tether_workloads.py)",
+    "W4": "100,000 one-way sends to 10,000 sessions, 1 worker process, first send to last commit",
+    "W4-2workers": "W4 with 2 worker processes (one consumer group)",
+    "W4-ray": "W4 with 2 workers as Ray actors (tether serve --ray --workers 2)",
+    "W5": "restore a partition of 100,000 and 1,000,000 events (10,000 sessions), with and without snapshots",
+    "W6": "1,000 three-step sagas, 5% failing at the third step (compensated)",
+    "W7": "replay 10,000 dead letters from the DLQ (dlq.DeadLetters.replay)",
+    "W1-embedded": "W1 on the embedded (SQLite) backend, worker in-process",
+    "W2-embedded": "W2 on the embedded backend",
+    "W4-embedded": "W4 on the embedded backend",
 }
 
 
@@ -118,14 +124,25 @@ async def _raw(opts: RunOptions, max_records: int | None = None) -> None:
 
 async def _tether_all(opts: RunOptions, only: list[str] | None) -> None:
     done: dict[str, dict[str, Any]] = {}
-    for name, workload in TETHER_WORKLOADS.items():
-        if only and name not in only:
-            continue
-        result = await workload(opts)
-        if result is not None:
-            done[name] = result
-            # Record as we go: a crash in W5 must not lose W1..W4.
-            record("tether", {name: result}, path=opts.results_path)
+    selected = [name for name in TETHER_WORKLOADS if not only or name in only]
+    unknown = [name for name in only or () if name not in TETHER_WORKLOADS]
+    if unknown:
+        console().print(f"[yellow]unknown Tether workloads {unknown}; known: {list(TETHER_WORKLOADS)}[/yellow]")
+    # The module may offer ``lifespan(opts)``: set-up shared by its workloads (one broker).
+    try:
+        module = importlib.import_module(TETHER_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != TETHER_MODULE:
+            raise
+        module = None
+    lifespan = getattr(module, "lifespan", None)
+    async with lifespan(opts) if lifespan is not None and selected else contextlib.nullcontext():
+        for name in selected:
+            result = await TETHER_WORKLOADS[name](opts)
+            if result is not None:
+                done[name] = result
+                # Record as we go: a crash in W5 must not lose W1..W4.
+                record("tether", {name: result}, path=opts.results_path)
     if not done:
         console().print("[yellow]no Tether workload ran[/yellow]")
 
@@ -257,8 +274,8 @@ def list_cmd() -> None:
 
     for name, desc in TETHER_DESCRIPTIONS.items():
         peer_mark = " (also on Restate)" if name in WORKLOADS else ""
-        click.echo(f"{name:9} {desc}{peer_mark}")
-    click.echo("raw       raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
+        click.echo(f"{name:12} {desc}{peer_mark}")
+    click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
 
 
 if __name__ == "__main__":

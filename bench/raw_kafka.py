@@ -9,6 +9,7 @@ this machine, this broker and this client can reach.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -298,6 +299,7 @@ async def run_raw(
     messages: int = DEFAULT_MESSAGES,
     sessions: int = DEFAULT_SESSIONS,
     max_records: int | None = None,
+    broker: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the raw pipeline ``runs`` times on one broker (fresh topics each run); median by rate.
 
@@ -311,6 +313,8 @@ async def run_raw(
         messages: Messages per run at scale 1.
         sessions: Distinct keys.
         max_records: Cap on records per fetch, hence per transaction (see run_raw_pipeline).
+        broker: A running broker (``kafka_bootstrap()``'s dict) to use instead of finding one
+            (Tether's W4 runs the ceiling on its own broker, in the same invocation).
 
     Returns:
         ``{"pipeline": {"params", "median", "runs", "correct"}, "_broker": {...}}``.
@@ -320,7 +324,8 @@ async def run_raw(
     n = max(1_000, int(messages * scale))
     out = console()
     results = []
-    async with kafka_bootstrap() as broker:
+    found = contextlib.nullcontext(broker) if broker is not None else kafka_bootstrap()
+    async with found as broker:
         await run_raw_pipeline(broker["bootstrap"], max(1_000, n // 20), sessions, max_records=max_records)
         for r in range(runs):
             figures = await run_raw_pipeline(

@@ -1,0 +1,157 @@
+"""The session types Tether's benchmarks run; worker subprocesses import them by name.
+
+- ``counter``: the peer's Counter (bench/peer_restate/service.py) as a Tether virtual object:
+  ``add(n)`` emits ``Added`` and returns the new value; ``add_with_step`` does the same after one
+  journaled ``ctx.run`` step, ``add_3step`` after three; shared ``get`` reads. Served with
+  ``tether serve bench.tether_apps:counter``.
+- ``dead_end``: a handler that fails for good (``TerminalError``) unless the message is a
+  replay from the dead-letter queue, to make dead letters quickly and replay them (W7).
+- ``trip_saga``: a three-step saga whose third step fails for good when the input asks for it
+  (W6); ``saga_coordinator`` is its coordinator. Left ``None`` when the ``sagas`` package is
+  missing, so the other types still load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from actors import ObjectContext, TerminalError, VirtualObject
+
+REPLAY_PREFIX = "dlq-replay:"
+"""Message ids of replays from the dead-letter queue start with this (see dlq.replayer)."""
+
+
+class CounterState(BaseModel):
+    count: int = 0
+
+
+class Add(BaseModel):
+    n: int = 1
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Value(BaseModel):
+    value: int
+
+
+class Added(BaseModel):
+    n: int
+
+
+counter: VirtualObject[CounterState] = VirtualObject("Counter", state=CounterState)
+
+
+@counter.on_event(Added)
+def _added(state: CounterState, event: Added) -> None:
+    state.count += event.n
+
+
+@counter.handler()
+async def add(ctx: ObjectContext[CounterState], payload: Add) -> Value:
+    """Add n and return the new value (one event, no step)."""
+    ctx.emit(Added(n=payload.n))
+    return Value(value=ctx.state.count)
+
+
+@counter.handler()
+async def add_with_step(ctx: ObjectContext[CounterState], payload: Add) -> Value:
+    """As ``add``, with one journaled step computing the new value (as the peer does)."""
+    current = ctx.state.count
+    value = await ctx.run("step", lambda: current + payload.n, result_type=int)
+    ctx.emit(Added(n=payload.n))
+    assert ctx.state.count == value
+    return Value(value=value)
+
+
+@counter.handler()
+async def add_3step(ctx: ObjectContext[CounterState], payload: Add) -> Value:
+    """As ``add``, with three journaled steps before the event."""
+    current = ctx.state.count
+    value = await ctx.run("step1", lambda: current, result_type=int)
+    value = await ctx.run("step2", lambda: value + payload.n, result_type=int)
+    value = await ctx.run("step3", lambda: value, result_type=int)
+    ctx.emit(Added(n=payload.n))
+    return Value(value=value)
+
+
+@counter.handler(kind="shared")
+async def get(ctx: ObjectContext[CounterState], payload: Empty) -> Value:
+    """The current value (0 for a new key)."""
+    return Value(value=ctx.state.count)
+
+
+# -- W7: dead letters ------------------------------------------------------------------------
+
+dead_end: VirtualObject[CounterState] = VirtualObject("DeadEnd", state=CounterState)
+
+
+@dead_end.on_event(Added)
+def _dead_end_added(state: CounterState, event: Added) -> None:
+    state.count += event.n
+
+
+@dead_end.handler()
+async def process(ctx: ObjectContext[CounterState], payload: Add) -> Value:
+    """Fail for good on first delivery; succeed when replayed from the dead-letter queue."""
+    if not ctx.invocation_id.startswith(REPLAY_PREFIX):
+        raise TerminalError("bench: rejected on first delivery, so that it is dead-lettered")
+    ctx.emit(Added(n=payload.n))
+    return Value(value=ctx.state.count)
+
+
+# -- W6: sagas -------------------------------------------------------------------------------
+
+
+class TripInput(BaseModel):
+    trip: int
+    fail: bool = False
+    """Make the third step fail for good, so that the first two are compensated."""
+
+
+class Ref(BaseModel):
+    ref: str
+
+
+trip_saga: Any = None
+saga_coordinator: Any = None
+
+try:
+    from sagas import Saga
+except ImportError:  # the sagas package is not there yet: W6 skips, the rest still loads
+    pass
+else:
+    _saga: Saga[TripInput] = Saga("bench_trip", input=TripInput)
+
+    @_saga.step("reserve", compensate="release")
+    async def reserve(trip: TripInput, key: str) -> Ref:
+        return Ref(ref=key)
+
+    @_saga.compensation("reserve")
+    async def release(trip: TripInput, result: Ref, key: str) -> None:
+        return None
+
+    @_saga.step("charge", compensate="refund")
+    async def charge(trip: TripInput, key: str) -> Ref:
+        return Ref(ref=key)
+
+    @_saga.compensation("charge")
+    async def refund(trip: TripInput, result: Ref, key: str) -> None:
+        return None
+
+    @_saga.step("confirm", compensate="unconfirm")
+    async def confirm(trip: TripInput, key: str) -> Ref:
+        if trip.fail:
+            raise TerminalError(f"bench: trip {trip.trip} cannot be confirmed (injected failure)")
+        return Ref(ref=key)
+
+    @_saga.compensation("confirm")
+    async def unconfirm(trip: TripInput, result: Ref, key: str) -> None:
+        return None
+
+    trip_saga = _saga
+    saga_coordinator = _saga.coordinator()
