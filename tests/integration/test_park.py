@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from actors import Client, InvocationError, ObjectContext, RetryPolicy, Settings, TerminalError, VirtualObject, Worker
 from dlq import DeadLetters
+from workloads.session_harness import make_settings
 
 
 class Ledger(BaseModel):
@@ -51,10 +52,8 @@ def _recorded(state: Ledger, event: Recorded) -> None:
 @pytest.fixture(params=["embedded", "kafka"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Settings:
     FIXED["value"] = False
-    if request.param == "kafka":
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        return Settings(backend="kafka", namespace=namespace, partitions=2, data_dir=tmp_path, kafka={"bootstrap_servers": bootstrap})
-    return Settings(backend="embedded", namespace=namespace, partitions=2, data_dir=tmp_path)
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
+    return make_settings(request.param, tmp_path, namespace, bootstrap=bootstrap)
 
 
 @pytest.fixture

@@ -15,16 +15,15 @@ from actors.inspect import restart_invocation
 from actors.resilience import Breakers
 from eventstore import OutRecord, Topics, open_log, partition_for
 from workloads import resilient_sessions as app
+from workloads.session_harness import make_settings
 
 
 @pytest.fixture(params=["embedded", "kafka"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Settings:
     app.CALLS.clear()
     Breakers.reset()
-    if request.param == "kafka":
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        return Settings(backend="kafka", namespace=namespace, partitions=2, data_dir=tmp_path, kafka={"bootstrap_servers": bootstrap})
-    return Settings(backend="embedded", namespace=namespace, partitions=2, data_dir=tmp_path)
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
+    return make_settings(request.param, tmp_path, namespace, bootstrap=bootstrap)
 
 
 @pytest.fixture

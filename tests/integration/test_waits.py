@@ -23,6 +23,7 @@ from workloads.waiting_sessions import (
     stuck,
     waiter,
 )
+from workloads.session_harness import make_settings
 
 
 @pytest.fixture(params=["embedded", "kafka"])
@@ -30,10 +31,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str, mon
     ledger = tmp_path / "ledger.txt"
     ledger.touch()
     monkeypatch.setenv("TETHER_TEST_LEDGER", str(ledger))
-    if request.param == "kafka":
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        return Settings(backend="kafka", namespace=namespace, partitions=2, data_dir=tmp_path, kafka={"bootstrap_servers": bootstrap})
-    return Settings(backend="embedded", namespace=namespace, partitions=2, data_dir=tmp_path)
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
+    return make_settings(request.param, tmp_path, namespace, bootstrap=bootstrap)
 
 
 @pytest.fixture
