@@ -28,6 +28,9 @@ class RuntimeSettings(BaseModel):
     """Seconds between inbox offset commits (each done entry also records its offset)."""
     fetch_timeout: float = 0.1
     """Seconds a fetch waits for new inbox records."""
+    stall_warning: float = Field(default=1.0, gt=0)
+    """Seconds the worker's event loop may be blocked (by handler code that does not await)
+    before the worker logs a warning: while it is blocked, the group's heartbeats stop too."""
 
 
 class Settings(LogSettings):

@@ -18,6 +18,7 @@ from .client import Client
 from .definitions import VirtualObject
 from .processor import PartitionProcessor
 from .settings import Settings
+from .stalls import LoopWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ class Worker:
         self._partitions = 0
         self.client = Client(self.settings, log=self._log)
         self._stopping = asyncio.Event()
+        kafka = self.settings.resolved_backend == "kafka"
+        self.watchdog = LoopWatchdog(
+            self.settings.runtime.stall_warning,
+            session_timeout=self.settings.kafka.session_timeout_ms / 1000 if kafka else None,
+        )
+        """Counts (and logs) the times handler code blocked this worker's event loop."""
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -70,6 +77,7 @@ class Worker:
         await self.client.start()
         self._consumer = await self._log.consumer(self.topics.inbox, group_id=self.topics.group(), listener=self)
         self._task = asyncio.create_task(self._run(), name="tether-worker")
+        self.watchdog.start()
         log.info(
             "worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects)
         )
@@ -86,6 +94,7 @@ class Worker:
     async def stop(self) -> None:
         """Commit what finished, leave the group, release every partition."""
         self._stopping.set()
+        await self.watchdog.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -81,7 +81,10 @@ async def run(sessions: int) -> dict[str, Any]:
     async with kafka_bootstrap() as broker:
         work = Path(tempfile.mkdtemp(prefix="tether-w8-"))
         settings = Settings(
-            backend="kafka", namespace=f"w8{uuid.uuid4().hex[:8]}", partitions=4, data_dir=work,
+            backend="kafka",
+            namespace=f"w8{uuid.uuid4().hex[:8]}",
+            partitions=4,
+            data_dir=work,
             kafka={"bootstrap_servers": broker["bootstrap"]},
         )
         log = work / "worker.log"

@@ -160,6 +160,8 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
     for step in s.steps:
         if step.error is not None:
             outcome = f"[red]{step.error.type}: {step.error.message}[/]"
+            if step.uncertain:
+                outcome = "[yellow]may have taken effect[/] " + outcome
         else:
             outcome = json.dumps(step.result) if step.result is not None else ""
         comp = ""

@@ -45,6 +45,7 @@ from .events import (
     SagaStuck,
     StepFailed,
     StepPlan,
+    StepState,
     StepSucceeded,
     event_name,
 )
@@ -151,7 +152,9 @@ async def _attempt(
         call = lambda: step(payload, key)  # noqa: E731
     else:
         assert step.compensation is not None
-        comp, prior = step.compensation, step.revive(state.step(step.name).result)
+        done = state.step(step.name)
+        # An uncertain step (it timed out) has no result: its compensation gets None.
+        comp, prior = step.compensation, None if done.status == "failed" else step.revive(done.result)
         call = lambda: comp(payload, prior, key)  # noqa: E731
 
     async def once() -> Outcome:
@@ -230,9 +233,18 @@ def _pending_group(saga: Saga[Any], state: SagaState) -> list[Step[Any, Any]] | 
     return None
 
 
+def _due(step: StepState) -> bool:
+    """Whether a step is to be compensated: it completed, or it may have taken effect."""
+    return step.status == "succeeded" or (step.status == "failed" and step.uncertain)
+
+
+def _timed_out(attempts: list[Attempt]) -> bool:
+    return any(a.error is not None and a.error.type == "TimeoutError" for a in attempts)
+
+
 def _compensation_group(saga: Saga[Any], state: SagaState) -> list[Step[Any, Any]] | None:
     for group in reversed(saga.groups()):
-        todo = [s for s in group if s.compensation is not None and state.step(s.name).status == "succeeded"]
+        todo = [s for s in group if s.compensation is not None and _due(state.step(s.name))]
         if todo:
             return todo
     return None
@@ -310,12 +322,15 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
                         compensate = compensate or step.on_failure == "compensate"
                 for step in todo:
                     if step.name in failed:
+                        attempts = units[step.name].attempts
                         ctx.emit(
                             StepFailed(
                                 step=step.name,
                                 error=failed[step.name],
-                                attempts=units[step.name].attempts,
+                                attempts=attempts,
                                 compensate=compensate,
+                                uncertain=step.compensate_timeouts
+                                and _timed_out(state.step(step.name).attempts + attempts),
                             )
                         )
                 if failed and not compensate:

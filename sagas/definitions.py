@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, get_type_hints
 
 from pydantic import BaseModel
 
@@ -132,6 +132,10 @@ class Step(Generic[I, R]):
     on_failure: OnFailure
     """``compensate``: undo the completed steps; ``park``: stay stuck until an operator retries
     (for steps past the point of no return, e.g. after the card was charged)."""
+    compensate_timeouts: bool
+    """Compensate the step even though it failed, when one of its attempts timed out: the
+    request may have reached the service and taken effect. Its compensation then receives
+    None as the result (and the same key as always, which names the action's effect)."""
     wants_results: bool
     """Whether the action takes a third `StepResults` argument."""
     compensation: Compensation[I, R] | None = None
@@ -203,6 +207,7 @@ class Saga(Generic[I]):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         on_failure: OnFailure = "compensate",
+        compensate_timeouts: bool = False,
     ) -> Callable[[ActionFn[I, R]], Step[I, R]]:
         """Register the next step's action: ``async def fn(input, key[, results]) -> Model | None``.
 
@@ -213,6 +218,9 @@ class Saga(Generic[I]):
             retry: Attempts and backoff of the action (default: the saga's).
             timeout: Seconds one attempt may take; a timeout is retried like any retryable error.
             on_failure: ``compensate`` (default) or ``park`` (see `Step.on_failure`).
+            compensate_timeouts: when the step fails for good after an attempt timed out, run
+                its compensation too, with None as the result (see `Step.compensate_timeouts`).
+                The compensation's result parameter must accept None.
 
         Raises:
             UsageError: the function is not async, has the wrong parameters or return type, or
@@ -223,6 +231,8 @@ class Saga(Generic[I]):
             raise UsageError(f"on_failure must be 'compensate' or 'park', got {on_failure!r}")
         if timeout is not None and timeout <= 0:
             raise UsageError(f"timeout must be positive, got {timeout}")
+        if compensate_timeouts and compensate is None:
+            raise UsageError("compensate_timeouts=True needs a compensation (compensate=...)")
 
         def decorate(fn: ActionFn[I, R]) -> Step[I, R]:
             step_name = name if name else str(getattr(fn, "__name__", ""))
@@ -247,6 +257,7 @@ class Saga(Generic[I]):
                 timeout=timeout,
                 compensate=compensate,
                 on_failure=on_failure,
+                compensate_timeouts=compensate_timeouts,
                 wants_results=len(params) == 3,
             )
             self._steps[step_name] = step
@@ -291,7 +302,14 @@ class Saga(Generic[I]):
             params = _params(fn, where)
             if len(params) != 3:
                 raise UsageError(f"{where} must take (input, result, key), got {len(params)}")
-            self._check_input(_hints(fn, where).get(params[0]), where)
+            hints = _hints(fn, where)
+            self._check_input(hints.get(params[0]), where)
+            result = hints.get(params[1])
+            if target.compensate_timeouts and result is not None and not _accepts_none(result):
+                raise UsageError(
+                    f"{where}: the step compensates timeouts, when there is no result: annotate "
+                    f"the result parameter {params[1]!r} as Optional (`... | None`)"
+                )
             if timeout is not None and timeout <= 0:
                 raise UsageError(f"timeout must be positive, got {timeout}")
             comp: Compensation[I, R] = Compensation(
@@ -429,6 +447,10 @@ def _hints(fn: Callable[..., Any], where: str) -> dict[str, Any]:
         return get_type_hints(fn)
     except Exception as exc:  # a forward reference that does not resolve
         raise UsageError(f"{where}: cannot resolve its annotations: {exc}") from exc
+
+
+def _accepts_none(annotation: Any) -> bool:
+    return annotation is Any or annotation is type(None) or type(None) in get_args(annotation)
 
 
 def _result_type(hints: dict[str, Any], where: str) -> type[BaseModel] | None:

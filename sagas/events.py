@@ -17,7 +17,8 @@ from eventstore import Codec
 SagaStatus = Literal["new", "running", "compensating", "completed", "compensated", "stuck"]
 """Where a saga is. `completed`, `compensated` are final; `stuck` waits for an operator."""
 StepStatus = Literal["pending", "succeeded", "failed", "compensated", "compensation_failed"]
-"""Where one step is; a step that failed is never compensated (it did not complete)."""
+"""Where one step is. A step that failed is not compensated (it did not complete), unless its
+outcome is uncertain (`StepState.uncertain`)."""
 Phase = Literal["action", "compensation"]
 """Which half of a step."""
 
@@ -88,6 +89,9 @@ class StepState(BaseModel):
     """The action's result as JSON-like data (see `SagaState.result` for the typed value)."""
     error: ErrorInfo | None = None
     """Why the action failed for good."""
+    uncertain: bool = False
+    """The action failed for good, but an attempt timed out and may have taken effect; the
+    step declared ``compensate_timeouts``, so it is compensated like a completed one."""
     attempts: list[Attempt] = Field(default_factory=list)
     """Every attempt of the action, over all rounds."""
     compensation_error: ErrorInfo | None = None
@@ -186,6 +190,8 @@ class StepFailed(BaseModel):
     attempts: list[Attempt]
     compensate: bool
     """True: the saga now compensates; False: it parks (see `SagaStuck`)."""
+    uncertain: bool = False
+    """An attempt timed out and the step compensates timeouts: compensate it too."""
 
 
 class CompensationSucceeded(BaseModel):
@@ -247,7 +253,7 @@ def _step_succeeded(state: SagaState, e: StepSucceeded) -> None:
 
 def _step_failed(state: SagaState, e: StepFailed) -> None:
     step = state.step(e.step)
-    step.status, step.error = "failed", e.error
+    step.status, step.error, step.uncertain = "failed", e.error, e.uncertain
     step.attempts.extend(e.attempts)
     if e.compensate and state.status == "running":
         state.status, state.failed_step, state.failure = "compensating", e.step, e.error
@@ -285,12 +291,13 @@ def _resumed(state: SagaState, e: SagaResumed) -> None:
         state.status = "compensating"
         for step in state.steps:
             if step.status == "compensation_failed":
-                step.status = "succeeded"  # completed, and due for compensation again
+                # Due for compensation again: completed (or failed with an uncertain outcome).
+                step.status = "failed" if step.uncertain else "succeeded"
     else:
         state.status = "running"
         for step in state.steps:
             if step.status == "failed":
-                step.status, step.error = "pending", None
+                step.status, step.error, step.uncertain = "pending", None, False
     state.stuck = None
     state.resumes += 1
 

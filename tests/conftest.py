@@ -96,9 +96,7 @@ _LOCAL_KAFKA = pytest.StashKey[LocalKafka]()
 
 
 @pytest.fixture(scope="session")
-def _local_kafka(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalKafka]:
+def _local_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     broker = LocalBroker()
     data_dir = tmp_path_factory.mktemp("kafka")
     try:

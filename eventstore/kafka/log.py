@@ -445,6 +445,8 @@ class KafkaLog:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             request_timeout_ms=self.settings.request_timeout_ms,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             max_poll_records=5000,
         )
         try:

@@ -57,9 +57,7 @@ async def _read_all(bootstrap: str, topic: str, *, isolation: str, expected: int
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["SIGTERM", "SIGKILL"])
-async def test_restart_keeps_committed_and_hides_aborted(
-    local_broker, namespace: str, kill: bool
-) -> None:
+async def test_restart_keeps_committed_and_hides_aborted(local_broker, namespace: str, kill: bool) -> None:
     bootstrap = local_broker.bootstrap
     topic = f"{namespace}-events"
     txn_id = f"{namespace}-writer"

@@ -129,7 +129,7 @@ async def test_kill_9_at_a_step_boundary(kafka_bootstrap: str, namespace: str, t
         raise
 
 
-SAGAS = int(os.environ.get("TETHER_CHAOS_SAGAS", "200"))  # 1,000 with TETHER_CHAOS_SAGAS=1000 on an idle machine
+SAGAS = int(os.environ.get("TETHER_CHAOS_SAGAS", "1000"))
 KILLS = 3
 SEED = 11
 
@@ -160,10 +160,11 @@ async def test_many_sagas_while_workers_are_killed(kafka_bootstrap: str, namespa
             sagas = SagaClient(client)
             started = time.monotonic()
             await asyncio.gather(*(sagas.start(booking, sid, order) for sid, (_, order) in plans.items()))
-            for _ in range(KILLS):
-                # Kill a random worker once effects are flowing, then start it again.
-                before = len(ledger.effects())
-                await assert_eventually(lambda before=before: _more(ledger, before), timeout=90)
+            total = _effects_before_repair(plans)
+            for n in range(1, KILLS + 1):
+                # Kill a random worker at evenly spread points of the work, then start it again.
+                at = total * n // (KILLS + 1)
+                await assert_eventually(lambda at=at: _reached(ledger, at), timeout=90)
                 await asyncio.sleep(rng.uniform(0.1, 1.0))
                 victim = rng.choice(workers)
                 kills.append((victim.name, len(ledger.effects())))
@@ -208,9 +209,23 @@ async def test_many_sagas_while_workers_are_killed(kafka_bootstrap: str, namespa
             w.cleanup()
 
 
-def _more(ledger: Ledger, before: int) -> None:
-    # ~1/6 of all effects between kills, so that they spread over the run.
-    assert len(ledger.effects()) >= before + SAGAS * 5 // 6, "not enough progress since the last kill"
+def _effects_before_repair(plans: dict[str, tuple[str, Order]]) -> int:
+    """Effects the run takes before the operator's repair (each plan's outcome is scripted)."""
+    total = 0
+    for kind, _ in plans.values():
+        if kind == "ok":
+            total += len(ALL_ACTIONS)
+            continue
+        failing = kind.split(":")[1] if kind.startswith("fail:") else "charge"
+        compensations = set().union(*expected_compensations(failing))
+        total += 2 * len(compensations)  # each compensated action, and its compensation
+        if kind == "stuck":
+            total -= 1  # the flight's refund waits for the repair
+    return total
+
+
+def _reached(ledger: Ledger, effects: int) -> None:
+    assert len(ledger.effects()) >= effects, "the work has not reached the next kill point yet"
 
 
 async def _check_dead_letters(settings: Settings, stuck: list[str]) -> None:

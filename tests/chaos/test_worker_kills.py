@@ -51,13 +51,15 @@ async def test_exactly_once_under_repeated_kill_9(
     rng = random.Random(SEED)
     bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None
     settings = make_settings(
-        backend, tmp_path / "data", namespace, bootstrap=bootstrap, partitions=4,
+        backend,
+        tmp_path / "data",
+        namespace,
+        bootstrap=bootstrap,
+        partitions=4,
         runtime=RuntimeSettings(checkpoint_every=8, max_resident_sessions=3),
     )
     ledger = tmp_path / "ledger.jsonl"
-    worker = WorkerProcess(
-        "ledger_sessions:ledger", worker_env(settings, TETHER_TEST_LEDGER=str(ledger)), tmp_path
-    )
+    worker = WorkerProcess("ledger_sessions:ledger", worker_env(settings, TETHER_TEST_LEDGER=str(ledger)), tmp_path)
     log = open_log(settings)
     worker.start()
     try:
@@ -66,8 +68,13 @@ async def test_exactly_once_under_repeated_kill_9(
             # Each key holds its last 3 operations back until the kills are over, so every kill
             # lands while the load runs.
             load = LedgerLoad(
-                client, [f"k{i}" for i in range(KEYS)], OPS_PER_KEY, SEED,
-                pause=PAUSE[backend], work=WORK[backend], hold_after=OPS_PER_KEY - 3,
+                client,
+                [f"k{i}" for i in range(KEYS)],
+                OPS_PER_KEY,
+                SEED,
+                pause=PAUSE[backend],
+                work=WORK[backend],
+                hold_after=OPS_PER_KEY - 3,
             )
             running = asyncio.create_task(load.run())
             # Kill points spread over the load (by operations done), each at a random moment
@@ -111,4 +118,3 @@ def _restored(worker: WorkerProcess) -> None:
 
 def _reached(load: LedgerLoad, threshold: int) -> None:
     assert load.done_ops >= threshold, f"{load.done_ops} operations done, waiting for {threshold}"
-

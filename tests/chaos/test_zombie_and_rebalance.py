@@ -130,7 +130,11 @@ async def test_rebalance_under_load_loses_and_duplicates_nothing(
 ) -> None:
     """A second worker joins under load and later leaves on SIGTERM; exactly once throughout."""
     settings = make_settings(
-        "kafka", tmp_path / "data", namespace, bootstrap=kafka_bootstrap, partitions=4,
+        "kafka",
+        tmp_path / "data",
+        namespace,
+        bootstrap=kafka_bootstrap,
+        partitions=4,
         runtime=RuntimeSettings(checkpoint_every=30),
     )
     ledger = tmp_path / "ledger.jsonl"
@@ -193,4 +197,3 @@ def _owns_partitions(worker: WorkerProcess) -> None:
 def _restored_more(worker: WorkerProcess, before: int) -> None:
     assert worker.alive(), worker.output()[-3000:]
     assert worker.restored_partitions() > before, "the partitions of the leaver were not taken over"
-

@@ -27,9 +27,7 @@ def _tether(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("tether", path=str(Path(sys.executable).parent))
     cmd = [exe, "kafka", *args] if exe else [sys.executable, "-m", "eventstore.kafka.cli", *args]
     env = {k: v for k, v in os.environ.items() if k != "TETHER_KAFKA_DATA_DIR"}
-    return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False
-    )
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False)
 
 
 async def _produce_and_consume(bootstrap: str, topic: str, values: list[bytes]) -> list[bytes]:
@@ -62,9 +60,7 @@ async def _produce_and_consume(bootstrap: str, topic: str, values: list[bytes]) 
     return seen
 
 
-async def test_up_status_produce_consume_down(
-    kafka_libs: Path, tmp_path: Path, namespace: str
-) -> None:
+async def test_up_status_produce_consume_down(kafka_libs: Path, tmp_path: Path, namespace: str) -> None:
     data_dir = tmp_path / ".tether" / "kafka"  # the default, relative to the working directory
     up = _tether("up", cwd=tmp_path)
     try:

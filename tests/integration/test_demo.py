@@ -17,7 +17,11 @@ def run_demo(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     out = subprocess.run(
         [sys.executable, "-c", "from actors.cli import main; main()", "demo", "--data-dir", str(tmp_path), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     ledger = tmp_path / "demo" / "ledger.jsonl"
     entries = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []

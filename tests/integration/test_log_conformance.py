@@ -69,9 +69,7 @@ async def topic(log: EventLog, namespace: str) -> str:
     return name
 
 
-async def read_all(
-    log: EventLog, topic: str, partition: int, start: int = 0, end: int | None = None
-) -> list[Record]:
+async def read_all(log: EventLog, topic: str, partition: int, start: int = 0, end: int | None = None) -> list[Record]:
     return [r async for r in log.read(topic, partition, start, end)]
 
 
@@ -151,9 +149,7 @@ async def test_read_bounds_and_end_offset(log: EventLog, topic: str) -> None:
 # -- transactions ---------------------------------------------------------------------------
 
 
-async def test_transaction_commits_records_and_offsets_together(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_transaction_commits_records_and_offsets_together(log: EventLog, topic: str, namespace: str) -> None:
     group = f"{namespace}-g"
     source = TopicPartition(topic, 2)
     writer = await log.writer(f"{namespace}-w")
@@ -173,9 +169,7 @@ async def test_transaction_commits_records_and_offsets_together(
         assert await log.committed(group, TopicPartition(topic, 0)) is None
         assert await log.committed(f"{namespace}-other", source) is None
 
-        await writer.commit(
-            [OutRecord(topic, 0, b"c", b"three")], group_id=group, offsets={source: 9}
-        )
+        await writer.commit([OutRecord(topic, 0, b"c", b"three")], group_id=group, offsets={source: 9})
         assert values(await read_all(log, topic, 0)) == [b"one", b"two", b"three"]
         assert await log.committed(group, source) == 9
 
@@ -223,15 +217,11 @@ async def test_aborted_transaction_is_invisible(log: EventLog, topic: str, names
         await writer.close()
 
 
-async def test_writer_commit_without_group_for_offsets_is_refused(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_writer_commit_without_group_for_offsets_is_refused(log: EventLog, topic: str, namespace: str) -> None:
     writer = await log.writer(f"{namespace}-w")
     try:
         with pytest.raises(UsageError):
-            await writer.commit(
-                [OutRecord(topic, 0, b"a", b"x")], offsets={TopicPartition(topic, 1): 1}
-            )
+            await writer.commit([OutRecord(topic, 0, b"a", b"x")], offsets={TopicPartition(topic, 1): 1})
         assert await read_all(log, topic, 0) == []
     finally:
         await writer.close()
@@ -300,9 +290,7 @@ async def test_new_owner_sees_everything_the_fenced_owner_committed(
             new = await other.writer(tid)
             # No waiting: opening the writer completed the old owner's transaction.
             assert await other.committed(group, source) == round + 1
-            assert values(await read_all(other, topic, 0)) == [
-                b"old-%d" % r for r in range(round + 1)
-            ]
+            assert values(await read_all(other, topic, 0)) == [b"old-%d" % r for r in range(round + 1)]
             await old.close()
             old = new
     finally:
@@ -336,9 +324,7 @@ async def test_committed_after_ownership_went_away_and_came_back(
         await other.close()
 
 
-async def test_open_transaction_of_fenced_writer_never_commits(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_open_transaction_of_fenced_writer_never_commits(log: EventLog, topic: str, namespace: str) -> None:
     tid = f"{namespace}-pp-1"
     a = await log.writer(tid)
     b = None
@@ -359,9 +345,7 @@ async def test_open_transaction_of_fenced_writer_never_commits(
 # -- consumers ------------------------------------------------------------------------------
 
 
-async def test_group_consumer_starts_at_committed_offsets(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_group_consumer_starts_at_committed_offsets(log: EventLog, topic: str, namespace: str) -> None:
     group = f"{namespace}-g"
     writer = await log.writer(f"{namespace}-w")
     try:
@@ -427,10 +411,7 @@ class SeekingListener(RecordingListener):
 
 
 async def test_listener_may_seek_when_assigned(log: EventLog, topic: str, namespace: str) -> None:
-    await log.append(
-        [OutRecord(topic, 0, b"k", b"p0-%d" % i) for i in range(3)]
-        + [OutRecord(topic, 1, b"k", b"p1-0")]
-    )
+    await log.append([OutRecord(topic, 0, b"k", b"p0-%d" % i) for i in range(3)] + [OutRecord(topic, 1, b"k", b"p1-0")])
     listener = SeekingListener({0: 2})
     consumer = await log.consumer(topic, group_id=f"{namespace}-g", listener=listener)
     listener.consumer = consumer
@@ -448,9 +429,7 @@ class FailingListener(RecordingListener):
         raise Boom("cannot take the partitions")
 
 
-async def test_listener_failure_surfaces_from_fetch(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_listener_failure_surfaces_from_fetch(log: EventLog, topic: str, namespace: str) -> None:
     listener = FailingListener()
     consumer = await log.consumer(topic, group_id=f"{namespace}-g", listener=listener)
     try:
@@ -462,9 +441,7 @@ async def test_listener_failure_surfaces_from_fetch(
     assert listener.events == [("assigned", {0, 1, 2}), ("revoked", {0, 1, 2})]
 
 
-async def test_group_consumer_does_not_see_aborted_records(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_group_consumer_does_not_see_aborted_records(log: EventLog, topic: str, namespace: str) -> None:
     writer = await log.writer(f"{namespace}-w")
     try:
         with pytest.raises(Boom):
@@ -593,9 +570,7 @@ async def test_missing_partition_raises_topic_error(log: EventLog, topic: str) -
         await log.append([OutRecord(f"{topic}-missing", 0, b"k", b"v")])
 
 
-async def test_send_to_missing_partition_aborts_the_transaction(
-    log: EventLog, topic: str, namespace: str
-) -> None:
+async def test_send_to_missing_partition_aborts_the_transaction(log: EventLog, topic: str, namespace: str) -> None:
     writer = await log.writer(f"{namespace}-w")
     try:
         with pytest.raises(TopicError):
@@ -629,9 +604,7 @@ async def test_embedded_start_fails_on_unusable_data_dir(tmp_path: Path) -> None
 
 
 @pytest.mark.kafka
-async def test_kafka_read_starts_at_oldest_kept_record_when_start_is_gone(
-    kafka_bootstrap: str, namespace: str
-) -> None:
+async def test_kafka_read_starts_at_oldest_kept_record_when_start_is_gone(kafka_bootstrap: str, namespace: str) -> None:
     """Retention may delete the head of a partition; reading from 0 must not skip to the end."""
     from aiokafka import TopicPartition as KafkaTP
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
+from workloads.session_harness import make_settings
 
 from actors import Client, InvocationError, ObjectContext, RetryPolicy, Settings, TerminalError, VirtualObject, Worker
 from dlq import DeadLetters
-from workloads.session_harness import make_settings
 
 
 class Ledger(BaseModel):

@@ -50,9 +50,7 @@ def ray_pool(kafka_bootstrap: str, namespace: str) -> Iterator[tuple[RayWorkerPo
             ray.shutdown()
 
 
-async def _until(
-    pool: RayWorkerPool, ok: Callable[[list[WorkerStatus]], bool], timeout: float
-) -> list[WorkerStatus]:
+async def _until(pool: RayWorkerPool, ok: Callable[[list[WorkerStatus]], bool], timeout: float) -> list[WorkerStatus]:
     """Ping the pool until `ok(statuses)` holds; fail with the last statuses after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -66,10 +64,7 @@ async def _until(
 
 def _balanced(statuses: list[WorkerStatus]) -> bool:
     owned = [p for s in statuses for p in s.partitions]
-    return (
-        all(s.reachable and s.ready and s.partitions for s in statuses)
-        and sorted(owned) == list(range(PARTITIONS))
-    )
+    return all(s.reachable and s.ready and s.partitions for s in statuses) and sorted(owned) == list(range(PARTITIONS))
 
 
 @pytest.mark.ray
@@ -98,9 +93,7 @@ async def test_killed_actor_restarts_and_nothing_is_lost_or_repeated(
                 for attempt in range(3):
                     try:
                         # The same idempotency key on a retry: the session answers it once.
-                        total = await client.call(
-                            add, key, Add(n=n), timeout=40, idempotency_key=f"{namespace}-{i}"
-                        )
+                        total = await client.call(add, key, Add(n=n), timeout=40, idempotency_key=f"{namespace}-{i}")
                         break
                     except CallTimeoutError:
                         if attempt == 2:
@@ -166,13 +159,20 @@ async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: 
         "TETHER_PARTITIONS": "2",
     }
     cmd = [
-        sys.executable, "-c", "from actors.cli import main; main()",
-        "serve", TARGET, "--ray", "--workers", "2", "-b", kafka_bootstrap, "-v",
+        sys.executable,
+        "-c",
+        "from actors.cli import main; main()",
+        "serve",
+        TARGET,
+        "--ray",
+        "--workers",
+        "2",
+        "-b",
+        kafka_bootstrap,
+        "-v",
     ]
     # cwd: `tether serve` imports MODULE from the current directory, like the user's app.
-    proc = subprocess.Popen(
-        cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ray_processes: list[psutil.Process] = []
     try:
         settings = Settings(

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from workloads import resilient_sessions as app
+from workloads.session_harness import make_settings
 
 from actors import Client, InvocationError, Settings, Worker
 from actors.errors import MessageTooLargeError
 from actors.inspect import restart_invocation
 from actors.resilience import Breakers
 from eventstore import OutRecord, Topics, open_log, partition_for
-from workloads import resilient_sessions as app
-from workloads.session_harness import make_settings
 
 
 @pytest.fixture(params=["embedded", "kafka"])

@@ -136,3 +136,19 @@ async def tether(runtime: Runtime, *args: str) -> str:
         raise AssertionError(f"`tether {' '.join(args)}` did not finish within 90 s") from None
     assert proc.returncode == 0, f"tether {args} exited {proc.returncode}: {out.decode()}{err.decode()}"
     return out.decode()
+
+
+async def test_a_step_that_timed_out_after_acting_is_compensated(
+    kafka_bootstrap: str, namespace: str, tmp_path: Path
+) -> None:
+    from transfer_saga import LEDGER, UNDONE, Transfer, careful, careful_coordinator
+    from transfer_saga import reset as reset_bank
+
+    reset_bank()
+    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
+    async with open_runtime([careful_coordinator], settings) as rt:
+        handle = await SagaClient(rt.client).start(careful, "wire-1", Transfer(wire="lost-reply"))
+        outcome = await handle.result(timeout=60)
+    assert outcome.status == "compensated" and outcome.step("wire").uncertain
+    assert [name for name, _ in UNDONE] == ["wire", "hold"] and UNDONE[0][1] is None
+    assert LEDGER == {}

@@ -33,9 +33,7 @@ def _settings(request: pytest.FixtureRequest, backend: str, tmp_path: Path, name
 
 
 @pytest.fixture
-async def kafka_runtime(
-    request: pytest.FixtureRequest, tmp_path: Path, namespace: str
-) -> AsyncIterator[Runtime]:
+async def kafka_runtime(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
     """The probe sessions served by an in-process worker on the real broker."""
     PROBE.reset()
     async with open_runtime([probe], _settings(request, "kafka", tmp_path, namespace)) as rt:
@@ -107,9 +105,7 @@ async def test_exhausted_retries_dead_letter(kafka_runtime: Runtime) -> None:
 
 
 @BOTH
-async def test_poison_record(
-    request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str
-) -> None:
+async def test_poison_record(request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str) -> None:
     PROBE.reset()
     async with open_runtime([probe], _settings(request, backend, tmp_path, namespace)) as rt:
         await scenarios.poison_record(rt)
@@ -122,7 +118,11 @@ async def test_restore_from_checkpoints_equals_fold(
     """A restarted worker restores from checkpoints + the events after them; every state equals
     the fold of the raw events topic, and nothing is applied twice."""
     settings = _settings(
-        request, backend, tmp_path, namespace, partitions=3,
+        request,
+        backend,
+        tmp_path,
+        namespace,
+        partitions=3,
         runtime=RuntimeSettings(checkpoint_every=4, max_resident_sessions=3),
     )
     keys = [f"c{i}" for i in range(8)]
@@ -162,7 +162,5 @@ async def test_restore_from_checkpoints_equals_fold(
         for key in keys:
             tags = after[key]["state"]["tags"]
             assert tags[-1] == "barrier"
-            assert [t for t in tags if "@" not in t and t != "barrier"] == [
-                t for t in expected[key] if "@" not in t
-            ]
+            assert [t for t in tags if "@" not in t and t != "barrier"] == [t for t in expected[key] if "@" not in t]
             assert sorted(tags) == sorted([*expected[key], "barrier", "barrier"])

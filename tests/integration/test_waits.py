@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-
-from actors import Client, InvocationError, Settings, Worker
+from workloads.session_harness import make_settings
 from workloads.waiting_sessions import (
     Draft,
     Nap,
@@ -23,11 +22,14 @@ from workloads.waiting_sessions import (
     stuck,
     waiter,
 )
-from workloads.session_harness import make_settings
+
+from actors import Client, InvocationError, Settings, Worker
 
 
 @pytest.fixture(params=["embedded", "kafka"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
     ledger = tmp_path / "ledger.txt"
     ledger.touch()
     monkeypatch.setenv("TETHER_TEST_LEDGER", str(ledger))
@@ -145,7 +147,9 @@ async def test_retry_budget_stops_a_retry_loop(settings: Settings, client: Clien
     assert ledger_lines(settings).count("greedy attempt g1") == 3  # 1 try + 2 budgeted retries
 
 
-async def test_delayed_send_is_delivered_after_its_delay_even_across_a_restart(settings: Settings, client: Client) -> None:
+async def test_delayed_send_is_delivered_after_its_delay_even_across_a_restart(
+    settings: Settings, client: Client
+) -> None:
     async with Worker([waiter], settings):
         await client.send(note, "late", Nap(seconds=0, tag="hello"), delay=1.0)
         await asyncio.sleep(0.3)

@@ -22,8 +22,16 @@ def test_mypy_strict_on_packages_and_typing_checks() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+SOURCES = ("eventstore", "actors", "sagas", "dlq", "tests", "bench", "examples")
+
+
 def test_ruff_lint_and_docstrings() -> None:
-    result = run(str(BIN / "ruff"), "check", "eventstore", "actors", "sagas", "dlq")
+    result = run(str(BIN / "ruff"), "check", *SOURCES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    result = run(str(BIN / "ruff"), "format", "--check", *SOURCES)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -55,7 +55,7 @@ class LedgerLoad:
     async def _key(self, index: int, key: str, until: asyncio.Event | None) -> None:
         rng = random.Random(self.seed * 1000 + index)
         for i in itertools.count():
-            if (until.is_set() if until is not None else i >= self.ops_per_key):
+            if until.is_set() if until is not None else i >= self.ops_per_key:
                 return
             if i == self.hold_after:
                 await self.release.wait()
@@ -168,9 +168,7 @@ async def verify(load: LedgerLoad, client: Client, log: EventLog, topics: Topics
     invocations = await read_invocations(log, topics)
     assert invocations.duplicate_done == [], invocations.duplicate_done[:10]
     assert invocations.duplicate_steps == [], invocations.duplicate_steps[:10]
-    assert set(invocations.done) == load.message_ids, (
-        sorted(set(invocations.done) ^ load.message_ids)[:10]
-    )
+    assert set(invocations.done) == load.message_ids, sorted(set(invocations.done) ^ load.message_ids)[:10]
     failed = [i for i, e in invocations.done.items() if "err" in e]
     assert failed == [], failed[:10]
     for key in load.keys:

@@ -44,7 +44,10 @@ async def ask(ctx: ObjectContext[Notes], req: Ask) -> Answer:
         return f"small says: {req.question}"
 
     text = await ctx.run(
-        "llm", big_model, fallback=small_model, fallback_after=2,
+        "llm",
+        big_model,
+        fallback=small_model,
+        fallback_after=2,
         retry=RetryPolicy(max_attempts=5, initial_interval=0.01),
     )
     ctx.emit(Answered(text=text))
@@ -60,7 +63,9 @@ async def guarded(ctx: ObjectContext[Notes], req: Ask) -> Answer:
         return "ok"
 
     text = await ctx.run(
-        "provider", provider, circuit=CircuitPolicy(failure_threshold=2, reset_timeout=60),
+        "provider",
+        provider,
+        circuit=CircuitPolicy(failure_threshold=2, reset_timeout=60),
         retry=RetryPolicy(max_attempts=2, initial_interval=0.01, max_interval=0.01),
     )
     return Answer(text=text)

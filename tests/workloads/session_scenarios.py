@@ -159,8 +159,11 @@ async def send_delivers_once(rt: Runtime) -> None:
     """ctx.send delivers exactly once, even when the sending attempt failed and was retried."""
     message_id = new_id()
     reply = await rt.client.call(
-        relay, "sender", Relay(target="receiver", value="hello", fail_first=True),
-        timeout=WAIT, idempotency_key=message_id,
+        relay,
+        "sender",
+        Relay(target="receiver", value="hello", fail_first=True),
+        timeout=WAIT,
+        idempotency_key=message_id,
     )
     assert reply.values == ["sent hello"]
     assert [a for v, a, _ in PROBE.attempts if v == "hello"] == [1, 2]
@@ -168,7 +171,8 @@ async def send_delivers_once(rt: Runtime) -> None:
     after = await rt.client.call(append, "receiver", Item(value="after"), timeout=WAIT)
     assert after.values == ["hello", "after"]
     sent = [
-        r for r in await rt.records(rt.topics.inbox)
+        r
+        for r in await rt.records(rt.topics.inbox)
         if r.value is not None and Message.decode(r.value).id.startswith(f"{message_id}:send:")
     ]
     assert len(sent) == 1, sent
@@ -176,9 +180,7 @@ async def send_delivers_once(rt: Runtime) -> None:
 
 async def call_returns_reply(rt: Runtime) -> None:
     """ctx.call returns the other session's reply; a retry of the caller replays it."""
-    reply = await rt.client.call(
-        ask, "caller", Relay(target="callee", value="v1", fail_first=True), timeout=WAIT
-    )
+    reply = await rt.client.call(ask, "caller", Relay(target="callee", value="v1", fail_first=True), timeout=WAIT)
     assert reply == Items(values=["v1"])
     assert [a for v, a, _ in PROBE.attempts if v == "v1"] == [1, 2]
     assert (await rt.state("probe", "callee"))["values"] == ["v1"]  # called once, not twice

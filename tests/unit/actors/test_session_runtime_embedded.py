@@ -80,9 +80,7 @@ async def test_poison_record(runtime: Runtime) -> None:
     await scenarios.poison_record(runtime)
 
 
-async def test_passivation_and_rehydration(
-    tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_passivation_and_rehydration(tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With 2 resident sessions per partition, idle sessions drop their state and come back."""
     PROBE.reset()
     passivated: list[bytes] = []
@@ -94,7 +92,10 @@ async def test_passivation_and_rehydration(
 
     monkeypatch.setattr(Session, "passivate", spy)
     settings = make_settings(
-        "embedded", tmp_path, namespace, partitions=1,
+        "embedded",
+        tmp_path,
+        namespace,
+        partitions=1,
         runtime=RuntimeSettings(max_resident_sessions=2, checkpoint_every=3),
     )
     keys = [f"p{i}" for i in range(12)]
@@ -123,9 +124,7 @@ async def test_passivation_and_rehydration(
 async def test_restart_keeps_states(tmp_path: Path, namespace: str) -> None:
     """A new worker on the same data dir serves the same states (snapshots + event tail)."""
     PROBE.reset()
-    settings = make_settings(
-        "embedded", tmp_path, namespace, partitions=2, runtime=RuntimeSettings(checkpoint_every=7)
-    )
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2, runtime=RuntimeSettings(checkpoint_every=7))
     keys = [f"r{i}" for i in range(6)]
     async with open_runtime([probe], settings) as rt:
         for i in range(5):
@@ -153,15 +152,11 @@ async def test_restart_keeps_states(tmp_path: Path, namespace: str) -> None:
         assert reply.values == [*expected[keys[0]], "more"]
 
 
-async def test_checkpoint_after_restore_keeps_sessions_that_were_not_touched(
-    tmp_path: Path, namespace: str
-) -> None:
+async def test_checkpoint_after_restore_keeps_sessions_that_were_not_touched(tmp_path: Path, namespace: str) -> None:
     """A session restored as snapshot + events, then left alone while a checkpoint moves the
     restore start past those events, must not lose them on the next restore."""
     PROBE.reset()
-    settings = make_settings(
-        "embedded", tmp_path, namespace, partitions=1, runtime=RuntimeSettings(checkpoint_every=2)
-    )
+    settings = make_settings("embedded", tmp_path, namespace, partitions=1, runtime=RuntimeSettings(checkpoint_every=2))
     async with open_runtime([probe], settings) as rt:
         # Worker 1: a checkpoint after a-2 snapshots `a`; a-3 comes after it.
         for i in (1, 2, 3):

@@ -40,9 +40,7 @@ from eventstore.kafka.broker.process import (
 
 @pytest.fixture
 def state() -> BrokerState:
-    return BrokerState(
-        cluster_id=new_cluster_id(), port=19092, controller_port=19093, kafka_version="4.3.1"
-    )
+    return BrokerState(cluster_id=new_cluster_id(), port=19092, controller_port=19093, kafka_version="4.3.1")
 
 
 def test_properties_are_single_node_kraft_on_loopback(tmp_path: Path, state: BrokerState) -> None:
@@ -91,9 +89,7 @@ def test_cluster_id_has_kafkas_format() -> None:
     for cluster_id in ids:
         assert len(cluster_id) == 22
         assert not cluster_id.startswith("-")
-        assert set(cluster_id) <= set(
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-        )
+        assert set(cluster_id) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def test_state_round_trips_and_rejects_garbage(tmp_path: Path, state: BrokerState) -> None:
@@ -143,9 +139,7 @@ def test_ports_are_reused_from_the_state_file(tmp_path: Path) -> None:
         broker._state(paths, first.controller_port)
 
 
-def test_a_busy_stored_port_is_a_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_busy_stored_port_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manager_module, "_PORT_GRACE", 0.2)
     paths = BrokerPaths(tmp_path)
     with socket.socket() as sock:
@@ -194,9 +188,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
-def test_a_live_process_that_is_not_our_java_is_never_matched(
-    tmp_path: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
+def test_a_live_process_that_is_not_our_java_is_never_matched(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     record = PidRecord(pid=sleeper.pid, create_time=process_create_time(sleeper.pid))
     assert find_broker(record, tmp_path) is None  # alive, but a python process
 
@@ -212,13 +204,9 @@ def test_a_dead_pid_is_never_matched(tmp_path: Path) -> None:
     assert find_broker(PidRecord(pid=proc.pid, create_time=0.0), tmp_path) is None
 
 
-def test_stop_with_a_stale_pid_file_signals_nothing(
-    tmp_path: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
+def test_stop_with_a_stale_pid_file_signals_nothing(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     paths = BrokerPaths(tmp_path)
-    write_pid_file(
-        paths.pid_file, PidRecord(pid=sleeper.pid, create_time=process_create_time(sleeper.pid))
-    )
+    write_pid_file(paths.pid_file, PidRecord(pid=sleeper.pid, create_time=process_create_time(sleeper.pid)))
     broker = LocalBroker(libs_dir=tmp_path)
     assert broker.status(tmp_path) is None
     assert broker.stop(tmp_path) is False
@@ -264,9 +252,7 @@ def test_a_complete_cache_skips_maven(tmp_path: Path, monkeypatch: pytest.Monkey
     assert resolve_jars() == libs
 
 
-def test_an_incomplete_cache_needs_maven_and_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_incomplete_cache_needs_maven_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     libs = _fake_cache(tmp_path)
     (libs / "a.jar").unlink()  # a jar went missing
     monkeypatch.setenv("PATH", "")

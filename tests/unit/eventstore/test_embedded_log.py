@@ -49,9 +49,7 @@ async def test_one_group_member_owns_every_partition_until_it_closes(tmp_path: P
     await log.start()
     try:
         await log.create_topics([TopicSpec("t", 2)])
-        await log.append(
-            [OutRecord("t", p, b"k", b"%d-%d" % (p, i)) for p in (0, 1) for i in (0, 1)]
-        )
+        await log.append([OutRecord("t", p, b"k", b"%d-%d" % (p, i)) for p in (0, 1) for i in (0, 1)])
         writer = await log.writer("w")
         await writer.commit([], group_id="g", offsets={TopicPartition("t", 1): 1})
 

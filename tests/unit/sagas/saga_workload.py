@@ -69,7 +69,7 @@ def reset() -> None:
 
 def _ledger() -> Ledger | None:
     path = os.environ.get(LEDGER_ENV)
-    return Ledger(path) if path else None
+    return Ledger.at(path) if path else None
 
 
 def _repaired() -> bool:

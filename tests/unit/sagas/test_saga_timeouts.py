@@ -1,0 +1,85 @@
+"""A step whose attempts timed out may have taken effect: with ``compensate_timeouts`` it is
+compensated too (its compensation gets None as the result), in reverse order with the rest.
+The Kafka run of the first scenario is in tests/integration/test_sagas.py."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
+
+from session_harness import Runtime, make_settings, open_runtime  # noqa: E402
+from transfer_saga import (  # noqa: E402
+    LEDGER,
+    UNDONE,
+    Receipt,
+    Transfer,
+    careful,
+    careful_coordinator,
+    plain,
+    plain_coordinator,
+    reset,
+)
+
+from actors import UsageError  # noqa: E402
+from sagas import Saga, SagaClient  # noqa: E402
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
+    reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    async with open_runtime([careful_coordinator, plain_coordinator], settings) as rt:
+        yield rt
+
+
+async def test_a_timed_out_step_is_compensated_before_the_ones_it_followed(runtime: Runtime) -> None:
+    outcome = await (await SagaClient(runtime.client).start(careful, "t1", Transfer(wire="lost-reply"))).result(
+        timeout=30
+    )
+    assert outcome.status == "compensated" and outcome.failed_step == "wire"
+    wire = outcome.step("wire")
+    assert wire.uncertain and [a.error.type for a in wire.attempts if a.error] == ["TimeoutError"] * 2
+    assert [(name, got) for name, got in UNDONE] == [("wire", None), ("hold", Receipt(id="t1:hold:action"))]
+    assert sorted(outcome.compensated_steps) == ["hold", "wire"]
+    assert LEDGER == {}, "every effect, including the unanswered wire, was undone"
+
+
+async def test_without_the_option_the_timed_out_effect_stays(runtime: Runtime) -> None:
+    outcome = await (await SagaClient(runtime.client).start(plain, "t2", Transfer(wire="lost-reply"))).result(
+        timeout=30
+    )
+    assert outcome.status == "compensated" and not outcome.step("wire").uncertain
+    assert [name for name, _ in UNDONE] == ["hold"]
+    assert LEDGER == {"t2:wire:action": "wire"}, "the default trusts that a failed step did nothing"
+
+
+async def test_a_refused_step_is_certain_and_not_compensated(runtime: Runtime) -> None:
+    outcome = await (await SagaClient(runtime.client).start(careful, "t3", Transfer(wire="refused"))).result(timeout=30)
+    assert outcome.status == "compensated" and not outcome.step("wire").uncertain
+    assert [name for name, _ in UNDONE] == ["hold"]
+
+
+async def test_a_step_that_completed_gets_its_result_as_always(runtime: Runtime) -> None:
+    outcome = await (await SagaClient(runtime.client).start(careful, "t4", Transfer())).result(timeout=30)
+    assert outcome.status == "compensated" and outcome.failed_step == "fail"
+    assert UNDONE == [("wire", Receipt(id="t4:wire:action")), ("hold", Receipt(id="t4:hold:action"))]
+
+
+def test_the_option_needs_a_compensation_that_accepts_none() -> None:
+    saga = Saga("checks", input=Transfer)
+    with pytest.raises(UsageError, match="needs a compensation"):
+        saga.step("x", compensate_timeouts=True)
+
+    @saga.step("y", compensate="undo_y", compensate_timeouts=True)
+    async def y(t: Transfer, key: str) -> Receipt: ...
+
+    with pytest.raises(UsageError, match="as Optional"):
+
+        @saga.compensation("y")
+        async def undo_y(t: Transfer, done: Receipt, key: str) -> None: ...

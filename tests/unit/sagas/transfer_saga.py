@@ -1,0 +1,76 @@
+"""Test workload: a transfer saga whose wire step may time out after the bank acted on it.
+
+``careful`` compensates a timed-out step (``compensate_timeouts=True``); ``plain`` does not.
+Every saga ends compensated: its last step always fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from pydantic import BaseModel
+
+from actors import RetryPolicy, TerminalError, VirtualObject
+from sagas import Saga
+from sagas.events import SagaState
+
+
+class Transfer(BaseModel):
+    wire: Literal["ok", "lost-reply", "refused"] = "ok"
+    """What the bank does with the wire: take it and answer, take it and never answer, refuse."""
+
+
+class Receipt(BaseModel):
+    id: str
+
+
+LEDGER: dict[str, str] = {}
+"""The bank: idempotency key -> effect."""
+UNDONE: list[tuple[str, Receipt | None]] = []
+"""Compensations in the order they ran, with the result they received."""
+
+
+def _transfer_saga(name: str, *, compensate_timeouts: bool) -> tuple[Saga[Transfer], VirtualObject[SagaState]]:
+    saga = Saga(name, input=Transfer, retry=RetryPolicy(max_attempts=2, initial_interval=0.01))
+
+    @saga.step("hold", compensate="release")
+    async def hold(t: Transfer, key: str) -> Receipt:
+        LEDGER.setdefault(key, "hold")
+        return Receipt(id=key)
+
+    @saga.compensation("hold")
+    async def release(t: Transfer, held: Receipt | None, key: str) -> None:
+        assert held is not None
+        UNDONE.append(("hold", held))
+        LEDGER.pop(held.id, None)
+
+    @saga.step("wire", compensate="recall", timeout=0.1, compensate_timeouts=compensate_timeouts)
+    async def wire(t: Transfer, key: str) -> Receipt:
+        if t.wire == "refused":
+            raise TerminalError("account closed")
+        LEDGER.setdefault(key, "wire")  # the bank acts on the request...
+        if t.wire == "lost-reply":
+            await asyncio.sleep(5)  # ...and its answer never arrives
+        return Receipt(id=key)
+
+    @saga.compensation("wire")
+    async def recall(t: Transfer, wired: Receipt | None, key: str) -> None:
+        UNDONE.append(("wire", wired))
+        LEDGER.pop(key.replace(":compensation", ":action"), None)
+
+    @saga.step("fail")
+    async def fail(t: Transfer, key: str) -> None:
+        raise TerminalError("the last step always fails, so every saga compensates")
+
+    return saga, saga.coordinator()
+
+
+careful, careful_coordinator = _transfer_saga("careful", compensate_timeouts=True)
+plain, plain_coordinator = _transfer_saga("plain", compensate_timeouts=False)
+
+
+def reset() -> None:
+    """Forget the bank's effects and the compensations seen."""
+    LEDGER.clear()
+    UNDONE.clear()
