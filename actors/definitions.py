@@ -41,6 +41,10 @@ class RetryPolicy(BaseModel):
     non_retryable: tuple[str, ...] = ()
     """Exception class names (or fully qualified names) that fail at once."""
 
+    def base_delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """`delay` without its jitter: the same on every call (for decisions a replay repeats)."""
+        return max(min(self.max_interval, self.initial_interval * self.multiplier ** (attempt - 1)), retry_after or 0.0)
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         base = min(self.max_interval, self.initial_interval * self.multiplier ** (attempt - 1))

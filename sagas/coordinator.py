@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 """The journaled step never retries by itself: an attempt's failure is a recorded outcome."""
+DURABLE_BACKOFF = 1.0
+"""Backoffs this long (seconds, before jitter) are durable timers (`ctx.sleep`): the coordinator
+leaves memory while it waits, and a restart waits only for what is left. Shorter ones sleep
+inside the next attempt's journaled step."""
 
 
 class Advance(BaseModel):
@@ -134,7 +138,7 @@ async def _attempt(
     previous: Outcome | None,
     attempt: int,
 ) -> Outcome:
-    """One journaled attempt of `step`'s action or compensation."""
+    """One journaled attempt of `step`'s action or compensation (after `previous`'s backoff)."""
     state = ctx.state
     key = f"{state.saga_id}:{step.name}:{phase}"
     if phase == "action":
@@ -211,18 +215,50 @@ async def _run_group(
     attempt = 0
     while pending:
         attempt += 1
-        outcomes = await asyncio.gather(*(_attempt(ctx, saga, s, phase, units[s.name].last, attempt) for s in pending))
+        backoff = {s.name: units[s.name].last for s in pending}
+        if attempt > 1 and await _durable_backoff(ctx, pending, phase, units, attempt):
+            backoff = {}  # waited out: the attempts start at once
+        outcomes = await asyncio.gather(*(_attempt(ctx, saga, s, phase, backoff.get(s.name), attempt) for s in pending))
         still: list[Step[Any, Any]] = []
         for step, outcome in zip(pending, outcomes, strict=True):
             unit = units[step.name]
             unit.last = outcome
             unit.attempts.append(Attempt(n=attempt, started=outcome.started, ended=outcome.ended, error=outcome.error))
-            policy = step.retry if phase == "action" else step.compensation.retry  # type: ignore[union-attr]
+            policy = _policy(step, phase)
             error = outcome.error
             if not outcome.ok and error is not None and error.retryable and attempt < policy.max_attempts:
                 still.append(step)
         pending = still
     return units
+
+
+def _policy(step: Step[Any, Any], phase: Phase) -> RetryPolicy:
+    if phase == "action":
+        return step.retry
+    assert step.compensation is not None
+    return step.compensation.retry
+
+
+async def _durable_backoff(
+    ctx: ObjectContext[SagaState], pending: list[Step[Any, Any]], phase: Phase, units: dict[str, _Unit], attempt: int
+) -> bool:
+    """Wait for the round's longest backoff on a durable timer, if it is long; True if it did.
+
+    The choice depends on journaled outcomes only (no jitter), so a replay makes it again; the
+    jittered wait itself is journaled by `ctx.sleep`. While waiting, the invocation suspends.
+    """
+
+    def after(step: Step[Any, Any]) -> float | None:
+        last = units[step.name].last
+        return last.retry_after if last is not None else None
+
+    nominal = max(_policy(s, phase).base_delay(attempt - 1, after(s)) for s in pending)
+    if nominal < DURABLE_BACKOFF:
+        return False
+    wait = max(_policy(s, phase).delay(attempt - 1, after(s)) for s in pending)
+    ctx.logger.info("saga %s: next %s attempt in %.1f s (durable timer)", ctx.key, phase, wait)
+    await ctx.sleep(wait)
+    return True
 
 
 def _pending_group(saga: Saga[Any], state: SagaState) -> list[Step[Any, Any]] | None:

@@ -1,6 +1,8 @@
-"""A step whose attempts timed out may have taken effect: with ``compensate_timeouts`` it is
-compensated too (its compensation gets None as the result), in reverse order with the rest.
-The Kafka run of the first scenario is in tests/integration/test_sagas.py."""
+"""Time in sagas. A step whose attempts timed out may have taken effect: with
+``compensate_timeouts`` it is compensated too (its compensation gets None as the result), in
+reverse order with the rest. A long backoff between attempts is a durable timer: the
+coordinator suspends, and a restart does not start the wait again. The Kafka run of the first
+scenario is in tests/integration/test_sagas.py."""
 
 from __future__ import annotations
 
@@ -13,20 +15,24 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
 
-from session_harness import Runtime, make_settings, open_runtime  # noqa: E402
+from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
 from transfer_saga import (  # noqa: E402
+    CALLS,
     LEDGER,
     UNDONE,
     Receipt,
     Transfer,
     careful,
     careful_coordinator,
+    patient,
+    patient_coordinator,
     plain,
     plain_coordinator,
     reset,
 )
 
 from actors import UsageError  # noqa: E402
+from actors.inspect import session_view  # noqa: E402
 from sagas import Saga, SagaClient  # noqa: E402
 
 
@@ -34,7 +40,7 @@ from sagas import Saga, SagaClient  # noqa: E402
 async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
     reset()
     settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([careful_coordinator, plain_coordinator], settings) as rt:
+    async with open_runtime([careful_coordinator, plain_coordinator, patient_coordinator], settings) as rt:
         yield rt
 
 
@@ -83,3 +89,21 @@ def test_the_option_needs_a_compensation_that_accepts_none() -> None:
 
         @saga.compensation("y")
         async def undo_y(t: Transfer, done: Receipt, key: str) -> None: ...
+
+
+async def test_a_long_backoff_is_a_durable_timer_that_survives_a_restart(runtime: Runtime) -> None:
+    handle = await SagaClient(runtime.client).start(patient, "p1", Transfer())
+
+    async def suspended() -> dict[str, object]:
+        view = await session_view(runtime.settings, patient.object_name, "p1")
+        assert [w["kind"] for w in view["waits"].values()] == ["suspended invocation"], view["waits"]
+        return view
+
+    await assert_eventually(suspended, timeout=10)
+    assert len(CALLS) == 1, "the first attempt failed and the coordinator waits, out of memory"
+    await runtime.restart_worker()
+    outcome = await handle.result(timeout=30)
+    assert outcome.status == "completed"
+    assert len(CALLS) == 2, "the failed attempt was journaled: not run again after the restart"
+    assert CALLS[1] - CALLS[0] >= 1.4, "the backoff was honoured across the restart"
+    assert [a.error is None for a in outcome.step("settle").attempts] == [False, True]

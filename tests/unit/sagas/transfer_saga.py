@@ -7,11 +7,12 @@ Every saga ends compensated: its last step always fails.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Literal
 
 from pydantic import BaseModel
 
-from actors import RetryPolicy, TerminalError, VirtualObject
+from actors import RetryableError, RetryPolicy, TerminalError, VirtualObject
 from sagas import Saga
 from sagas.events import SagaState
 
@@ -74,3 +75,22 @@ def reset() -> None:
     """Forget the bank's effects and the compensations seen."""
     LEDGER.clear()
     UNDONE.clear()
+    CALLS.clear()
+
+
+# -- a saga whose retries wait long enough to be durable timers ---------------------------------
+CALLS: list[float] = []
+"""When each attempt of ``patient``'s step ran (time.monotonic())."""
+
+patient = Saga("patient", input=Transfer)
+
+
+@patient.step("settle", retry=RetryPolicy(max_attempts=3, initial_interval=1.5, jitter=0.0))
+async def settle(t: Transfer, key: str) -> Receipt:
+    CALLS.append(time.monotonic())
+    if len(CALLS) == 1:
+        raise RetryableError("503 Service Unavailable")
+    return Receipt(id=key)
+
+
+patient_coordinator = patient.coordinator()
