@@ -63,24 +63,45 @@ async def _saga(settings: Settings, saga_id: str) -> SagaRecord:
     return records[0]
 
 
-# (pause point, failing step or None, executions that run twice, keys journaled before the kill)
-BOUNDARIES = {
-    "before-an-action": ("flight:action:before", None, [], []),
-    "after-an-effect-before-its-journal": ("car:action:after", None, ["car:action"], ["hotel:action"]),
-    "inside-a-compensation-after-its-effect": (
-        "car:compensation:after",
-        "charge",
-        ["car:compensation"],
-        ["hotel:compensation"],
-    ),
-    "before-a-compensation": ("flight:compensation:before", "charge", [], []),
-}
+SIBLING = {"hotel": "car", "car": "hotel"}
+"""The parallel group's other step: the test waits for its journal entry before the kill, so
+that it is replayed, not run again."""
+
+
+def _boundaries() -> dict[str, tuple[str, str | None, list[str], list[str]]]:
+    """Every step boundary: before and after the effect of each action, and of each compensation.
+
+    Value: (pause point, failing step or None, executions that run twice, keys journaled before
+    the kill). A kill after an effect but before its journal entry re-runs that execution, and
+    its idempotency key absorbs it; a kill before an effect re-runs nothing that took effect.
+    """
+    out: dict[str, tuple[str, str | None, list[str], list[str]]] = {}
+    for phase, steps, failing in (
+        ("action", ["flight", "hotel", "car", "charge", "email"], None),
+        ("compensation", ["hotel", "car", "flight"], "charge"),  # charge fails: undo the rest
+    ):
+        for step in steps:
+            for when in ("before", "after"):
+                sibling = SIBLING.get(step)
+                out[f"{step}-{phase}-{when}"] = (
+                    f"{step}:{phase}:{when}",
+                    failing,
+                    [f"{step}:{phase}"] if when == "after" else [],
+                    [f"{sibling}:{phase}"] if sibling else [],
+                )
+    return out
+
+
+BOUNDARIES = _boundaries()
 
 
 @pytest.mark.parametrize("boundary", list(BOUNDARIES))
 async def test_kill_9_at_a_step_boundary(kafka_bootstrap: str, namespace: str, tmp_path: Path, boundary: str) -> None:
     pause, failing, repeated, journaled = BOUNDARIES[boundary]
     settings = make_settings("kafka", tmp_path / "data", namespace, bootstrap=kafka_bootstrap, partitions=2)
+    # The broker's floor: the restarted worker waits this long for the killed one to be expelled.
+    fast = settings.kafka.model_copy(update={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1500})
+    settings = settings.model_copy(update={"kafka": fast})
     ledger = Ledger(tmp_path / "ledger.jsonl")
     worker = WorkerProcess(TARGET, _env(settings, tmp_path), tmp_path)
     saga_id = f"trip-{boundary}"

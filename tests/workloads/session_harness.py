@@ -269,6 +269,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     if settings.kafka.bootstrap_servers:
         env["TETHER_KAFKA__BOOTSTRAP_SERVERS"] = settings.kafka.bootstrap_servers
+        env["TETHER_KAFKA__SESSION_TIMEOUT_MS"] = str(settings.kafka.session_timeout_ms)
+        env["TETHER_KAFKA__HEARTBEAT_INTERVAL_MS"] = str(settings.kafka.heartbeat_interval_ms)
     env.update(extra)
     return env
 
