@@ -6,11 +6,15 @@ partition is routed to its session's FIFO queue; sessions run in parallel; each 
 invocation adds its events, reply and the inbox offset to the next transaction. One transaction
 is in flight at a time and takes everything that finished meanwhile (group commit), so the
 commit cost is shared by many invocations under load.
+
+Beside it: `restore` (checkpoints, and rebuilding a partition from them), `suspensions`
+(invocations that wait, and what wakes them) and `offsets` (the inbox watermark to commit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -40,18 +44,18 @@ from .errors import (
 )
 from .invocation import Invocation
 from .messages import Message, done_entry, reply_value, step_entry
+from .offsets import NO_OFFSET, OffsetTracker
+from .restore import checkpoint_records, restore
 from .sessions import Session
 from .settings import RuntimeSettings
+from .suspensions import adopt, events_record, forget_wait, resolve, suspend, timer_due
 from .waits import (
     Suspended,
     Suspension,
     Timers,
     awakeable_id,
-    completion_entry,
     delayed_entry,
     now_ms,
-    parse_awakeable_id,
-    queued_entry,
     suspend_entry,
     wait_event,
 )
@@ -61,11 +65,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = b"__checkpoint__"
-SNAPSHOT_VERSION_HEADER = "tether.version"
 STATE_HANDLER = "__state__"
 RESOLVE_HANDLER = "__resolve__"
-NO_OFFSET = -1  # a message adopted into the events log: its inbox offset is already finished
 
 
 @dataclass
@@ -74,44 +75,6 @@ class _Pending:
     waiters: list[asyncio.Future[None]]
     events_records: int = 0
     must_commit_offsets: bool = False
-
-
-class OffsetTracker:
-    """The committed inbox offset is the low watermark of finished messages."""
-
-    def __init__(self, start: int, finished: set[int] | None = None) -> None:
-        self._order: deque[int] = deque()
-        self._done: set[int] = set()
-        self.next = start
-        self.finished_before = {o for o in finished or () if o >= start}
-        """Offsets past the committed one whose effects are already in the log."""
-
-    def add(self, offset: int) -> bool:
-        """Track a fetched offset; False if its effects already committed (skip it)."""
-        self._order.append(offset)
-        self.next = offset + 1
-        if offset in self.finished_before:
-            self.finished_before.discard(offset)
-            self._done.add(offset)
-            return False
-        return True
-
-    def done_above_watermark(self) -> list[int]:
-        """Finished offsets that the committed offset does not cover yet."""
-        return sorted(self._done | self.finished_before)
-
-    def finish(self, offset: int) -> None:
-        """The message at `offset` is finished (its effects are in the next transaction)."""
-        self._done.add(offset)
-
-    def watermark(self) -> int:
-        """The offset to commit: every message before it is finished."""
-        while self._order and self._order[0] in self._done:
-            self._done.discard(self._order.popleft())
-        return self._order[0] if self._order else self.next
-
-    def __len__(self) -> int:
-        return len(self._order)
 
 
 class PartitionProcessor:
@@ -154,98 +117,12 @@ class PartitionProcessor:
         self.suspended: dict[str, Suspension] = {}
         self.delayed: dict[str, tuple[Message, int]] = {}
         self.completions: dict[str, dict[str, Any]] = {}
-        self.timers = Timers(self._timer_due)
+        self.timers = Timers(functools.partial(timer_due, self))
         self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
 
-    # -- restore ---------------------------------------------------------------------------
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
-        started = time.perf_counter()
-        checkpoint = 0
-        count = 0
-        finished: set[int] = set()
-        async for record in self.log.read(self.topics.snapshots, self.partition):
-            count += 1
-            if record.key is None or record.value is None:
-                continue
-            if record.key != CHECKPOINT_KEY:
-                # Kept as bytes until the session's first message: a restore decodes nothing
-                # it does not need, and passivated sessions stay small.
-                session = self._session(record.key)
-                version = record.header(SNAPSHOT_VERSION_HEADER)
-                session.snapshot = record.value
-                session.version = int(version) if version is not None else int(unpack(record.value)["sv"])
-                session.state, session.tail = None, []
-                continue
-            value = unpack(record.value)
-            if record.key == CHECKPOINT_KEY:
-                checkpoint = int(value["x"])
-                finished.update(int(o) for o in value.get("d", ()))
-                self.journals = {str(i): {int(n): e for n, e in entries} for i, entries in value["j"]}
-                for entry in value.get("w", ()):
-                    self._restore_wait(str(entry["key"]).encode(), entry)
-                self.completions = {str(k): v for k, v in value.get("c", ())}
-        async for record in self.log.read(self.topics.events, self.partition, checkpoint):
-            count += 1
-            if record.key is None or record.value is None:
-                continue
-            entry = unpack(record.value)
-            message_id = str(entry["i"])
-            if entry["k"] == "step":
-                self.journals.setdefault(message_id, {})[int(entry["n"])] = entry
-                continue
-            if entry["k"] == "awk":
-                self.completions[str(entry["id"])] = entry
-                continue
-            finished.add(int(entry["o"]))
-            if entry["k"] in ("sus", "q", "dly"):
-                self._restore_wait(record.key, entry)
-                if entry["k"] != "sus":
-                    continue
-                session = self._session(record.key)
-                if int(entry["sv"]) > session.version:
-                    self._add_tail(session, entry, record.offset)
-                continue
-            self._forget_wait(message_id)
-            self.journals.pop(message_id, None)
-            waiting = self.sessions.get(record.key)
-            if waiting is not None and waiting.queue:
-                waiting.queue = deque(item for item in waiting.queue if item[1].id != message_id)
-            session = self._session(record.key)
-            if int(entry["sv"]) <= session.version:
-                continue  # covered by the snapshot
-            self._add_tail(session, entry, record.offset)
-        for session in self.sessions.values():
-            if session.blocked_by is not None and session.blocked_by not in self.suspended:
-                session.blocked_by = None  # its invocation finished after it suspended
-        for parked_id, parked in self.suspended.items():
-            if parked.awakeable is not None and parked.awakeable in self.completions:
-                self.timers.schedule(parked_id, 0)  # resolved after it suspended: resume it
-        committed = await self.log.committed(self.group, TopicPartition(self.topics.inbox, self.partition))
-        resume = committed or 0
-        self.offsets = OffsetTracker(resume, finished)
-        self._committed = resume
-        self.stats["restored_records"] = count
-        log.info(
-            "partition %d restored: %d records, %d sessions, %d open invocations in %.3f s "
-            "(checkpoint at event offset %d); resuming inbox at %d",
-            self.partition,
-            count,
-            len(self.sessions),
-            len(self.journals),
-            time.perf_counter() - started,
-            checkpoint,
-            resume,
-        )
-        return resume
-
-    def _add_tail(self, session: Session, entry: dict[str, Any], offset: int) -> None:
-        # The snapshot misses this entry: the session is dirty until a checkpoint covers it,
-        # loaded or not, or the next checkpoint would move the restore start past the entry.
-        session.tail.append(entry)
-        session.version = int(entry["sv"])
-        session.dirty = True
-        session.tail_from = min(session.tail_from, offset)
+        return await restore(self)
 
     def _session(self, key: bytes) -> Session:
         session = self.sessions.get(key)
@@ -319,7 +196,7 @@ class PartitionProcessor:
             return
         session = self._session(message.session.encode())
         if message.handler == RESOLVE_HANDLER:
-            self._resolve(session, record, message)
+            resolve(self, session, record, message)
             return
         handler = self._handler(message)
         if isinstance(handler, Handler) and handler.kind == "shared" or message.handler == STATE_HANDLER:
@@ -332,7 +209,7 @@ class PartitionProcessor:
             self._finish(record.offset, [OutRecord(self.topics.events, self.partition, session.key, value)])
             return
         if session.blocked_by is not None:
-            self._adopt(session, record.offset, message)
+            adopt(self, session, record.offset, message)
             return
         self._enqueue(session, record.offset, message, record)
 
@@ -391,7 +268,7 @@ class PartitionProcessor:
                 # Whatever waits behind a suspended invocation moves into the events log.
                 for offset, message, _ in list(session.queue):
                     if offset != NO_OFFSET:
-                        self._adopt(session, offset, message, append=False)
+                        adopt(self, session, offset, message, append=False)
                 session.queue = deque((NO_OFFSET, m, r) for _, m, r in session.queue)
         finally:
             session.running = False
@@ -490,7 +367,7 @@ class PartitionProcessor:
                 wake = wait.wake_ms
                 if deadline_ms is not None:
                     wake = deadline_ms if wake is None else min(wake, deadline_ms)
-                self._suspend(session, offset, message, wake, wait.awakeable, ctx)
+                suspend(self, session, offset, message, wake, wait.awakeable, ctx)
                 return
             except Exception as exc:
                 now = int(time.time() * 1000)
@@ -552,7 +429,7 @@ class PartitionProcessor:
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
         self.journals.pop(message.id, None)
-        self._forget_wait(message.id)
+        forget_wait(self, message.id)
         self.stats["invocations"] += 1
         self._finish(offset, records, events_records=1)
 
@@ -621,7 +498,7 @@ class PartitionProcessor:
             )
             events_records = 1
             self.journals.pop(message.id, None)
-            self._forget_wait(message.id)
+            forget_wait(self, message.id)
             if park_id is not None:
                 # The session waits until an operator replays or discards the dead letter,
                 # which resolves the park awakeable (its id is in the dead letter's headers).
@@ -629,7 +506,8 @@ class PartitionProcessor:
                 self.suspended[parked.id] = Suspension(parked, record.offset, None, park_id, parked=True)
                 session.blocked_by = parked.id
                 records.append(
-                    self._events_record(
+                    events_record(
+                        self,
                         session,
                         suspend_entry(
                             parked,
@@ -707,7 +585,7 @@ class PartitionProcessor:
                     continue
                 extra: list[OutRecord] = []
                 if self._since_checkpoint + self._pending.events_records >= self.settings.checkpoint_every:
-                    extra = await self._checkpoint_records()
+                    extra = await checkpoint_records(self)
                     watermark = self.offsets.watermark()
                 batch, self._pending = self._pending, _Pending([], [])
                 # Done entries record their inbox offset, so a restore skips what finished even
@@ -741,52 +619,6 @@ class PartitionProcessor:
             if watermark is not None:
                 txn.commit_offsets(self.group, {TopicPartition(self.topics.inbox, self.partition): watermark})
 
-    async def _checkpoint_records(self) -> list[OutRecord]:
-        """Snapshots of every changed session plus the checkpoint they make valid.
-
-        Called before the batch is taken: everything already committed ends at `start`, and
-        every event in the batch is already folded into the states snapshotted here.
-        """
-        start = await self.log.end_offset(self.topics.events, self.partition)
-        out: list[OutRecord] = []
-        for session in self.sessions.values():
-            if session.dirty and session.state is None and session.tail:
-                obj = self.objects.get(session.object_name)
-                if obj is None:  # cannot fold it here: keep its events for the next restore
-                    start = min(start, int(session.tail_from))
-                    continue
-                session.load(obj, self.settings.dedupe_window)
-            if session.dirty and session.state is not None:
-                out.append(
-                    OutRecord(
-                        self.topics.snapshots,
-                        self.partition,
-                        session.key,
-                        pack(session.snapshot_value()),
-                        ((SNAPSHOT_VERSION_HEADER, str(session.version).encode()),),
-                    )
-                )
-                session.dirty = False
-        journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in self.journals.items()]
-        out.append(
-            OutRecord(
-                self.topics.snapshots,
-                self.partition,
-                CHECKPOINT_KEY,
-                pack(
-                    {
-                        "x": start,
-                        "j": journals,
-                        "d": self.offsets.done_above_watermark(),
-                        "w": self._wait_entries(),
-                        "c": [[k, v] for k, v in self.completions.items()],
-                    }
-                ),
-            )
-        )
-        log.info("partition %d checkpoint: %d snapshots, events from %d", self.partition, len(out) - 1, start)
-        return out
-
     def _passivate(self) -> None:
         resident = [s for s in self.sessions.values() if s.state is not None]
         excess = len(resident) - self.settings.max_resident_sessions
@@ -804,169 +636,3 @@ class PartitionProcessor:
             if not waiter.done():
                 waiter.set_exception(PartitionLost(f"partition {self.partition} lost: {exc}"))
         self._on_failure(self.partition, exc)
-
-    # -- durable waits ---------------------------------------------------------------------
-    def _events_record(self, session: Session, value: bytes) -> OutRecord:
-        return OutRecord(self.topics.events, self.partition, session.key, value)
-
-    def _suspend(
-        self,
-        session: Session,
-        offset: int,
-        message: Message,
-        wake_ms: int | None,
-        awakeable: str | None,
-        ctx: Invocation[Any],
-    ) -> None:
-        """Park the invocation: it leaves memory and its inbox offset can be committed.
-
-        The events it emitted so far commit now (so a waiting approval request is visible);
-        when it resumes, its replay skips those `emit` calls.
-        """
-        original = self.suspended.get(message.id)
-        inbox_offset = original.offset if original is not None else offset
-        emitted = (original.emitted if original is not None else 0) + len(ctx.events)
-        events = [self.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
-        if ctx.events:
-            session.state = ctx.state
-            session.dirty = True
-        session.version += 1
-        self.suspended[message.id] = Suspension(message, inbox_offset, wake_ms, awakeable, emitted)
-        session.blocked_by = message.id
-        if wake_ms is not None:
-            self.timers.schedule(message.id, wake_ms)
-        if awakeable is not None and awakeable in self.completions:
-            self._timer_due(message.id)  # resolved while it was still running
-        value = suspend_entry(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version)
-        log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
-        self._finish(offset, [self._events_record(session, value)], events_records=1)
-
-    def _adopt(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
-        """Move a message that waits behind a suspended invocation into the events log."""
-        if append:
-            session.queue.append((NO_OFFSET, message, self._synthetic(message, offset)))
-        self._finish(offset, [self._events_record(session, queued_entry(message, offset))], events_records=1)
-
-    def _synthetic(self, message: Message, offset: int) -> Record:
-        """The inbox record a message came from, rebuilt (dead letters keep its bytes)."""
-        return Record(self.topics.inbox, self.partition, offset, message.session.encode(), message.encode())
-
-    def _resolve(self, session: Session, record: Record, message: Message) -> None:
-        """Complete an awakeable (first resolution wins) and wake its invocation."""
-        payload = message.payload if isinstance(message.payload, dict) else {}
-        awk_id = str(payload.get("id", ""))
-        try:
-            _, _, invocation_id = parse_awakeable_id(awk_id)
-        except ValueError as exc:
-            self._fail_message(record, message, TerminalError(str(exc)), "terminal", 1, [])
-            return
-        records: list[OutRecord] = []
-        if awk_id not in self.completions:
-            reply = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
-            self.completions[awk_id] = reply
-            records.append(self._events_record(session, completion_entry(invocation_id, awk_id, reply)))
-        if message.reply_partition is not None:
-            records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
-        self._finish(record.offset, records, events_records=1 if records else 0)
-        waiting = self.suspended.get(invocation_id)
-        if waiting is not None and waiting.awakeable == awk_id:
-            self._timer_due(invocation_id)
-
-    def _timer_due(self, message_id: str) -> None:
-        """A timer fired or an awakeable completed: run the invocation (or delayed message)."""
-        delayed = self.delayed.pop(message_id, None)
-        if delayed is not None:
-            message, offset = delayed
-            session = self._session(message.session.encode())
-            if session.blocked_by is not None:
-                session.queue.append((NO_OFFSET, message, self._synthetic(message, offset)))
-            else:
-                self._enqueue(session, NO_OFFSET, message, self._synthetic(message, offset))
-            return
-        waiting = self.suspended.get(message_id)
-        if waiting is None:
-            return
-        session = self._session(waiting.message.session.encode())
-        if session.blocked_by != message_id:
-            return
-        if waiting.parked:
-            # Its dead letter was resolved: the session takes its next message. A replay rides
-            # in the resolution itself, so it runs before the messages that queued behind it.
-            self._forget_wait(message_id)
-            session.blocked_by = None
-            resolution = self.completions.get(waiting.awakeable or "", {}).get("ok")
-            if isinstance(resolution, dict) and isinstance(resolution.get("replay"), dict):
-                replay = Message.model_validate(resolution["replay"])
-                if replay.id not in session.recent:
-                    session.queue.appendleft((NO_OFFSET, replay, self._synthetic(replay, waiting.offset)))
-            if session.queue and not session.running:
-                session.running = True
-                self._spawn(self._drain(session))
-            return
-        self.timers.cancel(message_id)
-        session.blocked_by = None
-        self._enqueue(session, NO_OFFSET, waiting.message, self._synthetic(waiting.message, waiting.offset), front=True)
-
-    def _forget_wait(self, message_id: str) -> None:
-        self.suspended.pop(message_id, None)
-        self.delayed.pop(message_id, None)
-        self.timers.cancel(message_id)
-
-    def _restore_wait(self, key: bytes, entry: dict[str, Any]) -> None:
-        message = Message.model_validate(entry["m"])
-        session = self._session(key)
-        kind = entry["k"]
-        if kind == "sus":
-            self.suspended[message.id] = Suspension(
-                message,
-                int(entry["o"]),
-                entry.get("t"),
-                entry.get("a"),
-                int(entry.get("ne", 0)),
-                parked=bool(entry.get("pk")),
-            )
-            session.blocked_by = message.id
-            if entry.get("t") is not None:
-                self.timers.schedule(message.id, int(entry["t"]))
-            if entry.get("a") is not None and entry["a"] in self.completions:
-                self.timers.schedule(message.id, 0)
-        elif kind == "q":
-            if all(m.id != message.id for _, m, _ in session.queue):
-                session.queue.append((NO_OFFSET, message, self._synthetic(message, int(entry["o"]))))
-        elif kind == "dly":
-            self.delayed[message.id] = (message, int(entry["o"]))
-            self.timers.schedule(message.id, int(entry["t"]))
-
-    def _wait_entries(self) -> list[dict[str, Any]]:
-        """Every open wait as the entries that restore it (for checkpoints)."""
-        out: list[dict[str, Any]] = []
-        for s in self.suspended.values():
-            out.append(
-                {
-                    "k": "sus",
-                    "m": s.message.model_dump(by_alias=True),
-                    "o": s.offset,
-                    "t": s.wake_ms,
-                    "a": s.awakeable,
-                    "ne": s.emitted,
-                    "pk": s.parked,
-                    "key": s.message.session,
-                }
-            )
-        for message, offset in self.delayed.values():
-            out.append(
-                {
-                    "k": "dly",
-                    "m": message.model_dump(by_alias=True),
-                    "o": offset,
-                    "t": message.not_before_ms,
-                    "key": message.session,
-                }
-            )
-        for session in self.sessions.values():
-            for _, message, record in session.queue:
-                if session.blocked_by is not None and message.id != session.blocked_by:
-                    out.append(
-                        {"k": "q", "m": message.model_dump(by_alias=True), "o": record.offset, "key": message.session}
-                    )
-        return out

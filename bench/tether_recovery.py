@@ -35,7 +35,8 @@ from typing import Any
 
 from actors import Client, RuntimeSettings, Settings
 from actors.messages import done_entry
-from actors.processor import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER, PartitionProcessor
+from actors.processor import PartitionProcessor
+from actors.restore import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER
 from bench import tether_apps as apps
 from bench._harness import REPO_ROOT, console, progress_bar
 from bench._tether_harness import delete_namespace, new_namespace, use_broker
