@@ -34,8 +34,9 @@ class Order(BaseModel):
 
     script: dict[str, list[str]] = Field(default_factory=dict)
     """By ``step:phase``, what each execution does: ok, retry (RetryableError), boom
-    (RuntimeError), fatal (TerminalError), hang (wait for `GATES`), slow (2 s: beyond the hotel's
-    0.2 s timeout). Past the end of its list: ok."""
+    (RuntimeError), fatal (TerminalError), hang (wait for `GATES`). Past the end of its list: ok.
+    (Timeouts are exercised by transfer_saga.py: a pause for a chaos test must outlast the step's
+    timeout, so the booking's are generous.)"""
     down: list[str] = Field(default_factory=list)
     """``step:phase`` that fail (RuntimeError) until the service is repaired: `repair()`."""
     pause: str | None = None
@@ -113,8 +114,6 @@ async def perform(order: Order, key: str) -> Ref:
         raise TerminalError(f"{step_phase}: not possible")
     if what == "hang":
         await GATES.setdefault(key, asyncio.Event()).wait()
-    if what == "slow":
-        await asyncio.sleep(2)
     if order.delay:
         await asyncio.sleep(order.delay)
     if ledger is not None:
@@ -139,7 +138,7 @@ async def cancel_flight(order: Order, flight: Ref, key: str) -> None:
     await perform(order, key)
 
 
-@booking.step("hotel", compensate="cancel_hotel", timeout=0.2)
+@booking.step("hotel", compensate="cancel_hotel", timeout=60)
 async def book_hotel(order: Order, key: str) -> Ref:
     return await perform(order, key)
 

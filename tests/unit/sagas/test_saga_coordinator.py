@@ -1,4 +1,4 @@
-"""The saga coordinator on the embedded log: outcomes, compensation order, retries, timeouts,
+"""The saga coordinator on the embedded log: outcomes, compensation order, retries,
 stuck sagas and their dead letters, operator retry, starts from sessions, and replay after a
 worker stops mid-group. The same saga runs on Kafka in tests/integration/test_sagas.py."""
 
@@ -118,16 +118,6 @@ async def test_exhausted_retries_compensate(runtime: Runtime) -> None:
     assert outcome.failure is not None and outcome.failure.retryable  # retryable, but out of attempts
     assert len(outcome.step("charge").attempts) == 3
     assert sorted(outcome.compensated_steps) == ["car", "flight", "hotel"]
-
-
-async def test_an_attempt_that_times_out_is_retried(runtime: Runtime) -> None:
-    order = Order(script={"hotel:action": ["slow"]})
-    outcome = await (await SagaClient(runtime.client).start(booking, "to1", order)).result(timeout=30)
-    assert outcome.status == "completed"
-    hotel = outcome.step("hotel")
-    assert len(hotel.attempts) == 2
-    assert hotel.attempts[0].error is not None and hotel.attempts[0].error.type == "TimeoutError"
-    assert "timed out after 0.2 s" in hotel.attempts[0].error.message
 
 
 async def test_a_compensation_that_keeps_failing_parks_the_saga_until_retried(runtime: Runtime) -> None:

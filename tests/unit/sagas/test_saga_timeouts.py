@@ -107,3 +107,15 @@ async def test_a_long_backoff_is_a_durable_timer_that_survives_a_restart(runtime
     assert len(CALLS) == 2, "the failed attempt was journaled: not run again after the restart"
     assert CALLS[1] - CALLS[0] >= 1.4, "the backoff was honoured across the restart"
     assert [a.error is None for a in outcome.step("settle").attempts] == [False, True]
+
+
+async def test_an_attempt_that_times_out_is_retried(runtime: Runtime) -> None:
+    outcome = await (await SagaClient(runtime.client).start(careful, "t5", Transfer(wire="slow-once"))).result(
+        timeout=30
+    )
+    wire = outcome.step("wire")
+    assert len(wire.attempts) == 2 and wire.attempts[1].error is None
+    assert wire.attempts[0].error is not None and wire.attempts[0].error.type == "TimeoutError"
+    assert "timed out after 0.1 s" in wire.attempts[0].error.message
+    assert not wire.uncertain, "it succeeded in the end: its result is known"
+    assert UNDONE[0] == ("wire", Receipt(id="t5:wire:action")), "compensated with its result, as a completed step"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Literal
 
 from pydantic import BaseModel
@@ -18,8 +19,9 @@ from sagas.events import SagaState
 
 
 class Transfer(BaseModel):
-    wire: Literal["ok", "lost-reply", "refused"] = "ok"
-    """What the bank does with the wire: take it and answer, take it and never answer, refuse."""
+    wire: Literal["ok", "lost-reply", "refused", "slow-once"] = "ok"
+    """What the bank does with the wire: take it and answer, take it and never answer, refuse,
+    or answer only after the step's timeout the first time (then at once)."""
 
 
 class Receipt(BaseModel):
@@ -28,6 +30,8 @@ class Receipt(BaseModel):
 
 LEDGER: dict[str, str] = {}
 """The bank: idempotency key -> effect."""
+WIRES: Counter[str] = Counter()
+"""Executions of the wire action, by key."""
 UNDONE: list[tuple[str, Receipt | None]] = []
 """Compensations in the order they ran, with the result they received."""
 
@@ -51,8 +55,9 @@ def _transfer_saga(name: str, *, compensate_timeouts: bool) -> tuple[Saga[Transf
         if t.wire == "refused":
             raise TerminalError("account closed")
         LEDGER.setdefault(key, "wire")  # the bank acts on the request...
-        if t.wire == "lost-reply":
-            await asyncio.sleep(5)  # ...and its answer never arrives
+        WIRES[key] += 1
+        if t.wire == "lost-reply" or (t.wire == "slow-once" and WIRES[key] == 1):
+            await asyncio.sleep(5)  # ...and its answer does not arrive in time
         return Receipt(id=key)
 
     @saga.compensation("wire")
@@ -74,6 +79,7 @@ plain, plain_coordinator = _transfer_saga("plain", compensate_timeouts=False)
 def reset() -> None:
     """Forget the bank's effects and the compensations seen."""
     LEDGER.clear()
+    WIRES.clear()
     UNDONE.clear()
     CALLS.clear()
 
