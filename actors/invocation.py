@@ -90,7 +90,7 @@ class Invocation(ObjectContext[S]):
         self._cost = 0.0
         self.events: list[BaseModel] = []
         self.outgoing: list[Message] = []
-        self._random = random.Random(message.id)
+        self._random: random.Random | None = None  # seeded on first use: most handlers never ask
         self._logger = _ReplayQuietAdapter(_log, self)
 
     # -- identity and deterministic helpers ------------------------------------------------
@@ -148,6 +148,8 @@ class Invocation(ObjectContext[S]):
 
     @property
     def random(self) -> random.Random:
+        if self._random is None:
+            self._random = random.Random(self.message.id)
         return self._random
 
     @property
