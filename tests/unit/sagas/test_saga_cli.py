@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,16 +81,6 @@ async def _three_sagas(settings: Settings) -> None:
 
 async def _has_dead_letter(rt: Runtime) -> None:
     assert [r for r in await rt.dead_letters() if r.header(KEY) == b"stuck-1"]
-
-
-@pytest.fixture
-def _keep_logging() -> Iterator[None]:
-    # The CLI configures the root logger of its process; give the test's back afterwards.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("_keep_logging")

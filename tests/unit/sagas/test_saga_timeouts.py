@@ -6,11 +6,14 @@ scenario is in tests/integration/test_sagas.py."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
@@ -32,6 +35,7 @@ from transfer_saga import (  # noqa: E402
 )
 
 from actors import UsageError  # noqa: E402
+from actors.cli import build  # noqa: E402
 from actors.inspect import session_view  # noqa: E402
 from sagas import Saga, SagaClient  # noqa: E402
 
@@ -119,3 +123,27 @@ async def test_an_attempt_that_times_out_is_retried(runtime: Runtime) -> None:
     assert "timed out after 0.1 s" in wire.attempts[0].error.message
     assert not wire.uncertain, "it succeeded in the end: its result is known"
     assert UNDONE[0] == ("wire", Receipt(id="t5:wire:action")), "compensated with its result, as a completed step"
+
+
+@pytest.mark.usefixtures("_keep_logging")
+def test_saga_show_marks_an_uncertain_step(tmp_path: Path, namespace: str) -> None:
+    reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+
+    async def run() -> None:
+        async with open_runtime([careful_coordinator], settings) as rt:
+            await (await SagaClient(rt.client).start(careful, "t6", Transfer(wire="lost-reply"))).result(timeout=30)
+
+    asyncio.run(run())  # no worker runs from here on
+    options = ["--data-dir", str(tmp_path), "-n", namespace]
+    as_json = CliRunner().invoke(build(), ["saga", "show", "t6", *options, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    steps = {step["name"]: step for step in json.loads(as_json.output)["state"]["steps"]}
+    assert (steps["wire"]["uncertain"], steps["wire"]["status"]) == (True, "compensated")
+    assert not steps["hold"]["uncertain"]
+    shown = CliRunner().invoke(build(), ["saga", "show", "t6", *options], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    wire = next(line for line in shown.output.splitlines() if " wire " in line)
+    assert "may have taken effect" in wire and "TimeoutError" in wire, shown.output
+    hold = next(line for line in shown.output.splitlines() if " hold " in line)
+    assert "may have taken effect" not in hold
