@@ -22,6 +22,9 @@ from .stalls import LoopWatchdog
 
 log = logging.getLogger(__name__)
 
+SUBMIT_SLICE = 256
+"""Inbox records routed between two yields to the event loop."""
+
 
 class Worker:
     """Consumes the inbox as a member of the namespace's group and runs its partitions.
@@ -184,10 +187,14 @@ class Worker:
                 log.warning("fetching the inbox failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            for record in records:
+            for n, record in enumerate(records, 1):
                 processor = self.processors.get(record.partition)
                 if processor is not None and processor.failed is None:
                     processor.submit(record)
+                if n % SUBMIT_SLICE == 0:
+                    # A fetch can hold thousands of records (a backlog after a restore): let
+                    # heartbeats, commits and running sessions in between slices.
+                    await asyncio.sleep(0)
 
 
 def load_objects(spec: str) -> list[VirtualObject[Any]]:
