@@ -3,6 +3,10 @@
 aiokafka's ``send_offsets_to_transaction`` carries no consumer generation (no KIP-447), so the
 runtime uses one transactional id per input partition: `writer` initializes it, which fences any
 older owner, and the owner seeks to the committed offset after taking a partition or aborting.
+
+`KafkaLog` is the entry point (admin, reads, visibility of its own writes); the writer
+(`writer.py`), the consumer (`consumer.py`) and the translation of aiokafka's records and
+errors (`adapt.py`) live beside it.
 """
 
 from __future__ import annotations
@@ -11,25 +15,18 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
-    KafkaConnectionError,
     KafkaError,
-    KafkaTimeoutError,
-    ProducerFenced,
     TopicAlreadyExistsError,
-    UnknownTopicOrPartitionError,
 )
 
 from ..errors import (
     LogUnavailableError,
-    ProducerFencedError,
-    TetherError,
     TopicError,
     UsageError,
 )
@@ -37,48 +34,16 @@ from ..log import PartitionListener
 from ..records import OutRecord, Record, TopicPartition
 from ..settings import KafkaSettings
 from ..topics import TopicSpec
+from .adapt import MISSING, UNREACHABLE, to_record, translate
+from .consumer import KafkaConsumer, Rebalance
+from .writer import KafkaWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-UNREACHABLE = (
-    "cannot reach the Kafka broker at {servers}: {exc}. Start one with `tether kafka up`, "
-    "or point TETHER_KAFKA__BOOTSTRAP_SERVERS at a running cluster"
-)
-FENCED = (
-    "writer {tid!r} was fenced by a newer writer with the same transactional id; this process "
-    "no longer owns the partition: stop writing for it and let the new owner continue"
-)
-MISSING = "topic {topic!r} does not exist; create the namespace first"
-
 # Polling for our own commit markers (the coordinator writes them after EndTxn returns).
 _FIRST_POLL = 0.002
 _MAX_POLL = 0.05
-
-
-def _translate(exc: BaseException, servers: str) -> TetherError | None:
-    """The Tether error for an aiokafka error, or None to let `exc` through unchanged."""
-    if isinstance(exc, ProducerFenced):
-        return ProducerFencedError(str(exc))
-    if isinstance(exc, UnknownTopicOrPartitionError):
-        return TopicError(f"unknown topic or partition: {exc}")
-    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, ConnectionError, OSError)) or (
-        isinstance(exc, KafkaError) and exc.retriable
-    ):
-        return LogUnavailableError(UNREACHABLE.format(servers=servers, exc=exc))
-    return None
-
-
-def _record(msg: Any) -> Record:
-    return Record(
-        msg.topic,
-        msg.partition,
-        msg.offset,
-        msg.key,
-        msg.value,
-        tuple((k, bytes(v)) for k, v in (msg.headers or ())),
-        msg.timestamp,
-    )
 
 
 class KafkaLog:
@@ -104,7 +69,7 @@ class KafkaLog:
         try:
             return await what
         except (KafkaError, OSError) as exc:
-            error = _translate(exc, self.servers)
+            error = translate(exc, self.servers)
             if error is None:
                 raise
             raise error from exc
@@ -393,7 +358,7 @@ class KafkaLog:
                 for msg in batch.get(tp, ()):
                     if msg.offset >= end:
                         return
-                    yield _record(msg)
+                    yield to_record(msg)
         finally:
             await consumer.stop()
 
@@ -461,250 +426,10 @@ class KafkaLog:
                     consumer.seek(KafkaTP(topic, p), start)
             else:
                 assert listener is not None
-                rebalance = _Rebalance(listener)
+                rebalance = Rebalance(listener)
                 wrapped = KafkaConsumer(consumer, topic, self._guard, rebalance)
                 consumer.subscribe([topic], listener=rebalance)
         except BaseException:
             await consumer.stop()
             raise
         return wrapped
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    """Adapts a `PartitionListener`; its errors surface from the next `fetch`.
-
-    aiokafka only logs an exception of a rebalance listener and goes on fetching, which would
-    hand out records of a partition whose `on_assigned` never completed.
-    """
-
-    def __init__(self, listener: PartitionListener) -> None:
-        self.listener = listener
-        self.owned: set[int] = set()
-        self.failure: Exception | None = None
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        partitions = {tp.partition for tp in revoked}
-        self.owned -= partitions
-        if partitions:
-            try:
-                await self.listener.on_revoked(partitions)
-            except Exception as exc:
-                self.failure = self.failure or exc
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        partitions = {tp.partition for tp in assigned}
-        self.owned |= partitions
-        if partitions:
-            try:
-                await self.listener.on_assigned(partitions)
-            except Exception as exc:
-                self.failure = self.failure or exc
-
-    def raise_failure(self) -> None:
-        failure, self.failure = self.failure, None
-        if failure is not None:
-            raise failure
-
-
-class KafkaConsumer:
-    """`LogConsumer` over an aiokafka consumer."""
-
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        topic: str,
-        guard: Callable[[Awaitable[Any]], Awaitable[Any]],
-        rebalance: _Rebalance | None,
-    ) -> None:
-        self._consumer = consumer
-        self._topic = topic
-        self._guard = guard
-        self._rebalance = rebalance
-        self._closed = False
-
-    async def fetch(self, timeout: float, max_records: int = 2000) -> list[Record]:
-        """The next committed records of the assigned partitions.
-
-        Raises:
-            Exception: whatever the listener raised while the group (re)assigned partitions.
-        """
-        if self._rebalance is not None:
-            self._rebalance.raise_failure()
-        batch = await self._guard(self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records))
-        if self._rebalance is not None:
-            self._rebalance.raise_failure()
-        return [_record(m) for msgs in batch.values() for m in msgs]
-
-    def seek(self, partition: int, offset: int) -> None:
-        """Fetch `partition` from `offset` next.
-
-        Raises:
-            UsageError: the partition is not assigned to this consumer, or the offset is < 0.
-        """
-        tp = KafkaTP(self._topic, partition)
-        if tp not in self._consumer.assignment():
-            raise UsageError(
-                f"cannot seek partition {partition} of {self._topic!r}: it is not assigned to "
-                f"this consumer (assigned: {sorted(self.assignment())})"
-            )
-        if offset < 0:
-            raise UsageError(f"cannot seek to offset {offset}; offsets are >= 0")
-        self._consumer.seek(tp, offset)
-
-    def assignment(self) -> set[int]:
-        """Partitions currently assigned."""
-        return {tp.partition for tp in self._consumer.assignment()}
-
-    async def close(self) -> None:
-        """Tell the listener its partitions are revoked, leave the group, close connections."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            # aiokafka leaves the group on stop without calling the rebalance listener.
-            if self._rebalance is not None and self._rebalance.owned:
-                owned, self._rebalance.owned = self._rebalance.owned, set()
-                await self._rebalance.listener.on_revoked(owned)
-        finally:
-            await self._consumer.stop()
-
-
-class KafkaWriter:
-    """`TransactionalWriter` over an aiokafka transactional producer; one transaction at a time."""
-
-    def __init__(self, log: KafkaLog, producer: AIOKafkaProducer, transactional_id: str) -> None:
-        self._log = log
-        self._producer = producer
-        self._id = transactional_id
-        self._fenced = False
-
-    @property
-    def transactional_id(self) -> str:
-        """The id that fences older writers."""
-        return self._id
-
-    def _fenced_error(self) -> ProducerFencedError:
-        self._fenced = True
-        # A fenced producer fails its transaction waiter, which nobody awaits any more; retrieve
-        # its error so that asyncio does not log it as lost.
-        # The same holds for the batches it can no longer send. Private attributes: if aiokafka
-        # renames them, the cost is a few "exception was never retrieved" log lines.
-        try:
-            futures = [self._producer._txn_manager.wait_for_transaction_end()]
-            accumulator = self._producer._message_accumulator
-            for batches in accumulator._batches.values():
-                futures.extend(batch._drain_waiter for batch in batches)
-            futures.extend(batch._drain_waiter for batch in accumulator._pending_batches)
-        except AttributeError:
-            futures = []
-        for future in futures:
-            if future is not None and future.done() and not future.cancelled():
-                future.exception()
-        return ProducerFencedError(FENCED.format(tid=self._id))
-
-    def _sender_failure(self) -> BaseException | None:
-        """Why the producer's sender task died (it does on fencing), or None if it runs."""
-        task = self._producer._sender.sender_task  # no public accessor for the sender's fate
-        if task is None or not task.done() or task.cancelled():
-            return None
-        return task.exception()  # type: ignore[no-any-return]
-
-    def _failure(self, exc: BaseException) -> BaseException | None:
-        """The error to raise instead of `exc`, which a producer call raised, or None."""
-        cause = self._sender_failure() or exc
-        if isinstance(cause, ProducerFenced) or isinstance(exc, ProducerFenced):
-            return self._fenced_error()
-        return _translate(cause, self._log.servers)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_KafkaTransaction]:
-        """One Kafka transaction; commits on exit, aborts if the block raises.
-
-        Raises:
-            ProducerFencedError: a newer writer took this transactional id (now or before).
-        """
-        if self._fenced:
-            raise ProducerFencedError(FENCED.format(tid=self._id))
-        producer = self._producer
-        try:
-            await producer.begin_transaction()
-        except (KafkaError, OSError, AssertionError) as exc:
-            # aiokafka asserts on a state transition out of a fatal error (a fenced producer).
-            error = self._failure(exc)
-            if error is None:
-                raise
-            raise error from exc
-        txn = _KafkaTransaction(self._log, producer)
-        committing = False
-        try:
-            yield txn
-            committing = True
-            for group_id, offsets in txn.offsets.items():
-                await producer.send_offsets_to_transaction(
-                    {KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()}, group_id
-                )
-            await producer.commit_transaction()
-        except BaseException as exc:
-            txn.forget()
-            error = self._failure(exc) if committing or self._sender_failure() else None
-            if not self._fenced and not producer._txn_manager.is_fatal_error():
-                try:
-                    await asyncio.shield(producer.abort_transaction())
-                except Exception:  # the original error matters more than a failed abort
-                    log.warning("abort of transaction %s failed", self._id, exc_info=True)
-            if error is not None:
-                raise error from exc
-            raise
-        # Every send future is done once the commit returned.
-        self._log._wrote([f.result() for f in txn.futures], txn.offsets, self._id)
-
-    async def commit(
-        self,
-        records: Sequence[OutRecord],
-        *,
-        group_id: str | None = None,
-        offsets: Mapping[TopicPartition, int] | None = None,
-    ) -> None:
-        """Append `records` and commit `offsets` in one Kafka transaction."""
-        if offsets and group_id is None:
-            raise UsageError("committing offsets needs a group_id")
-        async with self.transaction() as txn:
-            for r in records:
-                await txn.send(r)
-            if offsets and group_id is not None:
-                txn.commit_offsets(group_id, offsets)
-
-    async def close(self) -> None:
-        """Stop the producer (an open transaction is aborted by the broker)."""
-        await self._producer.stop()
-
-
-class _KafkaTransaction:
-    def __init__(self, log: KafkaLog, producer: AIOKafkaProducer) -> None:
-        self._log = log
-        self._producer = producer
-        self.futures: list[asyncio.Future[Any]] = []
-        self.offsets: dict[str, dict[TopicPartition, int]] = {}
-
-    async def send(self, record: OutRecord) -> None:
-        await self._log._check_partition(record.topic, record.partition)
-        future = await self._producer.send(
-            record.topic,
-            record.value,
-            key=record.key,
-            partition=record.partition,
-            headers=list(record.headers),
-        )
-        self.futures.append(future)
-
-    def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
-        self.offsets.setdefault(group_id, {}).update(offsets)
-
-    def forget(self) -> None:
-        """Retrieve the outcome of every send, so that a failed one is not logged as lost."""
-        for future in self.futures:
-            if future.done():
-                if not future.cancelled():
-                    future.exception()
-            else:
-                future.add_done_callback(lambda f: f.cancelled() or f.exception())
