@@ -14,6 +14,7 @@ in its report.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -239,3 +240,13 @@ def pytest_runtest_makereport(
             title = f"kafka broker log (last 80 lines of {local.info.log_path})"
             report.sections.append((title, local.log_tail(80) or "(empty)"))
     return report
+
+
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """The CLI configures logging for its process; give pytest its handlers back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

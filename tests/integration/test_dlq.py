@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -303,16 +302,6 @@ async def test_interrupted_replay_resumes(settings: Settings, running: tuple[Wor
 
 
 # -- the CLI ---------------------------------------------------------------------------------
-@pytest.fixture
-def keep_logging() -> Iterator[None]:
-    """The CLI configures logging for its process; give pytest its handlers back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def cli_args(settings: Settings) -> list[str]:
     if settings.resolved_backend == "kafka":
         assert settings.kafka.bootstrap_servers

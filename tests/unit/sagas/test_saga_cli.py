@@ -83,7 +83,7 @@ async def _has_dead_letter(rt: Runtime) -> None:
     assert [r for r in await rt.dead_letters() if r.header(KEY) == b"stuck-1"]
 
 
-@pytest.mark.usefixtures("_keep_logging")
+@pytest.mark.usefixtures("keep_logging")
 def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
     settings = make_settings("embedded", tmp_path, namespace, partitions=2)
     asyncio.run(_three_sagas(settings))  # no worker runs from here on

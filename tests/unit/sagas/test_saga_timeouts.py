@@ -125,7 +125,7 @@ async def test_an_attempt_that_times_out_is_retried(runtime: Runtime) -> None:
     assert UNDONE[0] == ("wire", Receipt(id="t5:wire:action")), "compensated with its result, as a completed step"
 
 
-@pytest.mark.usefixtures("_keep_logging")
+@pytest.mark.usefixtures("keep_logging")
 def test_saga_show_marks_an_uncertain_step(tmp_path: Path, namespace: str) -> None:
     reset()
     settings = make_settings("embedded", tmp_path, namespace, partitions=2)
