@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -148,9 +148,7 @@ class Client:
             ts=now,
         )
 
-    async def _append(self, message: Message) -> None:
-        if self._listener is None:
-            await self.start()
+    def _record(self, message: Message) -> OutRecord:
         key = session_key(message.object, message.key)
         value = message.encode()
         limit = self.settings.runtime.max_message_bytes
@@ -159,7 +157,13 @@ class Client:
                 f"message to {message.session}.{message.handler} is {len(value) + len(key)} bytes, "
                 f"over max_message_bytes={limit}; store large inputs elsewhere and send a reference"
             )
-        await self._log.append([OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)])
+        return OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)
+
+    async def _append(self, *messages: Message) -> None:
+        if self._listener is None:
+            await self.start()
+        records = [self._record(m) for m in messages]  # every size is checked before any is sent
+        await self._log.append(records)
 
     async def send(
         self,
@@ -193,6 +197,47 @@ class Client:
         message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
         await self._append(message)
         return message.id
+
+    async def send_many(
+        self,
+        handler: Handler[Any, Any, Any],
+        messages: Iterable[tuple[str, BaseModel]],
+        *,
+        idempotency_keys: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Send one-way to many sessions at once; returns the message ids once all are durable.
+
+        One append for the whole batch instead of one per message (a fan-out to thousands of
+        sessions, a bulk import). Each session receives its messages in the order given, as if
+        they were sent one by one.
+
+        Args:
+            handler: The handler every message goes to.
+            messages: ``(key, payload)`` pairs.
+            idempotency_keys: One per message; sending the batch again with the same keys
+                delivers each message once. The batch is not atomic: after an error, some
+                messages may be durable, so retry with the same keys.
+
+        Raises:
+            MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
+            UsageError: `idempotency_keys` does not have one key per message.
+        """
+        items = list(messages)
+        if idempotency_keys is not None and len(idempotency_keys) != len(items):
+            raise UsageError(f"{len(idempotency_keys)} idempotency keys for {len(items)} messages; give one each")
+        batch = [
+            self._message(
+                handler.object_name,
+                key,
+                handler.name,
+                payload,
+                idempotency_keys[n] if idempotency_keys is not None else None,
+                reply=False,
+            )
+            for n, (key, payload) in enumerate(items)
+        ]
+        await self._append(*batch)
+        return [m.id for m in batch]
 
     @overload
     async def call(
@@ -337,6 +382,12 @@ class SyncClient:
     def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, **kwargs: Any) -> str:
         """See `Client.send`."""
         return self._run(self._client.send(handler, key, payload, **kwargs))
+
+    def send_many(
+        self, handler: Handler[Any, Any, Any], messages: Iterable[tuple[str, BaseModel]], **kwargs: Any
+    ) -> list[str]:
+        """See `Client.send_many`."""
+        return self._run(self._client.send_many(handler, messages, **kwargs))
 
     def state(self, object_name: str, key: str) -> dict[str, Any]:
         """See `Client.state`."""

@@ -50,6 +50,11 @@ async def test_order_per_key(kafka_runtime: Runtime) -> None:
 
 
 @kafka
+async def test_send_many_in_one_append(kafka_runtime: Runtime) -> None:
+    await scenarios.send_many_in_one_append(kafka_runtime)
+
+
+@kafka
 async def test_keys_in_parallel_one_key_serialized_shared_alongside(kafka_runtime: Runtime) -> None:
     await scenarios.keys_run_in_parallel(kafka_runtime)
 

@@ -36,8 +36,10 @@ from actors import (
     InvocationError,
     UnknownHandlerError,
     UnknownObjectError,
+    UsageError,
 )
 from actors import deadletters as dl
+from actors.errors import MessageTooLargeError
 from actors.messages import Message
 
 
@@ -49,6 +51,32 @@ async def order_per_key(rt: Runtime) -> None:
     reply = await rt.client.call(append, "ordered", Item(value="last"), timeout=WAIT)
     assert reply.values == [*values, "last"]
     assert (await rt.state("probe", "ordered"))["values"] == [*values, "last"]
+
+
+async def send_many_in_one_append(rt: Runtime) -> None:
+    """A batch reaches every session, in order per session; too large a member sends nothing;
+    idempotency keys make a resent batch a no-op."""
+    keys = [f"bulk{k}" for k in range(20)]
+    batch = [(key, Item(value=f"v{i}")) for i in range(5) for key in keys]  # interleaved keys
+    ids = await rt.client.send_many(append, batch)
+    assert len(set(ids)) == len(batch)
+    for key in keys:
+        reply = await rt.client.call(append, key, Item(value="last"), timeout=WAIT)
+        assert reply.values == ["v0", "v1", "v2", "v3", "v4", "last"], (key, reply.values)
+
+    huge = "x" * (rt.settings.runtime.max_message_bytes + 1)
+    with pytest.raises(MessageTooLargeError):
+        await rt.client.send_many(append, [("tiny", Item(value="first")), ("big", Item(value=huge))])
+    reply = await rt.client.call(append, "tiny", Item(value="after"), timeout=WAIT)
+    assert reply.values == ["after"], "a batch with an oversize member sends nothing"
+
+    once = [("once", Item(value="a")), ("once", Item(value="b"))]
+    for _ in range(2):
+        await rt.client.send_many(append, once, idempotency_keys=["bulk-once-1", "bulk-once-2"])
+    reply = await rt.client.call(append, "once", Item(value="end"), timeout=WAIT)
+    assert reply.values == ["a", "b", "end"], "the resent batch was delivered once"
+    with pytest.raises(UsageError):
+        await rt.client.send_many(append, once, idempotency_keys=["only-one"])
 
 
 async def keys_run_in_parallel(rt: Runtime) -> None:

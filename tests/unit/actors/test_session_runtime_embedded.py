@@ -32,6 +32,10 @@ async def test_order_per_key(runtime: Runtime) -> None:
     await scenarios.order_per_key(runtime)
 
 
+async def test_send_many_in_one_append(runtime: Runtime) -> None:
+    await scenarios.send_many_in_one_append(runtime)
+
+
 async def test_keys_in_parallel_one_key_serialized_shared_alongside(runtime: Runtime) -> None:
     await scenarios.keys_run_in_parallel(runtime)
 
