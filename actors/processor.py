@@ -613,11 +613,8 @@ class PartitionProcessor:
             self._fail(exc)
 
     async def _commit(self, records: list[OutRecord], watermark: int | None) -> None:
-        async with self.writer.transaction() as txn:
-            for r in records:
-                await txn.send(r)
-            if watermark is not None:
-                txn.commit_offsets(self.group, {TopicPartition(self.topics.inbox, self.partition): watermark})
+        offsets = None if watermark is None else {TopicPartition(self.topics.inbox, self.partition): watermark}
+        await self.writer.commit(records, group_id=self.group, offsets=offsets)
 
     def _passivate(self) -> None:
         resident = [s for s in self.sessions.values() if s.state is not None]

@@ -23,7 +23,7 @@ from typing import Any
 
 from .codec import pack, unpack
 from .errors import LogUnavailableError, ProducerFencedError, TopicError, UsageError
-from .log import PartitionListener
+from .log import PartitionListener, TransactionalWriter
 from .records import OutRecord, Record, TopicPartition
 from .topics import TopicSpec
 
@@ -294,7 +294,7 @@ class EmbeddedLog:
         return consumer
 
 
-class EmbeddedWriter:
+class EmbeddedWriter(TransactionalWriter):
     """Transactional writer of the embedded log."""
 
     def __init__(self, log: EmbeddedLog, transactional_id: str, epoch: int) -> None:
@@ -313,22 +313,6 @@ class EmbeddedWriter:
         txn = _EmbeddedTransaction()
         yield txn
         await self._log._commit(self._id, self._epoch, txn.records, txn.offsets)
-
-    async def commit(
-        self,
-        records: Sequence[OutRecord],
-        *,
-        group_id: str | None = None,
-        offsets: Mapping[TopicPartition, int] | None = None,
-    ) -> None:
-        """Append `records` and commit `offsets` atomically."""
-        if offsets and group_id is None:
-            raise UsageError("committing offsets needs a group_id")
-        async with self.transaction() as txn:
-            for r in records:
-                await txn.send(r)
-            if offsets and group_id is not None:
-                txn.commit_offsets(group_id, offsets)
 
     async def close(self) -> None:
         """Nothing to release: an uncommitted transaction was only ever in memory."""

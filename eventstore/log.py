@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from .errors import UsageError
 from .records import OutRecord, Record, TopicPartition
 from .topics import TopicSpec
 
@@ -59,7 +60,17 @@ class TransactionalWriter(Protocol):
         group_id: str | None = None,
         offsets: Mapping[TopicPartition, int] | None = None,
     ) -> None:
-        """Append `records` and commit `offsets` for `group_id` in one transaction."""
+        """Append `records` and commit `offsets` for `group_id` in one transaction.
+
+        Backends inherit this from the protocol: it is `transaction` with a fixed body.
+        """
+        if offsets and group_id is None:
+            raise UsageError("committing offsets needs a group_id")
+        async with self.transaction() as txn:
+            for r in records:
+                await txn.send(r)
+            if offsets and group_id is not None:
+                txn.commit_offsets(group_id, offsets)
 
     async def close(self) -> None:
         """Release the writer; an open transaction is aborted."""

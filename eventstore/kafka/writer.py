@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from ..errors import ProducerFencedError, UsageError
+from ..errors import ProducerFencedError
+from ..log import TransactionalWriter
 from ..records import OutRecord, TopicPartition
 from .adapt import FENCED, translate
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("eventstore.kafka.log")
 
 
-class KafkaWriter:
+class KafkaWriter(TransactionalWriter):
     """`TransactionalWriter` over an aiokafka transactional producer; one transaction at a time."""
 
     def __init__(self, log: KafkaLog, producer: AIOKafkaProducer, transactional_id: str) -> None:
@@ -110,22 +111,6 @@ class KafkaWriter:
             raise
         # Every send future is done once the commit returned.
         self._log._wrote([f.result() for f in txn.futures], txn.offsets, self._id)
-
-    async def commit(
-        self,
-        records: Sequence[OutRecord],
-        *,
-        group_id: str | None = None,
-        offsets: Mapping[TopicPartition, int] | None = None,
-    ) -> None:
-        """Append `records` and commit `offsets` in one Kafka transaction."""
-        if offsets and group_id is None:
-            raise UsageError("committing offsets needs a group_id")
-        async with self.transaction() as txn:
-            for r in records:
-                await txn.send(r)
-            if offsets and group_id is not None:
-                txn.commit_offsets(group_id, offsets)
 
     async def close(self) -> None:
         """Stop the producer (an open transaction is aborted by the broker)."""
