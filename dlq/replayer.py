@@ -23,7 +23,7 @@ import inspect
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,6 +232,20 @@ class Replayer:
         started: float | None = None
         sent = 0
 
+        def replayed_statuses(letters: Iterable[DeadLetter]) -> list[Resolution]:
+            """The `replayed` statuses of letters whose replay is durable."""
+            return [
+                resolve(
+                    lt.id,
+                    lt.resolution,
+                    "replayed",
+                    by=by,
+                    replay_message_id=lt.replay_message_id,
+                    transform=transform.name if transform is not None else None,
+                )
+                for lt in letters
+            ]
+
         def done(item: ItemResult) -> None:
             report.items.append(item)
             if progress is not None:
@@ -284,19 +298,7 @@ class Replayer:
                             unavailable = result
                     else:
                         outcomes[lt.id] = None
-                resolutions = [
-                    resolve(
-                        lt.id,
-                        lt.resolution,
-                        "replayed",
-                        by=by,
-                        replay_message_id=lt.replay_message_id,
-                        transform=transform.name if transform is not None else None,
-                    )
-                    for lt, _ in sendable
-                    if outcomes.get(lt.id) is None
-                ]
-                await self._statuses.write(resolutions)
+                await self._statuses.write(replayed_statuses(lt for lt, _ in sendable if outcomes.get(lt.id) is None))
             if parked and not dry_run:
                 client = await self._client()
                 for lt, t in parked:
@@ -309,18 +311,7 @@ class Replayer:
                         outcomes[lt.id] = None
                     except Exception as exc:  # reported per item, like a failed send
                         outcomes[lt.id] = exc
-                await self._statuses.write(
-                    resolve(
-                        lt.id,
-                        lt.resolution,
-                        "replayed",
-                        by=by,
-                        replay_message_id=lt.replay_message_id,
-                        transform=transform.name if transform is not None else None,
-                    )
-                    for lt, _ in parked
-                    if outcomes.get(lt.id) is None
-                )
+                await self._statuses.write(replayed_statuses(lt for lt, _ in parked if outcomes.get(lt.id) is None))
             sendable += parked
             sent += len(sendable)
             for letter, target in plan:
