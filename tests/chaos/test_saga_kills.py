@@ -130,11 +130,7 @@ async def test_kill_9_at_a_step_boundary(kafka_bootstrap: str, namespace: str, t
     try:
         assert outcome.status == ("compensated" if failing else "completed")
         effects = {k.split(":", 1)[1] for k in ledger.effects() if k.startswith(f"{saga_id}:")}
-        expected = set(ALL_ACTIONS)
-        if failing:
-            expected = {a for a in ALL_ACTIONS if a.split(":")[0] in ("flight", "hotel", "car")}
-            expected |= set().union(*expected_compensations(failing))
-        assert effects == expected
+        assert effects == _final_effects(f"fail:{failing}" if failing else "ok")
         # Each effect once; re-executions only where the kill left no journal entry.
         assert sorted(d["key"].split(":", 1)[1] for d in ledger.duplicates()) == sorted(repeated)
         calls = _calls(ledger)
@@ -230,19 +226,23 @@ async def test_many_sagas_while_workers_are_killed(kafka_bootstrap: str, namespa
             w.cleanup()
 
 
+def _failing(kind: str) -> str:
+    """The step whose action fails in a plan of this kind (stuck sagas fail at the charge)."""
+    return kind.split(":")[1] if kind.startswith("fail:") else "charge"
+
+
+def _final_effects(kind: str) -> set[str]:
+    """What a plan's saga leaves in the ledger in the end (``step:phase`` keys)."""
+    if kind == "ok":
+        return set(ALL_ACTIONS)
+    compensations = set().union(*expected_compensations(_failing(kind)))
+    # Balanced: every action that took effect is compensated, and nothing else happens.
+    return {c.replace(":compensation", ":action") for c in compensations} | compensations
+
+
 def _effects_before_repair(plans: dict[str, tuple[str, Order]]) -> int:
-    """Effects the run takes before the operator's repair (each plan's outcome is scripted)."""
-    total = 0
-    for kind, _ in plans.values():
-        if kind == "ok":
-            total += len(ALL_ACTIONS)
-            continue
-        failing = kind.split(":")[1] if kind.startswith("fail:") else "charge"
-        compensations = set().union(*expected_compensations(failing))
-        total += 2 * len(compensations)  # each compensated action, and its compensation
-        if kind == "stuck":
-            total -= 1  # the flight's refund waits for the repair
-    return total
+    """Effects the run takes before the operator's repair (the flight refunds of stuck sagas wait)."""
+    return sum(len(_final_effects(kind)) - (kind == "stuck") for kind, _ in plans.values())
 
 
 def _reached(ledger: Ledger, effects: int) -> None:
@@ -273,16 +273,11 @@ def _check_outcomes(plans: dict[str, tuple[str, Order]], records: dict[str, Saga
     for saga_id, (kind, _) in plans.items():
         state = records[saga_id].state
         done = effects.get(saga_id, set())
+        assert done == _final_effects(kind), (saga_id, kind, done)
         if kind == "ok":
             assert state.status == "completed", (saga_id, state.status)
-            assert done == set(ALL_ACTIONS), (saga_id, done)
             continue
-        failing = kind.split(":")[1] if kind.startswith("fail:") else "charge"
-        assert state.status == "compensated" and state.failed_step == failing, (saga_id, state.status)
-        compensations = set().union(*expected_compensations(failing))
-        actions = {c.replace(":compensation", ":action") for c in compensations}
-        # Balanced: every action that took effect was compensated, and nothing else happened.
-        assert done == actions | compensations, (saga_id, kind, done)
+        assert state.status == "compensated" and state.failed_step == _failing(kind), (saga_id, state.status)
         order: list[str] = [
             k.split(":", 1)[1] for k in _in_ledger_order(ledger, saga_id) if k.endswith(":compensation")
         ]

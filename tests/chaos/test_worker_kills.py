@@ -24,7 +24,7 @@ from ledger_chaos import LedgerLoad, ledger_lines, verify  # noqa: E402
 from session_harness import (  # noqa: E402
     WorkerProcess,
     assert_eventually,
-    make_settings,
+    settings_for,
     worker_env,
 )
 
@@ -49,12 +49,11 @@ async def test_exactly_once_under_repeated_kill_9(
     request: pytest.FixtureRequest, backend: str, namespace: str, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None
-    settings = make_settings(
+    settings = settings_for(
+        request,
         backend,
         tmp_path / "data",
         namespace,
-        bootstrap=bootstrap,
         partitions=4,
         runtime=RuntimeSettings(checkpoint_every=8, max_resident_sessions=3),
     )

@@ -22,6 +22,7 @@ from session_harness import (  # noqa: E402
     make_settings,
     open_runtime,
     read_invocations,
+    settings_for,
     worker_env,
 )
 
@@ -62,8 +63,7 @@ async def test_zombie_worker_is_fenced(
     """A second worker takes partition 0 from a live first one: the first one's next commit
     raises ProducerFencedError and none of it becomes visible; the new owner finishes the work."""
     PROBE.reset()
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None
-    settings = make_settings(backend, tmp_path, namespace, bootstrap=bootstrap, partitions=2)
+    settings = settings_for(request, backend, tmp_path, namespace, partitions=2)
     key = keys_on_partition("z", 1, 2, partition=0, obj="probe")[0]
     other = keys_on_partition("z", 1, 2, partition=1, obj="probe")[0]
     async with open_runtime([probe], settings) as rt:

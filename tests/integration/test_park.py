@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
-from workloads.session_harness import make_settings
+from workloads.session_harness import settings_for
 
 from actors import Client, InvocationError, ObjectContext, RetryPolicy, Settings, TerminalError, VirtualObject, Worker
 from dlq import DeadLetters
@@ -52,14 +52,7 @@ def _recorded(state: Ledger, event: Recorded) -> None:
 @pytest.fixture(params=["embedded", "kafka"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Settings:
     FIXED["value"] = False
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
-    return make_settings(request.param, tmp_path, namespace, bootstrap=bootstrap)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
-    async with Client.connect(settings) as c:
-        yield c
+    return settings_for(request, request.param, tmp_path, namespace)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from workloads import resilient_sessions as app
-from workloads.session_harness import make_settings
+from workloads.session_harness import settings_for
 
 from actors import Client, InvocationError, Settings, Worker
 from actors.errors import MessageTooLargeError
@@ -22,14 +21,7 @@ from eventstore import OutRecord, Topics, open_log, partition_for
 def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Settings:
     app.CALLS.clear()
     Breakers.reset()
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
-    return make_settings(request.param, tmp_path, namespace, bootstrap=bootstrap)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
-    async with Client.connect(settings) as c:
-        yield c
+    return settings_for(request, request.param, tmp_path, namespace)
 
 
 async def test_fallback_after_transient_failures(settings: Settings, client: Client) -> None:

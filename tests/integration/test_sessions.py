@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,24 +18,19 @@ from probe_sessions import PROBE, probe  # noqa: E402
 from session_harness import (  # noqa: E402
     WAIT,
     Runtime,
-    make_settings,
     open_runtime,
     read_invocations,
+    settings_for,
 )
 
 from actors import RuntimeSettings  # noqa: E402
-
-
-def _settings(request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str, **kw: Any) -> Any:
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None
-    return make_settings(backend, tmp_path, namespace, bootstrap=bootstrap, **kw)
 
 
 @pytest.fixture
 async def kafka_runtime(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
     """The probe sessions served by an in-process worker on the real broker."""
     PROBE.reset()
-    async with open_runtime([probe], _settings(request, "kafka", tmp_path, namespace)) as rt:
+    async with open_runtime([probe], settings_for(request, "kafka", tmp_path, namespace)) as rt:
         yield rt
 
 
@@ -112,7 +106,7 @@ async def test_exhausted_retries_dead_letter(kafka_runtime: Runtime) -> None:
 @BOTH
 async def test_poison_record(request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str) -> None:
     PROBE.reset()
-    async with open_runtime([probe], _settings(request, backend, tmp_path, namespace)) as rt:
+    async with open_runtime([probe], settings_for(request, backend, tmp_path, namespace)) as rt:
         await scenarios.poison_record(rt)
 
 
@@ -122,7 +116,7 @@ async def test_restore_from_checkpoints_equals_fold(
 ) -> None:
     """A restarted worker restores from checkpoints + the events after them; every state equals
     the fold of the raw events topic, and nothing is applied twice."""
-    settings = _settings(
+    settings = settings_for(
         request,
         backend,
         tmp_path,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from workloads.session_harness import make_settings
+from workloads.session_harness import settings_for
 from workloads.waiting_sessions import (
     Draft,
     Nap,
@@ -33,14 +33,7 @@ def settings(
     ledger = tmp_path / "ledger.txt"
     ledger.touch()
     monkeypatch.setenv("TETHER_TEST_LEDGER", str(ledger))
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
-    return make_settings(request.param, tmp_path, namespace, bootstrap=bootstrap)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
-    async with Client.connect(settings) as c:
-        yield c
+    return settings_for(request, request.param, tmp_path, namespace)
 
 
 def ledger_lines(settings: Settings) -> list[str]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from actors import Client, RuntimeSettings, Settings, VirtualObject, Worker
 from actors.deadletters import MESSAGE_ID
 from actors.messages import Message
@@ -189,6 +191,12 @@ def make_settings(
         assert bootstrap, "the kafka backend needs a bootstrap address"
         kwargs["kafka"] = {"bootstrap_servers": bootstrap, "client_id": f"test-{namespace}"}
     return Settings(**kwargs)
+
+
+def settings_for(request: pytest.FixtureRequest, backend: str, data_dir: Path, namespace: str, **kw: Any) -> Settings:
+    """`make_settings` for `backend`; for Kafka it starts (or reuses) the test broker."""
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None
+    return make_settings(backend, data_dir, namespace, bootstrap=bootstrap, **kw)
 
 
 @asynccontextmanager
