@@ -1,6 +1,7 @@
 """Sagas on the real Kafka broker: the happy path, a failure at each step in turn with exactly
 the right compensations in reverse order, a saga started by a session, and a compensation that
-keeps failing: stuck, dead-lettered on the dlq topic, and finished by `tether saga retry`."""
+keeps failing: stuck, dead-lettered on the dlq topic, and finished by `tether saga retry`; a step
+that timed out after acting is compensated; a long backoff is a durable timer across a restart."""
 
 from __future__ import annotations
 
@@ -152,3 +153,29 @@ async def test_a_step_that_timed_out_after_acting_is_compensated(
     assert outcome.status == "compensated" and outcome.step("wire").uncertain
     assert [name for name, _ in UNDONE] == ["wire", "hold"] and UNDONE[0][1] is None
     assert LEDGER == {}
+
+
+async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
+    kafka_bootstrap: str, namespace: str, tmp_path: Path
+) -> None:
+    from transfer_saga import CALLS, Transfer, patient, patient_coordinator
+    from transfer_saga import reset as reset_bank
+
+    from actors.inspect import session_view
+
+    reset_bank()
+    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
+    async with open_runtime([patient_coordinator], settings) as rt:
+        handle = await SagaClient(rt.client).start(patient, "backoff-1", Transfer())
+
+        async def suspended() -> None:
+            view = await session_view(settings, patient.object_name, "backoff-1")
+            assert [w["kind"] for w in view["waits"].values()] == ["suspended invocation"], view["waits"]
+
+        await assert_eventually(suspended, timeout=30)
+        assert len(CALLS) == 1
+        await rt.restart_worker()
+        outcome = await handle.result(timeout=60)
+    assert outcome.status == "completed"
+    assert len(CALLS) == 2, "the failed attempt was journaled: not run again after the restart"
+    assert CALLS[1] - CALLS[0] >= 1.4, "the backoff was honoured across the restart"
