@@ -31,8 +31,7 @@ from .errors import (
     UnknownHandlerError,
     UnknownObjectError,
 )
-from .messages import Message, session_key
-from .processor import RESOLVE_HANDLER, STATE_HANDLER
+from .messages import RESOLVE_HANDLER, STATE_HANDLER, Message, session_key
 from .settings import Settings
 from .waits import parse_awakeable_id
 
@@ -55,9 +54,10 @@ class Client:
         self.topics = Topics(self.settings.namespace)
         self._log = log or open_log(self.settings)
         self._owns_log = log is None
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._callers: dict[str, int] = {}
-        """Calls awaiting each message id: concurrent calls with one idempotency key share a reply."""
+        self._waiting: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        """Replies awaited, by (session, message id): ids are scoped to their session."""
+        self._callers: dict[tuple[str, str], int] = {}
+        """Calls awaiting each reply: concurrent calls with one idempotency key share a reply."""
         self._replies: LogConsumer | None = None
         self._listener: asyncio.Task[None] | None = None
         self._partitions = 0
@@ -118,12 +118,25 @@ class Client:
                 await asyncio.sleep(0.5)
                 continue
             for record in records:
-                if record.value is None:
-                    continue
-                reply = unpack(record.value)
-                future = self._waiting.pop(str(reply.get("id")), None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+                self._deliver(record.value, record.offset)
+
+    def _deliver(self, value: bytes | None, offset: int) -> None:
+        """Hand one reply record to the call waiting for it; a malformed record is skipped."""
+        try:
+            reply = unpack(value) if value is not None else None
+            if not isinstance(reply, dict) or not isinstance(reply.get("id"), str):
+                raise ValueError("not a reply map with an id")
+        except Exception as exc:
+            log.warning("skipped a malformed reply record at offset %d of %s: %s", offset, self.topics.replies, exc)
+            return
+        session = reply.get("s")
+        if isinstance(session, str):
+            future = self._waiting.pop((session, reply["id"]), None)
+        else:  # written by Tether 0.1, before replies named their session: only an unambiguous id
+            matches = [waiting for waiting in self._waiting if waiting[1] == reply["id"]]
+            future = self._waiting.pop(matches[0]) if len(matches) == 1 else None
+        if future is not None and not future.done():
+            future.set_result(reply)
 
     # -- sending ---------------------------------------------------------------------------
     def _message(
@@ -296,10 +309,11 @@ class Client:
     ) -> Any:
         """`call` by names; returns the JSON-like result."""
         message = self._message(object_name, key, handler, payload, idempotency_key, reply=True)
-        future = self._waiting.get(message.id)
+        waiting = (message.session, message.id)
+        future = self._waiting.get(waiting)
         if future is None or future.done():
-            future = self._waiting[message.id] = asyncio.get_running_loop().create_future()
-        self._callers[message.id] = self._callers.get(message.id, 0) + 1
+            future = self._waiting[waiting] = asyncio.get_running_loop().create_future()
+        self._callers[waiting] = self._callers.get(waiting, 0) + 1
         try:
             await self._append(message)
             reply = await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -309,11 +323,11 @@ class Client:
                 f"{message.id} is durable and will be processed; is a worker running?)"
             ) from None
         finally:
-            left = self._callers.pop(message.id) - 1
+            left = self._callers.pop(waiting) - 1
             if left:
-                self._callers[message.id] = left
-            elif self._waiting.get(message.id) is future:
-                del self._waiting[message.id]
+                self._callers[waiting] = left
+            elif self._waiting.get(waiting) is future:
+                del self._waiting[waiting]
         if "err" in reply:
             err = reply["err"]
             cls = _ERRORS.get(err.get("type", ""), InvocationError)

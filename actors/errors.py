@@ -104,6 +104,24 @@ class MessageTooLargeError(ActorError):
     """A message is larger than `max_message_bytes`; it is refused (client) or dead-lettered."""
 
 
+class RecordTooLargeError(MessageTooLargeError):
+    """A record the runtime was about to write is over `max_message_bytes`.
+
+    A step result fails its step (under the step's retry policy); a reply or an invocation's
+    events fail the invocation into the dead-letter topic. Nothing over the limit is ever sent
+    to the log, so the partition goes on.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class StepTypeError(TerminalError):
+    """A step's result cannot be journaled and given back as the same type on replay."""
+
+
 class CallTimeoutError(ActorError):
     """No reply within the timeout. The message is durable and will still be processed."""
 
@@ -139,11 +157,22 @@ class PartitionLost(BaseException):  # noqa: N818 - control flow, not an error
     """
 
 
+MAX_ERROR_CHARS = 8192
+"""Characters of an error message kept in replies, journals and dead letters."""
+
+
 def error_payload(exc: BaseException) -> dict[str, Any]:
     """A failure as plain data for replies, journals and dead letters."""
     cls = type(exc)
+    message = str(exc)
+    if len(message) > MAX_ERROR_CHARS:  # an error message must never make its record too large
+        message = f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
     return {
         "type": cls.__name__,
         "fqcn": f"{cls.__module__}.{cls.__qualname__}",
-        "message": str(exc),
+        "message": message,
     }
+
+
+class StateMutationError(TerminalError, UsageError):
+    """A handler wrote `ctx.state` directly; state changes only through events and their folds."""

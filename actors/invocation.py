@@ -10,18 +10,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
 from pydantic import BaseModel
-
-from eventstore.codec import pack
 
 from .context import Awakeable, ObjectContext
 from .definitions import DEFAULT_RETRY, Budget, Handler, RetryPolicy, VirtualObject
-from .errors import BudgetExceededError, JournalMismatchError, TerminalError, error_payload
+from .errors import BudgetExceededError, JournalMismatchError, StateMutationError, TerminalError, error_payload
 from .messages import Message
 from .resilience import Breakers, CircuitOpenError, CircuitPolicy
+from .step_results import StepResults, declared_type
 from .waits import SLEEP_STEP, Suspended, awakeable_id, now_ms
 
 if TYPE_CHECKING:
@@ -56,12 +54,6 @@ class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return value
-
-
 class Invocation(ObjectContext[S]):
     """The context of one attempt of one message."""
 
@@ -79,6 +71,9 @@ class Invocation(ObjectContext[S]):
         self.message = message
         self._state = state
         self._copied = False
+        self._seen: dict[str, Any] | None = None
+        """The state as the handler last read it (to catch writes behind the folds' back)."""
+        self.check_writes = processor.settings.check_state_writes
         self._journal = journal
         self._attempt = attempt
         self._step = 0
@@ -100,7 +95,7 @@ class Invocation(ObjectContext[S]):
 
     @property
     def invocation_id(self) -> str:
-        return self.message.id
+        return self.message.invocation_id
 
     @property
     def attempt(self) -> int:
@@ -144,12 +139,12 @@ class Invocation(ObjectContext[S]):
 
     def uuid(self) -> uuid.UUID:
         self._uuids += 1
-        return uuid.uuid5(uuid.NAMESPACE_URL, f"tether:{self.message.id}:{self._uuids}")
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"tether:{self.invocation_id}:{self._uuids}")
 
     @property
     def random(self) -> random.Random:
         if self._random is None:
-            self._random = random.Random(self.message.id)
+            self._random = random.Random(self.invocation_id)
         return self._random
 
     @property
@@ -159,7 +154,28 @@ class Invocation(ObjectContext[S]):
     # -- state and events ------------------------------------------------------------------
     @property
     def state(self) -> S:
+        if self.check_writes and self._seen is None:
+            self._seen = self._state.model_dump()
         return self._state
+
+    def verify_state(self) -> None:
+        """Raise `StateMutationError` if the handler changed `state` itself since it last read it.
+
+        The session's state is put back first, so the failed attempt leaves nothing behind.
+        """
+        seen = self._seen
+        if seen is None or self._state.model_dump() == seen:
+            return
+        self._seen = None
+        if not self._copied:  # the change is in the session's own state object: undo it in place
+            clean = type(self._state).model_validate(seen)
+            for name, value in clean.__dict__.items():
+                object.__setattr__(self._state, name, value)
+        raise StateMutationError(
+            f"{self._obj.name}.{self.message.handler} changed ctx.state directly; that change is in no "
+            "event, so it would be lost on the next restart; emit an event instead (ctx.emit(...)) and "
+            f"change state in its fold (@{self._obj.name}.on_event); ctx.state is read-only for handlers"
+        )
 
     def emit(self, event: BaseModel) -> None:
         if type(event) not in self._obj.folds:
@@ -171,11 +187,13 @@ class Invocation(ObjectContext[S]):
             # Emitted and committed before this invocation last suspended: already in state.
             self.skip_emits -= 1
             return
+        self.verify_state()
         if not self._copied:
             # Folds may change state in place: work on a copy so a failed attempt leaves none.
             self._state = self._state.model_copy(deep=True)
             self._copied = True
         self._state = self._obj.fold(self._state, event)
+        self._seen = None  # folds change state: the next read takes a new reference copy
         self.events.append(event)
 
     # -- steps -----------------------------------------------------------------------------
@@ -194,15 +212,14 @@ class Invocation(ObjectContext[S]):
     ) -> T:
         index = self._step
         self._step += 1
-        if result_type is None:
-            result_type = _return_type(fn)
+        results = StepResults.of(name, result_type if result_type is not None else declared_type(fn))
         recorded = self._journal.get(index)
         if recorded is not None:
             if recorded["name"] != name:
                 raise JournalMismatchError(index=index, recorded=recorded["name"], requested=name)
             if "err" in recorded:
                 raise TerminalError(f"step {name!r} failed: {recorded['err']['message']}")
-            return _revive(recorded["r"], result_type)  # type: ignore[no-any-return]
+            return results.decode(recorded["r"])  # type: ignore[no-any-return]
         policy = retry or STEP_RETRY
         started = int(time.time() * 1000)
         attempt = 0
@@ -218,7 +235,9 @@ class Invocation(ObjectContext[S]):
                 value = await _attempt(current, timeout, heartbeat_timeout)
                 if breaker is not None and not on_fallback:
                     breaker.succeeded()
-                result: Any = value
+                # Encoded (and size-checked) inside the attempt: a result that cannot be
+                # journaled fails this attempt, under the step's retry policy.
+                plain = results.encode(value, self._processor.step_limit(self.message, index))
                 break
             except Exception as exc:
                 transient = policy.retries(exc)
@@ -241,23 +260,15 @@ class Invocation(ObjectContext[S]):
                 if isinstance(exc, TerminalError):
                     raise
                 raise TerminalError(f"step {name!r} failed after {attempt} attempt(s): {exc!r}") from exc
-        plain = _to_plain(result)
-        try:
-            pack(plain)
-        except TypeError as exc:
-            raise TerminalError(
-                f"step {name!r} returned {type(result).__qualname__}, which cannot be journaled; "
-                "return JSON-like data or a pydantic model"
-            ) from exc
         await self._processor.journal_step(self.message, index, {"name": name, "r": plain, "a": attempt}, started)
-        # Live results go through the same revival as replayed ones, so both look alike.
-        return _revive(plain, result_type) if result_type is not None else result  # type: ignore[no-any-return]
+        # The live result is decoded from the journaled data, exactly as a replay decodes it.
+        return results.decode(plain)  # type: ignore[no-any-return]
 
     # -- other sessions --------------------------------------------------------------------
     def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel) -> str:
         self._sends += 1
         message = Message(
-            id=f"{self.message.id}:send:{self._sends}",
+            id=f"{self.invocation_id}:send:{self._sends}",
             o=handler.object_name,
             k=key,
             h=handler.name,
@@ -268,7 +279,7 @@ class Invocation(ObjectContext[S]):
         return message.id
 
     async def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel) -> O:
-        index_id = f"{self.message.id}:call:{self._step}"
+        index_id = f"{self.invocation_id}:call:{self._step}"
         client = self._processor.client
 
         async def do_call() -> Any:
@@ -280,23 +291,6 @@ class Invocation(ObjectContext[S]):
             result_type=handler.output_type,
             retry=DEFAULT_RETRY,
         )
-
-
-def _return_type(fn: Callable[..., Any]) -> Any:
-    try:
-        hint = get_type_hints(fn).get("return")
-    except Exception:  # lambdas and partials have none; that is fine
-        return None
-    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
-
-
-def _revive(value: Any, result_type: Any) -> Any:  # noqa: ANN401 - journaled data
-    if result_type is not None and isinstance(result_type, type) and issubclass(result_type, BaseModel):
-        try:
-            return result_type.model_validate(value)
-        except pydantic.ValidationError as exc:
-            raise TerminalError(f"journaled result no longer fits {result_type.__qualname__}: {exc}") from exc
-    return value
 
 
 class _Awakeable(Awakeable[T]):
@@ -320,7 +314,7 @@ class _Awakeable(Awakeable[T]):
         if done is not None:
             if "err" in done:
                 raise TerminalError(f"awakeable {self._id} was rejected: {done['err']['message']}")
-            return _revive(done.get("ok"), self._type)  # type: ignore[no-any-return]
+            return StepResults.of(f"awakeable {self._id}", self._type).decode(done.get("ok"))  # type: ignore[no-any-return]
         if deadline is not None and now_ms() >= deadline:
             raise TerminalError(f"awakeable {self._id} timed out after {timeout} s")
         raise Suspended(wake_ms=deadline, awakeable=self._id)

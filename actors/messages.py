@@ -5,17 +5,29 @@ Events record: key ``{object}/{key}``; value one of:
 - ``{"k": "done", ...}``: an invocation finished: its events, its reply or error, the message id
   (the dedupe record). One record per invocation, so its events are atomic even on replay.
 - ``{"k": "step", ...}``: one journaled step of an unfinished invocation.
-Replies record: key = message id; value ``{"id", "ok"?: result, "err"?: {...}}``.
+Replies record: key = message id; value ``{"id", "s": session, "ok"?: result, "err"?: {...}}``
+(``s`` since Tether 0.2: a reply is routed by session and message id, never by id alone).
+
+Message ids (and so idempotency keys) are scoped to their session: the same id sent to two
+sessions is two messages. Everything the runtime derives from a message (`invocation_id`,
+journals, waits, timers, `ctx.uuid()`, `ctx.random`) starts from the pair.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore.codec import pack, unpack
 from eventstore.errors import EnvelopeDecodeError
+
+STATE_HANDLER = "__state__"
+"""Handler name of the built-in read of a session's state (`Client.state`)."""
+RESOLVE_HANDLER = "__resolve__"
+"""Handler name of an awakeable's completion (`Client.resolve` / `reject`)."""
 
 
 class Message(BaseModel):
@@ -47,6 +59,11 @@ class Message(BaseModel):
         """``object/key``: the record key and the unit of ordering."""
         return f"{self.object}/{self.key}"
 
+    @property
+    def invocation_id(self) -> str:
+        """The id of this message's invocation: unique per session and message id."""
+        return invocation_id(self.session, self.id)
+
     def encode(self) -> bytes:
         """Msgpack bytes of this message."""
         return pack(self.model_dump(by_alias=True))
@@ -61,6 +78,16 @@ class Message(BaseModel):
             return cls.model_validate(raw)
         except Exception as exc:
             raise EnvelopeDecodeError(f"not a Tether message: {exc}") from exc
+
+
+def invocation_id(session: str, message_id: str) -> str:
+    """``inv_`` + 26 base32 characters of a hash of (session, message id).
+
+    Injective in practice (128 bits) whatever characters keys and ids contain, so no choice of
+    key or idempotency key makes two sessions' invocations share an id.
+    """
+    digest = hashlib.blake2b(pack([session, message_id]), digest_size=16).digest()
+    return "inv_" + base64.b32encode(digest).decode().rstrip("=").lower()
 
 
 def session_key(object_name: str, key: str) -> bytes:
@@ -128,8 +155,8 @@ def step_entry(
     return pack(entry)
 
 
-def reply_value(message_id: str, *, result: Any = None, error: dict[str, Any] | None = None) -> bytes:
-    """A replies-topic value."""
+def reply_value(message_id: str, session: str, *, result: Any = None, error: dict[str, Any] | None = None) -> bytes:
+    """A replies-topic value: routed to its caller by (session, message id)."""
     if error is not None:
-        return pack({"id": message_id, "err": error})
-    return pack({"id": message_id, "ok": result})
+        return pack({"id": message_id, "s": session, "err": error})
+    return pack({"id": message_id, "s": session, "ok": result})

@@ -37,13 +37,15 @@ from .errors import (
     InvalidPayloadError,
     MessageTooLargeError,
     PartitionLost,
+    RecordTooLargeError,
+    StateMutationError,
     TerminalError,
     UnknownHandlerError,
     UnknownObjectError,
     error_payload,
 )
 from .invocation import Invocation
-from .messages import Message, done_entry, reply_value, step_entry
+from .messages import RESOLVE_HANDLER, STATE_HANDLER, Message, done_entry, reply_value, step_entry
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import checkpoint_records, restore
 from .sessions import Session
@@ -65,8 +67,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATE_HANDLER = "__state__"
-RESOLVE_HANDLER = "__resolve__"
+_ENTRY_FRAMING = 1024
+"""Bytes of a step record besides its result (entry keys, ids, name, timings), generously."""
 
 
 @dataclass
@@ -105,17 +107,25 @@ class PartitionProcessor:
         self.group = topics.group()
         self.sessions: dict[bytes, Session] = {}
         self.journals: dict[str, dict[int, dict[str, Any]]] = {}
+        """Open invocations' journals by invocation id (session-scoped, see `Message.invocation_id`)."""
+        self.legacy_journals: dict[str, dict[int, dict[str, Any]]] = {}
+        """Journals of a checkpoint written before journals were session-scoped (Tether 0.1), by
+        message id; an invocation adopts its legacy journal on its first run after the upgrade."""
         self.offsets = OffsetTracker(0)
         self._pending = _Pending([], [])
         self._wake = asyncio.Event()
         self._committed = -1
         self._offsets_at = 0.0
         self._since_checkpoint = 0
+        self.checkpoint_start = 0
+        """Events offset where the last checkpoint (written or restored) starts a restore."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.suspended: dict[str, Suspension] = {}
+        """Suspended invocations (and parked sessions) by invocation id."""
         self.delayed: dict[str, tuple[Message, int]] = {}
+        """Delayed messages by invocation id."""
         self.completions: dict[str, dict[str, Any]] = {}
         self.timers = Timers(functools.partial(timer_due, self))
         self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
@@ -203,8 +213,8 @@ class PartitionProcessor:
             self._spawn(self._shared(session, record, message, handler))
             return
         if message.not_before_ms is not None and message.not_before_ms > now_ms():
-            self.delayed[message.id] = (message, record.offset)
-            self.timers.schedule(message.id, message.not_before_ms)
+            self.delayed[message.invocation_id] = (message, record.offset)
+            self.timers.schedule(message.invocation_id, message.not_before_ms)
             value = delayed_entry(message, record.offset, message.not_before_ms)
             self._finish(record.offset, [OutRecord(self.topics.events, self.partition, session.key, value)])
             return
@@ -278,9 +288,9 @@ class PartitionProcessor:
         obj = self.objects.get(message.object)
         if isinstance(handler, BaseException) or obj is None:
             assert isinstance(handler, BaseException)
-            self._fail_message(record, message, handler, "terminal", 1, [])
+            self._refuse(record, message, handler, record.offset)
             return
-        state = session.load(obj, self.settings.dedupe_window)
+        state = session.load(obj, self.settings.retention_ms)
         try:
             if handler is None:
                 result: Any = {"state": state.model_dump(mode="json"), "version": session.version}
@@ -289,8 +299,10 @@ class PartitionProcessor:
                 try:
                     payload = handler.input_type.model_validate(message.payload)
                 except pydantic.ValidationError as invalid:
-                    raise self._invalid_payload(handler, message, invalid) from invalid
+                    self._refuse(record, message, self._invalid_payload(handler, message, invalid), record.offset)
+                    return
                 out = await handler.fn(ctx, payload)
+                ctx.verify_state()
                 result = out.model_dump(mode="json") if out is not None else None
         except Exception as exc:
             self._fail_message(record, message, exc, "terminal", 1, [])
@@ -298,7 +310,49 @@ class PartitionProcessor:
         records = []
         if message.reply_partition is not None:
             records.append(self._reply(message, {"ok": result}))
+        oversize = self._oversize(message, records)
+        if oversize is not None:
+            self._fail_message(record, message, oversize, "oversize", 1, [])
+            return
         self._finish(record.offset, records)
+
+    def _refuse(self, record: Record, message: Message, error: BaseException, offset: int) -> None:
+        """A caller's mistake (unknown type or handler, invalid payload): tell the caller.
+
+        Nobody needs to replay a caller's mistake, so a call is answered with the typed error
+        and not dead-lettered; a one-way send has no caller to tell, so it is dead-lettered.
+        """
+        if message.reply_partition is None:
+            self._fail_message(record, message, error, "terminal", 1, [], offset=offset)
+            return
+        log.info("%s.%s refused: %s", message.session, message.handler, error)
+        self._finish(offset, [self._reply(message, {"err": error_payload(error)})])
+
+    def step_limit(self, message: Message, index: int) -> int:
+        """Bytes a journaled step result of `message` may take (the rest of its record is framing)."""
+        return self.settings.max_message_bytes - len(message.session.encode()) - _ENTRY_FRAMING
+
+    def _oversize(self, message: Message, records: list[OutRecord]) -> RecordTooLargeError | None:
+        """The error for the first of `records` over `max_message_bytes`, if one is."""
+        limit = self.settings.max_message_bytes
+        for out in records:
+            size = out.size
+            if size <= limit:
+                continue
+            if out.topic == self.topics.replies:
+                what = f"the reply of {message.session}.{message.handler}"
+            elif out.topic == self.topics.inbox:
+                what = f"a message that {message.session}.{message.handler} sends to {out.key!r}"
+            else:
+                what = f"the events of {message.session}.{message.handler}"
+            return RecordTooLargeError(
+                f"{what} would be a record of {size} bytes, over max_message_bytes={limit}; the "
+                "invocation fails instead (nothing of it was written). Keep large data out of "
+                "replies and events: store it elsewhere and pass a reference",
+                size=size,
+                limit=limit,
+            )
+        return None
 
     @staticmethod
     def _invalid_payload(
@@ -315,11 +369,11 @@ class PartitionProcessor:
     async def _invoke(self, session: Session, offset: int, message: Message, record: Record) -> None:
         handler = self._handler(message)
         if isinstance(handler, BaseException) or handler is None:
-            self._fail_message(record, message, handler or TerminalError("no handler"), "terminal", 1, [])
+            self._refuse(record, message, handler or TerminalError("no handler"), offset)
             return
         obj = self.objects[message.object]
-        state = session.load(obj, self.settings.dedupe_window)
-        previous = session.recent.get(message.id)
+        state = session.load(obj, self.settings.retention_ms)
+        previous = session.recorded(message.id, now_ms(), self.settings.retention_ms)
         if previous is not None:
             # A duplicate (client retry or redelivery): answer again, change nothing.
             records = [self._reply(message, previous)] if message.reply_partition is not None else []
@@ -329,19 +383,26 @@ class PartitionProcessor:
             payload = handler.input_type.model_validate(message.payload)
         except pydantic.ValidationError as exc:
             error = self._invalid_payload(handler, message, exc)
-            self._fail_message(record, message, error, "terminal", 1, [], session=session, offset=offset)
+            if message.reply_partition is not None:
+                self._refuse(record, message, error, offset)
+            else:
+                self._fail_message(record, message, error, "terminal", 1, [], session=session, offset=offset)
             return
+        inv_id = message.invocation_id
         policy = handler.retry
         first_failure = 0
         attempt = 0
         started = int(time.time() * 1000)
         while True:
             attempt += 1
-            journal = self.journals.setdefault(message.id, {})
+            journal = self.journals.setdefault(inv_id, {})
+            legacy = self.legacy_journals.pop(message.id, None) if self.legacy_journals else None
+            for n, entry in (legacy or {}).items():
+                journal.setdefault(n, entry)
             if message.seed_journal and not journal:
                 journal.update({int(e["n"]): e for e in message.seed_journal})
             ctx: Invocation[Any] = Invocation(self, obj, message, state, journal, attempt)
-            parked = self.suspended.get(message.id)
+            parked = self.suspended.get(inv_id)
             ctx.skip_emits = parked.emitted if parked is not None else 0
             deadline_ms: int | None = None
             try:
@@ -357,6 +418,7 @@ class PartitionProcessor:
                         raise DeadlineExceededError(f"deadline of {seconds} s passed") from None
                 else:
                     result = await handler.fn(ctx, payload)
+                ctx.verify_state()
                 if result is not None and not isinstance(result, pydantic.BaseModel):
                     raise TerminalError(
                         f"{obj.name}.{handler.name} returned {type(result).__qualname__}; "
@@ -364,12 +426,22 @@ class PartitionProcessor:
                     )
                 break
             except Suspended as wait:
+                try:
+                    ctx.verify_state()
+                except StateMutationError as exc:
+                    self._fail_message(record, message, exc, "terminal", attempt, [], session=session, offset=offset)
+                    return
                 wake = wait.wake_ms
                 if deadline_ms is not None:
                     wake = deadline_ms if wake is None else min(wake, deadline_ms)
                 suspend(self, session, offset, message, wake, wait.awakeable, ctx)
                 return
             except Exception as exc:
+                if not isinstance(exc, StateMutationError):
+                    try:
+                        ctx.verify_state()  # a write before a failure must not leak into the retry
+                    except StateMutationError as mutation:
+                        exc = mutation
                 now = int(time.time() * 1000)
                 first_failure = first_failure or now
                 delay = policy.next_delay(attempt, exc)
@@ -401,10 +473,7 @@ class PartitionProcessor:
                 return
         reply = {"ok": result.model_dump(mode="json") if result is not None else None}
         events = [obj.codec.encode_envelope(e) for e in ctx.events]
-        session.version += 1
-        session.state = ctx.state
-        session.dirty = True
-        session.remember(message.id, reply, self.settings.dedupe_window)
+        finished = now_ms()
         records = [
             OutRecord(
                 self.topics.events,
@@ -417,8 +486,8 @@ class PartitionProcessor:
                     reply=reply["ok"],
                     attempts=attempt,
                     started_ms=started,
-                    ended_ms=int(time.time() * 1000),
-                    version=session.version,
+                    ended_ms=finished,
+                    version=session.version + 1,
                     inbox_offset=offset,
                 ),
             )
@@ -428,8 +497,16 @@ class PartitionProcessor:
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
-        self.journals.pop(message.id, None)
-        forget_wait(self, message.id)
+        oversize = self._oversize(message, records)
+        if oversize is not None:
+            self._fail_message(record, message, oversize, "oversize", attempt, [], session=session, offset=offset)
+            return
+        session.version += 1
+        session.state = ctx.state
+        session.dirty = True
+        session.remember(message.id, reply, finished, self.settings.retention_ms)
+        self.journals.pop(inv_id, None)
+        forget_wait(self, inv_id)
         self.stats["invocations"] += 1
         self._finish(offset, records, events_records=1)
 
@@ -450,6 +527,7 @@ class PartitionProcessor:
     ) -> None:
         offset = record.offset if offset is None else offset
         park_id = awakeable_id(message.object, message.key, f"park-{message.id}", 0) if park and session else None
+        inv_id = message.invocation_id
         error = error_payload(exc)
         error["attempts"] = attempts
         log.error(
@@ -479,7 +557,8 @@ class PartitionProcessor:
             # The failure is part of the session's history: a retried send does not run again.
             session.version += 1
             session.dirty = True
-            session.remember(message.id, {"err": error}, self.settings.dedupe_window)
+            finished = now_ms()
+            session.remember(message.id, {"err": error}, finished, self.settings.retention_ms)
             records.append(
                 OutRecord(
                     self.topics.events,
@@ -491,20 +570,21 @@ class PartitionProcessor:
                         [],
                         error=error,
                         attempts=attempts,
+                        ended_ms=finished,
                         version=session.version,
                         inbox_offset=record.offset,
                     ),
                 )
             )
             events_records = 1
-            self.journals.pop(message.id, None)
-            forget_wait(self, message.id)
+            self.journals.pop(inv_id, None)
+            forget_wait(self, inv_id)
             if park_id is not None:
                 # The session waits until an operator replays or discards the dead letter,
                 # which resolves the park awakeable (its id is in the dead letter's headers).
                 parked = message.model_copy(update={"id": f"park-{message.id}"})
-                self.suspended[parked.id] = Suspension(parked, record.offset, None, park_id, parked=True)
-                session.blocked_by = parked.id
+                self.suspended[parked.invocation_id] = Suspension(parked, record.offset, None, park_id, parked=True)
+                session.blocked_by = parked.invocation_id
                 records.append(
                     events_record(
                         self,
@@ -532,7 +612,7 @@ class PartitionProcessor:
             self.topics.replies,
             message.reply_partition,
             message.id.encode(),
-            reply_value(message.id, result=reply.get("ok"), error=reply.get("err")),
+            reply_value(message.id, message.session, result=reply.get("ok"), error=reply.get("err")),
         )
 
     def _dead_letter(self, record: Record, failure: Failure) -> OutRecord:
@@ -551,6 +631,7 @@ class PartitionProcessor:
         if self.failed is not None:
             raise PartitionLost(f"partition {self.partition} was lost: {self.failed}")
         key = message.session.encode()
+        inv_id = message.invocation_id
         value = step_entry(
             message.id,
             index,
@@ -561,7 +642,7 @@ class PartitionProcessor:
             started_ms=started_ms,
             ended_ms=int(time.time() * 1000),
         )
-        self.journals.setdefault(message.id, {})[index] = unpack(value)
+        self.journals.setdefault(inv_id, {})[index] = unpack(value)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.records.append(OutRecord(self.topics.events, self.partition, key, value))
         self._pending.waiters.append(waiter)
@@ -584,8 +665,10 @@ class PartitionProcessor:
                 if not pending.records and not pending.waiters and not offsets_due:
                     continue
                 extra: list[OutRecord] = []
+                checkpointed = False
                 if self._since_checkpoint + self._pending.events_records >= self.settings.checkpoint_every:
-                    extra = await checkpoint_records(self)
+                    extra = await checkpoint_records(self)  # empty if it had to be skipped
+                    checkpointed = True
                     watermark = self.offsets.watermark()
                 batch, self._pending = self._pending, _Pending([], [])
                 # Done entries record their inbox offset, so a restore skips what finished even
@@ -597,7 +680,7 @@ class PartitionProcessor:
                     or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
                 )
                 await self._commit(batch.records + extra, watermark if commit_offsets else None)
-                self._since_checkpoint = 0 if extra else self._since_checkpoint + batch.events_records
+                self._since_checkpoint = 0 if checkpointed else self._since_checkpoint + batch.events_records
                 if commit_offsets:
                     self._committed = watermark
                     self._offsets_at = time.monotonic()

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from eventstore.codec import pack, unpack
 from eventstore.records import OutRecord, TopicPartition
 
-from .messages import Message
+from .messages import Message, invocation_id
 from .offsets import NO_OFFSET, OffsetTracker
 from .sessions import Session
 from .suspensions import forget_wait, synthetic
-from .waits import Suspension
+from .waits import Suspension, now_ms
 
 if TYPE_CHECKING:
     from .processor import PartitionProcessor
@@ -57,7 +57,11 @@ async def restore(p: PartitionProcessor) -> int:
         if record.key == CHECKPOINT_KEY:
             checkpoint = int(value["x"])
             finished.update(int(o) for o in value.get("d", ()))
-            p.journals = {str(i): {int(n): e for n, e in entries} for i, entries in value["j"]}
+            if "js" in value:  # journals by invocation id (session-scoped)
+                p.journals = {str(i): {int(n): e for n, e in entries} for i, entries in value["js"]}
+            else:  # written by Tether 0.1: by message id; each is adopted by its invocation's next run
+                p.journals = {}
+                p.legacy_journals = {str(i): {int(n): e for n, e in entries} for i, entries in value.get("j", ())}
             for entry in value.get("w", ()):
                 restore_wait(p, str(entry["key"]).encode(), entry)
             p.completions = {str(k): v for k, v in value.get("c", ())}
@@ -67,8 +71,9 @@ async def restore(p: PartitionProcessor) -> int:
             continue
         entry = unpack(record.value)
         message_id = str(entry["i"])
+        inv_id = invocation_id(record.key.decode(errors="replace"), message_id)
         if entry["k"] == "step":
-            p.journals.setdefault(message_id, {})[int(entry["n"])] = entry
+            p.journals.setdefault(inv_id, {})[int(entry["n"])] = entry
             continue
         if entry["k"] == "awk":
             p.completions[str(entry["id"])] = entry
@@ -82,8 +87,9 @@ async def restore(p: PartitionProcessor) -> int:
             if int(entry["sv"]) > session.version:
                 add_tail(session, entry, record.offset)
             continue
-        forget_wait(p, message_id)
-        p.journals.pop(message_id, None)
+        forget_wait(p, inv_id)
+        p.journals.pop(inv_id, None)
+        p.legacy_journals.pop(message_id, None)
         waiting = p.sessions.get(record.key)
         if waiting is not None and waiting.queue:
             waiting.queue = deque(item for item in waiting.queue if item[1].id != message_id)
@@ -101,6 +107,7 @@ async def restore(p: PartitionProcessor) -> int:
     resume = committed or 0
     p.offsets = OffsetTracker(resume, finished)
     p._committed = resume
+    p.checkpoint_start = checkpoint
     p.stats["restored_records"] = count
     log.info(
         "partition %d restored: %d records, %d sessions, %d open invocations in %.3f s "
@@ -133,44 +140,80 @@ async def checkpoint_records(p: PartitionProcessor) -> list[OutRecord]:
 
     Called before the batch is taken: everything already committed ends at `start`, and
     every event in the batch is already folded into the states snapshotted here.
+
+    A snapshot over `max_message_bytes` is skipped with a warning (the events stay the truth):
+    the checkpoint then starts no later than the session's first event that no snapshot
+    covers, so a restore still reads them. A checkpoint record over the limit (too many large
+    open journals) skips the whole checkpoint; the next one tries again.
     """
     start = await p.log.end_offset(p.topics.events, p.partition)
+    limit = p.settings.max_message_bytes
     out: list[OutRecord] = []
+    written: list[Session] = []
     for session in p.sessions.values():
         if session.dirty and session.state is None and session.tail:
             obj = p.objects.get(session.object_name)
             if obj is None:  # cannot fold it here: keep its events for the next restore
                 start = min(start, int(session.tail_from))
                 continue
-            session.load(obj, p.settings.dedupe_window)
+            session.load(obj, p.settings.retention_ms)
         if session.dirty and session.state is not None:
-            out.append(
-                OutRecord(
-                    p.topics.snapshots,
-                    p.partition,
-                    session.key,
-                    pack(session.snapshot_value()),
-                    ((SNAPSHOT_VERSION_HEADER, str(session.version).encode()),),
-                )
+            session.expire(now_ms(), p.settings.retention_ms)
+            snapshot = OutRecord(
+                p.topics.snapshots,
+                p.partition,
+                session.key,
+                pack(session.snapshot_value()),
+                ((SNAPSHOT_VERSION_HEADER, str(session.version).encode()),),
             )
-            session.dirty = False
+            if snapshot.size > limit:
+                if session.uncovered_from is None:
+                    session.uncovered_from = p.checkpoint_start
+                start = min(start, session.uncovered_from)
+                log.warning(
+                    "partition %d: snapshot of %s is %d bytes, over max_message_bytes=%d; skipped (its "
+                    "events stay the truth: restores of this partition read from event offset %d on)",
+                    p.partition,
+                    session.key.decode(errors="replace"),
+                    snapshot.size,
+                    limit,
+                    session.uncovered_from,
+                )
+                continue
+            out.append(snapshot)
+            written.append(session)
     journals = [[i, [[n, e] for n, e in entries.items()]] for i, entries in p.journals.items()]
-    out.append(
-        OutRecord(
-            p.topics.snapshots,
-            p.partition,
-            CHECKPOINT_KEY,
-            pack(
-                {
-                    "x": start,
-                    "j": journals,
-                    "d": p.offsets.done_above_watermark(),
-                    "w": wait_entries(p),
-                    "c": [[k, v] for k, v in p.completions.items()],
-                }
-            ),
-        )
+    legacy = [[i, [[n, e] for n, e in entries.items()]] for i, entries in p.legacy_journals.items()]
+    checkpoint = OutRecord(
+        p.topics.snapshots,
+        p.partition,
+        CHECKPOINT_KEY,
+        pack(
+            {
+                "x": start,
+                "js": journals,
+                "j": legacy,
+                "d": p.offsets.done_above_watermark(),
+                "w": wait_entries(p),
+                "c": [[k, v] for k, v in p.completions.items()],
+            }
+        ),
     )
+    if checkpoint.size > limit:
+        log.warning(
+            "partition %d: checkpoint record is %d bytes (open journals: %d), over max_message_bytes=%d; "
+            "checkpoint skipped",
+            p.partition,
+            checkpoint.size,
+            len(p.journals),
+            limit,
+        )
+        return []
+    for session in written:
+        session.dirty = False
+        session.uncovered_from = None
+    out.append(checkpoint)
+    p.checkpoint_start = start
     log.info("partition %d checkpoint: %d snapshots, events from %d", p.partition, len(out) - 1, start)
     return out
 
@@ -180,8 +223,9 @@ def restore_wait(p: PartitionProcessor, key: bytes, entry: dict[str, Any]) -> No
     message = Message.model_validate(entry["m"])
     session = p._session(key)
     kind = entry["k"]
+    inv_id = message.invocation_id
     if kind == "sus":
-        p.suspended[message.id] = Suspension(
+        p.suspended[inv_id] = Suspension(
             message,
             int(entry["o"]),
             entry.get("t"),
@@ -189,17 +233,17 @@ def restore_wait(p: PartitionProcessor, key: bytes, entry: dict[str, Any]) -> No
             int(entry.get("ne", 0)),
             parked=bool(entry.get("pk")),
         )
-        session.blocked_by = message.id
+        session.blocked_by = inv_id
         if entry.get("t") is not None:
-            p.timers.schedule(message.id, int(entry["t"]))
+            p.timers.schedule(inv_id, int(entry["t"]))
         if entry.get("a") is not None and entry["a"] in p.completions:
-            p.timers.schedule(message.id, 0)
+            p.timers.schedule(inv_id, 0)
     elif kind == "q":
         if all(m.id != message.id for _, m, _ in session.queue):
             session.queue.append((NO_OFFSET, message, synthetic(p, message, int(entry["o"]))))
     elif kind == "dly":
-        p.delayed[message.id] = (message, int(entry["o"]))
-        p.timers.schedule(message.id, int(entry["t"]))
+        p.delayed[inv_id] = (message, int(entry["o"]))
+        p.timers.schedule(inv_id, int(entry["t"]))
 
 
 def wait_entries(p: PartitionProcessor) -> list[dict[str, Any]]:
@@ -230,7 +274,7 @@ def wait_entries(p: PartitionProcessor) -> list[dict[str, Any]]:
         )
     for session in p.sessions.values():
         for _, message, record in session.queue:
-            if session.blocked_by is not None and message.id != session.blocked_by:
+            if session.blocked_by is not None and message.invocation_id != session.blocked_by:
                 out.append(
                     {"k": "q", "m": message.model_dump(by_alias=True), "o": record.offset, "key": message.session}
                 )

@@ -12,6 +12,7 @@ from eventstore.codec import unpack
 
 from .definitions import VirtualObject
 from .messages import Message
+from .waits import now_ms
 
 
 @dataclass
@@ -32,12 +33,16 @@ class Session:
     """Events-topic offset of the first tail entry (where a restore must start to see it)."""
     state: BaseModel | None = None
     version: int = 0
-    recent: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    recent: OrderedDict[str, tuple[int, dict[str, Any]]] = field(default_factory=OrderedDict)
+    """Finished message ids of the retention period: id -> (finished at ms, reply), oldest first."""
     queue: deque[tuple[int, Message, Any]] = field(default_factory=deque)
     running: bool = False
     blocked_by: str | None = None
     """Id of the suspended invocation that later messages wait behind."""
     dirty: bool = False
+    uncovered_from: int | None = None
+    """Events offset a restore must start at to see this session's events that no snapshot
+    covers (set while its snapshot is too large to write)."""
     last_used: float = 0.0
 
     @property
@@ -45,15 +50,16 @@ class Session:
         """Whether `state` is decoded and current."""
         return self.state is not None
 
-    def load(self, obj: VirtualObject[Any], recent_limit: int) -> BaseModel:
+    def load(self, obj: VirtualObject[Any], retention_ms: int) -> BaseModel:
         """Decode snapshot + tail into `state` (once) and return it."""
         if self.state is not None:
             return self.state
+        now = now_ms()
         if self.snapshot is not None:
             snapshot = unpack(self.snapshot)
             state: BaseModel = obj.state_type.model_validate(snapshot["s"])
             self.version = int(snapshot["sv"])
-            self.recent = OrderedDict((str(k), v) for k, v in snapshot.get("rc", ()))
+            self.recent = OrderedDict(_remembered(item, now) for item in snapshot.get("rc", ()))
         else:
             state = obj.initial_state()
         for entry in self.tail:
@@ -61,16 +67,34 @@ class Session:
                 state = obj.fold(state, obj.codec.decode_envelope(envelope))
             self.version = int(entry["sv"])
             if entry["k"] == "done":
-                self.remember(entry["i"], reply_of(entry), recent_limit)
+                self.remember(str(entry["i"]), reply_of(entry), int(entry.get("t1") or now), retention_ms)
         self.tail.clear()
         self.state = state
+        self.expire(now, retention_ms)
         return self.state
 
-    def remember(self, message_id: str, reply: dict[str, Any], limit: int) -> None:
-        """Keep the reply of a finished message for deduplication (bounded window)."""
-        self.recent[message_id] = reply
-        while len(self.recent) > limit:
-            self.recent.popitem(last=False)
+    def remember(self, message_id: str, reply: dict[str, Any], finished_ms: int, retention_ms: int) -> None:
+        """Keep the reply of a finished message for deduplication, for `retention_ms`."""
+        self.recent[message_id] = (finished_ms, reply)
+        self.recent.move_to_end(message_id)
+        self.expire(finished_ms, retention_ms)
+
+    def recorded(self, message_id: str, now: int, retention_ms: int) -> dict[str, Any] | None:
+        """The recorded reply of `message_id` if it finished within the retention period."""
+        found = self.recent.get(message_id)
+        if found is None or found[0] < now - retention_ms:
+            return None
+        return found[1]
+
+    def expire(self, now: int, retention_ms: int) -> None:
+        """Forget message ids that finished longer than `retention_ms` ago (oldest first)."""
+        cutoff = now - retention_ms
+        recent = self.recent
+        while recent:
+            oldest = next(iter(recent.values()))
+            if oldest[0] >= cutoff:
+                break
+            recent.popitem(last=False)
 
     def snapshot_value(self) -> dict[str, Any]:
         """What a snapshot of this (loaded) session stores."""
@@ -78,7 +102,7 @@ class Session:
         return {
             "s": self.state.model_dump(mode="json"),
             "sv": self.version,
-            "rc": [[k, v] for k, v in self.recent.items()],
+            "rc": [[k, reply, at] for k, (at, reply) in self.recent.items()],
         }
 
     def passivate(self, snapshot: bytes) -> None:
@@ -86,6 +110,17 @@ class Session:
         self.snapshot = snapshot
         self.state = None
         self.recent = OrderedDict()
+
+
+def _remembered(item: Any, now: int) -> tuple[str, tuple[int, dict[str, Any]]]:
+    """One snapshot ``rc`` item: ``[id, reply, finished_ms]``.
+
+    Snapshots written before idempotency became a retention period (Tether 0.1) hold
+    ``[id, reply]``: those ids are kept for a full retention period from the upgrade.
+    """
+    if len(item) >= 3:
+        return str(item[0]), (int(item[2]), item[1])
+    return str(item[0]), (now, item[1])
 
 
 def reply_of(entry: dict[str, Any]) -> dict[str, Any]:

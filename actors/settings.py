@@ -17,8 +17,10 @@ class RuntimeSettings(BaseModel):
     """Events-topic records between checkpoints (snapshots of changed sessions); bounds restore."""
     max_resident_sessions: int = Field(default=10_000, ge=1)
     """Decoded sessions kept per partition; idle ones beyond it keep only their snapshot."""
-    dedupe_window: int = Field(default=128, ge=1)
-    """Finished message ids remembered per session to answer retried sends once."""
+    idempotency_retention: float = Field(default=86_400.0, gt=0)
+    """Seconds a finished message id (an idempotency key) is remembered per session: a retry
+    within it applies once and gets the recorded reply; after it, the same id is a new message.
+    Kept in the session's snapshot, so it survives restarts and rebalances."""
     max_backlog: int = Field(default=20_000, ge=1)
     """Fetched-but-unfinished messages per worker before fetching pauses (backpressure)."""
     max_message_bytes: int = Field(default=1_000_000, ge=1024)
@@ -28,9 +30,18 @@ class RuntimeSettings(BaseModel):
     """Seconds between inbox offset commits (each done entry also records its offset)."""
     fetch_timeout: float = 0.1
     """Seconds a fetch waits for new inbox records."""
+    check_state_writes: bool = True
+    """Fail an invocation whose handler wrote `ctx.state` directly (a change in no event, lost on
+    restart) with `StateMutationError`. Costs one dump of the state per read; turn off only for
+    handlers known to treat state as read-only."""
     stall_warning: float = Field(default=1.0, gt=0)
     """Seconds the worker's event loop may be blocked (by handler code that does not await)
     before the worker logs a warning: while it is blocked, the group's heartbeats stop too."""
+
+    @property
+    def retention_ms(self) -> int:
+        """`idempotency_retention` in milliseconds."""
+        return int(self.idempotency_retention * 1000)
 
 
 class Settings(LogSettings):

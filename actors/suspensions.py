@@ -17,9 +17,10 @@ from eventstore.records import OutRecord, Record
 from .errors import TerminalError
 from .invocation import Invocation
 from .messages import Message
+from .messages import invocation_id as invocation_id_of
 from .offsets import NO_OFFSET
 from .sessions import Session
-from .waits import Suspension, completion_entry, parse_awakeable_id, queued_entry, suspend_entry
+from .waits import Suspension, completion_entry, now_ms, parse_awakeable_id, queued_entry, suspend_entry
 
 if TYPE_CHECKING:
     from .processor import PartitionProcessor
@@ -46,23 +47,32 @@ def suspend(
     The events it emitted so far commit now (so a waiting approval request is visible);
     when it resumes, its replay skips those `emit` calls.
     """
-    original = p.suspended.get(message.id)
+    inv_id = message.invocation_id
+    original = p.suspended.get(inv_id)
     inbox_offset = original.offset if original is not None else offset
     emitted = (original.emitted if original is not None else 0) + len(ctx.events)
     events = [p.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
+    value = suspend_entry(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1)
+    record = events_record(p, session, value)
+    oversize = p._oversize(message, [record])
+    if oversize is not None:
+        synthetic_record = synthetic(p, message, inbox_offset)
+        p._fail_message(
+            synthetic_record, message, oversize, "oversize", ctx.attempt, [], session=session, offset=offset
+        )
+        return
     if ctx.events:
         session.state = ctx.state
         session.dirty = True
     session.version += 1
-    p.suspended[message.id] = Suspension(message, inbox_offset, wake_ms, awakeable, emitted)
-    session.blocked_by = message.id
+    p.suspended[inv_id] = Suspension(message, inbox_offset, wake_ms, awakeable, emitted)
+    session.blocked_by = inv_id
     if wake_ms is not None:
-        p.timers.schedule(message.id, wake_ms)
+        p.timers.schedule(inv_id, wake_ms)
     if awakeable is not None and awakeable in p.completions:
-        timer_due(p, message.id)  # resolved while it was still running
-    value = suspend_entry(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version)
+        timer_due(p, inv_id)  # resolved while it was still running
     log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
-    p._finish(offset, [events_record(p, session, value)], events_records=1)
+    p._finish(offset, [record], events_records=1)
 
 
 def adopt(p: PartitionProcessor, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
@@ -82,15 +92,22 @@ def resolve(p: PartitionProcessor, session: Session, record: Record, message: Me
     payload = message.payload if isinstance(message.payload, dict) else {}
     awk_id = str(payload.get("id", ""))
     try:
-        _, _, invocation_id = parse_awakeable_id(awk_id)
+        object_name, key, waiting_id = parse_awakeable_id(awk_id)
     except ValueError as exc:
         p._fail_message(record, message, TerminalError(str(exc)), "terminal", 1, [])
         return
+    if f"{object_name}/{key}" != message.session:
+        # An awakeable belongs to the session its id names; a resolution sent elsewhere
+        # must not complete (or even learn of) another session's promise.
+        error = TerminalError(f"awakeable {awk_id!r} does not belong to session {message.session!r}")
+        p._refuse(record, message, error, record.offset)
+        return
+    invocation_id = invocation_id_of(message.session, waiting_id)
     records: list[OutRecord] = []
     if awk_id not in p.completions:
         reply = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
         p.completions[awk_id] = reply
-        records.append(events_record(p, session, completion_entry(invocation_id, awk_id, reply)))
+        records.append(events_record(p, session, completion_entry(waiting_id, awk_id, reply)))
     if message.reply_partition is not None:
         records.append(p._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
     p._finish(record.offset, records, events_records=1 if records else 0)
@@ -100,7 +117,10 @@ def resolve(p: PartitionProcessor, session: Session, record: Record, message: Me
 
 
 def timer_due(p: PartitionProcessor, message_id: str) -> None:
-    """A timer fired or an awakeable completed: run the invocation (or delayed message)."""
+    """A timer fired or an awakeable completed: run the invocation (or delayed message).
+
+    `message_id` is the invocation id (session-scoped) that waits and timers are keyed by.
+    """
     delayed = p.delayed.pop(message_id, None)
     if delayed is not None:
         message, offset = delayed
@@ -124,7 +144,7 @@ def timer_due(p: PartitionProcessor, message_id: str) -> None:
         resolution = p.completions.get(waiting.awakeable or "", {}).get("ok")
         if isinstance(resolution, dict) and isinstance(resolution.get("replay"), dict):
             replay = Message.model_validate(resolution["replay"])
-            if replay.id not in session.recent:
+            if session.recorded(replay.id, now_ms(), p.settings.retention_ms) is None:
                 session.queue.appendleft((NO_OFFSET, replay, synthetic(p, replay, waiting.offset)))
         if session.queue and not session.running:
             session.running = True

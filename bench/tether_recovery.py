@@ -49,7 +49,6 @@ NEVER = 2**62
 """``checkpoint_every`` that never checkpoints."""
 TXN_RECORDS = CHECKPOINT_EVERY
 """Done entries per generating transaction (the runtime checkpoints at this boundary)."""
-DEDUPE_WINDOW = RuntimeSettings().dedupe_window
 SINGLE_RUN_FROM = 1_000_000
 """From this size on, the variant without snapshots is restored once, not `runs` times (it takes
 tens of seconds and more than a GiB; the snapshot variants restore `runs` times)."""
@@ -76,19 +75,17 @@ def _expected_versions(events: int) -> list[int]:
 
 
 class _Sessions:
-    """What the runtime keeps per session to snapshot it: version, count, dedupe window."""
+    """What the runtime keeps per session to snapshot it: version, count, and the message ids of
+    the idempotency retention (all of them: the generated log is younger than the retention)."""
 
     def __init__(self) -> None:
         self.version = [0] * SESSIONS
-        self.recent: list[OrderedDict[str, dict[str, Any]]] = [OrderedDict() for _ in range(SESSIONS)]
+        self.recent: list[OrderedDict[str, tuple[dict[str, Any], int]]] = [OrderedDict() for _ in range(SESSIONS)]
         self.dirty: set[int] = set()
 
     def apply(self, j: int, message_id: str) -> int:
         v = self.version[j] = self.version[j] + 1
-        recent = self.recent[j]
-        recent[message_id] = {"ok": {"value": v}}
-        while len(recent) > DEDUPE_WINDOW:
-            recent.popitem(last=False)
+        self.recent[j][message_id] = ({"ok": {"value": v}}, int(time.time() * 1000))
         self.dirty.add(j)
         return v
 
@@ -99,7 +96,7 @@ class _Sessions:
             value = {
                 "s": {"count": self.version[j]},
                 "sv": self.version[j],
-                "rc": [[k, v] for k, v in self.recent[j].items()],
+                "rc": [[k, v, at] for k, (v, at) in self.recent[j].items()],
             }
             out.append(
                 OutRecord(topic, 0, _key(j), pack(value), ((SNAPSHOT_VERSION_HEADER, str(self.version[j]).encode()),))
@@ -270,7 +267,7 @@ async def _restore(bootstrap: str, namespace: str, checkpoint_every: int, events
             # Sessions decode lazily, on their first message: decode all of them once.
             t0 = time.perf_counter()
             for session in processor.sessions.values():
-                session.load(apps.counter, settings.runtime.dedupe_window)
+                session.load(apps.counter, settings.runtime.retention_ms)
             load_s = time.perf_counter() - t0
             expected = _expected_versions(events)
             wrong = [

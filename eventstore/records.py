@@ -44,3 +44,12 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default=())
+
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers: what a record size limit is checked against."""
+        return (
+            len(self.key or b"")
+            + len(self.value or b"")
+            + sum(len(name) + len(value or b"") for name, value in self.headers)
+        )

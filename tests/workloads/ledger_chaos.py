@@ -21,6 +21,7 @@ from ledger_sessions import Op, apply, ask, relay
 from session_harness import WAIT, Invocations, read_invocations
 
 from actors import CallTimeoutError, Client
+from actors.messages import invocation_id
 from eventstore import EventLog, Topics
 
 
@@ -188,13 +189,15 @@ async def verify(load: LedgerLoad, client: Client, log: EventLog, topics: Topics
     # recorded is the last one: nothing ran again after the step was journaled. Earlier
     # executions are crashes before the journal commit (at-least-once before journaling).
     executions = read_ledger(ledger)
-    expected_iks = {f"{i}:effect" for i in invocations.done}
+    # Effect keys derive from ctx.invocation_id: unique per (session, message id).
+    effect_key = {i: f"{invocation_id(e['session'], i)}:effect" for i, e in invocations.done.items()}
+    expected_iks = set(effect_key.values())
     assert set(executions) == expected_iks, sorted(set(executions) ^ expected_iks)[:10]
     reexecuted = 0
     for message_id in invocations.done:
         step = invocations.steps.get((message_id, 0))
         assert step is not None and step["name"] == "effect", (message_id, step)
-        tokens = executions[f"{message_id}:effect"]
+        tokens = executions[effect_key[message_id]]
         assert step["r"] in tokens, (message_id, step["r"], tokens)
         assert tokens[-1] == step["r"], f"{message_id}: effect ran again after it was journaled: {tokens}"
         assert len(set(tokens)) == len(tokens)

@@ -1,0 +1,196 @@
+"""Sessions never see each other's data (issue 11), on both backends.
+
+Idempotency keys are scoped to the session; step results keep their declared type on replay;
+`ctx.state` cannot be written behind the folds' back; every record is checked against the size
+limit before it is written; a caller's mistake is answered, not dead-lettered; a malformed reply
+record costs no other call its reply; dedupe is a retention period, not a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
+
+import isolation_sessions as iso  # noqa: E402
+from session_harness import WAIT, Runtime, assert_eventually, open_runtime, settings_for  # noqa: E402
+
+from actors import InvocationError, RuntimeSettings, UnknownHandlerError, UnknownObjectError  # noqa: E402
+from actors import deadletters as dl  # noqa: E402
+from eventstore import OutRecord, unpack  # noqa: E402
+
+BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+OBJECTS = [iso.acct, iso.typed, iso.big]
+
+
+@pytest.fixture
+async def rt(request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
+    iso.reset()
+    runtime = RuntimeSettings(idempotency_retention=3.0) if "retention" in request.node.name else None
+    settings = settings_for(request, backend, tmp_path, namespace, partitions=2, runtime=runtime)
+    async with open_runtime(OBJECTS, settings) as started:
+        yield started
+
+
+async def _steps_by_session(rt: Runtime) -> dict[str, list[dict[str, object]]]:
+    out: dict[str, list[dict[str, object]]] = {}
+    for record in await rt.records(rt.topics.events):
+        assert record.key is not None and record.value is not None
+        entry = unpack(record.value)
+        if entry["k"] == "step":
+            out.setdefault(record.key.decode(), []).append(entry)
+    return out
+
+
+@BOTH
+async def test_one_idempotency_key_on_50_sessions_stays_apart(rt: Runtime) -> None:
+    keys = [f"k{n}" for n in range(50)]
+    receipts = await asyncio.gather(
+        *(
+            rt.client.call(iso.add, key, iso.Add(by=n), timeout=WAIT, idempotency_key="order-7")
+            for n, key in enumerate(keys)
+        )
+    )
+    for n, (key, receipt) in enumerate(zip(keys, receipts, strict=True)):
+        assert (receipt.key, receipt.by, receipt.step_key, receipt.total) == (key, n, key, n)
+    for derived in ("invocation_id", "uuid", "random"):
+        values = {getattr(r, derived) for r in receipts}
+        assert len(values) == 50, f"{derived} collides across sessions: {len(values)} distinct of 50"
+    assert all(iso.STEPS[f"{key}:effect"] == 1 for key in keys)
+    journals = await _steps_by_session(rt)
+    for key in keys:
+        steps = journals[f"acct/{key}"]
+        assert [s["r"]["key"] for s in steps] == [key]  # type: ignore[index]
+    # The same key on one session still applies once and returns the recorded reply.
+    again = await rt.client.call(iso.add, "k3", iso.Add(by=999), timeout=WAIT, idempotency_key="order-7")
+    assert again == receipts[3]
+    assert (await rt.state("acct", "k3"))["n"] == 3
+
+
+@BOTH
+async def test_step_results_keep_their_type_live_and_on_replay(rt: Runtime) -> None:
+    reply = await rt.client.call(iso.gather, "t1", iso.Fetch(), timeout=WAIT)
+    assert reply.kinds == ["Doc", "Hit", "Doc"]
+    live, replayed = iso.SEEN
+    assert (live["attempt"], replayed["attempt"]) == (1, 2)
+    for seen in (live, replayed):
+        assert seen["doc"] == iso.Doc(url="https://example.com", words=42)
+        assert seen["hits"] == [iso.Hit("a", 0.9), iso.Hit("b", 0.5)] and dataclasses.is_dataclass(seen["hits"][0])
+        assert seen["docs"] == [iso.Doc(url="u1", words=1), iso.Doc(url="u2", words=2)]
+    # Across a worker restart: the new owner replays the journal from the log.
+    iso.SEEN.clear()
+    message_id = await rt.client.send(iso.gather, "t2", iso.Fetch(fail_first=False, gate="hold"))
+    await assert_eventually(lambda: _seen(1))
+    await rt.restart_worker()
+    iso.gate("hold").set()
+    await assert_eventually(lambda: _seen(2))
+    assert iso.SEEN[0]["docs"] == iso.SEEN[1]["docs"] and type(iso.SEEN[1]["doc"]) is iso.Doc
+    assert type(iso.SEEN[1]["hits"][0]) is iso.Hit
+    assert message_id
+
+
+def _seen(count: int) -> None:
+    assert len(iso.SEEN) == count, f"attempts seen: {len(iso.SEEN)}"
+
+
+@BOTH
+async def test_undeclared_step_type_fails_live_naming_the_step(rt: Runtime) -> None:
+    with pytest.raises(InvocationError) as failed:
+        await rt.client.call(iso.undeclared, "u1", iso.Fetch(), timeout=WAIT)
+    text = str(failed.value)
+    assert "'fetch'" in text and "result_type=" in text and "Doc" in text
+
+
+@BOTH
+async def test_writing_ctx_state_is_refused(rt: Runtime) -> None:
+    for handler in (iso.poke_state, iso.poke_nested):
+        with pytest.raises(InvocationError) as refused:
+            await rt.client.call(handler, "p1", iso.Add(by=100), timeout=WAIT)
+        assert refused.value.error_type == "StateMutationError"
+        assert "emit an event" in str(refused.value)
+    assert (await rt.state("acct", "p1")) == {"n": 0, "log": []}
+
+
+@BOTH
+async def test_oversized_records_fail_their_invocation_and_the_partition_goes_on(rt: Runtime) -> None:
+    neighbours = [f"n{i}" for i in range(100)]
+    started = time.monotonic()
+    failures = {}
+    for what in ("step", "reply", "events"):
+        with pytest.raises(InvocationError) as too_big:
+            await rt.client.call(iso.produce, f"big-{what}", iso.Size(what=what), timeout=WAIT)
+        failures[what] = too_big.value
+        assert too_big.value.error_type in ("RecordTooLargeError", "TerminalError"), too_big.value
+        assert "bytes" in str(too_big.value) and "max_message_bytes" in str(too_big.value)
+    replies = await asyncio.gather(*(rt.client.call(iso.add, key, iso.Add(by=1), timeout=WAIT) for key in neighbours))
+    assert [r.key for r in replies] == neighbours
+    assert time.monotonic() - started < WAIT
+    letters = {r.header(dl.KEY): r for r in await rt.dead_letters()}
+    for what in ("step", "reply", "events"):
+        letter = letters[f"big-{what}".encode()]
+        message = (letter.header(dl.EXCEPTION_MESSAGE) or b"").decode()
+        assert "bytes" in message and "max_message_bytes" in message, message
+    # The step failure went through the step's retry policy first, then the handler's.
+    assert (await rt.state("big", "big-events"))["n"] == 0
+
+
+@BOTH
+async def test_caller_mistakes_are_answered_not_dead_lettered(rt: Runtime) -> None:
+    with pytest.raises(UnknownObjectError):
+        await rt.client.call_raw("acc", "k", "add", {"by": 1}, timeout=WAIT)
+    with pytest.raises(UnknownHandlerError):
+        await rt.client.call_raw("acct", "k", "nosuch", {"by": 1}, timeout=WAIT)
+    with pytest.raises(InvocationError):
+        await rt.client.call_raw("acct", "k", "add", {"by": "many"}, timeout=WAIT)
+    with pytest.raises(UnknownObjectError):
+        await rt.client.state("acc", "k", timeout=WAIT)
+    # The same mistakes on a one-way send have no caller to tell: they are dead-lettered.
+    sent = await rt.client.send_raw("acc", "k", "add", {"by": 1})
+    letter = await rt.dead_letter(sent)
+    assert letter.header(dl.ERROR_CLASS) == b"UnknownObjectError"
+    assert [r.header(dl.MESSAGE_ID) for r in await rt.dead_letters()] == [sent.encode()]
+
+
+@BOTH
+async def test_a_malformed_reply_record_costs_no_other_call_its_reply(rt: Runtime) -> None:
+    keys = [f"r{i}" for i in range(100)]
+    gate = "replies"
+    calls = [
+        asyncio.ensure_future(rt.client.call(iso.add, key, iso.Add(by=1, gate=gate), timeout=WAIT)) for key in keys
+    ]
+    await asyncio.sleep(0.5)
+    partition = rt.client._reply_partition
+    garbage = [b"\xc1garbage", b"\x93\x01\x02\x03", b"", b"\x81\xa2id\xc0"]
+    await rt.log.append([OutRecord(rt.topics.replies, partition, b"junk", value) for value in garbage])
+    iso.gate(gate).set()
+    replies = await asyncio.gather(*calls)
+    assert [r.key for r in replies] == keys
+
+
+@BOTH
+async def test_a_retried_send_applies_once_after_1000_messages_and_a_restart(rt: Runtime) -> None:
+    await rt.client.send(iso.add, "d1", iso.Add(by=1), idempotency_key="order-1")
+    await rt.client.send_many(iso.add, [("d1", iso.Add(by=0)) for _ in range(1000)])
+    await rt.client.send(iso.add, "d1", iso.Add(by=1), idempotency_key="order-1")
+    assert (await rt.client.call(iso.add, "d1", iso.Add(by=0), timeout=WAIT)).total == 1
+    await rt.restart_worker()
+    await rt.client.send(iso.add, "d1", iso.Add(by=1), idempotency_key="order-1")
+    assert (await rt.client.call(iso.add, "d1", iso.Add(by=0), timeout=WAIT)).total == 1
+
+
+@BOTH
+async def test_an_idempotency_key_is_new_after_the_retention(rt: Runtime) -> None:
+    assert rt.settings.runtime.idempotency_retention == 3.0
+    await rt.client.send(iso.add, "e1", iso.Add(by=1), idempotency_key="order-1")
+    await rt.client.send(iso.add, "e1", iso.Add(by=1), idempotency_key="order-1")
+    assert (await rt.client.call(iso.add, "e1", iso.Add(by=0), timeout=WAIT)).total == 1
+    await asyncio.sleep(3.5)
+    await rt.client.send(iso.add, "e1", iso.Add(by=1), idempotency_key="order-1")
+    assert (await rt.client.call(iso.add, "e1", iso.Add(by=0), timeout=WAIT)).total == 2
