@@ -44,6 +44,8 @@ class Total(BaseModel):
 class Add(BaseModel):
     by: int
     gate: str | None = None
+    work: float = 0.0
+    """Seconds the step's side effect takes (a window for a kill to land in)."""
 
 
 class Added(BaseModel):
@@ -75,8 +77,10 @@ def _added(state: Total, event: Added) -> None:
 async def add(ctx: ObjectContext[Total], req: Add) -> Receipt:
     """Add `by` (through a journaled step that records which session ran it)."""
 
-    def effect() -> dict[str, Any]:
+    async def effect() -> dict[str, Any]:
         STEPS[f"{ctx.key}:effect"] += 1
+        if req.work:
+            await asyncio.sleep(req.work)
         return {"key": ctx.key, "by": req.by}
 
     seen = await ctx.run("effect", effect)
@@ -156,6 +160,18 @@ async def gather(ctx: ObjectContext[Total], req: Fetch) -> Kinds:
 
 
 @typed.handler()
+async def gather_slowly(ctx: ObjectContext[Total], req: Fetch) -> Kinds:
+    """The steps of `gather`, then a pause (a window for a kill -9), then the types it holds and
+    whether they equal the values the steps return live."""
+    doc = await ctx.run("fetch", fetch_doc)
+    hits = await ctx.run("rank", rank_hits)
+    docs = await ctx.run("more", lambda: [Doc(url="u1", words=1), Doc(url="u2", words=2)], result_type=list[Doc])
+    await asyncio.sleep(2.0)
+    same = doc == fetch_doc() and hits == rank_hits() and docs == [Doc(url="u1", words=1), Doc(url="u2", words=2)]
+    return Kinds(kinds=[type(doc).__name__, type(hits[0]).__name__, type(docs[0]).__name__, f"equal={same}"])
+
+
+@typed.handler()
 async def undeclared(ctx: ObjectContext[Total], req: Fetch) -> Kinds:
     """A lambda step returning a model without declaring its type: refused live."""
     doc = await ctx.run("fetch", lambda: Doc(url="x", words=1))
@@ -196,3 +212,7 @@ async def produce(ctx: ObjectContext[Total], req: Size) -> Blob:
     if req.what == "reply":
         return Blob(data="r" * req.bytes)
     return Blob(data="small")
+
+
+SERVED = [acct, typed, big]
+"""What the chaos tests' worker subprocess serves (``isolation_sessions:SERVED``)."""
