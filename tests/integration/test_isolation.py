@@ -24,6 +24,7 @@ from session_harness import WAIT, Runtime, assert_eventually, open_runtime, sett
 
 from actors import InvocationError, RuntimeSettings, UnknownHandlerError, UnknownObjectError  # noqa: E402
 from actors import deadletters as dl  # noqa: E402
+from actors.inspect import restart_invocation  # noqa: E402
 from eventstore import OutRecord, unpack  # noqa: E402
 
 BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -94,6 +95,19 @@ async def test_step_results_keep_their_type_live_and_on_replay(rt: Runtime) -> N
     assert iso.SEEN[0]["docs"] == iso.SEEN[1]["docs"] and type(iso.SEEN[1]["doc"]) is iso.Doc
     assert type(iso.SEEN[1]["hits"][0]) is iso.Hit
     assert message_id
+
+
+@BOTH
+async def test_step_results_keep_their_type_after_restart_from_a_step(rt: Runtime) -> None:
+    await rt.client.call(iso.gather, "t3", iso.Fetch(fail_first=False), timeout=WAIT)
+    new_id = await restart_invocation(rt.settings, "typed", "t3", from_step=2)
+    await assert_eventually(lambda: _seen(2))
+    live, restarted = iso.SEEN
+    assert ":restart:" in new_id  # a new message that reuses the journal of steps 0 and 1
+    for name in ("doc", "hits", "docs"):
+        assert restarted[name] == live[name], name
+        assert type(restarted[name]) is type(live[name]), name
+    assert type(restarted["hits"][0]) is iso.Hit and type(restarted["docs"][0]) is iso.Doc
 
 
 def _seen(count: int) -> None:
