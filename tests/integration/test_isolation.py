@@ -124,7 +124,7 @@ async def test_undeclared_step_type_fails_live_naming_the_step(rt: Runtime) -> N
 
 @BOTH
 async def test_writing_ctx_state_is_refused(rt: Runtime) -> None:
-    for handler in (iso.poke_state, iso.poke_nested):
+    for handler in (iso.poke_state, iso.poke_nested, iso.poke_after_emit, iso.poke_shared):
         with pytest.raises(InvocationError) as refused:
             await rt.client.call(handler, "p1", iso.Add(by=100), timeout=WAIT)
         assert refused.value.error_type == "StateMutationError"

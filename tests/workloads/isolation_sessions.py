@@ -112,6 +112,21 @@ async def poke_nested(ctx: ObjectContext[Total], req: Add) -> Total:
     return Total(n=ctx.state.n)
 
 
+@acct.handler()
+async def poke_after_emit(ctx: ObjectContext[Total], req: Add) -> Total:
+    """Emits an event, then writes the state the fold produced (still refused)."""
+    ctx.emit(Added(by=req.by, tag="legit"))
+    ctx.state.n = -1
+    return Total(n=ctx.state.n)
+
+
+@acct.handler(kind="shared")
+async def poke_shared(ctx: ObjectContext[Total], req: Add) -> Total:
+    """A shared handler that writes state (refused too)."""
+    ctx.state.log.append("shared")
+    return Total(n=ctx.state.n)
+
+
 # -- typed: step results keep their type on replay ---------------------------------------------
 class Doc(BaseModel):
     url: str

@@ -1,0 +1,126 @@
+"""Stored formats that outlive releases: golden bytes of what Tether 0.1 wrote, read by today's
+code (upcast), and of what it writes now (pinned).
+
+Tether 0.1 kept a count of recent message ids per session (``rc: [[id, reply]]``), journals in
+checkpoints by message id alone (``j``), and replies without their session. Since 0.2: ``rc``
+items carry when the message finished, checkpoints hold journals by invocation id (``js``), and
+replies name their session (``s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
+
+import isolation_sessions as iso  # noqa: E402
+from session_harness import WAIT, make_settings, open_runtime  # noqa: E402
+
+from actors import Client, Settings  # noqa: E402
+from actors.messages import Message, invocation_id, reply_value, session_key  # noqa: E402
+from actors.restore import CHECKPOINT_KEY  # noqa: E402
+from actors.sessions import Session  # noqa: E402
+from actors.waits import now_ms  # noqa: E402
+from eventstore import OutRecord, Topics, pack, partition_for, unpack  # noqa: E402
+
+DAY_MS = 86_400_000
+
+# Written by Tether 0.1 (f0dfbbc): a snapshot, a checkpoint with one open journal, a reply.
+OLD_SNAPSHOT = b"\x83\xa1s\x82\xa1n\x03\xa3log\x91\xa1a\xa2sv\x03\xa2rc\x91\x92\xa7order-7\x81\xa2ok\x81\xa1n\x03"
+OLD_REPLY = b"\x82\xa2id\xa7order-7\xa2ok\x81\xa1n\x03"
+
+# Written since 0.2.
+NEW_SNAPSHOT = (
+    b"\x83\xa1s\x82\xa1n\x03\xa3log\x91\xa1a\xa2sv\x03\xa2rc\x91\x93\xa7order-7\x81\xa2ok\x81\xa1n\x03"
+    b"\xcf\x00\x00\x01\x8f4\x06\x9e\x00"
+)
+NEW_REPLY = b"\x83\xa2id\xa7order-7\xa1s\xa7acct/ka\xa2ok\x81\xa1n\x03"
+
+
+def test_invocation_ids_are_pinned() -> None:
+    # Effect keys in users' systems derive from these (f"{ctx.invocation_id}:{name}"): pinned.
+    assert invocation_id("acct/ka", "order-7") == "inv_pzym5psuwaokm42v46afg4b6be"
+    assert invocation_id("acct/kb", "order-7") == "inv_7qf3shlpe7zsfplknuipddjroa"
+    message = Message(id="order-7", o="acct", k="ka", h="add", p={}, ts=0)
+    assert message.invocation_id == invocation_id("acct/ka", "order-7")
+    # No choice of key and id makes two sessions' ids meet (a separator would let them).
+    assert invocation_id("a/b#c", "d") != invocation_id("a/b", "c#d")
+
+
+def test_a_tether_0_1_snapshot_keeps_its_message_ids_for_a_retention_from_the_upgrade() -> None:
+    session = Session(key=b"acct/ka", object_name="acct", snapshot=OLD_SNAPSHOT)
+    before = now_ms()
+    state = session.load(iso.acct, DAY_MS)
+    assert state == iso.Total(n=3, log=["a"]) and session.version == 3
+    assert session.recorded("order-7", now_ms(), DAY_MS) == {"ok": {"n": 3}}
+    ((_, (finished, _)),) = session.recent.items()
+    assert finished >= before
+    assert session.recorded("order-7", finished + DAY_MS + 1, DAY_MS) is None
+
+
+def test_snapshot_golden_bytes() -> None:
+    session = Session(key=b"acct/ka", object_name="acct", state=iso.Total(n=3, log=["a"]), version=3)
+    session.remember("order-7", {"ok": {"n": 3}}, 1_714_564_800_000, DAY_MS * 10_000)
+    assert pack(session.snapshot_value()) == NEW_SNAPSHOT
+    again = Session(key=b"acct/ka", object_name="acct", snapshot=NEW_SNAPSHOT)
+    again.load(iso.acct, DAY_MS * 10_000)
+    assert again.recent == session.recent
+
+
+def test_message_ids_expire_after_the_retention_oldest_first() -> None:
+    session = Session(key=b"acct/ka", object_name="acct", state=iso.Total())
+    for n in range(5):
+        session.remember(f"m{n}", {"ok": n}, 1000 * n, 2500)
+    assert list(session.recent) == ["m2", "m3", "m4"]  # m0 and m1 finished more than 2.5 s before m4
+    assert session.recorded("m2", 4000, 2500) == {"ok": 2}
+    assert session.recorded("m2", 5000, 2500) is None
+
+
+def test_reply_golden_bytes() -> None:
+    assert reply_value("order-7", "acct/ka", result={"n": 3}) == NEW_REPLY
+
+
+async def test_the_client_routes_replies_by_session_and_takes_tether_0_1_replies_when_unambiguous(
+    tmp_path: Path,
+) -> None:
+    client = Client(Settings(backend="embedded", data_dir=tmp_path))
+    loop = asyncio.get_running_loop()
+    ka, kb = loop.create_future(), loop.create_future()
+    client._waiting[("acct/ka", "order-7")] = ka
+    client._waiting[("acct/kb", "order-7")] = kb
+    client._deliver(NEW_REPLY, 0)
+    assert ka.done() and not kb.done() and unpack(NEW_REPLY) == ka.result()
+    client._deliver(OLD_REPLY, 1)  # one waiting call left with that id: it is the one
+    assert kb.done() and kb.result() == unpack(OLD_REPLY)
+    c1, c2 = loop.create_future(), loop.create_future()
+    client._waiting[("acct/kc", "order-7")] = c1
+    client._waiting[("acct/kd", "order-7")] = c2
+    client._deliver(OLD_REPLY, 2)  # ambiguous: delivered to neither (the call times out, retries)
+    assert not c1.done() and not c2.done()
+    for garbage in (b"\xc1", b"\x93\x01\x02\x03", None, pack({"id": 7})):
+        client._deliver(garbage, 3)  # logged and skipped
+
+
+async def test_a_tether_0_1_checkpoint_journal_is_adopted_by_its_invocation(tmp_path: Path, namespace: str) -> None:
+    """An invocation open at the upgrade resumes from the journal a 0.1 checkpoint holds."""
+    iso.reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    topics = Topics(namespace)
+    key = session_key("acct", "ka")
+    async with open_runtime([iso.acct], settings, start_worker=False) as rt:
+        p = partition_for(key, settings.partitions)
+        step = {"k": "step", "i": "order-7", "n": 0, "name": "effect", "r": {"key": "ka", "by": 5}, "a": 1}
+        checkpoint = {"x": 0, "j": [["order-7", [[0, step]]]], "d": [], "w": [], "c": []}
+        message = Message(id="order-7", o="acct", k="ka", h="add", p={"by": 5}, rp=None, ts=1)
+        await rt.log.append(
+            [
+                OutRecord(topics.snapshots, p, CHECKPOINT_KEY, pack(checkpoint)),
+                OutRecord(topics.inbox, p, key, message.encode()),
+            ]
+        )
+        await rt.start_worker()
+        receipt = await rt.client.call(iso.add, "ka", iso.Add(by=0), timeout=WAIT)
+        assert receipt.total == 5  # order-7 applied (before this call), once
+        assert iso.STEPS["ka:effect"] == 1  # only this call's step ran: order-7's came from the journal
