@@ -29,16 +29,16 @@ def _escape(char: str) -> str:
 
 
 def printable(text: str, *, multiline: bool = False) -> str:
-    """`text` with every character `str.isprintable` refuses written as a visible escape.
+    r"""`text` with every character `str.isprintable` refuses written as a visible escape.
 
     That is C0 and C1 controls, DEL, bidi overrides and other format characters, line and
-    paragraph separators, unassigned and private-use code points: ESC becomes ``\\x1b``, U+202E
-    ``\\u202e``, a tab ``\\t``. Backslashes are left as they are (Windows paths stay readable),
+    paragraph separators, unassigned and private-use code points: ESC becomes ``\x1b``, U+202E
+    ``\u202e``, a tab ``\t``. Backslashes are left as they are (Windows paths stay readable),
     so `--json` is the exact form when it matters.
 
     Args:
         text: What a record holds.
-        multiline: Keep newlines (a stack trace); otherwise they are shown as ``\\n`` too.
+        multiline: Keep newlines (a stack trace); otherwise they are shown as ``\n`` too.
     """
     if text.isprintable():
         return text
