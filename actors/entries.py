@@ -123,3 +123,40 @@ def wait_of(entry: dict[str, Any]) -> Wait | None:
         awakeable=str(awakeable) if awakeable is not None else None,
         parked=bool(entry.get("pk")),
     )
+
+
+class OpenWaits:
+    """The waits of one session still open after the entries seen so far, in log order.
+
+    A ``done`` entry ends every wait of its message id. A queued message that had finished
+    before (a retried send with the same id) is answered from the dedupe window without a
+    ``done`` entry of its own: it counts as waiting only while the session is still blocked.
+    """
+
+    def __init__(self) -> None:
+        self._waits: dict[tuple[str, str], Wait] = {}
+        self._done: set[str] = set()
+        self._completed: set[str] = set()
+
+    def see(self, entry: dict[str, Any]) -> None:
+        """Take the next entry of the session into account (any kind)."""
+        wait = wait_of(entry)
+        if wait is not None:
+            self._waits[(wait.kind, wait.invocation)] = wait
+        elif entry.get("k") == DONE:
+            invocation = str(entry.get("i"))
+            self._done.add(invocation)
+            for k in [k for k in self._waits if k[1] == invocation]:
+                del self._waits[k]
+        elif entry.get("k") == COMPLETION:
+            self._completed.add(str(entry.get("id")))
+
+    @property
+    def open(self) -> list[Wait]:
+        """The open waits."""
+        blocked = any(w.kind == SUSPENDED for w in self._waits.values())
+        return [w for w in self._waits.values() if blocked or w.kind != QUEUED or w.invocation not in self._done]
+
+    def completed(self, wait: Wait) -> bool:
+        """Whether the awakeable `wait` waits for was resolved or rejected (it resumes soon)."""
+        return wait.awakeable is not None and wait.awakeable in self._completed

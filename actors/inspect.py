@@ -16,7 +16,19 @@ from eventstore import DecodeError, Record, Topics, UsageError, open_log, partit
 
 from .client import Client
 from .definitions import VirtualObject
-from .entries import COMPLETION, DONE, STEP, VERSIONED, attempts_of, handler_of, kind_of, known, outcome_of, wait_of
+from .entries import (
+    COMPLETION,
+    DONE,
+    STEP,
+    VERSIONED,
+    OpenWaits,
+    attempts_of,
+    handler_of,
+    kind_of,
+    known,
+    outcome_of,
+    wait_of,
+)
 from .errors import SessionNotFoundError
 from .messages import Message, session_key
 from .reading import partitions_of, read_only_log
@@ -163,7 +175,7 @@ async def session_view(
         snapshot_version = int(header) if header is not None else int(unpack(snapshot.value)["sv"])
     tail: list[dict[str, Any]] = []
     events_since: list[dict[str, Any]] = []
-    waits: dict[str, dict[str, Any]] = {}
+    waits = OpenWaits()
     in_flight: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
     version = snapshot_version
@@ -186,20 +198,13 @@ async def session_view(
                     "events": [_envelope(e) for e in entry.get("ev", ())],
                 }
             )
-        wait = wait_of(entry)
-        if wait is not None:
-            waits[invocation] = wait.to_json()
-        elif kind == STEP:
+        waits.see(entry)
+        if kind == STEP:
             result, error = outcome_of(entry)
             in_flight.setdefault(invocation, []).append(
                 {"step": entry.get("n"), "name": entry.get("name"), "result": result, "error": error}
             )
-        elif kind == COMPLETION:
-            for w in waits.values():
-                if w["awakeable"] == entry.get("id"):
-                    w["completed"] = True
         elif kind == DONE:
-            waits.pop(invocation, None)
             in_flight.pop(invocation, None)
     view: dict[str, Any] = {
         "session": f"{object_name}/{key}",
@@ -208,7 +213,7 @@ async def session_view(
         "snapshot_version": snapshot_version if snapshot is not None else None,
         "events_since_snapshot": events_since,
         "in_flight": in_flight,
-        "waits": waits,
+        "waits": {w.invocation: {**w.to_json(), "completed": waits.completed(w)} for w in waits.open},
         "history_length": len(entries),
         "skipped_kinds": skipped,
     }

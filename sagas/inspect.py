@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors import Settings
-from actors.entries import COMPLETION, DONE, STEP, VERSIONED, Wait, attempts_of, kind_of, known, outcome_of, wait_of
+from actors.entries import COMPLETION, DONE, STEP, VERSIONED, OpenWaits, Wait, attempts_of, kind_of, known, outcome_of
 from actors.reading import partitions_of, read_only_log
 from eventstore import DecodeError, Record, Topics, partition_for, unpack
 
@@ -92,7 +92,7 @@ class _Partition:
         self.found = found
         self.codec = codec()
         self.open_steps: dict[bytes, dict[str, list[dict[str, Any]]]] = {}
-        self.waits: dict[bytes, dict[str, Wait]] = {}
+        self.waits: dict[bytes, OpenWaits] = {}
 
     def snapshot(self, record: Record, names: tuple[str, str]) -> None:
         assert record.key is not None and record.value is not None
@@ -127,12 +127,9 @@ class _Partition:
             return
         if kind == COMPLETION:
             return  # the resumed invocation writes what came of it
-        wait = wait_of(entry)
-        if wait is not None:
-            self.waits.setdefault(key, {})[invocation] = wait
-        elif kind == DONE:
+        self.waits.setdefault(key, OpenWaits()).see(entry)
+        if kind == DONE:
             self.open_steps.get(key, {}).pop(invocation, None)
-            self.waits.get(key, {}).pop(invocation, None)
             _, error = outcome_of(entry)
             if error is not None:
                 rec.failures.append({"handler": entry.get("h"), "invocation": invocation, "error": error})
@@ -147,7 +144,7 @@ class _Partition:
                 self.found[key].in_flight = [s for steps in invocations.values() for s in steps]
         for key, waits in self.waits.items():
             if key in self.found:
-                self.found[key].waits = list(waits.values())
+                self.found[key].waits = waits.open
 
 
 async def read_sagas(settings: Settings, *, saga: str | None = None, saga_id: str | None = None) -> list[SagaRecord]:
