@@ -19,8 +19,10 @@ import click
 
 from eventstore.errors import TetherError
 
+from .errors import NamespaceNotFoundError, SessionNotFoundError
 from .logs import configure_logging
 from .settings import Settings
+from .terminal import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,8 +72,11 @@ def settings_options(fn: F) -> F:
         settings = base.model_copy(update=overrides)
         try:
             return fn(settings=settings, **kwargs)
+        except (NamespaceNotFoundError, SessionNotFoundError) as exc:
+            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
+            sys.exit(EXIT_USAGE)
         except TetherError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
             sys.exit(EXIT_UNAVAILABLE if getattr(exc, "retriable", False) else EXIT_FAILURE)
 
     return wrapper  # type: ignore[return-value]
@@ -120,26 +125,37 @@ def sessions() -> None:
 @sessions.command("show")
 @click.argument("object_name", metavar="TYPE")
 @click.argument("key")
+@click.option(
+    "--app",
+    default=None,
+    metavar="MODULE:OBJECT",
+    help="The session types (as for `tether serve`): fold the events since the snapshot into the state.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def sessions_show(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
-    """The state, version and in-flight invocation of session TYPE KEY (read from the log)."""
+def sessions_show(settings: Settings, object_name: str, key: str, app: str | None, as_json: bool) -> None:
+    """State, version, waits and in-flight steps of session TYPE KEY, read from the log.
+
+    Writes nothing, and needs no worker. Without --app the state is the latest snapshot's and
+    the events since it are listed; with --app they are folded in (the exact current state).
+    """
     from .inspect import session_view
 
-    view = asyncio.run(session_view(settings, object_name, key))
+    objects = None
+    if app is not None:
+        from .worker import load_objects
+
+        sys.path.insert(0, ".")
+        objects = load_objects(app)
+    view = asyncio.run(session_view(settings, object_name, key, objects=objects))
     if as_json:
         click.echo(json.dumps(view, indent=2, default=str))
         return
     from rich.console import Console
-    from rich.pretty import Pretty
 
-    console = Console()
-    console.print(f"[bold]{object_name}/{key}[/] version {view['version']}")
-    console.print(Pretty(view["state"]))
-    if view["in_flight"]:
-        console.print("[yellow]in flight:[/]", Pretty(view["in_flight"]))
-    if view["waits"]:
-        console.print("[cyan]waiting:[/]", Pretty(view["waits"]))
+    from .show import print_view
+
+    print_view(Console(highlight=False), view, app=app)
 
 
 @sessions.command("history")
@@ -148,7 +164,7 @@ def sessions_show(settings: Settings, object_name: str, key: str, as_json: bool)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @settings_options
 def sessions_history(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
-    """Invocations, steps and events of session TYPE KEY in log order."""
+    """Invocations, steps, waits and events of session TYPE KEY in log order (writes nothing)."""
     from .inspect import session_history
 
     entries = asyncio.run(session_history(settings, object_name, key))
@@ -157,21 +173,10 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
             click.echo(json.dumps(entry, default=str))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("offset", "kind", "invocation", "name", "attempts", "ms", "result / error")
-    for e in entries:
-        outcome = e.get("error") or e.get("result") or e.get("events")
-        table.add_row(
-            str(e["offset"]),
-            e["kind"],
-            e["invocation"][:18],
-            e.get("name", ""),
-            str(e.get("attempts", "")),
-            str(e.get("duration_ms", "")),
-            json.dumps(outcome, default=str)[:80],
-        )
-    Console().print(table)
+    from .show import print_history
+
+    print_history(Console(highlight=False), entries)
 
 
 @sessions.command("restart")

@@ -2,6 +2,8 @@
 
     TetherError (eventstore.errors)
     ├── UsageError                      definition-time misuse (re-exported)
+    │   ├── NamespaceNotFoundError      a read-only command found no such namespace (nothing is created)
+    │   └── SessionNotFoundError        a read-only command found no record of the session
     └── ActorError
         ├── TerminalError               raised by user code: do not retry
         ├── RetryableError              raised by user code: retry (optionally after `retry_after`)
@@ -34,8 +36,10 @@ __all__ = [
     "InvocationError",
     "JournalMismatchError",
     "MessageTooLargeError",
+    "NamespaceNotFoundError",
     "PartitionLost",
     "RetryableError",
+    "SessionNotFoundError",
     "TerminalError",
     "UnknownHandlerError",
     "UnknownObjectError",
@@ -148,6 +152,14 @@ class JournalMismatchError(TerminalError):
         self.index = index
         self.recorded = recorded
         self.requested = requested
+
+
+class NamespaceNotFoundError(UsageError):
+    """A read-only command found no topics (or no embedded log) for the namespace; it created none."""
+
+
+class SessionNotFoundError(UsageError):
+    """A read-only command found neither a snapshot nor an event of the session."""
 
 
 class PartitionLost(BaseException):  # noqa: N818 - control flow, not an error

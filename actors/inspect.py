@@ -1,90 +1,230 @@
-"""Read-only views of a session for operators: its state and its history, from the log."""
+"""Views of a session for operators, read from the log: its history and its current state.
+
+`session_history` and `session_view` only read (see `actors.reading`): they send no message,
+create no topic and leave no dead letter, whatever the TYPE and KEY. `restart_invocation` is the
+one function here that writes (a new inbox message).
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from eventstore import Topics, UsageError, open_log, partition_for, unpack
+from eventstore import DecodeError, Record, Topics, UsageError, open_log, partition_for, unpack
 
 from .client import Client
-from .errors import CallTimeoutError
+from .definitions import VirtualObject
+from .entries import (
+    COMPLETION,
+    DONE,
+    STEP,
+    VERSIONED,
+    OpenWaits,
+    attempts_of,
+    handler_of,
+    kind_of,
+    known,
+    outcome_of,
+    wait_of,
+)
+from .errors import SessionNotFoundError
 from .messages import Message, session_key
+from .reading import partitions_of, read_only_log
+from .restore import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER
+from .sessions import Session
 from .settings import Settings
+
+UNDECODABLE = "(undecodable)"
+"""The kind shown for an events-topic value that is not msgpack at all."""
+
+
+def _entry(value: bytes) -> Any:
+    try:
+        return unpack(value)
+    except DecodeError:
+        return {"k": UNDECODABLE}
+
+
+def history_item(offset: int, entry: Any) -> dict[str, Any]:
+    """One events-topic entry of a session as `tether sessions history` shows it.
+
+    Entries of a kind this code does not know are kept with ``skipped: True`` and their kind.
+    """
+    kind = kind_of(entry) or UNDECODABLE
+    if not known(entry):
+        return {"offset": offset, "kind": kind, "invocation": str(entry.get("i", "")), "skipped": True}
+    item: dict[str, Any] = {
+        "offset": offset,
+        "inbox_offset": entry.get("o"),
+        "kind": kind,
+        "invocation": str(entry.get("i", "")),
+        "attempts": attempts_of(entry),
+        "duration_ms": (entry.get("t1") or 0) - (entry.get("t0") or 0) if "t0" in entry else None,
+        "name": handler_of(entry),
+    }
+    if kind == STEP:
+        item.update(name=entry.get("name", ""), index=entry.get("n"))
+    elif kind == COMPLETION:
+        item.update(name=f"awakeable {entry.get('id')}")
+    wait = wait_of(entry)
+    if wait is not None:
+        item.update(wake_ms=wait.until_ms, awakeable=wait.awakeable)
+    if kind in VERSIONED:
+        item.update(version=entry.get("sv"), events=entry.get("ev"))
+    result, error = outcome_of(entry)
+    if error is not None:
+        item["error"] = error
+    else:
+        item["result"] = result
+    return item
+
+
+async def _session_records(
+    settings: Settings, object_name: str, key: str
+) -> tuple[int, Record | None, list[tuple[int, Any]], set[str]]:
+    """The session's partition, its latest snapshot record and its events entries.
+
+    Also the other session types with records on that partition, to help with a typo.
+    """
+    topics = Topics(settings.namespace)
+    wanted = session_key(object_name, key)
+    async with read_only_log(settings) as log:
+        partitions = await partitions_of(log, topics, topics.events)
+        await partitions_of(log, topics, topics.snapshots)
+        partition = partition_for(wanted, partitions)
+        others: set[str] = set()
+        snapshot: Record | None = None
+        async for record in log.read(topics.snapshots, partition):
+            if record.key == wanted:
+                snapshot = record if record.value is not None else None
+            elif record.key is not None and record.key != CHECKPOINT_KEY:
+                others.add(record.key.decode(errors="replace").partition("/")[0])
+        entries: list[tuple[int, Any]] = []
+        async for record in log.read(topics.events, partition):
+            if record.key != wanted:
+                if record.key is not None:
+                    others.add(record.key.decode(errors="replace").partition("/")[0])
+            elif record.value is not None:
+                entries.append((record.offset, _entry(record.value)))
+    return partition, snapshot, entries, others
 
 
 async def session_history(settings: Settings, object_name: str, key: str) -> list[dict[str, Any]]:
-    """Every journaled step and finished invocation of one session, in log order."""
-    topics = Topics(settings.namespace)
-    log = open_log(settings)
-    await log.start()
-    try:
-        wanted = session_key(object_name, key)
-        partitions = await log.partition_count(topics.events)
-        out: list[dict[str, Any]] = []
-        async for record in log.read(topics.events, partition_for(wanted, partitions)):
-            if record.key != wanted or record.value is None:
-                continue
-            entry = unpack(record.value)
-            item: dict[str, Any] = {
-                "offset": record.offset,
-                "inbox_offset": entry.get("o"),
-                "kind": entry["k"],
-                "invocation": entry["i"],
-                "attempts": entry.get("a"),
-                "duration_ms": (entry.get("t1") or 0) - (entry.get("t0") or 0),
-            }
-            if entry["k"] == "step":
-                item.update(name=entry["name"], index=entry["n"])
-            elif entry["k"] in ("sus", "q", "dly"):
-                item.update(name=entry["m"].get("h", ""), wake_ms=entry.get("t"), awakeable=entry.get("a"))
-            elif entry["k"] == "awk":
-                item.update(name=f"awakeable {entry['id']}")
-            else:
-                item.update(name=entry.get("h", ""), version=entry.get("sv"), events=entry.get("ev"))
-            if "err" in entry:
-                item["error"] = entry["err"]
-            else:
-                item["result"] = entry.get("r")
-            out.append(item)
-        return out
-    finally:
-        await log.close()
+    """Every journaled step, wait and finished invocation of one session, in log order.
+
+    Raises:
+        NamespaceNotFoundError: the namespace has no topics (nothing is created).
+    """
+    _, _, entries, _ = await _session_records(settings, object_name, key)
+    return [history_item(offset, entry) for offset, entry in entries]
 
 
-async def session_view(settings: Settings, object_name: str, key: str, *, timeout: float = 10.0) -> dict[str, Any]:
-    """State and version (asked of the owning worker) plus in-flight steps (from the log)."""
-    history = await session_history(settings, object_name, key)
-    finished = {e["invocation"] for e in history if e["kind"] == "done"}
-    waits: dict[str, dict[str, Any]] = {}
-    for e in history:
-        if e["kind"] in ("sus", "dly") and e["invocation"] not in finished:
-            # Every wait has a bound or names what ends it: a timer, an awakeable, or both.
-            waits[e["invocation"]] = {
-                "kind": "delayed message" if e["kind"] == "dly" else "suspended invocation",
-                "handler": e["name"],
-                "until_ms": e.get("wake_ms"),
-                "awakeable": e.get("awakeable"),
-            }
+def _not_found(
+    settings: Settings, object_name: str, key: str, partition: int, others: set[str]
+) -> SessionNotFoundError:
+    types = ", ".join(sorted(others)) or "none"
+    return SessionNotFoundError(
+        f"no session {object_name}/{key} in namespace {settings.namespace!r}: partition {partition} "
+        f"holds no snapshot and no event of it. Session types with records on that partition: "
+        f"{types}. Check TYPE and KEY (and --namespace); nothing was written"
+    )
+
+
+def _envelope(envelope: Any) -> Any:
+    if isinstance(envelope, dict) and {"t", "v", "d"} <= envelope.keys():
+        return {"event": envelope["t"], "schema": envelope["v"], "data": envelope["d"]}
+    return envelope
+
+
+def _pick(objects: Sequence[VirtualObject[Any]], object_name: str) -> VirtualObject[Any]:
+    for obj in objects:
+        if obj.name == object_name:
+            return obj
+    names = ", ".join(sorted(o.name for o in objects)) or "none"
+    raise UsageError(f"--app serves no session type {object_name!r} (it serves: {names})")
+
+
+async def session_view(
+    settings: Settings,
+    object_name: str,
+    key: str,
+    *,
+    objects: Sequence[VirtualObject[Any]] | None = None,
+) -> dict[str, Any]:
+    """A session's state, version, open waits and in-flight steps, read from the log as a restore does.
+
+    The state is the latest snapshot's; the events committed after it are listed. With the
+    session type's definition in `objects` (what ``tether serve MODULE:OBJECT`` serves) they are
+    folded into the state, which is then exactly the session's current one.
+
+    Raises:
+        SessionNotFoundError: the log holds no record of the session.
+        NamespaceNotFoundError: the namespace has no topics (nothing is created).
+        UsageError: `objects` has no session type `object_name`.
+        DecodeError: with `objects`, an event that the definition cannot decode.
+    """
+    partition, snapshot, entries, others = await _session_records(settings, object_name, key)
+    if snapshot is None and not entries:
+        raise _not_found(settings, object_name, key, partition, others)
+    snapshot_version = 0
+    if snapshot is not None:
+        assert snapshot.value is not None
+        header = snapshot.header(SNAPSHOT_VERSION_HEADER)
+        snapshot_version = int(header) if header is not None else int(unpack(snapshot.value)["sv"])
+    tail: list[dict[str, Any]] = []
+    events_since: list[dict[str, Any]] = []
+    waits = OpenWaits()
     in_flight: dict[str, list[dict[str, Any]]] = {}
-    for e in history:
-        if e["kind"] == "step" and e["invocation"] not in finished:
-            in_flight.setdefault(e["invocation"], []).append(
-                {"step": e["index"], "name": e["name"], "result": e.get("result"), "error": e.get("error")}
+    skipped: list[str] = []
+    version = snapshot_version
+    for offset, entry in entries:
+        kind = kind_of(entry) or UNDECODABLE
+        if not known(entry):
+            skipped.append(kind)
+            continue
+        invocation = str(entry.get("i"))
+        if kind in VERSIONED and int(entry["sv"]) > snapshot_version:
+            tail.append(entry)
+            version = max(version, int(entry["sv"]))
+            events_since.append(
+                {
+                    "offset": offset,
+                    "kind": kind,
+                    "invocation": invocation,
+                    "handler": handler_of(entry),
+                    "version": int(entry["sv"]),
+                    "events": [_envelope(e) for e in entry.get("ev", ())],
+                }
             )
-    async with Client.connect(settings) as client:
-        try:
-            current = await client.state(object_name, key, timeout=timeout)
-        except CallTimeoutError:
-            current = {"state": None, "version": None, "note": "no worker answered; is one running?"}
-    return {
-        "state": current.get("state"),
-        "version": current.get("version"),
+        waits.see(entry)
+        if kind == STEP:
+            result, error = outcome_of(entry)
+            in_flight.setdefault(invocation, []).append(
+                {"step": entry.get("n"), "name": entry.get("name"), "result": result, "error": error}
+            )
+        elif kind == DONE:
+            in_flight.pop(invocation, None)
+    view: dict[str, Any] = {
+        "session": f"{object_name}/{key}",
+        "partition": partition,
+        "version": version,
+        "snapshot_version": snapshot_version if snapshot is not None else None,
+        "events_since_snapshot": events_since,
         "in_flight": in_flight,
-        "waits": waits,
-        "history_length": len(history),
+        "waits": {w.invocation: {**w.to_json(), "completed": waits.completed(w)} for w in waits.open},
+        "history_length": len(entries),
+        "skipped_kinds": skipped,
     }
+    if objects is not None:
+        obj = _pick(objects, object_name)
+        session = Session(session_key(object_name, key), object_name, snapshot.value if snapshot else None, tail)
+        view.update(state=session.load(obj, 1).model_dump(mode="json"), state_version=version, folded=True)
+    else:
+        state = unpack(snapshot.value)["s"] if snapshot is not None and snapshot.value is not None else None
+        view.update(state=state, state_version=snapshot_version if snapshot is not None else None, folded=False)
+    return view
 
 
 async def restart_invocation(

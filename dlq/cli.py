@@ -14,11 +14,12 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from actors import Settings
 from actors.cli import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, settings_options
+from actors.terminal import data_text, plain
 from eventstore import LogUnavailableError, TetherError
 
 from .deadletters import DeadLetters
@@ -55,13 +56,14 @@ def _err() -> Console:
 
 
 def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
+    # ensure_ascii writes every control character of a record as \uXXXX: none reaches a terminal.
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=True))
 
 
 def _fail(exc: BaseException, code: int, as_json: bool) -> NoReturn:
     if as_json:
         _emit_json({"error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}})
-    _err().print(f"[bold red]error:[/] {escape(str(exc))}")
+    _err().print(Text.assemble(("error:", "bold red"), " ", plain(exc)))
     sys.exit(code)
 
 
@@ -154,8 +156,8 @@ def _when(ms: int | None) -> str:
     return "" if text is None else text.replace("T", " ")[:19]
 
 
-def _where(item: DeadLetter | ItemResult) -> str:
-    return escape(item.session or "?")
+def _where(item: DeadLetter | ItemResult) -> Text:
+    return plain(item.session or "?")
 
 
 # -- the group ---------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ def list_command(settings: Settings, limit: int, as_json: bool, **filters: Any) 
         _emit_json({"total": total, "shown": len(letters), "items": [x.to_json() for x in letters]})
         return
     if not letters:
-        _out().print(f"no dead letters in namespace {escape(settings.namespace)}")
+        _out().print(plain(f"no dead letters in namespace {settings.namespace}"))
         return
     table = Table("id", "status", "category", "session", "handler", "error", "last failure")
     table.columns[0].no_wrap = True
@@ -196,10 +198,10 @@ def list_command(settings: Settings, limit: int, as_json: bool, **filters: Any) 
         table.add_row(
             x.id,
             x.status,
-            x.category,
+            plain(x.category),
             _where(x),
-            escape(x.handler or ""),
-            escape(f"{x.error_class}: {x.summary_line}"[:100]),
+            plain(x.handler),
+            plain(f"{x.error_class}: {x.summary_line}", limit=100),
             _when(x.seen_ms),
         )
     console = _out()
@@ -238,7 +240,7 @@ def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: A
         _emit_json({"total": total, "groups": [r.to_json() for r in rows]})
         return
     if not rows:
-        _out().print(f"no dead letters in namespace {escape(settings.namespace)}")
+        _out().print(plain(f"no dead letters in namespace {settings.namespace}"))
         return
     table = Table("count", "pending")
     for name in fields:
@@ -246,9 +248,9 @@ def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: A
     table.add_column("first / last seen")
     table.add_column("example", no_wrap=True)
     for r in rows:
-        cells = [str(r.count), str(r.statuses.get("pending", 0))]
-        cells += [escape(str(getattr(r, name)))[:120] for name in fields]
-        cells += [f"{_when(r.first_seen_ms)}\n{_when(r.last_seen_ms)}", r.example_id]
+        cells = [plain(r.count), plain(r.statuses.get("pending", 0))]
+        cells += [plain(getattr(r, name), limit=120) for name in fields]
+        cells += [Text(f"{_when(r.first_seen_ms)}\n{_when(r.last_seen_ms)}"), plain(r.example_id)]
         table.add_row(*cells)
     console = _out()
     console.print(table)
@@ -272,7 +274,7 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None
         return
     data = letter.to_json(detail=True)
     console = _out()
-    console.print(f"[bold]dead letter {letter.id}[/] ({letter.status}, {letter.category})")
+    console.print(Text.assemble((f"dead letter {letter.id}", "bold"), plain(f" ({letter.status}, {letter.category})")))
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
@@ -295,34 +297,38 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None
         ("record key", render_bytes(letter.key)),
     ):
         if value is not None:
-            facts.add_row(label, escape(str(value)))
+            facts.add_row(label, plain(value, multiline=label == "error"))
     console.print(facts)
     if letter.resolution is not None:
         r = letter.resolution
         console.print(
-            f"[bold]status:[/] {r.status} at {iso(r.at_ms)} by {escape(r.by)}"
-            + (f" as {escape(r.replay_message_id)}" if r.replay_message_id else "")
-            + (f": {escape(r.reason)}" if r.reason else "")
+            Text.assemble(
+                ("status:", "bold"),
+                plain(
+                    f" {r.status} at {iso(r.at_ms)} by {r.by}"
+                    + (f" as {r.replay_message_id}" if r.replay_message_id else "")
+                    + (f": {r.reason}" if r.reason else "")
+                ),
+            )
         )
         for t in r.history:
             console.print(
-                f"  earlier: {t.status} at {iso(t.at_ms)} by {escape(t.by)}"
-                + (f": {escape(t.reason)}" if t.reason else "")
+                plain(f"  earlier: {t.status} at {iso(t.at_ms)} by {t.by}" + (f": {t.reason}" if t.reason else ""))
             )
     if letter.message is not None:
         console.print("[bold]payload:[/]")
-        console.print(escape(json.dumps(letter.payload, indent=2, default=str)))
+        console.print(data_text(letter.payload))
     else:
-        console.print(f"[bold yellow]poison record:[/] {escape(letter.decode_error or '')}")
-        console.print(f"value: {escape(render_bytes(letter.value) or '(none)')[:2000]}")
+        console.print(Text.assemble(("poison record:", "bold yellow"), " ", plain(letter.decode_error)))
+        console.print(Text.assemble("value: ", plain(render_bytes(letter.value) or "(none)", limit=2000)))
     headers = Table("header", "value", title="headers")
     for k, v in letter.headers:
         if k != "kafka_dlt-exception-stacktrace":
-            headers.add_row(escape(k), escape((render_bytes(v) or "")[:200]))
+            headers.add_row(plain(k), plain(render_bytes(v), limit=200))
     console.print(headers)
     if letter.stacktrace:
         console.print("[bold]stack trace:[/]")
-        console.print(escape(letter.stacktrace.rstrip()))
+        console.print(plain(letter.stacktrace.rstrip(), multiline=True))
 
 
 def _selection(
@@ -347,11 +353,11 @@ def _print_report(report: Report, *, as_json: bool) -> None:
             for item in shown[:ITEM_ROWS]:
                 style = {"failed": "red", "skipped": "yellow"}.get(item.outcome, "green")
                 table.add_row(
-                    item.id,
-                    f"[{style}]{item.outcome}[/]",
+                    plain(item.id),
+                    Text(item.outcome, style=style),
                     _where(item) if item.object_name else "",
-                    escape(item.handler or ""),
-                    escape(item.reason or item.message_id or ""),
+                    plain(item.handler),
+                    plain(item.reason or item.message_id),
                 )
             console.print(table)
             if len(shown) > ITEM_ROWS:

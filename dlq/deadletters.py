@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import Any
 
 from actors import Client, Settings
-from eventstore import EventLog, Topics, open_log
+from eventstore import EmbeddedLog, EventLog, Topics, open_log
 
 from .discard import discard as discard_letters
-from .errors import InvalidFilterError, NoMatchError
+from .errors import InvalidFilterError, NoDeadLetterTopicError, NoMatchError
 from .inspector import GROUP_FIELDS, Filter, GroupField, Inspector, StatsRow, group_stats
 from .records import DeadLetter
 from .replayer import CHUNK, Replayer, Transform, unpark
@@ -69,8 +69,12 @@ class DeadLetters:
 
         Raises:
             LogUnavailableError: the broker (or the data directory) cannot be reached.
+            NoDeadLetterTopicError: there is no embedded log at all (none is created).
         """
         if self._owns_log:
+            if isinstance(self._log, EmbeddedLog) and not self._log.path.exists():
+                # A typo in --data-dir: reading must not leave a new, empty log behind.
+                raise NoDeadLetterTopicError(self.topics.dlq, namespace=self.topics.namespace)
             await self._log.start()
 
     async def close(self) -> None:

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Any
 
 import click
+from rich.text import Text
 
 from actors import Client, Settings
 from actors.cli import EXIT_FAILURE, settings_options
+from actors.terminal import data_text, plain, printable
 
 from .client import SagaClient
 from .events import SagaStatus, StepState
@@ -40,9 +42,8 @@ def _when(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
 
 
-def _paint(text: str) -> str:
-    color = _COLORS.get(text)
-    return f"[{color}]{text}[/]" if color else text
+def _paint(text: str) -> Text:
+    return plain(text, style=_COLORS.get(text, ""))
 
 
 def _summary(rec: SagaRecord) -> dict[str, Any]:
@@ -62,6 +63,9 @@ def _summary(rec: SagaRecord) -> dict[str, Any]:
         "started_at": s.started_at.isoformat() if s.started_at else None,
         "ended_at": s.ended_at.isoformat() if s.ended_at else None,
         "note": note,
+        "waiting": rec.waiting,
+        "waits": [w.to_json() for w in rec.waits],
+        "skipped_kinds": rec.skipped_kinds,
     }
 
 
@@ -96,14 +100,18 @@ def list_sagas(settings: Settings, status: str | None, saga_name: str | None, as
     for column in table.columns[:6]:
         column.no_wrap = True
     for row in rows:
+        cell = _paint(row["status"])
+        if row["waiting"]:
+            cell.append(" (waiting)", style="cyan")
+        note = "; ".join(n for n in (row["waiting"] and f"waiting: {row['waiting']}", row["note"]) if n)
         table.add_row(
-            row["saga_id"],
-            row["saga"],
-            _paint(row["status"]),
+            plain(row["saga_id"]),
+            plain(row["saga"]),
+            cell,
             f"{row['steps_done']}/{row['steps']}",
             (row["started_at"] or "")[:19].replace("T", " "),
             (row["ended_at"] or "")[11:19],
-            row["note"][:70],
+            plain(note, limit=100),
         )
     console = Console()
     console.print(table)
@@ -138,20 +146,27 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
             "state": s.model_dump(mode="json"),
             "in_flight": rec.in_flight,
             "failures": rec.failures,
+            "waiting": rec.waiting,
+            "waits": [w.to_json() for w in rec.waits],
+            "skipped_kinds": rec.skipped_kinds,
         }
         click.echo(json.dumps(out, indent=2, default=str))
         return
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]saga {rec.saga}/{rec.saga_id}[/]: {_paint(s.status)}")
-    console.print(f"input: {json.dumps(s.input)}")
+    console = Console(highlight=False)
+    console.print(Text.assemble(plain(f"saga {rec.saga}/{rec.saga_id}", style="bold"), ": ", _paint(s.status)))
+    if rec.waiting:
+        console.print(Text.assemble(("waiting: ", "cyan"), plain(rec.waiting)))
+    console.print(Text.assemble("input: ", data_text(s.input, indent=None)))
     console.print(f"started {_when(s.started_at)}" + (f", ended {_when(s.ended_at)}" if s.ended_at else ""))
     if s.failed_step and s.failure is not None:
-        console.print(f"[red]failed step[/] {s.failed_step}: {s.failure.type}: {s.failure.message}")
+        console.print(
+            Text.assemble(("failed step ", "red"), plain(f"{s.failed_step}: {s.failure.type}: {s.failure.message}"))
+        )
     if s.stuck is not None:
-        console.print(f"[bold red]stuck[/] since {_when(s.stuck.at)}: {s.stuck.reason}")
+        console.print(Text.assemble(("stuck", "bold red"), plain(f" since {_when(s.stuck.at)}: {s.stuck.reason}")))
     if s.resumes:
         console.print(f"resumed {s.resumes} time(s)")
     table = Table("group", "step", "status", "action attempts", "result / error", "compensation")
@@ -159,32 +174,33 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
         column.no_wrap = True
     for step in s.steps:
         if step.error is not None:
-            outcome = f"[red]{step.error.type}: {step.error.message}[/]"
+            outcome = plain(f"{step.error.type}: {step.error.message}", style="red", limit=80)
             if step.uncertain:
-                outcome = "[yellow]may have taken effect[/] " + outcome
+                outcome = Text.assemble(("may have taken effect ", "yellow"), outcome)
         else:
-            outcome = json.dumps(step.result) if step.result is not None else ""
-        comp = ""
-        if step.compensable:
-            comp = _attempts(step.compensation_attempts) or "-"
-            if step.compensation_error is not None:
-                comp += f" [red]{step.compensation_error.type}: {step.compensation_error.message}[/]"
-        table.add_row(
-            str(step.group),
-            step.name,
-            _paint(step.status),
-            _attempts(step.attempts),
-            outcome[:80],
-            comp[:80],
-        )
+            outcome = data_text(step.result, indent=None, limit=80) if step.result is not None else Text("")
+        comp = Text(_attempts(step.compensation_attempts) or "-") if step.compensable else Text("")
+        if step.compensable and step.compensation_error is not None:
+            error = step.compensation_error
+            comp.append_text(plain(f" {error.type}: {error.message}", style="red", limit=80))
+        table.add_row(str(step.group), plain(step.name), _paint(step.status), _attempts(step.attempts), outcome, comp)
     console.print(table)
     if rec.in_flight:
         console.print("[yellow]in flight (journaled attempts of an unfinished invocation):[/]")
         for e in rec.in_flight:
             what = e.get("error") or e.get("result")
-            console.print(f"  #{e['index']} {e['name']}: {json.dumps(what, default=str)[:100]}")
+            console.print(
+                Text.assemble(plain(f"  #{e['index']} {e['name']}: "), data_text(what, indent=None, limit=100))
+            )
     for f in rec.failures:
-        console.print(f"[red]dead-lettered[/] {f['handler']}: {f['error'].get('message', '')[:200]}")
+        message = str(f["error"].get("message", ""))
+        console.print(Text.assemble(("dead-lettered ", "red"), plain(f"{f['handler']}: {message}", limit=200)))
+    if rec.skipped_kinds:
+        kinds = ", ".join(sorted(set(rec.skipped_kinds)))
+        console.print(
+            plain(f"skipped {len(rec.skipped_kinds)} entry(ies) of unknown kind {kinds} (a newer Tether?)"),
+            style="yellow",
+        )
 
 
 @saga.command("retry")
@@ -205,7 +221,7 @@ def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: floa
 
     name, result = asyncio.run(go())
     if result.resumed:
-        click.echo(f"saga {name}/{saga_id}: {result.message} (now {result.status})")
+        click.echo(printable(f"saga {name}/{saga_id}: {result.message} (now {result.status})"))
         return
-    click.secho(f"saga {name}/{saga_id}: {result.message}", fg="yellow", err=True)
+    click.secho(printable(f"saga {name}/{saga_id}: {result.message}"), fg="yellow", err=True)
     sys.exit(EXIT_FAILURE)

@@ -2,21 +2,26 @@
 
 A saga's state is the fold of its events, and the folds know nothing of the definition, so any
 saga of any definition can be rebuilt here. Per partition: the latest snapshot of each
-coordinator session, then the ``done`` entries after it (one per finished invocation, carrying
-its events), plus the ``step`` entries of an invocation still in flight.
+coordinator session, then the entries after it: ``done`` (a finished invocation and its
+events) and ``sus`` (a wait, a durable backoff, with the events before it) are folded; ``step``
+entries of an unfinished invocation, and the waits (``sus``, ``q``, ``dly``) not yet ended by a
+``done`` entry, are shown as such. Entries of a kind this code does not know are skipped and
+named (`SagaRecord.skipped_kinds`). Nothing is written.
 
-This module reads the runtime's events-topic entries (``k``, ``i``, ``sv``, ``ev``, ``h``,
-``err``; steps ``n``, ``name``, ``r``, ``a``, ``t0``, ``t1``) and snapshot values (``s``,
-``sv``): the one place where the saga layer depends on that wire format.
+The entry kinds and their fields are read through `actors.entries`: the one place where the
+saga layer meets that wire format.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from actors import Settings
-from eventstore import Topics, open_log, partition_for, unpack
+from actors.entries import COMPLETION, DONE, STEP, VERSIONED, OpenWaits, Wait, attempts_of, kind_of, known, outcome_of
+from actors.reading import partitions_of, read_only_log
+from eventstore import DecodeError, Record, Topics, partition_for, unpack
 
 from .definitions import OBJECT_PREFIX, object_name
 from .errors import SagaError, SagaNotFoundError
@@ -41,6 +46,34 @@ class SagaRecord:
     """Journaled attempts of an invocation that has not finished (running now, or crashed)."""
     failures: list[dict[str, Any]] = field(default_factory=list)
     """Invocations that failed for good (each one a dead letter), newest last."""
+    waits: list[Wait] = field(default_factory=list)
+    """Open waits of the coordinator: a durable backoff, and the messages queued behind it."""
+    skipped_kinds: list[str] = field(default_factory=list)
+    """Kinds of the entries this code could not read (written by a newer Tether), in log order."""
+
+    @property
+    def waiting(self) -> str | None:
+        """What the saga waits for, in a few words; None when it does not wait."""
+        timers = [w for w in self.waits if w.kind != "q"]
+        queued = len(self.waits) - len(timers)
+        if not self.waits:
+            return None
+        parts = []
+        for w in timers:
+            if w.parked:
+                parts.append("parked behind a dead letter")
+            elif w.until_ms is not None:
+                parts.append(f"backoff until {iso_ms(w.until_ms)}")
+            else:
+                parts.append(f"awakeable {w.awakeable}")
+        if queued:
+            parts.append(f"{queued} message(s) queued behind it")
+        return "; ".join(parts)
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC, to the second."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 def _split(key: bytes | None) -> tuple[str, str] | None:
@@ -51,66 +84,98 @@ def _split(key: bytes | None) -> tuple[str, str] | None:
     return obj[len(OBJECT_PREFIX) :], saga_id
 
 
+class _Partition:
+    """The sagas of one partition, folded from its snapshots and events records in order."""
+
+    def __init__(self, partition: int, found: dict[bytes, SagaRecord]) -> None:
+        self.partition = partition
+        self.found = found
+        self.codec = codec()
+        self.open_steps: dict[bytes, dict[str, list[dict[str, Any]]]] = {}
+        self.waits: dict[bytes, OpenWaits] = {}
+
+    def snapshot(self, record: Record, names: tuple[str, str]) -> None:
+        assert record.key is not None and record.value is not None
+        value = unpack(record.value)
+        self.found[record.key] = SagaRecord(
+            saga=names[0],
+            saga_id=names[1],
+            partition=self.partition,
+            state=SagaState.model_validate(value["s"]),
+            version=int(value["sv"]),
+        )
+
+    def event(self, record: Record, names: tuple[str, str]) -> None:
+        assert record.key is not None and record.value is not None
+        key = record.key
+        rec = self.found.get(key)
+        if rec is None:
+            rec = self.found[key] = SagaRecord(
+                saga=names[0], saga_id=names[1], partition=self.partition, state=SagaState()
+            )
+        try:
+            entry = unpack(record.value)
+        except DecodeError:
+            entry = None
+        if not known(entry):
+            rec.skipped_kinds.append(kind_of(entry) or "(undecodable)")
+            return
+        kind = entry["k"]
+        invocation = str(entry.get("i"))
+        if kind == STEP:
+            self.open_steps.setdefault(key, {}).setdefault(invocation, []).append(_step_view(entry))
+            return
+        if kind == COMPLETION:
+            return  # the resumed invocation writes what came of it
+        self.waits.setdefault(key, OpenWaits()).see(entry)
+        if kind == DONE:
+            self.open_steps.get(key, {}).pop(invocation, None)
+            _, error = outcome_of(entry)
+            if error is not None:
+                rec.failures.append({"handler": entry.get("h"), "invocation": invocation, "error": error})
+        if kind in VERSIONED and int(entry["sv"]) > rec.version:  # else covered by the snapshot
+            rec.version = int(entry["sv"])
+            for envelope in entry.get("ev", ()):
+                apply(rec.state, self.codec.decode_envelope(envelope))
+
+    def finish(self) -> None:
+        for key, invocations in self.open_steps.items():
+            if key in self.found:
+                self.found[key].in_flight = [s for steps in invocations.values() for s in steps]
+        for key, waits in self.waits.items():
+            if key in self.found:
+                self.found[key].waits = waits.open
+
+
 async def read_sagas(settings: Settings, *, saga: str | None = None, saga_id: str | None = None) -> list[SagaRecord]:
     """Every saga in the namespace (optionally one definition, or one id), in log order.
 
     With both `saga` and `saga_id` only that saga's partition is read.
+
+    Raises:
+        NamespaceNotFoundError: the namespace has no topics (nothing is created).
     """
     topics = Topics(settings.namespace)
-    events_codec = codec()
-    log = open_log(settings)
-    await log.start()
-    try:
-        partitions = await log.partition_count(topics.events)
+    async with read_only_log(settings) as log:
+        partitions = await partitions_of(log, topics, topics.events)
+        await partitions_of(log, topics, topics.snapshots)
         wanted = range(partitions)
         if saga is not None and saga_id is not None:
             key = f"{object_name(saga)}/{saga_id}".encode()
             wanted = range(partition_for(key, partitions), partition_for(key, partitions) + 1)
         found: dict[bytes, SagaRecord] = {}
         for p in wanted:
-            open_steps: dict[bytes, dict[str, list[dict[str, Any]]]] = {}
+            part = _Partition(p, found)
             async for record in log.read(topics.snapshots, p):
                 names = _split(record.key)
-                if names is None or record.value is None or not _match(names, saga, saga_id):
-                    continue
-                value = unpack(record.value)
-                assert record.key is not None
-                found[record.key] = SagaRecord(
-                    saga=names[0],
-                    saga_id=names[1],
-                    partition=p,
-                    state=SagaState.model_validate(value["s"]),
-                    version=int(value["sv"]),
-                )
+                if names is not None and record.value is not None and _match(names, saga, saga_id):
+                    part.snapshot(record, names)
             async for record in log.read(topics.events, p):
                 names = _split(record.key)
-                if names is None or record.value is None or not _match(names, saga, saga_id):
-                    continue
-                assert record.key is not None
-                entry = unpack(record.value)
-                rec = found.get(record.key)
-                if rec is None:
-                    rec = found[record.key] = SagaRecord(
-                        saga=names[0], saga_id=names[1], partition=p, state=SagaState()
-                    )
-                invocation = str(entry["i"])
-                if entry["k"] == "step":
-                    open_steps.setdefault(record.key, {}).setdefault(invocation, []).append(_step_view(entry))
-                    continue
-                open_steps.get(record.key, {}).pop(invocation, None)
-                if int(entry["sv"]) <= rec.version:
-                    continue  # covered by the snapshot
-                rec.version = int(entry["sv"])
-                for envelope in entry.get("ev", ()):
-                    apply(rec.state, events_codec.decode_envelope(envelope))
-                if "err" in entry:
-                    rec.failures.append({"handler": entry.get("h"), "invocation": invocation, "error": entry["err"]})
-            for key, invocations in open_steps.items():
-                if key in found:
-                    found[key].in_flight = [s for steps in invocations.values() for s in steps]
-        return [r for r in found.values() if r.state.status != "new" or r.failures]
-    finally:
-        await log.close()
+                if names is not None and record.value is not None and _match(names, saga, saga_id):
+                    part.event(record, names)
+            part.finish()
+    return [r for r in found.values() if r.state.status != "new" or r.failures or r.waits or r.skipped_kinds]
 
 
 def _match(names: tuple[str, str], saga: str | None, saga_id: str | None) -> bool:
@@ -122,13 +187,14 @@ def _step_view(entry: dict[str, Any]) -> dict[str, Any]:
         "invocation": entry["i"],
         "index": entry.get("n"),
         "name": entry.get("name"),
-        "attempts": entry.get("a"),
+        "attempts": attempts_of(entry),
         "ms": (entry.get("t1") or 0) - (entry.get("t0") or 0),
     }
-    if "err" in entry:
-        view["error"] = entry["err"]
+    result, error = outcome_of(entry)
+    if error is not None:
+        view["error"] = error
     else:
-        view["result"] = entry.get("r")
+        view["result"] = result
     return view
 
 

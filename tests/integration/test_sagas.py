@@ -161,6 +161,7 @@ async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
     from transfer_saga import CALLS, Transfer, patient, patient_coordinator
     from transfer_saga import reset as reset_bank
 
+    from actors.errors import SessionNotFoundError
     from actors.inspect import session_view
 
     reset_bank()
@@ -169,7 +170,10 @@ async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
         handle = await SagaClient(rt.client).start(patient, "backoff-1", Transfer())
 
         async def suspended() -> None:
-            view = await session_view(settings, patient.object_name, "backoff-1")
+            try:
+                view = await session_view(settings, patient.object_name, "backoff-1")
+            except SessionNotFoundError as exc:  # its start is not processed yet
+                raise AssertionError(exc) from None
             assert [w["kind"] for w in view["waits"].values()] == ["suspended invocation"], view["waits"]
 
         await assert_eventually(suspended, timeout=30)

@@ -1,0 +1,170 @@
+"""Every reader of the events topic handles every kind of entry the runtime writes.
+
+The kinds are derived from the writers themselves (every ``*_entry`` function of
+`actors.messages` and `actors.waits`), so a new kind that the readers were not taught fails
+here. One entry of each kind, plus one of a kind from the future, is fed through every reader:
+`tether sessions history|show` and `tether saga list|show`, as functions and as commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from actors import Settings, messages, waits
+from actors.cli import build
+from actors.inspect import session_history, session_view
+from actors.messages import Message
+from actors.restore import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER
+from eventstore import EmbeddedLog, OutRecord, Topics, pack, partition_for, unpack
+from sagas.events import SagaState
+from sagas.inspect import find_saga, read_sagas
+
+NS = "kinds"
+PARTITIONS = 2
+WAKE_MS = int(time.time() * 1000) + 3_600_000
+
+
+def message(obj: str, key: str, mid: str, handler: str = "ask") -> Message:
+    return Message(id=mid, o=obj, k=key, h=handler, p={"q": 1}, ts=1)
+
+
+def samples(obj: str, key: str) -> dict[str, Callable[[], bytes]]:
+    """One call of every writer, by name, for session `obj/key` (in a plausible log order)."""
+    first, queued, delayed = message(obj, key, "m1"), message(obj, key, "m2"), message(obj, key, "m3")
+    awk = waits.awakeable_id(obj, key, "m1", 1)
+    return {
+        "step_entry": lambda: messages.step_entry("m1", 0, "llm", result={"text": "hi"}, attempts=2),
+        "suspend_entry": lambda: waits.suspend_entry(first, 0, WAKE_MS, awk, [], 0, 1),
+        "queued_entry": lambda: waits.queued_entry(queued, 1),
+        "delayed_entry": lambda: waits.delayed_entry(delayed, 2, WAKE_MS),
+        "completion_entry": lambda: waits.completion_entry("m1", awk, {"ok": "yes"}),
+        "done_entry": lambda: messages.done_entry("m1", "ask", [], reply={"ok": 1}, version=2, inbox_offset=0),
+    }
+
+
+def writers() -> list[str]:
+    return sorted(
+        name
+        for module in (messages, waits)
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.endswith("_entry") and fn.__module__ == module.__name__
+    )
+
+
+def test_every_writer_has_a_sample_here() -> None:
+    assert writers() == sorted(samples("o", "k")), (
+        "a new kind of events-topic entry: teach every reader (actors/inspect.py, sagas/inspect.py) "
+        "to read it, then add a sample of it above"
+    )
+
+
+def kinds() -> set[str]:
+    return {unpack(write())["k"] for write in samples("o", "k").values()}
+
+
+def test_the_kinds_are_the_known_ones() -> None:
+    from actors.entries import KINDS
+
+    assert kinds() == set(KINDS)
+
+
+FUTURE = pack({"k": "zz-from-the-future", "i": "m9", "o": 9, "whatever": True})
+
+
+async def write_log(data_dir: Path) -> None:
+    """A namespace whose session ``agent/k1`` and saga ``booking/s1`` hold one entry of each kind."""
+    log = EmbeddedLog(data_dir / "log")
+    await log.start()
+    topics = Topics(NS)
+    await log.create_topics(topics.specs(PARTITIONS))
+    out: list[OutRecord] = []
+    saga_state = SagaState(saga_id="s1", saga="booking", status="running", input={"to": "Lisbon"})
+    for obj, key, state in (("agent", "k1", {"answers": ["a"]}), ("saga.booking", "s1", saga_state.model_dump())):
+        record_key = f"{obj}/{key}".encode()
+        p = partition_for(record_key, PARTITIONS)
+        out.append(
+            OutRecord(
+                topics.snapshots,
+                p,
+                record_key,
+                pack({"s": state, "sv": 1, "rc": []}),
+                ((SNAPSHOT_VERSION_HEADER, b"1"),),
+            )
+        )
+        out.append(OutRecord(topics.snapshots, p, CHECKPOINT_KEY, pack({"x": 0, "j": [], "d": [], "w": [], "c": []})))
+        out += [OutRecord(topics.events, p, record_key, write()) for write in samples(obj, key).values()]
+        out.append(OutRecord(topics.events, p, record_key, FUTURE))
+    await log.append(out)
+    await log.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    asyncio.run(write_log(tmp_path))
+    return Settings(namespace=NS, data_dir=tmp_path, partitions=PARTITIONS, backend="embedded")
+
+
+def test_session_history_reads_every_kind(settings: Settings) -> None:
+    history = asyncio.run(session_history(settings, "agent", "k1"))
+    assert [e["kind"] for e in history] == ["step", "sus", "q", "dly", "awk", "done", "zz-from-the-future"]
+    by_kind = {e["kind"]: e for e in history}
+    assert by_kind["step"]["attempts"] == 2 and by_kind["done"]["attempts"] == 1
+    assert by_kind["sus"].get("attempts") is None, "in a sus entry 'a' is the awakeable, not attempts"
+    assert by_kind["sus"]["awakeable"] == waits.awakeable_id("agent", "k1", "m1", 1)
+    assert by_kind["awk"]["result"] == "yes"
+    assert by_kind["zz-from-the-future"]["skipped"] is True
+
+
+def test_session_view_reads_every_kind(settings: Settings) -> None:
+    view = asyncio.run(session_view(settings, "agent", "k1"))
+    assert view["state"] == {"answers": ["a"]}
+    assert view["skipped_kinds"] == ["zz-from-the-future"]
+
+
+def test_saga_readers_read_every_kind(settings: Settings) -> None:
+    records = asyncio.run(read_sagas(settings))
+    assert [(r.saga, r.saga_id, r.state.status) for r in records] == [("booking", "s1", "running")]
+    record = asyncio.run(find_saga(settings, "s1"))
+    assert record.skipped_kinds == ["zz-from-the-future"]
+
+
+def tether(settings: Settings, *args: str) -> str:
+    options = ["--data-dir", str(settings.data_dir), "-n", NS]
+    result = CliRunner().invoke(build(), [*args[:2], *options, *args[2:]], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.mark.usefixtures("keep_logging")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sessions", "history", "agent", "k1"),
+        ("sessions", "show", "agent", "k1"),
+        ("saga", "list"),
+        ("saga", "show", "s1"),
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_the_commands_read_every_kind(settings: Settings, args: tuple[str, ...], as_json: bool) -> None:
+    output = tether(settings, *args, *(["--json"] if as_json else []))
+    if as_json:
+        lines = output.splitlines()
+        assert [json.loads(line) for line in lines] if args[1] in ("history", "list") else json.loads(output)
+    if args[1] != "list" and not as_json:
+        assert "zz-from-the-future" in output, "an entry of an unknown kind is shown as skipped"
+
+
+def test_the_history_table_shows_no_awakeable_as_attempts(settings: Settings) -> None:
+    output = tether(settings, "sessions", "history", "agent", "k1")
+    sus = next(line for line in output.splitlines() if " sus " in line)
+    assert "awk:" not in sus.split("│")[5], sus
