@@ -153,7 +153,7 @@ async def main() -> int:
             summary = f"{outcome.failed_step} failed: {outcome.failure.message if outcome.failure else ''}"
         print(f"\n{outcome.saga_id} ({trip.traveller}, {trip.car} car): {outcome.status}, {summary}")
         for entry in LEDGER.entries():
-            if entry["key"].startswith(f"{outcome.saga_id}:"):
+            if entry["key"].startswith(f"booking/{outcome.saga_id}:"):
                 print(f"  {entry['op']:<20} {entry['key']}")
     print(f"\ninspect them: tether saga show trip-2 --data-dir {data_dir} -n booking")
     completed = outcomes[0].status == "completed"

@@ -3,7 +3,7 @@
 A `Saga` lists named steps, each an action and the compensation that undoes it. Its
 coordinator is a virtual object keyed by saga id (built only on the public `actors` API): it
 runs each action and compensation as a journaled step with a derived idempotency key
-(``{saga_id}:{step}:{action|compensation}``), undoes the completed steps in reverse order when a
+(``{saga}/{saga_id}:{step}:{action|compensation}``), undoes the completed steps in reverse order when a
 step fails for good, and parks the saga as ``stuck`` (a dead letter) when a compensation does.
 """
 

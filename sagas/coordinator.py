@@ -140,7 +140,7 @@ async def _attempt(
 ) -> Outcome:
     """One journaled attempt of `step`'s action or compensation (after `previous`'s backoff)."""
     state = ctx.state
-    key = f"{state.saga_id}:{step.name}:{phase}"
+    key = state.effect_key(step.name, phase)
     if phase == "action":
         policy, timeout = step.retry, step.timeout
     else:
@@ -316,7 +316,10 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
         state = ctx.state
         data = payload.model_dump(mode="json")
         if state.status == "new":
-            ctx.emit(SagaStarted(saga_id=ctx.key, saga=saga.name, input=data, steps=plan(), at=ctx.now()))
+            started = SagaStarted(
+                saga_id=ctx.key, saga=saga.name, input=data, steps=plan(), at=ctx.now(), scoped_keys=True
+            )
+            ctx.emit(started)
             ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
             ctx.logger.info("saga %s started", ctx.key)
         elif state.input != data:

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from actors import Handler, RetryPolicy, UsageError, VirtualObject
 
-from .events import Phase, SagaState
+from .events import Phase, SagaState, effect_key
 
 if TYPE_CHECKING:
     from .coordinator import Advance, Park, RetryRequest, RetryResult, StatusQuery
@@ -44,13 +44,14 @@ OBJECT_PREFIX = "saga."
 """A saga's coordinator is the session type ``saga.<name>``, keyed by saga id."""
 
 
-def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
+def idempotency_key(saga: str, saga_id: str, step: str, phase: Phase) -> str:
     """The key an action or compensation receives: the same on every attempt and replay.
 
     Pass it to the outside service (as an ``Idempotency-Key`` header, a request id, a
-    conditional write), so that running the effect again changes nothing.
+    conditional write), so that running the effect again changes nothing. It names the saga
+    type and id (``{saga}/{saga_id}:{step}:{phase}``), so it is unique per saga session.
     """
-    return f"{saga_id}:{step}:{phase}"
+    return effect_key(saga_id, step, phase, saga=saga)
 
 
 def object_name(saga: str) -> str:

@@ -140,6 +140,12 @@ class SagaState(BaseModel):
     """How often an operator resumed it."""
     seq: int = 0
     """Events folded so far; drive messages carry it so that stale ones are ignored."""
+    scoped_keys: bool = False
+    """Whether effect keys name the saga type (sagas started since Tether 0.2)."""
+
+    def effect_key(self, step: str, phase: str) -> str:
+        """The idempotency key a step's action or compensation gets: unique per saga session."""
+        return effect_key(self.saga_id, step, phase, saga=self.saga if self.scoped_keys else None)
 
     def step(self, name: str) -> StepState:
         """The step called `name`.
@@ -163,6 +169,17 @@ class SagaState(BaseModel):
         return self.status in SETTLED
 
 
+def effect_key(saga_id: str, step: str, phase: str, *, saga: str | None = None) -> str:
+    """The idempotency key of a step's action or compensation: ``{saga}/{saga_id}:{step}:{phase}``.
+
+    The saga type is part of the key, so two saga types run under one id (a booking and a refund
+    of order 7) never share an effect key. Without `saga`, the Tether 0.1 form
+    ``{saga_id}:{step}:{phase}`` (sagas started before 0.2 keep it to the end).
+    """
+    prefix = f"{saga}/{saga_id}" if saga is not None else saga_id
+    return f"{prefix}:{step}:{phase}"
+
+
 # -- events ---------------------------------------------------------------------------------
 class SagaStarted(BaseModel):
     """A saga was started with this input and these steps."""
@@ -172,6 +189,9 @@ class SagaStarted(BaseModel):
     input: Any
     steps: list[StepPlan]
     at: datetime
+    scoped_keys: bool = False
+    """Effect keys name the saga type (``{saga}/{saga_id}:{step}:{phase}``); sagas started by
+    Tether 0.1 lack the field and keep their ``{saga_id}:{step}:{phase}`` keys to the end."""
 
 
 class StepSucceeded(BaseModel):
@@ -239,6 +259,7 @@ class SagaResumed(BaseModel):
 # -- folds ----------------------------------------------------------------------------------
 def _started(state: SagaState, e: SagaStarted) -> None:
     state.saga_id, state.saga, state.input, state.started_at = e.saga_id, e.saga, e.input, e.at
+    state.scoped_keys = e.scoped_keys
     state.steps = [
         StepState(name=p.name, group=p.group, compensable=p.compensable, on_failure=p.on_failure) for p in e.steps
     ]

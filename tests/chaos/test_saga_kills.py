@@ -129,15 +129,15 @@ async def test_kill_9_at_a_step_boundary(kafka_bootstrap: str, namespace: str, t
         worker.cleanup()
     try:
         assert outcome.status == ("compensated" if failing else "completed")
-        effects = {k.split(":", 1)[1] for k in ledger.effects() if k.startswith(f"{saga_id}:")}
+        effects = {k.split(":", 1)[1] for k in ledger.effects() if k.startswith(f"booking/{saga_id}:")}
         assert effects == _final_effects(f"fail:{failing}" if failing else "ok")
         # Each effect once; re-executions only where the kill left no journal entry.
         assert sorted(d["key"].split(":", 1)[1] for d in ledger.duplicates()) == sorted(repeated)
         calls = _calls(ledger)
-        pause_key = f"{saga_id}:{pause.rsplit(':', 1)[0]}"
+        pause_key = f"booking/{saga_id}:{pause.rsplit(':', 1)[0]}"
         assert calls[pause_key] == 2, calls
         for key in journaled:
-            assert calls[f"{saga_id}:{key}"] == 1, f"{key} ran again although it was journaled: {calls}"
+            assert calls[f"booking/{saga_id}:{key}"] == 1, f"{key} ran again although it was journaled: {calls}"
         assert all(n == 1 for k, n in calls.items() if k != pause_key), calls
         # An independent view: the fold of the raw log agrees with the worker.
         assert (await _saga(settings, saga_id)).state.status == outcome.status
@@ -286,4 +286,4 @@ def _check_outcomes(plans: dict[str, tuple[str, Order]], records: dict[str, Saga
 
 
 def _in_ledger_order(ledger: Ledger, saga_id: str) -> list[str]:
-    return [e["key"] for e in ledger.entries() if e["kind"] == "effect" and e["key"].startswith(f"{saga_id}:")]
+    return [e["key"] for e in ledger.entries() if e["kind"] == "effect" and e["key"].startswith(f"booking/{saga_id}:")]

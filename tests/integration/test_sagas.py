@@ -49,13 +49,13 @@ async def runtime(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Async
 
 
 def effects(saga_id: str) -> list[str]:
-    return [k.split(":", 1)[1] for k in EFFECTS if k.startswith(f"{saga_id}:")]
+    return [k.split(":", 1)[1] for k in EFFECTS if k.split(":", 1)[0].endswith(f"/{saga_id}")]
 
 
 async def test_happy_path(runtime: Runtime) -> None:
     outcome = await (await SagaClient(runtime.client).start(booking, "trip-1", Order())).result(timeout=60)
     assert outcome.status == "completed"
-    assert outcome.result(book_flight).ref == "ref-trip-1:flight:action"
+    assert outcome.result(book_flight).ref == "ref-booking/trip-1:flight:action"
     assert sorted(effects("trip-1")) == sorted(ALL_ACTIONS)
     assert all(n == 1 for n in CALLS.values())
 
@@ -114,7 +114,7 @@ async def test_stuck_compensation_is_dead_lettered_and_finished_by_tether_saga_r
     outcome = await handle.result(timeout=60)
     assert outcome.status == "compensated" and outcome.resumes == 1
     assert effects("trip-stuck")[-1] == "flight:compensation"
-    assert CALLS["trip-stuck:flight:compensation"] == 4  # 3 failed before the fix, 1 after
+    assert CALLS["booking/trip-stuck:flight:compensation"] == 4  # 3 failed before the fix, 1 after
     listed = await tether(runtime, "saga", "list", "--status", "compensated", "--json")
     assert [json.loads(line)["saga_id"] for line in listed.splitlines()] == ["trip-stuck"]
 

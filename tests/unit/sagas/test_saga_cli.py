@@ -116,7 +116,7 @@ def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
     assert steps["flight"]["compensation_error"]["message"] == "flight:compensation service is down"
     assert len(steps["flight"]["compensation_attempts"]) == 3
     assert steps["charge"]["error"]["type"] == "TerminalError"
-    assert steps["hotel"]["result"] == {"ref": "ref-stuck-1:hotel:action"}
+    assert steps["hotel"]["result"] == {"ref": "ref-booking/stuck-1:hotel:action"}
     assert steps["hotel"]["attempts"][0]["started"] <= steps["hotel"]["attempts"][0]["ended"]
     assert [f["handler"] for f in view["failures"]] == ["park"]
     human = tether_saga("show", "stuck-1")

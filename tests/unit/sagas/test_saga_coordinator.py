@@ -48,7 +48,7 @@ async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
 
 
 def effects(saga_id: str) -> list[str]:
-    return [k.split(":", 1)[1] for k in EFFECTS if k.startswith(f"{saga_id}:")]
+    return [k.split(":", 1)[1] for k in EFFECTS if k.split(":", 1)[0].endswith(f"/{saga_id}")]
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ async def test_happy_path(runtime: Runtime) -> None:
     handle = await SagaClient(runtime.client).start(booking, "t1", Order())
     outcome = await handle.result(timeout=30)
     assert outcome.status == "completed" and outcome.ok
-    assert outcome.result(book_flight) == Ref(ref="ref-t1:flight:action")
+    assert outcome.result(book_flight) == Ref(ref="ref-booking/t1:flight:action")
     assert outcome.result(email) is None
     assert sorted(effects("t1")) == sorted(ALL_ACTIONS)
     assert effects("t1")[0] == "flight:action" and effects("t1")[-2:] == ["charge:action", "email:action"]
@@ -107,7 +107,11 @@ async def test_retryable_errors_are_retried_with_backoff_then_succeed(runtime: R
     assert [a.error.type if a.error else None for a in flight.attempts] == ["RetryableError", "RuntimeError", None]
     assert [a.n for a in flight.attempts] == [1, 2, 3]
     assert flight.attempts[0].ended <= flight.attempts[1].started
-    assert CALLS["r1:flight:action"] == 3 and CALLS["r1:car:action"] == 2 and CALLS["r1:hotel:action"] == 1
+    assert (
+        CALLS["booking/r1:flight:action"] == 3
+        and CALLS["booking/r1:car:action"] == 2
+        and CALLS["booking/r1:hotel:action"] == 1
+    )
     assert sorted(effects("r1")) == sorted(ALL_ACTIONS)
 
 
@@ -131,7 +135,7 @@ async def test_a_compensation_that_keeps_failing_parks_the_saga_until_retried(ru
     assert "tether saga retry s1" in outcome.stuck.reason
     assert outcome.step("hotel").status == "compensated"
     assert outcome.step("flight").status == "compensation_failed"
-    assert CALLS["s1:flight:compensation"] == 3
+    assert CALLS["booking/s1:flight:compensation"] == 3
 
     # Nothing is silently abandoned: the park message is a dead letter naming the saga.
     async def parked() -> None:
@@ -175,7 +179,7 @@ async def test_start_is_idempotent_and_refuses_another_input(runtime: Runtime) -
     await sagas.start(booking, "i1", Order())
     assert (await first.result(timeout=30)).status == "completed"
     await sagas.start(booking, "i1", Order())  # after it finished: still the same saga
-    assert all(CALLS[f"i1:{a}"] == 1 for a in ALL_ACTIONS)
+    assert all(CALLS[f"booking/i1:{a}"] == 1 for a in ALL_ACTIONS)
     await sagas.start(booking, "i1", Order(script={"flight:action": ["fatal"]}))
 
     async def refused() -> None:
@@ -199,15 +203,17 @@ async def test_a_worker_stopped_mid_group_replays_the_journaled_attempts(runtime
     # no JournalMismatchError), run only car's second attempt again, and finish the saga.
     order = Order(script={"hotel:action": ["retry"], "car:action": ["boom", "hang"]})
     handle = await SagaClient(runtime.client).start(booking, "c1", order)
-    await assert_eventually(lambda: _check(CALLS["c1:car:action"] == 2 and CALLS["c1:hotel:action"] == 2))
+    await assert_eventually(
+        lambda: _check(CALLS["booking/c1:car:action"] == 2 and CALLS["booking/c1:hotel:action"] == 2)
+    )
     await asyncio.sleep(0.2)  # hotel's second attempt is journaled by now
     await runtime.restart_worker()
-    GATES["c1:car:action"].set()  # (the cancelled execution is gone; this one runs for real)
+    GATES["booking/c1:car:action"].set()  # (the cancelled execution is gone; this one runs for real)
     outcome = await handle.result(timeout=30)
     assert outcome.status == "completed"
-    assert CALLS["c1:hotel:action"] == 2  # replayed, not re-run
-    assert CALLS["c1:car:action"] == 3  # the interrupted attempt ran again
-    assert CALLS["c1:flight:action"] == 1
+    assert CALLS["booking/c1:hotel:action"] == 2  # replayed, not re-run
+    assert CALLS["booking/c1:car:action"] == 3  # the interrupted attempt ran again
+    assert CALLS["booking/c1:flight:action"] == 1
     assert [len(outcome.step(s).attempts) for s in ("hotel", "car")] == [2, 2]
 
 

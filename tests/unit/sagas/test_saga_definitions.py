@@ -31,8 +31,15 @@ def test_exports_are_pinned_and_sorted() -> None:
 
 
 def test_idempotency_key_is_derived_not_random() -> None:
-    assert idempotency_key("trip-7", "flight", "action") == "trip-7:flight:action"
-    assert idempotency_key("trip-7", "flight", "compensation") == "trip-7:flight:compensation"
+    assert idempotency_key("booking", "trip-7", "flight", "action") == "booking/trip-7:flight:action"
+    assert idempotency_key("booking", "trip-7", "flight", "compensation") == "booking/trip-7:flight:compensation"
+    # Two saga types under one id never share a key; sagas started by 0.1 keep the old form.
+    assert idempotency_key("refund", "trip-7", "flight", "action") != idempotency_key(
+        "booking", "trip-7", "flight", "action"
+    )
+    assert SagaState(saga="booking", saga_id="trip-7").effect_key("flight", "action") == "trip-7:flight:action"
+    scoped = SagaState(saga="booking", saga_id="trip-7", scoped_keys=True)
+    assert scoped.effect_key("flight", "action") == "booking/trip-7:flight:action"
 
 
 def _booking() -> Saga[Trip]:

@@ -56,7 +56,7 @@ async def test_a_timed_out_step_is_compensated_before_the_ones_it_followed(runti
     assert outcome.status == "compensated" and outcome.failed_step == "wire"
     wire = outcome.step("wire")
     assert wire.uncertain and [a.error.type for a in wire.attempts if a.error] == ["TimeoutError"] * 2
-    assert [(name, got) for name, got in UNDONE] == [("wire", None), ("hold", Receipt(id="t1:hold:action"))]
+    assert [(name, got) for name, got in UNDONE] == [("wire", None), ("hold", Receipt(id="careful/t1:hold:action"))]
     assert sorted(outcome.compensated_steps) == ["hold", "wire"]
     assert LEDGER == {}, "every effect, including the unanswered wire, was undone"
 
@@ -67,7 +67,7 @@ async def test_without_the_option_the_timed_out_effect_stays(runtime: Runtime) -
     )
     assert outcome.status == "compensated" and not outcome.step("wire").uncertain
     assert [name for name, _ in UNDONE] == ["hold"]
-    assert LEDGER == {"t2:wire:action": "wire"}, "the default trusts that a failed step did nothing"
+    assert LEDGER == {"plain/t2:wire:action": "wire"}, "the default trusts that a failed step did nothing"
 
 
 async def test_a_refused_step_is_certain_and_not_compensated(runtime: Runtime) -> None:
@@ -79,7 +79,7 @@ async def test_a_refused_step_is_certain_and_not_compensated(runtime: Runtime) -
 async def test_a_step_that_completed_gets_its_result_as_always(runtime: Runtime) -> None:
     outcome = await (await SagaClient(runtime.client).start(careful, "t4", Transfer())).result(timeout=30)
     assert outcome.status == "compensated" and outcome.failed_step == "fail"
-    assert UNDONE == [("wire", Receipt(id="t4:wire:action")), ("hold", Receipt(id="t4:hold:action"))]
+    assert UNDONE == [("wire", Receipt(id="careful/t4:wire:action")), ("hold", Receipt(id="careful/t4:hold:action"))]
 
 
 def test_the_option_needs_a_compensation_that_accepts_none() -> None:
@@ -126,7 +126,9 @@ async def test_an_attempt_that_times_out_is_retried(runtime: Runtime) -> None:
     assert wire.attempts[0].error is not None and wire.attempts[0].error.type == "TimeoutError"
     assert "timed out after 0.1 s" in wire.attempts[0].error.message
     assert not wire.uncertain, "it succeeded in the end: its result is known"
-    assert UNDONE[0] == ("wire", Receipt(id="t5:wire:action")), "compensated with its result, as a completed step"
+    assert UNDONE[0] == ("wire", Receipt(id="careful/t5:wire:action")), (
+        "compensated with its result, as a completed step"
+    )
 
 
 @pytest.mark.usefixtures("keep_logging")
