@@ -79,6 +79,13 @@ class _Pending:
     must_commit_offsets: bool = False
 
 
+def _bulk(reply: Any, events: list[Any]) -> str:  # noqa: ANN401 - a reply as plain data
+    """What makes a done entry large: its reply or its events (only asked once it is too large)."""
+    if len(pack(reply)) >= len(pack(events)):
+        return "the reply"
+    return f"the {len(events)} events"
+
+
 class PartitionProcessor:
     """Owns partition `partition` of a namespace while its writer is not fenced."""
 
@@ -332,8 +339,14 @@ class PartitionProcessor:
         """Bytes a journaled step result of `message` may take (the rest of its record is framing)."""
         return self.settings.max_message_bytes - len(message.session.encode()) - _ENTRY_FRAMING
 
-    def _oversize(self, message: Message, records: list[OutRecord]) -> RecordTooLargeError | None:
-        """The error for the first of `records` over `max_message_bytes`, if one is."""
+    def _oversize(
+        self, message: Message, records: list[OutRecord], *, events_record: Callable[[], str] | None = None
+    ) -> RecordTooLargeError | None:
+        """The error for the first of `records` over `max_message_bytes`, if one is.
+
+        `events_record` says what the events-topic record carries that could be large (asked
+        only once one is too large).
+        """
         limit = self.settings.max_message_bytes
         for out in records:
             size = out.size
@@ -344,7 +357,8 @@ class PartitionProcessor:
             elif out.topic == self.topics.inbox:
                 what = f"a message that {message.session}.{message.handler} sends to {out.key!r}"
             else:
-                what = f"the events of {message.session}.{message.handler}"
+                bulk = events_record() if events_record is not None else "the events"
+                what = f"{bulk} of {message.session}.{message.handler}"
             return RecordTooLargeError(
                 f"{what} would be a record of {size} bytes, over max_message_bytes={limit}; the "
                 "invocation fails instead (nothing of it was written). Keep large data out of "
@@ -497,7 +511,7 @@ class PartitionProcessor:
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
-        oversize = self._oversize(message, records)
+        oversize = self._oversize(message, records, events_record=lambda: _bulk(reply["ok"], events))
         if oversize is not None:
             self._fail_message(record, message, oversize, "oversize", attempt, [], session=session, offset=offset)
             return

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import re
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +23,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
 
 import isolation_sessions as iso  # noqa: E402
-from session_harness import WAIT, Runtime, assert_eventually, open_runtime, settings_for  # noqa: E402
+from session_harness import (  # noqa: E402
+    WAIT,
+    Runtime,
+    assert_eventually,
+    keys_on_partition,
+    open_runtime,
+    settings_for,
+)
 
 from actors import InvocationError, RuntimeSettings, UnknownHandlerError, UnknownObjectError  # noqa: E402
 from actors import deadletters as dl  # noqa: E402
@@ -134,25 +144,53 @@ async def test_writing_ctx_state_is_refused(rt: Runtime) -> None:
 
 @BOTH
 async def test_oversized_records_fail_their_invocation_and_the_partition_goes_on(rt: Runtime) -> None:
-    neighbours = [f"n{i}" for i in range(100)]
-    started = time.monotonic()
-    failures = {}
-    for what in ("step", "reply", "events"):
-        with pytest.raises(InvocationError) as too_big:
-            await rt.client.call(iso.produce, f"big-{what}", iso.Size(what=what), timeout=WAIT)
-        failures[what] = too_big.value
-        assert too_big.value.error_type in ("RecordTooLargeError", "TerminalError"), too_big.value
-        assert "bytes" in str(too_big.value) and "max_message_bytes" in str(too_big.value)
-    replies = await asyncio.gather(*(rt.client.call(iso.add, key, iso.Add(by=1), timeout=WAIT) for key in neighbours))
-    assert [r.key for r in replies] == neighbours
-    assert time.monotonic() - started < WAIT
-    letters = {r.header(dl.KEY): r for r in await rt.dead_letters()}
-    for what in ("step", "reply", "events"):
-        letter = letters[f"big-{what}".encode()]
-        message = (letter.header(dl.EXCEPTION_MESSAGE) or b"").decode()
-        assert "bytes" in message and "max_message_bytes" in message, message
-    # The step failure went through the step's retry policy first, then the handler's.
-    assert (await rt.state("big", "big-events"))["n"] == 0
+    parts = rt.settings.partitions
+    bigs = dict(zip(("step", "reply", "events"), keys_on_partition("big-", 3, parts, obj="big"), strict=True))
+    neighbours = keys_on_partition("n", 100, parts, obj="acct")  # the same partition as the big ones
+
+    async def too_big(what: str) -> InvocationError:
+        with pytest.raises(InvocationError) as failed:
+            await rt.client.call(iso.produce, bigs[what], iso.Size(what=what), timeout=WAIT)
+        return failed.value
+
+    async def neighbour(key: str) -> float:
+        started = time.monotonic()
+        assert (await rt.client.call(iso.add, key, iso.Add(by=1), timeout=WAIT)).key == key
+        return time.monotonic() - started
+
+    results = await asyncio.gather(*(too_big(w) for w in bigs), *(neighbour(k) for k in neighbours))
+    errors, latencies = results[:3], results[3:]
+    for error in errors:
+        assert isinstance(error, InvocationError)
+        assert "bytes" in str(error) and "max_message_bytes" in str(error), error
+    assert len(latencies) == 100  # every neighbour answered while the three failed
+    # The three failures are dead letters that name their size, as `tether dlq list` shows them.
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "from actors.cli import main; main()", "dlq", "list", "--json", *_cli_args(rt)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    letters = {item["key"]: item for item in json.loads(listed.stdout)["items"]}
+    for what, key in bigs.items():
+        letter = letters[key]
+        assert re.search(r"\d{7} bytes, over", letter["error_message"]), letter
+        assert "max_message_bytes" in letter["error_message"], letter
+        if what == "step":  # the step failed (after its retries), then the handler
+            assert letter["error_class"] == "TerminalError" and "RecordTooLargeError" in letter["error_message"]
+        else:
+            assert letter["error_class"] == "RecordTooLargeError" and letter["category"] == "oversize", letter
+            assert f"the {'reply' if what == 'reply' else '4 events'} of big/{key}.produce" in letter["error_message"]
+    assert (await rt.state("big", bigs["events"]))["n"] == 0  # nothing of the failed invocation applied
+
+
+def _cli_args(rt: Runtime) -> list[str]:
+    if rt.settings.resolved_backend == "kafka":
+        assert rt.settings.kafka.bootstrap_servers
+        return ["-b", rt.settings.kafka.bootstrap_servers, "-n", rt.settings.namespace]
+    return ["--data-dir", str(rt.settings.data_dir), "-n", rt.settings.namespace]
 
 
 @BOTH
