@@ -10,6 +10,7 @@ is ``replayed``, and after the last run each dead letter was sent exactly once.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +18,14 @@ from typing import Any
 
 import pytest
 
-from actors import Settings, TerminalError
-from actors.deadletters import Failure, dead_letter
-from actors.messages import Message, session_key
-from dlq import DeadLetter, DeadLetters
-from eventstore import EmbeddedLog, OutRecord, Record, Topics, partition_for
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
+
+from order_sessions import order_dead_letters  # noqa: E402
+
+from actors import Settings  # noqa: E402
+from actors.messages import Message  # noqa: E402
+from dlq import DeadLetter, DeadLetters  # noqa: E402
+from eventstore import EmbeddedLog, OutRecord, Topics  # noqa: E402
 
 NS = "interrupted"
 TOPICS = Topics(NS)
@@ -58,18 +62,7 @@ class InterruptingLog(EmbeddedLog):
 
 async def write_dead_letters(log: EmbeddedLog, settings: Settings) -> None:
     await log.create_topics(TOPICS.specs(settings.partitions))
-    out = []
-    for n in range(LETTERS):
-        message = Message(id=f"order-{n}", o="orders", k="c-0", h="apply", p={"n": n}, ts=1)
-        key = session_key(message.object, message.key)
-        source = Record(TOPICS.inbox, partition_for(key, settings.partitions), n, key, message.encode(), (), 1)
-        try:
-            raise TerminalError(f"order {n} failed")
-        except TerminalError as exc:
-            failure = Failure(exc, "terminal", 1, 1, 1, message.object, message.key, message.handler, message.id)
-        record = dead_letter(source, failure, dlq_topic=TOPICS.dlq, group=TOPICS.group())
-        out.append(OutRecord(record.topic, 0, record.key, record.value, record.headers))
-    await log.append(out)
+    await log.append(order_dead_letters(TOPICS, settings.partitions, "c-0", LETTERS))
 
 
 async def sent_and_recorded(log: EmbeddedLog, dead: DeadLetters) -> tuple[Counter[str], set[str]]:
