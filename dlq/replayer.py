@@ -15,7 +15,10 @@ chunk is one transaction (`dlq.sender`) holding the chunk's inbox messages and t
   opened before the statuses are read), so a zombie or concurrent replayer cannot send what
   this one sends; it stops with `ReplayTakenOverError`.
 - A session parked behind its dead letter is unparked in the same transaction, its replay
-  carried in the resolution so that it runs before the messages that queued behind it.
+  carried in the resolution so that it runs before the messages that queued behind it. The
+  same transaction also holds the replay as a plain message, in case the park was resolved
+  before (a discard unparks); when the carried replay ran, the runtime's dedupe of message ids
+  answers that copy. This is the one case where a replay relies on that dedupe.
 
 Chunks keep pipelining: replaying tens of thousands of dead letters costs one transaction per
 chunk of `CHUNK`, not a round trip per item.
