@@ -8,6 +8,7 @@ from .errors import (
     InvalidFilterError,
     NoDeadLetterTopicError,
     NoMatchError,
+    ReplayTakenOverError,
     TransformLoadError,
     UnknownDeadLetterError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "ItemResult",
     "NoDeadLetterTopicError",
     "NoMatchError",
+    "ReplayTakenOverError",
     "ReplayTarget",
     "Report",
     "Resolution",

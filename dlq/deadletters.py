@@ -32,8 +32,9 @@ class DeadLetters:
     """Inspect, replay and discard the dead letters of one namespace.
 
     Use as ``async with DeadLetters(settings) as dlq``. Reads go through the event log
-    (`eventstore.open_log`); replays go through the `actors` client, as user messages do;
-    statuses live on the namespace's control topic, so every operator sees the same ones.
+    (`eventstore.open_log`); a replay writes inbox messages as the `actors` client does, each
+    chunk with its status records in one transaction; statuses live on the namespace's control
+    topic, so every operator sees the same ones.
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class DeadLetters:
         self._client: Client | None = None
         self.statuses = StatusStore(self._log, self.topics, partitions=self.settings.partitions)
         self.inspector = Inspector(self._log, self.topics, self.statuses)
-        self._replayer = Replayer(self._start_client, self.statuses, chunk_size=chunk_size)
+        self._replayer = Replayer(self._log, self.settings, self.statuses, chunk_size=chunk_size)
 
     async def __aenter__(self) -> DeadLetters:
         await self.start()
@@ -78,7 +79,8 @@ class DeadLetters:
             await self._log.start()
 
     async def close(self) -> None:
-        """Close the client (if a replay started one) and the log; idempotent."""
+        """Close the client (if a discard started one), the replay writer and the log; idempotent."""
+        await self._replayer.close()
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
@@ -158,9 +160,11 @@ class DeadLetters:
     ) -> Report:
         """Send dead letters back to their inbox: the ids given, or those `where` selects, or all.
 
-        Idempotent and resumable: the message id of a replay is ``dlq-replay:{id}``, so a
-        dead letter is applied once however often it is replayed, and dead letters already
-        ``replayed`` are skipped. See `dlq.replayer` for the details.
+        Exactly once and resumable: each chunk's inbox messages (ids ``dlq-replay:{id}``) and
+        their ``replayed`` statuses commit in one transaction, so a dead letter is sent if and
+        only if it is recorded as replayed, whatever interrupts the replay; running it again
+        skips what is replayed. A replay fences older replays of the namespace before it reads
+        the statuses. See `dlq.replayer` for the details.
 
         Args:
             ids: Dead-letter ids; None selects by `where` (no filter: every dead letter).
@@ -176,21 +180,33 @@ class DeadLetters:
             UnknownDeadLetterError, NoMatchError: the selection is wrong.
             TransformLoadError: the transform cannot be imported.
             LogUnavailableError: the log became unreachable (run again to resume).
+            ReplayTakenOverError: a newer replay of the namespace fenced this one.
         """
         if isinstance(transform, str):
             transform = Transform.load(transform)
         elif transform is not None and not isinstance(transform, Transform):
             transform = Transform(transform)
-        letters = await self.select(ids, where)
-        return await self._replayer.replay(
-            letters,
-            dry_run=dry_run,
-            rate=rate,
-            transform=transform,
-            include_discarded=include_discarded,
-            by=by,
-            progress=progress,
-        )
+        if dry_run:
+            return await self._replayer.replay(
+                await self.select(ids, where),
+                dry_run=True,
+                rate=rate,
+                transform=transform,
+                include_discarded=include_discarded,
+                by=by,
+                progress=progress,
+            )
+        # Fence older replayers first: the statuses read next include all they committed.
+        async with self._replayer.fenced():
+            letters = await self.select(ids, where)
+            return await self._replayer.replay(
+                letters,
+                rate=rate,
+                transform=transform,
+                include_discarded=include_discarded,
+                by=by,
+                progress=progress,
+            )
 
     async def discard(
         self,

@@ -6,7 +6,8 @@
         ├── NoMatchError                a filter matched no dead letter
         ├── InvalidFilterError          a filter or option value that cannot be understood
         ├── TransformLoadError          ``--transform MODULE:FUNC`` cannot be imported or called
-        └── NoDeadLetterTopicError      the namespace has no dead-letter topic (wrong namespace?)
+        ├── NoDeadLetterTopicError      the namespace has no dead-letter topic (wrong namespace?)
+        └── ReplayTakenOverError        a newer replay of the namespace fenced this one
 
 Every `DlqError` is an operator mistake: the CLI exits with code 2 for them. A transform that
 raises on one dead letter is not an error of the run: that item is reported as failed and the
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidFilterError",
     "NoDeadLetterTopicError",
     "NoMatchError",
+    "ReplayTakenOverError",
     "TransformLoadError",
     "UnknownDeadLetterError",
 ]
@@ -74,4 +76,21 @@ class NoDeadLetterTopicError(DlqError):
             "--data-dir for where the log is)"
         )
         self.topic = topic
+        self.namespace = namespace
+
+
+class ReplayTakenOverError(DlqError):
+    """A newer replay of the same namespace started and fenced this one.
+
+    Replays of one namespace share one transactional id, so the newest one runs and older ones
+    stop at their next chunk. Everything the fenced replay committed is recorded as replayed,
+    and nothing it had not committed was sent: running it again resumes.
+    """
+
+    def __init__(self, *, namespace: str) -> None:
+        super().__init__(
+            f"another replay of namespace {namespace!r} started and took over (replays of one "
+            "namespace run one at a time); every dead letter this one sent is recorded as "
+            "replayed. Run this replay again once the other one ends to replay the rest"
+        )
         self.namespace = namespace

@@ -1,17 +1,27 @@
-"""Replaying dead letters to the inbox they came from, idempotently and resumably.
+"""Replaying dead letters to the inbox they came from, exactly once and resumably.
 
-Each replay is an ordinary one-way send through the `actors` client (the path a user message
-takes) to the same session and handler, with the message id ``dlq-replay:{dead letter id}``.
-The status record (``replayed``) is written after the send. So:
+Each replay is an inbox message to the same session and handler (the path a user message
+takes), with the message id ``dlq-replay:{dead letter id}``. Replays go in chunks, and each
+chunk is one transaction (`dlq.sender`) holding the chunk's inbox messages and the
+``replayed`` status record of each of its dead letters. So:
 
-- Replaying a dead letter twice applies it once: a dead letter already ``replayed`` is skipped,
-  and if a run stops between a send and its status record, the next run sends the same message
-  id again, which the session's dedupe window answers without running the handler twice.
-- A run that stops (Ctrl-C, a crash, a broker outage) resumes where it stopped when it is
-  started again: only items that are not yet ``replayed`` are sent.
+- A dead letter's message is in the inbox if and only if its status says ``replayed``, whatever
+  stops the replayer (Ctrl-C, SIGKILL, a broker outage) and wherever: a chunk is durable
+  entirely or not at all. Replaying again skips what is ``replayed`` and sends the rest, so a
+  dead letter is sent once, however often the replay is interrupted and run again, and however
+  many dead letters go to one session. (A re-sent copy would rely on the session's dedupe of
+  message ids, which remembers only so many.)
+- A replay fences every older replay of the namespace (one transactional id per namespace,
+  opened before the statuses are read), so a zombie or concurrent replayer cannot send what
+  this one sends; it stops with `ReplayTakenOverError`.
+- A session parked behind its dead letter is unparked in the same transaction, its replay
+  carried in the resolution so that it runs before the messages that queued behind it. The
+  same transaction also holds the replay as a plain message, in case the park was resolved
+  before (a discard unparks); when the carried replay ran, the runtime's dedupe of message ids
+  answers that copy. This is the one case where a replay relies on that dedupe.
 
-Sends are pipelined in chunks and each chunk's status records go in one append, so replaying
-tens of thousands of dead letters costs a few round trips per chunk, not per item.
+Chunks keep pipelining: replaying tens of thousands of dead letters costs one transaction per
+chunk of `CHUNK`, not a round trip per item.
 """
 
 from __future__ import annotations
@@ -22,26 +32,27 @@ import importlib
 import inspect
 import logging
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from actors import Client
-from actors.messages import Message
-from eventstore import LogUnavailableError, pack
+from actors import Client, Settings
+from actors.errors import MessageTooLargeError
+from eventstore import EventLog, LogUnavailableError, OutRecord, pack
 
 from .errors import InvalidFilterError, TransformLoadError
 from .records import DeadLetter, iso
 from .reports import ItemResult, Progress, Report
+from .sender import UNPARKED, ReplaySender, replay_message
 from .status import Resolution, StatusStore, operator, resolve
 
 log = logging.getLogger(__name__)
 
 CHUNK = 500
-"""Sends in flight at once (and status records per append)."""
+"""Replays per transaction (each with its status record)."""
 
 POISON = (
     "poison record: its value is not a Tether message ({reason}), so it cannot be replayed as "
@@ -142,22 +153,43 @@ def _error(exc: BaseException) -> str:
 
 
 class Replayer:
-    """Sends dead letters back to their inbox through an `actors` client.
+    """Sends dead letters back to their inbox, each chunk with its statuses in one transaction.
 
-    `client` returns the started client to send with; it is called only when something is sent
-    (a dry run needs no client).
+    Use `fenced` around reading the statuses and replaying, so that the statuses include
+    everything an older (fenced) replayer committed; `replay` outside it opens the writer for
+    the duration of the call.
     """
 
     def __init__(
         self,
-        client: Callable[[], Awaitable[Client]],
+        log: EventLog,
+        settings: Settings,
         statuses: StatusStore,
         *,
         chunk_size: int = CHUNK,
     ) -> None:
-        self._client = client
-        self._statuses = statuses
+        self._sender = ReplaySender(log, settings, statuses)
         self._chunk_size = max(1, chunk_size)
+
+    @asynccontextmanager
+    async def fenced(self) -> AsyncIterator[None]:
+        """Open the namespace's replay writer for the block, fencing every older replayer.
+
+        Raises:
+            LogUnavailableError: the log cannot be reached.
+        """
+        if self._sender.is_open:
+            yield
+            return
+        await self._sender.open()
+        try:
+            yield
+        finally:
+            await self._sender.close()
+
+    async def close(self) -> None:
+        """Release the writer if a replay left it open; idempotent."""
+        await self._sender.close()
 
     async def _target(self, letter: DeadLetter, transform: Transform | None) -> ReplayTarget | str:
         """What to send for `letter`, or why it cannot be sent."""
@@ -206,7 +238,7 @@ class Replayer:
         """Replay `letters` in order; see the module docstring for the guarantees.
 
         Args:
-            letters: The dead letters to replay (already selected).
+            letters: The dead letters to replay (already selected, with their statuses).
             dry_run: Decide (and run the transform) for every item, but send and write nothing.
             rate: At most this many sends per second (None: as fast as the log takes them).
             transform: Rewrites each payload first; an item whose transform raises fails alone.
@@ -219,11 +251,28 @@ class Replayer:
             failed with the reason.
 
         Raises:
-            LogUnavailableError: the log became unreachable; what was sent before is recorded,
-                and running the same replay again resumes.
+            LogUnavailableError: the log became unreachable; every chunk committed before is
+                recorded, the chunk in flight was not sent, and running the same replay again
+                resumes.
+            ReplayTakenOverError: a newer replay of the namespace fenced this one.
         """
         if rate is not None and rate <= 0:
             raise InvalidFilterError(f"--rate must be a positive number of items per second, got {rate}")
+        if dry_run:
+            return await self._replay(letters, True, rate, transform, include_discarded, by, progress)
+        async with self.fenced():
+            return await self._replay(letters, False, rate, transform, include_discarded, by, progress)
+
+    async def _replay(
+        self,
+        letters: Sequence[DeadLetter],
+        dry_run: bool,
+        rate: float | None,
+        transform: Transform | None,
+        include_discarded: bool,
+        by: str | None,
+        progress: Progress | None,
+    ) -> Report:
         by = by or operator()  # once per run: it asks the OS
         report = Report(action="replay", dry_run=dry_run)
         total = len(letters)
@@ -232,19 +281,16 @@ class Replayer:
         started: float | None = None
         sent = 0
 
-        def replayed_statuses(letters: Iterable[DeadLetter]) -> list[Resolution]:
-            """The `replayed` statuses of letters whose replay is durable."""
-            return [
-                resolve(
-                    lt.id,
-                    lt.resolution,
-                    "replayed",
-                    by=by,
-                    replay_message_id=lt.replay_message_id,
-                    transform=transform.name if transform is not None else None,
-                )
-                for lt in letters
-            ]
+        def replayed(letter: DeadLetter) -> Resolution:
+            """The `replayed` status of `letter`, committed with its message."""
+            return resolve(
+                letter.id,
+                letter.resolution,
+                "replayed",
+                by=by,
+                replay_message_id=letter.replay_message_id,
+                transform=transform.name if transform is not None else None,
+            )
 
         def done(item: ItemResult) -> None:
             report.items.append(item)
@@ -262,57 +308,31 @@ class Replayer:
                 else:
                     plan.append((letter, await self._target(letter, transform)))
             sendable = [(lt, t) for lt, t in plan if isinstance(t, ReplayTarget)]
-            # A session parked behind its dead letter gets the replay inside the resolution of
-            # its park, so the replay runs before the messages that queued behind it.
-            parked = [(lt, t) for lt, t in sendable if lt.park_awakeable]
-            sendable = [(lt, t) for lt, t in sendable if not lt.park_awakeable]
             outcomes: dict[str, BaseException | None] = {}
             unavailable: LogUnavailableError | None = None
             if sendable and not dry_run:
-                client = await self._client()
                 if rate is not None:
-                    # The clock starts at the first send: connecting is not part of the rate.
                     started = loop.time() if started is None else started
                     delay = started + sent / rate - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                results = await asyncio.gather(
-                    *(
-                        client.send_raw(
-                            t.object_name,
-                            t.key,
-                            t.handler,
-                            t.payload,
-                            idempotency_key=lt.replay_message_id,
-                        )
-                        for lt, t in sendable
-                    ),
-                    return_exceptions=True,
-                )
-                for (lt, _), result in zip(sendable, results, strict=True):
-                    if isinstance(result, BaseException):
-                        if isinstance(result, asyncio.CancelledError):
-                            raise result
-                        outcomes[lt.id] = result
-                        if isinstance(result, LogUnavailableError):
-                            unavailable = result
-                    else:
-                        outcomes[lt.id] = None
-                await self._statuses.write(replayed_statuses(lt for lt, _ in sendable if outcomes.get(lt.id) is None))
-            if parked and not dry_run:
-                client = await self._client()
-                for lt, t in parked:
+                records: list[OutRecord] = []
+                resolutions: list[Resolution] = []
+                for lt, t in sendable:
+                    message = replay_message(lt, t.object_name, t.key, t.handler, t.payload)
                     try:
-                        carried = await client.resolve(lt.park_awakeable or "", {"replay": _replay_message(lt, t)})
-                        if not carried:  # the park was resolved before (a discard): send as usual
-                            await client.send_raw(
-                                t.object_name, t.key, t.handler, t.payload, idempotency_key=lt.replay_message_id
-                            )
-                        outcomes[lt.id] = None
-                    except Exception as exc:  # reported per item, like a failed send
+                        records.extend(self._sender.records(lt, message))
+                    except MessageTooLargeError as exc:  # this item fails alone, as a send would
                         outcomes[lt.id] = exc
-                await self._statuses.write(replayed_statuses(lt for lt, _ in parked if outcomes.get(lt.id) is None))
-            sendable += parked
+                        continue
+                    resolutions.append(replayed(lt))
+                try:
+                    await self._sender.commit(records, resolutions)
+                except LogUnavailableError as exc:
+                    # Nothing of the chunk was sent: report it as failed, then stop.
+                    unavailable = exc
+                for resolution in resolutions:
+                    outcomes[resolution.id] = unavailable
             sent += len(sendable)
             for letter, target in plan:
                 if target is None:
@@ -341,8 +361,8 @@ class Replayer:
             if unavailable is not None:
                 raise unavailable
         if not dry_run:
-            replayed = report.counts.get("replayed", 0)
-            log.info("replayed %d of %d dead letter(s); %d failed", replayed, total, len(report.failed))
+            count = report.counts.get("replayed", 0)
+            log.info("replayed %d of %d dead letter(s); %d failed", count, total, len(report.failed))
         return report
 
 
@@ -350,17 +370,4 @@ async def unpark(client: Client, letters: Sequence[DeadLetter]) -> None:
     """Resolve the park awakeables of `letters` (a no-op for sessions that are not parked)."""
     parked = [letter.park_awakeable for letter in letters if letter.park_awakeable]
     if parked:
-        await asyncio.gather(*(client.resolve(awk, "resolved by an operator") for awk in parked))
-
-
-def _replay_message(letter: DeadLetter, target: ReplayTarget) -> dict[str, Any]:
-    """The inbox message a replay carries, as the runtime's wire form."""
-    message = Message(
-        id=letter.replay_message_id,
-        o=target.object_name,
-        k=target.key,
-        h=target.handler,
-        p=target.payload,
-        ts=int(time.time() * 1000),
-    )
-    return message.model_dump(by_alias=True)
+        await asyncio.gather(*(client.resolve(awk, UNPARKED) for awk in parked))

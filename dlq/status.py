@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from eventstore import EventLog, OutRecord, TopicError, Topics, partition_for
+from eventstore import EventLog, OutRecord, TopicError, Topics, UsageError, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -179,28 +179,42 @@ class StatusStore:
                     out[dead_letter_id] = resolution
         return out
 
-    async def write(self, resolutions: Iterable[Resolution]) -> None:
-        """Append status records in one batch; durable on return."""
-        batch = list(resolutions)
-        if not batch:
+    async def ensure_topic(self) -> None:
+        """Create the control topic if it is missing and learn its partition count (once)."""
+        if self._created:
             return
         topic = self._topics.control
+        # Namespaces made before the control topic existed get it on the first write.
+        specs = [s for s in self._topics.specs(self._partitions) if s.name == topic]
+        await self._log.create_topics(specs)
+        self._count = await self._log.partition_count(topic)
+        self._created = True
+
+    def records(self, resolutions: Iterable[Resolution]) -> list[OutRecord]:
+        """The control-topic records of `resolutions`, for a caller's own transaction.
+
+        Call `ensure_topic` first: the partition of each record depends on the topic's size.
+        """
         if not self._created:
-            # Namespaces made before the control topic existed get it on the first write.
-            specs = [s for s in self._topics.specs(self._partitions) if s.name == topic]
-            await self._log.create_topics(specs)
-            self._count = await self._log.partition_count(topic)
-            self._created = True
-        records = []
-        for resolution in batch:
+            raise UsageError("StatusStore.records needs `await ensure_topic()` first")
+        out = []
+        for resolution in resolutions:
             key = f"{KEY_PREFIX}{resolution.id}".encode()
-            records.append(
+            out.append(
                 OutRecord(
-                    topic,
+                    self._topics.control,
                     partition_for(key, self._count),
                     key,
                     resolution.encode(),
                     (("tether.kind", b"dlq-status"),),
                 )
             )
-        await self._log.append(records)
+        return out
+
+    async def write(self, resolutions: Iterable[Resolution]) -> None:
+        """Append status records in one batch; durable on return."""
+        batch = list(resolutions)
+        if not batch:
+            return
+        await self.ensure_topic()
+        await self._log.append(self.records(batch))

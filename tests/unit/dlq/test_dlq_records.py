@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import dlq
-from actors import TerminalError
+from actors import Settings, TerminalError
 from actors.deadletters import Failure, dead_letter
 from actors.messages import Message, session_key
 from dlq import DeadLetter, Filter, Resolution, group_stats, parse_time
@@ -300,11 +300,6 @@ async def test_status_store_latest_record_wins(tmp_path: Path) -> None:
 
 
 # -- replay planning -------------------------------------------------------------------------
-class _Unused:
-    async def __call__(self) -> Any:
-        raise AssertionError("a dry run must not start a client")
-
-
 async def test_dry_run_plans_transforms_poison_and_skips(letters: list[DeadLetter], tmp_path: Path) -> None:
     poison = DeadLetter.from_record(
         letter_record(
@@ -315,8 +310,9 @@ async def test_dry_run_plans_transforms_poison_and_skips(letters: list[DeadLette
     )
     replayed = letters[0].with_resolution(resolve(letters[0].id, None, "replayed", by="x"))
     discarded = letters[1].with_resolution(resolve(letters[1].id, None, "discarded", by="x", reason="dup"))
-    store = StatusStore(EmbeddedLog(tmp_path), TOPICS, partitions=1)
-    replayer = Replayer(_Unused(), store)
+    log = EmbeddedLog(tmp_path)  # never started: a dry run must not touch the log
+    store = StatusStore(log, TOPICS, partitions=1)
+    replayer = Replayer(log, Settings(namespace=NS, partitions=1), store)
     report = await replayer.replay([replayed, discarded, letters[2], poison], dry_run=True)
     outcomes = [(i.id, i.outcome) for i in report.items]
     assert outcomes == [
