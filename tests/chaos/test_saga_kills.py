@@ -268,8 +268,8 @@ async def _check_dead_letters(settings: Settings, stuck: list[str]) -> None:
 def _check_outcomes(plans: dict[str, tuple[str, Order]], records: dict[str, SagaRecord], ledger: Ledger) -> None:
     effects: dict[str, set[str]] = {}
     for key in ledger.effects():
-        saga_id, rest = key.split(":", 1)
-        effects.setdefault(saga_id, set()).add(rest)
+        saga, rest = key.split(":", 1)  # booking/{saga_id}:{step}:{phase}
+        effects.setdefault(saga.split("/", 1)[1], set()).add(rest)
     for saga_id, (kind, _) in plans.items():
         state = records[saga_id].state
         done = effects.get(saga_id, set())
