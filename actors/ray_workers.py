@@ -388,9 +388,11 @@ class RayWorkerPool:
 
     def _create(self, target: str, settings: Settings, workers: int) -> None:
         root = _import_root(target)
-        data = settings.model_dump(mode="json")
         for i in range(workers):
             name = f"{settings.namespace}-worker-{i}"
+            data = settings.model_dump(mode="json")
+            if settings.kafka.group_instance_id:  # static membership: one stable id per worker
+                data["kafka"]["group_instance_id"] = f"{settings.kafka.group_instance_id}-{i}"
             try:
                 handle = WorkerActor.options(name=name, namespace=RAY_NAMESPACE).remote(
                     target, data, name=name, sys_paths=[root] if root else [], verbose=_verbosity()

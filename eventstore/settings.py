@@ -31,6 +31,12 @@ class KafkaSettings(BaseModel):
     """How often a member tells the group it is alive (well below the session timeout)."""
     fetch_max_wait_ms: int = 50
     """How long the broker holds a fetch when there is no data (latency of an idle consumer)."""
+    group_instance_id: str | None = None
+    """Static group membership (KIP-345): a worker restarted with the same id takes its
+    partitions back at once instead of after ``session_timeout_ms``, and no other worker's
+    partitions move. Give each worker its own stable id (a pod name); Ray workers add
+    ``-{index}``. Without one (the default) membership is dynamic. A static worker that stops
+    for good hands its partitions over after the session timeout."""
 
 
 class LogSettings(BaseSettings):

@@ -405,6 +405,7 @@ class KafkaLog:
             bootstrap_servers=self.servers,
             client_id=f"{self.settings.client_id}-{group_id or 'reader'}",
             group_id=group_id if partitions is None else None,
+            group_instance_id=self.settings.group_instance_id if partitions is None else None,
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
