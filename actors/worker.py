@@ -52,6 +52,9 @@ class Worker:
         self._consumer: LogConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed: dict[int, BaseException] = {}
+        self._restoring: dict[int, asyncio.Task[None]] = {}
+        """Restores in flight, by partition: they run outside the group's rebalance callback."""
+        self._restore_failed: set[int] = set()
         self._partitions = 0
         self.client = Client(self.settings, log=self._log)
         self._stopping = asyncio.Event()
@@ -102,6 +105,7 @@ class Worker:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self._cancel_restores(set(self._restoring))
         if self._consumer is not None:
             await self._consumer.close()  # revokes, which stops the processors
             self._consumer = None
@@ -112,16 +116,48 @@ class Worker:
 
     # -- PartitionListener -----------------------------------------------------------------
     async def on_assigned(self, partitions: set[int]) -> None:
-        """Fence, restore and start the processors of newly assigned partitions."""
+        """Fence, restore and start the processors of newly assigned partitions.
+
+        Restores run as tasks of their own and this returns at once: a restore inside the
+        group's rebalance callback sends no heartbeat until it ends, so one longer than the
+        session timeout got the worker expelled, and restored again, in a loop. Until its
+        restore ends, a partition's fetched records are dropped; the restore then seeks the
+        partition back to where it resumes, so nothing is skipped.
+        """
         for p in sorted(partitions):
-            if p not in self.processors:
-                await self._take(p)
+            if p not in self.processors and p not in self._restoring:
+                self._start_restore(p)
 
     async def on_revoked(self, partitions: set[int]) -> None:
         """Stop the processors of partitions taken away (committing what finished)."""
+        await self._cancel_restores(partitions)
         await asyncio.gather(*(self._release(p) for p in partitions))
 
-    async def _take(self, p: int) -> None:
+    def _start_restore(self, p: int, *, delay: float = 0.0) -> None:
+        task = asyncio.create_task(self._take(p, delay=delay), name=f"tether-restore-p{p}")
+        self._restoring[p] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._restoring.get(p) is finished:
+                del self._restoring[p]
+            if not finished.cancelled() and finished.exception() is not None:
+                exc = finished.exception()
+                assert exc is not None
+                log.error("partition %d: restore failed (%r); will retry", p, exc)
+                self._failed[p] = exc
+                self._restore_failed.add(p)
+
+        task.add_done_callback(done)
+
+    async def _cancel_restores(self, partitions: set[int]) -> None:
+        tasks = [self._restoring.pop(p) for p in partitions if p in self._restoring]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _take(self, p: int, *, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
         processor = PartitionProcessor(
             partition=p,
@@ -139,9 +175,12 @@ class Worker:
         except BaseException:
             await writer.close()
             raise
+        assert self._consumer is not None
+        if p not in self._consumer.assignment():  # revoked while it restored
+            await writer.close()
+            return
         processor.start()
         self.processors[p] = processor
-        assert self._consumer is not None
         self._consumer.seek(p, resume)
 
     async def _release(self, p: int, *, flush: bool = True) -> None:
@@ -158,15 +197,13 @@ class Worker:
 
     async def _recover(self) -> None:
         failed, self._failed = self._failed, {}
+        assert self._consumer is not None
         for p, exc in failed.items():
             await self._release(p, flush=False)
-            if not isinstance(exc, ProducerFencedError):
-                try:
-                    await self._take(p)
-                except Exception:
-                    log.exception("partition %d: restore failed; will retry", p)
-                    self._failed[p] = exc
-                    await asyncio.sleep(1)
+            if not isinstance(exc, ProducerFencedError) and p in self._consumer.assignment():
+                # A failed restore waits a second before it is tried again; a failed partition not.
+                self._start_restore(p, delay=1.0 if p in self._restore_failed else 0.0)
+            self._restore_failed.discard(p)
 
     # -- fetch loop ------------------------------------------------------------------------
     async def _run(self) -> None:

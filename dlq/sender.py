@@ -23,8 +23,7 @@ from typing import Any
 
 from actors import Settings
 from actors.errors import MessageTooLargeError
-from actors.messages import Message, session_key
-from actors.messages import RESOLVE_HANDLER
+from actors.messages import RESOLVE_HANDLER, Message, session_key
 from actors.waits import parse_awakeable_id
 from eventstore import EventLog, OutRecord, ProducerFencedError, Topics, partition_for
 from eventstore.log import TransactionalWriter

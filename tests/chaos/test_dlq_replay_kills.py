@@ -50,10 +50,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 LETTERS = 1500
 KEY = "c-0"
 SEED = 11
-ROUNDS = [*[("300/s", (0.0, 0.1))] * 4, (None, (0.0, 0.03))]
-"""Per killed run: its --rate (chunks of a tenth of it; None: full speed, chunks of 500), and
-how long to wait (a random time in the range) after its first chunk committed before the kill.
-The full-speed run (chunks of 500) is killed while it sends its second chunk."""
+ROUNDS = [*[("300/s", (0.0, 0.1))] * 4, ("2500/s", (0.0, 0.03))]
+"""Per killed run: its --rate (chunks of a tenth of it), and how long to wait (a random time in
+the range) after its first chunk committed before the kill. The fast run (chunks of 250, about
+0.5 s for what is left) is killed while it sends its second chunk; at full speed the rest can
+commit before a loaded machine delivers the kill, and the round would prove nothing."""
 
 
 class Replayer:
