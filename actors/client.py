@@ -28,6 +28,7 @@ from .errors import (
     InvalidPayloadError,
     InvocationError,
     MessageTooLargeError,
+    SendTimeoutError,
     UnknownHandlerError,
     UnknownObjectError,
 )
@@ -62,6 +63,9 @@ class Client:
         self._listener: asyncio.Task[None] | None = None
         self._partitions = 0
         self._reply_partition = 0
+        self.send_timeout = 30.0
+        """Seconds a send waits for the log to confirm a message (a broker outage ends it with
+        `SendTimeoutError`, retryable); `call` spends its own timeout on the send and the reply."""
 
     @classmethod
     def connect(cls, settings: Settings | None = None, *, log: EventLog | None = None) -> Client:
@@ -172,11 +176,21 @@ class Client:
             )
         return OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)
 
-    async def _append(self, *messages: Message) -> None:
+    async def _append(self, *messages: Message, timeout: float | None = None) -> None:
+        """Make `messages` durable, within `timeout` s (default: `send_timeout`)."""
         if self._listener is None:
             await self.start()
         records = [self._record(m) for m in messages]  # every size is checked before any is sent
-        await self._log.append(records)
+        limit = self.send_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                await self._log.append(records)
+        except TimeoutError:
+            ids = ", ".join(m.id for m in messages[:3]) + (" ..." if len(messages) > 3 else "")
+            raise SendTimeoutError(
+                f"the log did not confirm {len(messages)} message(s) ({ids}) within {limit} s (is the broker "
+                "up?); they may or may not be durable: retry with the same idempotency key, which applies once"
+            ) from None
 
     async def send(
         self,
@@ -186,14 +200,25 @@ class Client:
         *,
         idempotency_key: str | None = None,
         delay: float | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Send one-way; returns the message id once the message is durable.
 
         With `delay` (seconds) the message is delivered no earlier than that, even if every
         worker is down when it falls due (it is delivered when one is back).
+
+        Raises:
+            SendTimeoutError: the log did not confirm the message within `timeout` s (default
+                `send_timeout`, 30 s); retry with the same idempotency key.
         """
         return await self.send_raw(
-            handler.object_name, key, handler.name, payload, idempotency_key=idempotency_key, delay=delay
+            handler.object_name,
+            key,
+            handler.name,
+            payload,
+            idempotency_key=idempotency_key,
+            delay=delay,
+            timeout=timeout,
         )
 
     async def send_raw(
@@ -205,10 +230,11 @@ class Client:
         *,
         idempotency_key: str | None = None,
         delay: float | None = None,
+        timeout: float | None = None,
     ) -> str:
         """`send` by names, with a JSON-like payload (for tools and dynamic callers)."""
         message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
-        await self._append(message)
+        await self._append(message, timeout=timeout)
         return message.id
 
     async def send_many(
@@ -217,6 +243,7 @@ class Client:
         messages: Iterable[tuple[str, BaseModel]],
         *,
         idempotency_keys: Sequence[str] | None = None,
+        timeout: float | None = None,
     ) -> list[str]:
         """Send one-way to many sessions at once; returns the message ids once all are durable.
 
@@ -230,10 +257,12 @@ class Client:
             idempotency_keys: One per message; sending the batch again with the same keys
                 delivers each message once. The batch is not atomic: after an error, some
                 messages may be durable, so retry with the same keys.
+            timeout: Seconds to wait for the log to confirm the batch (default `send_timeout`).
 
         Raises:
             MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
             UsageError: `idempotency_keys` does not have one key per message.
+            SendTimeoutError: the log did not confirm the batch within `timeout` s.
         """
         items = list(messages)
         if idempotency_keys is not None and len(idempotency_keys) != len(items):
@@ -249,7 +278,7 @@ class Client:
             )
             for n, (key, payload) in enumerate(items)
         ]
-        await self._append(*batch)
+        await self._append(*batch, timeout=timeout)
         return [m.id for m in batch]
 
     @overload
@@ -289,6 +318,8 @@ class Client:
             InvocationError: the handler failed for good (or a subclass: unknown object or
                 handler, invalid payload).
             CallTimeoutError: no reply in `timeout` s; the message is still processed.
+            SendTimeoutError: the log did not confirm the message within `timeout` s (a
+                broker outage); retry with the same idempotency key.
         """
         result = await self.call_raw(
             handler.object_name, key, handler.name, payload, timeout=timeout, idempotency_key=idempotency_key
@@ -314,9 +345,10 @@ class Client:
         if future is None or future.done():
             future = self._waiting[waiting] = asyncio.get_running_loop().create_future()
         self._callers[waiting] = self._callers.get(waiting, 0) + 1
+        deadline = time.monotonic() + timeout
         try:
-            await self._append(message)
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout)
+            await self._append(message, timeout=timeout)  # a broker outage ends the call in time too
+            reply = await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise CallTimeoutError(
                 f"no reply from {object_name}/{key}.{handler} within {timeout} s (message "

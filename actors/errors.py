@@ -132,6 +132,16 @@ class CallTimeoutError(ActorError):
     retriable = True
 
 
+class SendTimeoutError(ActorError):
+    """The log did not confirm a message in time (the broker is down or unreachable).
+
+    The message may or may not be durable: retry with the same idempotency key, which applies
+    it once either way.
+    """
+
+    retriable = True
+
+
 class BudgetExceededError(TerminalError):
     """The invocation spent its retry or cost budget; it fails instead of burning more."""
 

@@ -6,6 +6,10 @@ import json
 import logging
 import sys
 import time
+from typing import Any
+
+CLIENT_LOGGERS = ("aiokafka", "kafka")
+"""Loggers of the Kafka clients: during a broker outage they log hundreds of lines a second."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -24,6 +28,64 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class OutageFilter(logging.Filter):
+    """Turns a Kafka client's flood of connection errors into one line per outage and a summary.
+
+    The first warning or error of a client logger while the broker is unreachable becomes
+    "broker unreachable since HH:MM:SS, retrying"; the same message again (by its template) is
+    let through at most once per `window` seconds, with the count of the ones it stood for.
+    Tether's own loggers pass untouched.
+    """
+
+    def __init__(self, window: float = 60.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self.outage_since: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether `record` is written (it may be rewritten to carry a summary)."""
+        if not record.name.startswith(CLIENT_LOGGERS) or record.levelno < logging.WARNING:
+            return True
+        now = self._clock()
+        key = (record.name, str(record.msg))
+        first, suppressed = self._seen.get(key, (None, 0))
+        if first is not None and now - first < self.window:
+            self._seen[key] = (first, suppressed + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if self.outage_since is None:
+            self.outage_since = time.time()
+            since = time.strftime("%H:%M:%S", time.localtime(self.outage_since))
+            record.msg = f"broker unreachable since {since}, retrying ({record.getMessage()})"
+            record.args = ()
+        elif suppressed:
+            record.msg = f"{record.getMessage()} (and {suppressed} more like it in the last {self.window:.0f} s)"
+            record.args = ()
+        record.exc_info = None  # the traceback of a connection error says nothing new
+        record.exc_text = None
+        return True
+
+    def recovered(self) -> None:
+        """The broker answers again: the next client error starts a new outage."""
+        self.outage_since = None
+        self._seen.clear()
+
+
+_INSTALLED: list[OutageFilter] = []
+
+
+def broker_answered() -> None:
+    """Called when the broker confirmed something (a commit): an outage being logged is over."""
+    for installed in _INSTALLED:
+        if installed.outage_since is not None:
+            logging.getLogger("actors.worker").warning(
+                "broker reachable again after %.0f s", time.time() - installed.outage_since
+            )
+            installed.recovered()
+
+
 def configure_logging(verbose: int = 0, *, json_lines: bool = False) -> None:
     """Log to stderr: INFO with `verbose >= 1`, DEBUG with 2; aiokafka stays at WARNING."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -32,6 +94,9 @@ def configure_logging(verbose: int = 0, *, json_lines: bool = False) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    outage = OutageFilter()
+    handler.addFilter(outage)
+    _INSTALLED[:] = [outage]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

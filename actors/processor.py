@@ -45,6 +45,7 @@ from .errors import (
     error_payload,
 )
 from .invocation import Invocation
+from .logs import broker_answered
 from .messages import RESOLVE_HANDLER, STATE_HANDLER, Message, done_entry, reply_value, step_entry
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import checkpoint_records, restore
@@ -694,6 +695,7 @@ class PartitionProcessor:
                     or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
                 )
                 await self._commit(batch.records + extra, watermark if commit_offsets else None)
+                broker_answered()
                 self._since_checkpoint = 0 if checkpointed else self._since_checkpoint + batch.events_records
                 if commit_offsets:
                     self._committed = watermark

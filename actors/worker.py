@@ -210,6 +210,7 @@ class Worker:
         assert self._consumer is not None
         consumer = self._consumer
         limit = self.settings.runtime.max_backlog
+        fetch_failing = False
         while True:
             if self._failed:
                 await self._recover()
@@ -220,10 +221,15 @@ class Worker:
                 records = await consumer.fetch(self.settings.runtime.fetch_timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("fetching the inbox failed; retrying", exc_info=True)
+            except Exception as exc:
+                if not fetch_failing:  # once per outage, not twice a second
+                    log.warning("fetching the inbox failed (%r); retrying every 0.5 s", exc, exc_info=True)
+                fetch_failing = True
                 await asyncio.sleep(0.5)
                 continue
+            if fetch_failing:
+                log.warning("fetching the inbox again")
+                fetch_failing = False
             for n, record in enumerate(records, 1):
                 processor = self.processors.get(record.partition)
                 if processor is not None and processor.failed is None:

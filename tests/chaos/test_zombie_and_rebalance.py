@@ -41,6 +41,9 @@ class _ManualConsumer:
     def seek(self, partition: int, offset: int) -> None:
         self.positions[partition] = offset
 
+    def assignment(self) -> set[int]:
+        return {0}  # the partition the test hands over
+
     async def close(self) -> None:
         pass
 

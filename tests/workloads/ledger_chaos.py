@@ -69,13 +69,14 @@ class LedgerLoad:
                 target = rng.choice(later)
                 self.asks_out[key].append(tag)
                 self.relayed_in[target].append(f"{tag}?{key}")
-                self.message_ids.update({tag, f"{tag}:call:1"})
+                # ctx.call's message id derives from the caller's invocation id (session-scoped).
+                self.message_ids.update({tag, f"{invocation_id(f'ledger/{key}', tag)}:call:1"})
                 await self.client.send(ask, key, Op(tag=tag, target=target, work=work), idempotency_key=tag)
             elif kind < 0.25:
                 target = rng.choice([k for k in self.keys if k != key])
                 self.relays_out[key] += 1
                 self.relayed_in[target].append(f"{tag}@{key}")
-                self.message_ids.update({tag, f"{tag}:send:1"})
+                self.message_ids.update({tag, f"{invocation_id(f'ledger/{key}', tag)}:send:1"})
                 await self.client.send(relay, key, Op(tag=tag, target=target, work=work), idempotency_key=tag)
             elif kind < 0.5:
                 self.own[key].append(tag)
