@@ -100,5 +100,6 @@ def configure_logging(verbose: int = 0, *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel(logging.ERROR if verbose < 2 else logging.INFO)
-    logging.getLogger("kafka").setLevel(logging.ERROR if verbose < 2 else logging.INFO)
+    clients = logging.ERROR if verbose < 2 else logging.INFO if verbose == 2 else logging.DEBUG  # -vvv: all
+    logging.getLogger("aiokafka").setLevel(clients)
+    logging.getLogger("kafka").setLevel(clients)

@@ -177,6 +177,7 @@ class Worker:
             raise
         assert self._consumer is not None
         if p not in self._consumer.assignment():  # revoked while it restored
+            log.info("partition %d was revoked while it restored; released", p)
             await writer.close()
             return
         processor.start()

@@ -48,8 +48,9 @@ async def test_a_restore_longer_than_the_session_timeout_runs_once(
             records = []
             for e in range(first, first + BATCH):
                 j = e % SESSIONS
+                # Inbox offset -1: these invocations consumed no record of this test's inbox.
                 value = done_entry(
-                    f"m{e}", "add", [envelope], reply=None, ended_ms=now, version=e // SESSIONS + 1, inbox_offset=e
+                    f"m{e}", "add", [envelope], reply=None, ended_ms=now, version=e // SESSIONS + 1, inbox_offset=-1
                 )
                 records.append(OutRecord(topics.events, 0, session_key("acct", f"k{j}"), value))
             await log.append(records)

@@ -299,7 +299,14 @@ class WorkerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         self.log_path = self.log_dir / f"{self.name}-{self.starts}.log"
-        cmd = [sys.executable, "-c", "from actors.cli import main; main()", "serve", self.target, "-v"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from actors.cli import main; main()",
+            "serve",
+            self.target,
+            os.environ.get("TETHER_TEST_WORKER_VERBOSITY", "-v"),
+        ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
