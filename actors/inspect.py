@@ -12,67 +12,59 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from eventstore import DecodeError, Record, Topics, UsageError, open_log, partition_for, unpack
+from eventstore import Record, Topics, UsageError, open_log, partition_for
 
 from .client import Client
 from .definitions import VirtualObject
-from .entries import (
-    COMPLETION,
-    DONE,
-    STEP,
-    VERSIONED,
+from .errors import SessionNotFoundError
+from .protocol import entries
+from .protocol.checkpoint import CHECKPOINT_KEY
+from .protocol.entries import (
+    Completion,
+    Done,
+    Entry,
     OpenWaits,
+    Step,
+    Suspend,
+    Unknown,
     attempts_of,
     handler_of,
-    kind_of,
-    known,
     outcome_of,
     wait_of,
 )
-from .errors import SessionNotFoundError
-from .messages import Message, session_key
+from .protocol.inbox import Message, session_key
+from .protocol.snapshot import SNAPSHOT_VERSION_HEADER, Snapshot, snapshot_version
 from .reading import partitions_of, read_only_log
-from .restore import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER
 from .sessions import Session
 from .settings import Settings
 
-UNDECODABLE = "(undecodable)"
-"""The kind shown for an events-topic value that is not msgpack at all."""
 
-
-def _entry(value: bytes) -> Any:
-    try:
-        return unpack(value)
-    except DecodeError:
-        return {"k": UNDECODABLE}
-
-
-def history_item(offset: int, entry: Any) -> dict[str, Any]:
+def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     """One events-topic entry of a session as `tether sessions history` shows it.
 
     Entries of a kind this code does not know are kept with ``skipped: True`` and their kind.
     """
-    kind = kind_of(entry) or UNDECODABLE
-    if not known(entry):
-        return {"offset": offset, "kind": kind, "invocation": str(entry.get("i", "")), "skipped": True}
+    if isinstance(entry, Unknown):
+        return {"offset": offset, "kind": entry.kind, "invocation": entry.message_id, "skipped": True}
+    timed = isinstance(entry, Done | Step) and entry.started_ms is not None
     item: dict[str, Any] = {
         "offset": offset,
-        "inbox_offset": entry.get("o"),
-        "kind": kind,
-        "invocation": str(entry.get("i", "")),
+        "inbox_offset": getattr(entry, "inbox_offset", None),
+        "kind": entry.kind,
+        "invocation": entry.message_id,
         "attempts": attempts_of(entry),
-        "duration_ms": (entry.get("t1") or 0) - (entry.get("t0") or 0) if "t0" in entry else None,
+        "duration_ms": (entry.ended_ms or 0) - (entry.started_ms or 0) if timed else None,  # type: ignore[union-attr]
         "name": handler_of(entry),
     }
-    if kind == STEP:
-        item.update(name=entry.get("name", ""), index=entry.get("n"))
-    elif kind == COMPLETION:
-        item.update(name=f"awakeable {entry.get('id')}")
+    if isinstance(entry, Step):
+        item.update(name=entry.name, index=entry.index)
+    elif isinstance(entry, Completion):
+        item.update(name=f"awakeable {entry.awakeable}")
     wait = wait_of(entry)
     if wait is not None:
         item.update(wake_ms=wait.until_ms, awakeable=wait.awakeable)
-    if kind in VERSIONED:
-        item.update(version=entry.get("sv"), events=entry.get("ev"))
+    if isinstance(entry, Done | Suspend):
+        item.update(version=entry.version, events=entry.events)
     result, error = outcome_of(entry)
     if error is not None:
         item["error"] = error
@@ -83,7 +75,7 @@ def history_item(offset: int, entry: Any) -> dict[str, Any]:
 
 async def _session_records(
     settings: Settings, object_name: str, key: str
-) -> tuple[int, Record | None, list[tuple[int, Any]], set[str]]:
+) -> tuple[int, Record | None, list[tuple[int, Entry | Unknown]], set[str]]:
     """The session's partition, its latest snapshot record and its events entries.
 
     Also the other session types with records on that partition, to help with a typo.
@@ -101,14 +93,14 @@ async def _session_records(
                 snapshot = record if record.value is not None else None
             elif record.key is not None and record.key != CHECKPOINT_KEY:
                 others.add(record.key.decode(errors="replace").partition("/")[0])
-        entries: list[tuple[int, Any]] = []
+        found: list[tuple[int, Entry | Unknown]] = []
         async for record in log.read(topics.events, partition):
             if record.key != wanted:
                 if record.key is not None:
                     others.add(record.key.decode(errors="replace").partition("/")[0])
             elif record.value is not None:
-                entries.append((record.offset, _entry(record.value)))
-    return partition, snapshot, entries, others
+                found.append((record.offset, entries.read(record.value)))
+    return partition, snapshot, found, others
 
 
 async def session_history(settings: Settings, object_name: str, key: str) -> list[dict[str, Any]]:
@@ -117,8 +109,8 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
     Raises:
         NamespaceNotFoundError: the namespace has no topics (nothing is created).
     """
-    _, _, entries, _ = await _session_records(settings, object_name, key)
-    return [history_item(offset, entry) for offset, entry in entries]
+    _, _, found, _ = await _session_records(settings, object_name, key)
+    return [history_item(offset, entry) for offset, entry in found]
 
 
 def _not_found(
@@ -165,56 +157,53 @@ async def session_view(
         UsageError: `objects` has no session type `object_name`.
         DecodeError: with `objects`, an event that the definition cannot decode.
     """
-    partition, snapshot, entries, others = await _session_records(settings, object_name, key)
-    if snapshot is None and not entries:
+    partition, snapshot, found, others = await _session_records(settings, object_name, key)
+    if snapshot is None and not found:
         raise _not_found(settings, object_name, key, partition, others)
-    snapshot_version = 0
+    covered = 0
     if snapshot is not None:
         assert snapshot.value is not None
-        header = snapshot.header(SNAPSHOT_VERSION_HEADER)
-        snapshot_version = int(header) if header is not None else int(unpack(snapshot.value)["sv"])
-    tail: list[dict[str, Any]] = []
+        covered = snapshot_version(snapshot.value, snapshot.header(SNAPSHOT_VERSION_HEADER))
+    tail: list[Done | Suspend] = []
     events_since: list[dict[str, Any]] = []
     waits = OpenWaits()
     in_flight: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
-    version = snapshot_version
-    for offset, entry in entries:
-        kind = kind_of(entry) or UNDECODABLE
-        if not known(entry):
-            skipped.append(kind)
+    version = covered
+    for offset, entry in found:
+        if isinstance(entry, Unknown):
+            skipped.append(entry.kind)
             continue
-        invocation = str(entry.get("i"))
-        if kind in VERSIONED and int(entry["sv"]) > snapshot_version:
+        invocation = entry.message_id
+        if isinstance(entry, Done | Suspend) and entry.version > covered:
             tail.append(entry)
-            version = max(version, int(entry["sv"]))
+            version = max(version, entry.version)
             events_since.append(
                 {
                     "offset": offset,
-                    "kind": kind,
+                    "kind": entry.kind,
                     "invocation": invocation,
                     "handler": handler_of(entry),
-                    "version": int(entry["sv"]),
-                    "events": [_envelope(e) for e in entry.get("ev", ())],
+                    "version": entry.version,
+                    "events": [_envelope(e) for e in entry.events],
                 }
             )
         waits.see(entry)
-        if kind == STEP:
-            result, error = outcome_of(entry)
+        if isinstance(entry, Step):
             in_flight.setdefault(invocation, []).append(
-                {"step": entry.get("n"), "name": entry.get("name"), "result": result, "error": error}
+                {"step": entry.index, "name": entry.name, "result": entry.result, "error": entry.error}
             )
-        elif kind == DONE:
+        elif isinstance(entry, Done):
             in_flight.pop(invocation, None)
     view: dict[str, Any] = {
         "session": f"{object_name}/{key}",
         "partition": partition,
         "version": version,
-        "snapshot_version": snapshot_version if snapshot is not None else None,
+        "snapshot_version": covered if snapshot is not None else None,
         "events_since_snapshot": events_since,
         "in_flight": in_flight,
         "waits": {w.invocation: {**w.to_json(), "completed": waits.completed(w)} for w in waits.open},
-        "history_length": len(entries),
+        "history_length": len(found),
         "skipped_kinds": skipped,
     }
     if objects is not None:
@@ -222,8 +211,8 @@ async def session_view(
         session = Session(session_key(object_name, key), object_name, snapshot.value if snapshot else None, tail)
         view.update(state=session.load(obj, 1).model_dump(mode="json"), state_version=version, folded=True)
     else:
-        state = unpack(snapshot.value)["s"] if snapshot is not None and snapshot.value is not None else None
-        view.update(state=state, state_version=snapshot_version if snapshot is not None else None, folded=False)
+        state = Snapshot.decode(snapshot.value).state if snapshot is not None and snapshot.value is not None else None
+        view.update(state=state, state_version=covered if snapshot is not None else None, folded=False)
     return view
 
 
@@ -254,7 +243,7 @@ async def restart_invocation(
     old_id = target["invocation"]
     steps = [e for e in history if e["kind"] == "step" and e["invocation"] == old_id]
     seed = [
-        {"k": "step", "i": old_id, "n": e["index"], "name": e["name"], "r": e.get("result"), "a": e.get("attempts", 1)}
+        Step(old_id, e["index"], e["name"], e.get("result"), None, e.get("attempts") or 1).to_seed()
         for e in steps
         if e["index"] < from_step and "error" not in e
     ]

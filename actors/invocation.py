@@ -1,4 +1,9 @@
-"""One invocation of a handler: the context implementation and the step journal."""
+"""One invocation of a handler: the context implementation and the step journal.
+
+An invocation knows its partition only through `InvocationHost`: where to make a step durable,
+how large a step result may be, which awakeables completed, and the client for calls (as
+Restate's server context talks to its VM through one wrapper).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,21 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from .context import Awakeable, ObjectContext
 from .definitions import DEFAULT_RETRY, Budget, Handler, RetryPolicy, VirtualObject
 from .errors import BudgetExceededError, JournalMismatchError, StateMutationError, TerminalError, error_payload
-from .messages import Message
+from .protocol.entries import Completion, Step
+from .protocol.inbox import Message
 from .resilience import Breakers, CircuitOpenError, CircuitPolicy
 from .step_results import StepResults, declared_type
 from .waits import SLEEP_STEP, Suspended, awakeable_id, now_ms
 
 if TYPE_CHECKING:
-    from .processor import PartitionProcessor
+    from .client import Client
 
 T = TypeVar("T")
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
@@ -54,26 +60,49 @@ class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+class InvocationHost(Protocol):
+    """What an invocation needs of the partition that runs it (the partition processor)."""
+
+    @property
+    def client(self) -> Client:
+        """The client that `ctx.call` goes through."""
+        ...
+
+    def step_limit(self, message: Message, index: int) -> int:
+        """Bytes step `index` of `message`'s invocation may take as its result."""
+        ...
+
+    async def journal_step(self, message: Message, step: Step) -> None:
+        """Make `step` durable; returns once it is (raises `PartitionLost` if it cannot be)."""
+        ...
+
+    def completion(self, awakeable: str) -> Completion | None:
+        """The completion of `awakeable`, if it was resolved or rejected."""
+        ...
+
+
 class Invocation(ObjectContext[S]):
     """The context of one attempt of one message."""
 
     def __init__(
         self,
-        processor: PartitionProcessor,
+        host: InvocationHost,
         obj: VirtualObject[S],
         message: Message,
         state: S,
-        journal: dict[int, dict[str, Any]],
+        journal: dict[int, Step],
         attempt: int,
+        *,
+        check_writes: bool = True,
     ) -> None:
-        self._processor = processor
+        self._host = host
         self._obj = obj
         self.message = message
         self._state = state
         self._copied = False
         self._seen: dict[str, Any] | None = None
         """The state as the handler last read it (to catch writes behind the folds' back)."""
-        self.check_writes = processor.settings.check_state_writes
+        self.check_writes = check_writes
         self._journal = journal
         self._attempt = attempt
         self._step = 0
@@ -215,11 +244,11 @@ class Invocation(ObjectContext[S]):
         results = StepResults.of(name, result_type if result_type is not None else declared_type(fn))
         recorded = self._journal.get(index)
         if recorded is not None:
-            if recorded["name"] != name:
-                raise JournalMismatchError(index=index, recorded=recorded["name"], requested=name)
-            if "err" in recorded:
-                raise TerminalError(f"step {name!r} failed: {recorded['err']['message']}")
-            return results.decode(recorded["r"])  # type: ignore[no-any-return]
+            if recorded.name != name:
+                raise JournalMismatchError(index=index, recorded=recorded.name, requested=name)
+            if recorded.error is not None:
+                raise TerminalError(f"step {name!r} failed: {recorded.error['message']}")
+            return results.decode(recorded.result)  # type: ignore[no-any-return]
         policy = retry or STEP_RETRY
         started = int(time.time() * 1000)
         attempt = 0
@@ -237,7 +266,7 @@ class Invocation(ObjectContext[S]):
                     breaker.succeeded()
                 # Encoded (and size-checked) inside the attempt: a result that cannot be
                 # journaled fails this attempt, under the step's retry policy.
-                plain = results.encode(value, self._processor.step_limit(self.message, index))
+                plain = results.encode(value, self._host.step_limit(self.message, index))
                 break
             except Exception as exc:
                 transient = policy.retries(exc)
@@ -255,12 +284,14 @@ class Invocation(ObjectContext[S]):
                     self.logger.warning("step %s attempt %d failed: %r; retrying in %.2f s", name, attempt, exc, delay)
                     await asyncio.sleep(delay)
                     continue
-                entry = {"name": name, "err": error_payload(exc), "a": attempt}
-                await self._processor.journal_step(self.message, index, entry, started)
+                failed = Step(self.message.id, index, name, None, error_payload(exc), attempt, started, _ms())
+                await self._host.journal_step(self.message, failed)
                 if isinstance(exc, TerminalError):
                     raise
                 raise TerminalError(f"step {name!r} failed after {attempt} attempt(s): {exc!r}") from exc
-        await self._processor.journal_step(self.message, index, {"name": name, "r": plain, "a": attempt}, started)
+        await self._host.journal_step(
+            self.message, Step(self.message.id, index, name, plain, None, attempt, started, _ms())
+        )
         # The live result is decoded from the journaled data, exactly as a replay decodes it.
         return results.decode(plain)  # type: ignore[no-any-return]
 
@@ -280,7 +311,7 @@ class Invocation(ObjectContext[S]):
 
     async def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel) -> O:
         index_id = f"{self.invocation_id}:call:{self._step}"
-        client = self._processor.client
+        client = self._host.client
 
         async def do_call() -> Any:
             return await client.call(handler, key, payload, idempotency_key=index_id)
@@ -310,14 +341,18 @@ class _Awakeable(Awakeable[T]):
             deadline = await inv.run(
                 f"awakeable-timeout {self._id}", lambda: now_ms() + int(timeout * 1000), result_type=int
             )
-        done = inv._processor.completions.get(self._id)
+        done = inv._host.completion(self._id)
         if done is not None:
-            if "err" in done:
-                raise TerminalError(f"awakeable {self._id} was rejected: {done['err']['message']}")
-            return StepResults.of(f"awakeable {self._id}", self._type).decode(done.get("ok"))  # type: ignore[no-any-return]
+            if done.error is not None:
+                raise TerminalError(f"awakeable {self._id} was rejected: {done.error['message']}")
+            return StepResults.of(f"awakeable {self._id}", self._type).decode(done.result)  # type: ignore[no-any-return]
         if deadline is not None and now_ms() >= deadline:
             raise TerminalError(f"awakeable {self._id} timed out after {timeout} s")
         raise Suspended(wake_ms=deadline, awakeable=self._id)
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
 
 
 class StepTimeoutError(Exception):

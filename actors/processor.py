@@ -7,14 +7,15 @@ invocation adds its events, reply and the inbox offset to the next transaction. 
 is in flight at a time and takes everything that finished meanwhile (group commit), so the
 commit cost is shared by many invocations under load.
 
-Beside it: `restore` (checkpoints, and rebuilding a partition from them), `suspensions`
-(invocations that wait, and what wakes them) and `offsets` (the inbox watermark to commit).
+Beside it: `restore` (checkpoints, and rebuilding a partition from them, which the processor
+adopts), `waits` (the table of open waits and their timers), `offsets` (the inbox watermark to
+commit) and `protocol` (what is written to the topics). Invocations that wait and what wakes them
+are the "waits" section below.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from eventstore.codec import pack, unpack
+from eventstore.codec import pack
 from eventstore.errors import DecodeError, TetherError
 from eventstore.log import EventLog, TransactionalWriter
 from eventstore.records import OutRecord, Record, TopicPartition
@@ -46,22 +47,16 @@ from .errors import (
 )
 from .invocation import Invocation
 from .logs import broker_answered
-from .messages import RESOLVE_HANDLER, STATE_HANDLER, Message, done_entry, reply_value, step_entry
 from .offsets import NO_OFFSET, OffsetTracker
-from .restore import checkpoint_records, restore
+from .protocol.checkpoint import Journal
+from .protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
+from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
+from .protocol.inbox import invocation_id as invocation_id_of
+from .protocol.replies import Reply
+from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session
 from .settings import RuntimeSettings
-from .suspensions import adopt, events_record, forget_wait, resolve, suspend, timer_due
-from .waits import (
-    Suspended,
-    Suspension,
-    Timers,
-    awakeable_id,
-    delayed_entry,
-    now_ms,
-    suspend_entry,
-    wait_event,
-)
+from .waits import Suspended, WaitTable, awakeable_id, now_ms, parse_awakeable_id, wait_event
 
 if TYPE_CHECKING:
     from .client import Client
@@ -114,9 +109,9 @@ class PartitionProcessor:
         self._on_failure = on_failure
         self.group = topics.group()
         self.sessions: dict[bytes, Session] = {}
-        self.journals: dict[str, dict[int, dict[str, Any]]] = {}
+        self.journals: dict[str, Journal] = {}
         """Open invocations' journals by invocation id (session-scoped, see `Message.invocation_id`)."""
-        self.legacy_journals: dict[str, dict[int, dict[str, Any]]] = {}
+        self.legacy_journals: dict[str, Journal] = {}
         """Journals of a checkpoint written before journals were session-scoped (Tether 0.1), by
         message id; an invocation adopts its legacy journal on its first run after the upgrade."""
         self.offsets = OffsetTracker(0)
@@ -130,17 +125,30 @@ class PartitionProcessor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
-        self.suspended: dict[str, Suspension] = {}
-        """Suspended invocations (and parked sessions) by invocation id."""
-        self.delayed: dict[str, tuple[Message, int]] = {}
-        """Delayed messages by invocation id."""
-        self.completions: dict[str, dict[str, Any]] = {}
-        self.timers = Timers(functools.partial(timer_due, self))
+        self.waits = WaitTable()
+        """Suspended invocations, delayed messages, awakeable completions and their timers."""
         self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
 
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
-        return await restore(self)
+        restored = await restore(self.log, self.topics, self.partition, self.group)
+        self.adopt(restored)
+        return restored.resume
+
+    def adopt(self, restored: RestoredPartition) -> None:
+        """Take over the state of a restore (before `start`)."""
+        self.sessions = restored.sessions
+        self.journals = restored.journals
+        self.legacy_journals = restored.legacy_journals
+        self.waits = restored.waits
+        self.offsets = restored.offsets
+        self._committed = restored.resume
+        self.checkpoint_start = restored.checkpoint_start
+        self.stats["restored_records"] = restored.records
+
+    def completion(self, awakeable: str) -> Completion | None:
+        """The completion of `awakeable`, if it was resolved or rejected (`InvocationHost`)."""
+        return self.waits.completion(awakeable)
 
     def _session(self, key: bytes) -> Session:
         session = self.sessions.get(key)
@@ -153,7 +161,7 @@ class PartitionProcessor:
     def start(self) -> None:
         """Start the commit loop."""
         self._commit_task = asyncio.create_task(self._commit_loop(), name=f"commit-p{self.partition}")
-        self.timers.start()
+        self.waits.timers.start(self._timer_due)
         for session in self.sessions.values():
             if session.queue and not session.running and session.blocked_by is None:
                 session.running = True
@@ -161,7 +169,7 @@ class PartitionProcessor:
 
     async def stop(self, *, flush: bool = True) -> None:
         """Stop running sessions; commit what finished (if `flush`), then release the writer."""
-        await self.timers.stop()
+        await self.waits.timers.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -214,20 +222,19 @@ class PartitionProcessor:
             return
         session = self._session(message.session.encode())
         if message.handler == RESOLVE_HANDLER:
-            resolve(self, session, record, message)
+            self._resolve(session, record, message)
             return
         handler = self._handler(message)
         if isinstance(handler, Handler) and handler.kind == "shared" or message.handler == STATE_HANDLER:
             self._spawn(self._shared(session, record, message, handler))
             return
         if message.not_before_ms is not None and message.not_before_ms > now_ms():
-            self.delayed[message.invocation_id] = (message, record.offset)
-            self.timers.schedule(message.invocation_id, message.not_before_ms)
-            value = delayed_entry(message, record.offset, message.not_before_ms)
-            self._finish(record.offset, [OutRecord(self.topics.events, self.partition, session.key, value)])
+            delayed = Delayed(message, record.offset, message.not_before_ms)
+            self.waits.delay(message.invocation_id, delayed)
+            self._finish(record.offset, [self._events_record(session, delayed.encode())])
             return
         if session.blocked_by is not None:
-            adopt(self, session, record.offset, message)
+            self._adopt_queued(session, record.offset, message)
             return
         self._enqueue(session, record.offset, message, record)
 
@@ -286,7 +293,7 @@ class PartitionProcessor:
                 # Whatever waits behind a suspended invocation moves into the events log.
                 for offset, message, _ in list(session.queue):
                     if offset != NO_OFFSET:
-                        adopt(self, session, offset, message, append=False)
+                        self._adopt_queued(session, offset, message, append=False)
                 session.queue = deque((NO_OFFSET, m, r) for _, m, r in session.queue)
         finally:
             session.running = False
@@ -303,7 +310,7 @@ class PartitionProcessor:
             if handler is None:
                 result: Any = {"state": state.model_dump(mode="json"), "version": session.version}
             else:
-                ctx = Invocation(self, obj, message, state, {}, 1)
+                ctx = Invocation(self, obj, message, state, {}, 1, check_writes=self.settings.check_state_writes)
                 try:
                     payload = handler.input_type.model_validate(message.payload)
                 except pydantic.ValidationError as invalid:
@@ -415,9 +422,11 @@ class PartitionProcessor:
             for n, entry in (legacy or {}).items():
                 journal.setdefault(n, entry)
             if message.seed_journal and not journal:
-                journal.update({int(e["n"]): e for e in message.seed_journal})
-            ctx: Invocation[Any] = Invocation(self, obj, message, state, journal, attempt)
-            parked = self.suspended.get(inv_id)
+                journal.update({int(e["n"]): Step.from_wire(e) for e in message.seed_journal})
+            ctx: Invocation[Any] = Invocation(
+                self, obj, message, state, journal, attempt, check_writes=self.settings.check_state_writes
+            )
+            parked = self.waits.suspended.get(inv_id)
             ctx.skip_emits = parked.emitted if parked is not None else 0
             deadline_ms: int | None = None
             try:
@@ -449,7 +458,7 @@ class PartitionProcessor:
                 wake = wait.wake_ms
                 if deadline_ms is not None:
                     wake = deadline_ms if wake is None else min(wake, deadline_ms)
-                suspend(self, session, offset, message, wake, wait.awakeable, ctx)
+                self._suspend(session, offset, message, wake, wait.awakeable, ctx)
                 return
             except Exception as exc:
                 if not isinstance(exc, StateMutationError):
@@ -489,24 +498,19 @@ class PartitionProcessor:
         reply = {"ok": result.model_dump(mode="json") if result is not None else None}
         events = [obj.codec.encode_envelope(e) for e in ctx.events]
         finished = now_ms()
-        records = [
-            OutRecord(
-                self.topics.events,
-                self.partition,
-                session.key,
-                done_entry(
-                    message.id,
-                    message.handler,
-                    events,
-                    reply=reply["ok"],
-                    attempts=attempt,
-                    started_ms=started,
-                    ended_ms=finished,
-                    version=session.version + 1,
-                    inbox_offset=offset,
-                ),
-            )
-        ]
+        done = Done(
+            message.id,
+            message.handler,
+            events,
+            session.version + 1,
+            offset,
+            reply["ok"],
+            None,
+            attempt,
+            started,
+            finished,
+        )
+        records = [self._events_record(session, done.encode())]
         for out in ctx.outgoing:
             key = out.session.encode()
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
@@ -521,7 +525,7 @@ class PartitionProcessor:
         session.dirty = True
         session.remember(message.id, reply, finished, self.settings.retention_ms)
         self.journals.pop(inv_id, None)
-        forget_wait(self, inv_id)
+        self.waits.forget(inv_id)
         self.stats["invocations"] += 1
         self._finish(offset, records, events_records=1)
 
@@ -574,48 +578,21 @@ class PartitionProcessor:
             session.dirty = True
             finished = now_ms()
             session.remember(message.id, {"err": error}, finished, self.settings.retention_ms)
-            records.append(
-                OutRecord(
-                    self.topics.events,
-                    self.partition,
-                    session.key,
-                    done_entry(
-                        message.id,
-                        message.handler,
-                        [],
-                        error=error,
-                        attempts=attempts,
-                        ended_ms=finished,
-                        version=session.version,
-                        inbox_offset=record.offset,
-                    ),
-                )
+            failed = Done(
+                message.id, message.handler, [], session.version, record.offset, None, error, attempts, 0, finished
             )
+            records.append(self._events_record(session, failed.encode()))
             events_records = 1
             self.journals.pop(inv_id, None)
-            forget_wait(self, inv_id)
+            self.waits.forget(inv_id)
             if park_id is not None:
                 # The session waits until an operator replays or discards the dead letter,
                 # which resolves the park awakeable (its id is in the dead letter's headers).
                 parked = message.model_copy(update={"id": f"park-{message.id}"})
-                self.suspended[parked.invocation_id] = Suspension(parked, record.offset, None, park_id, parked=True)
+                park_wait = Suspend(parked, record.offset, None, park_id, [], 0, session.version, parked=True)
+                self.waits.suspended[parked.invocation_id] = park_wait
                 session.blocked_by = parked.invocation_id
-                records.append(
-                    events_record(
-                        self,
-                        session,
-                        suspend_entry(
-                            parked,
-                            record.offset,
-                            None,
-                            park_id,
-                            [],
-                            0,
-                            session.version,
-                            parked=True,
-                        ),
-                    )
-                )
+                records.append(self._events_record(session, park_wait.encode()))
                 log.warning("%s is parked until dead letter of %s is resolved", message.session, message.id)
         if message.reply_partition is not None:
             records.append(self._reply(message, {"err": error}))
@@ -623,15 +600,158 @@ class PartitionProcessor:
 
     def _reply(self, message: Message, reply: dict[str, Any]) -> OutRecord:
         assert message.reply_partition is not None
-        return OutRecord(
-            self.topics.replies,
-            message.reply_partition,
-            message.id.encode(),
-            reply_value(message.id, message.session, result=reply.get("ok"), error=reply.get("err")),
-        )
+        value = Reply(message.id, message.session, reply.get("ok"), reply.get("err")).encode()
+        return OutRecord(self.topics.replies, message.reply_partition, message.id.encode(), value)
+
+    def _events_record(self, session: Session, value: bytes) -> OutRecord:
+        """A record of `session` in the partition's events topic."""
+        return OutRecord(self.topics.events, self.partition, session.key, value)
+
+    def _inbox_record(self, message: Message, offset: int) -> Record:
+        return inbox_record(self.topics, self.partition, message, offset)
 
     def _dead_letter(self, record: Record, failure: Failure) -> OutRecord:
         return dead_letter(record, failure, dlq_topic=self.topics.dlq, group=self.group)
+
+    # -- waits -----------------------------------------------------------------------------
+    # An invocation that sleeps or awaits an awakeable is suspended: its message moves into the
+    # events log (a ``sus`` entry) and it leaves memory; the messages of its session that
+    # arrive meanwhile queue behind it in the events log too (``q``). A timer, an awakeable's
+    # completion or an operator's resolution of a parked dead letter puts it back at the head
+    # of its session's queue, where it replays from its journal. Delayed sends (``dly``) ride
+    # on the same timers.
+    def _suspend(
+        self,
+        session: Session,
+        offset: int,
+        message: Message,
+        wake_ms: int | None,
+        awakeable: str | None,
+        ctx: Invocation[Any],
+    ) -> None:
+        """Park the invocation: it leaves memory and its inbox offset can be committed.
+
+        The events it emitted so far commit now (so a waiting approval request is visible);
+        when it resumes, its replay skips those `emit` calls.
+        """
+        inv_id = message.invocation_id
+        original = self.waits.suspended.get(inv_id)
+        inbox_offset = original.inbox_offset if original is not None else offset
+        emitted = (original.emitted if original is not None else 0) + len(ctx.events)
+        events = [self.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
+        entry = Suspend(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1)
+        record = self._events_record(session, entry.encode())
+        oversize = self._oversize(message, [record])
+        if oversize is not None:
+            synthetic = self._inbox_record(message, inbox_offset)
+            self._fail_message(
+                synthetic, message, oversize, "oversize", ctx.attempt, [], session=session, offset=offset
+            )
+            return
+        if ctx.events:
+            session.state = ctx.state
+            session.dirty = True
+        session.version += 1
+        # The table keeps the wait; its events are in the session's state now.
+        self.waits.suspended[inv_id] = Suspend(message, inbox_offset, wake_ms, awakeable, [], emitted)
+        if wake_ms is not None:
+            self.waits.timers.schedule(inv_id, wake_ms)
+        session.blocked_by = inv_id
+        if self.waits.completed(awakeable):
+            self._timer_due(inv_id)  # resolved while it was still running
+        log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
+        self._finish(offset, [record], events_records=1)
+
+    def _adopt_queued(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
+        """Move a message that waits behind a suspended invocation into the events log."""
+        if append:
+            session.queue.append((NO_OFFSET, message, self._inbox_record(message, offset)))
+        self._finish(offset, [self._events_record(session, Queued(message, offset).encode())], events_records=1)
+
+    def _resolve(self, session: Session, record: Record, message: Message) -> None:
+        """Complete an awakeable (first resolution wins) and wake its invocation."""
+        payload = message.payload if isinstance(message.payload, dict) else {}
+        awk_id = str(payload.get("id", ""))
+        try:
+            object_name, key, waiting_id = parse_awakeable_id(awk_id)
+        except ValueError as exc:
+            self._fail_message(record, message, TerminalError(str(exc)), "terminal", 1, [])
+            return
+        if f"{object_name}/{key}" != message.session:
+            # An awakeable belongs to the session its id names; a resolution sent elsewhere
+            # must not complete (or even learn of) another session's promise.
+            error = TerminalError(f"awakeable {awk_id!r} does not belong to session {message.session!r}")
+            self._refuse(record, message, error, record.offset)
+            return
+        invocation_id = invocation_id_of(message.session, waiting_id)
+        records: list[OutRecord] = []
+        outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
+        completion = Completion.from_outcome(awk_id, outcome, waiting_id)
+        if self.waits.complete(completion):
+            records.append(self._events_record(session, completion.encode()))
+        if message.reply_partition is not None:
+            records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
+        self._finish(record.offset, records, events_records=1 if records else 0)
+        waiting = self.waits.suspended.get(invocation_id)
+        if waiting is not None and waiting.awakeable == awk_id:
+            self._timer_due(invocation_id)
+
+    def _timer_due(self, invocation_id: str) -> None:
+        """A timer fired or an awakeable completed: run the invocation (or delayed message).
+
+        `invocation_id` is the (session-scoped) id that waits and timers are keyed by.
+        """
+        delayed = self.waits.take_delayed(invocation_id)
+        if delayed is not None:
+            message = delayed.message
+            session = self._session(message.session.encode())
+            synthetic = self._inbox_record(message, delayed.inbox_offset)
+            if session.blocked_by is not None:
+                session.queue.append((NO_OFFSET, message, synthetic))
+            else:
+                self._enqueue(session, NO_OFFSET, message, synthetic)
+            return
+        waiting = self.waits.suspended.get(invocation_id)
+        if waiting is None:
+            return
+        session = self._session(waiting.message.session.encode())
+        if session.blocked_by != invocation_id:
+            return
+        if waiting.parked:
+            # Its dead letter was resolved: the session takes its next message. A replay rides
+            # in the resolution itself, so it runs before the messages that queued behind it.
+            self.waits.forget(invocation_id)
+            session.blocked_by = None
+            completion = self.waits.completion(waiting.awakeable or "")
+            resolution = completion.result if completion is not None and completion.error is None else None
+            if isinstance(resolution, dict) and isinstance(resolution.get("replay"), dict):
+                replay = Message.from_wire(resolution["replay"])
+                if session.recorded(replay.id, now_ms(), self.settings.retention_ms) is None:
+                    session.queue.appendleft((NO_OFFSET, replay, self._inbox_record(replay, waiting.inbox_offset)))
+            if session.queue and not session.running:
+                session.running = True
+                self._spawn(self._drain(session))
+            return
+        self.waits.resume(invocation_id)
+        session.blocked_by = None
+        synthetic = self._inbox_record(waiting.message, waiting.inbox_offset)
+        self._enqueue(session, NO_OFFSET, waiting.message, synthetic, front=True)
+
+    async def _checkpoint_records(self) -> list[OutRecord]:
+        records, self.checkpoint_start = checkpoint_records(
+            start=await self.log.end_offset(self.topics.events, self.partition),
+            sessions=self.sessions.values(),
+            objects=self.objects,
+            settings=self.settings,
+            topics=self.topics,
+            partition=self.partition,
+            journals=self.journals,
+            legacy_journals=self.legacy_journals,
+            offsets=self.offsets,
+            waits=self.waits,
+            checkpoint_start=self.checkpoint_start,
+        )
+        return records
 
     # -- committing ------------------------------------------------------------------------
     def _finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0) -> None:
@@ -641,23 +761,13 @@ class PartitionProcessor:
             self.offsets.finish(offset)
         self._wake.set()
 
-    async def journal_step(self, message: Message, index: int, entry: dict[str, Any], started_ms: int) -> None:
-        """Make one step durable (group-committed); returns once it is committed."""
+    async def journal_step(self, message: Message, step: Step) -> None:
+        """Make one step durable (group-committed); returns once it is committed (`InvocationHost`)."""
         if self.failed is not None:
             raise PartitionLost(f"partition {self.partition} was lost: {self.failed}")
         key = message.session.encode()
-        inv_id = message.invocation_id
-        value = step_entry(
-            message.id,
-            index,
-            entry["name"],
-            result=entry.get("r"),
-            error=entry.get("err"),
-            attempts=entry.get("a", 1),
-            started_ms=started_ms,
-            ended_ms=int(time.time() * 1000),
-        )
-        self.journals.setdefault(inv_id, {})[index] = unpack(value)
+        value = step.encode()
+        self.journals.setdefault(message.invocation_id, {})[step.index] = step
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.records.append(OutRecord(self.topics.events, self.partition, key, value))
         self._pending.waiters.append(waiter)
@@ -682,7 +792,7 @@ class PartitionProcessor:
                 extra: list[OutRecord] = []
                 checkpointed = False
                 if self._since_checkpoint + self._pending.events_records >= self.settings.checkpoint_every:
-                    extra = await checkpoint_records(self)  # empty if it had to be skipped
+                    extra = await self._checkpoint_records()  # empty if it had to be skipped
                     checkpointed = True
                     watermark = self.offsets.watermark()
                 batch, self._pending = self._pending, _Pending([], [])
@@ -722,7 +832,7 @@ class PartitionProcessor:
             return
         idle = sorted((s for s in resident if not s.running and not s.dirty), key=lambda s: s.last_used)
         for session in idle[:excess]:
-            session.passivate(pack(session.snapshot_value()))
+            session.passivate(session.to_snapshot().encode())
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is not None:

@@ -8,10 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from eventstore.codec import unpack
+from eventstore.records import Record
 
 from .definitions import VirtualObject
-from .messages import Message
+from .protocol.entries import Done, Suspend
+from .protocol.inbox import Message
+from .protocol.snapshot import Remembered, Snapshot
 from .waits import now_ms
 
 
@@ -27,15 +29,17 @@ class Session:
     key: bytes
     object_name: str
     snapshot: bytes | None = None
-    """The last snapshot (msgpack of `snapshot_value`), if any; decoded only on load."""
-    tail: list[dict[str, Any]] = field(default_factory=list)
+    """The last snapshot (an encoded `Snapshot`), if any; decoded only on load."""
+    tail: list[Done | Suspend] = field(default_factory=list)
+    """Entries with events that the snapshot misses, in log order (folded on load)."""
     tail_from: float = float("inf")
     """Events-topic offset of the first tail entry (where a restore must start to see it)."""
     state: BaseModel | None = None
     version: int = 0
     recent: OrderedDict[str, tuple[int, dict[str, Any]]] = field(default_factory=OrderedDict)
     """Finished message ids of the retention period: id -> (finished at ms, reply), oldest first."""
-    queue: deque[tuple[int, Message, Any]] = field(default_factory=deque)
+    queue: deque[tuple[int, Message, Record]] = field(default_factory=deque)
+    """Messages to run, in order: (inbox offset or `NO_OFFSET`, message, its inbox record)."""
     running: bool = False
     blocked_by: str | None = None
     """Id of the suspended invocation that later messages wait behind."""
@@ -56,18 +60,18 @@ class Session:
             return self.state
         now = now_ms()
         if self.snapshot is not None:
-            snapshot = unpack(self.snapshot)
-            state: BaseModel = obj.state_type.model_validate(snapshot["s"])
-            self.version = int(snapshot["sv"])
-            self.recent = OrderedDict(_remembered(item, now) for item in snapshot.get("rc", ()))
+            snapshot = Snapshot.decode(self.snapshot)
+            state: BaseModel = obj.state_type.model_validate(snapshot.state)
+            self.version = snapshot.version
+            self.recent = OrderedDict(_remembered(item, now) for item in snapshot.recent)
         else:
             state = obj.initial_state()
         for entry in self.tail:
-            for envelope in entry.get("ev", ()):
+            for envelope in entry.events:
                 state = obj.fold(state, obj.codec.decode_envelope(envelope))
-            self.version = int(entry["sv"])
-            if entry["k"] == "done":
-                self.remember(str(entry["i"]), reply_of(entry), int(entry.get("t1") or now), retention_ms)
+            self.version = entry.version
+            if isinstance(entry, Done):
+                self.remember(entry.message_id, entry.recorded_reply(), int(entry.ended_ms or now), retention_ms)
         self.tail.clear()
         self.state = state
         self.expire(now, retention_ms)
@@ -96,35 +100,38 @@ class Session:
                 break
             recent.popitem(last=False)
 
-    def snapshot_value(self) -> dict[str, Any]:
-        """What a snapshot of this (loaded) session stores."""
+    def to_snapshot(self) -> Snapshot:
+        """A snapshot of this (loaded) session."""
         assert self.state is not None
-        return {
-            "s": self.state.model_dump(mode="json"),
-            "sv": self.version,
-            "rc": [[k, reply, at] for k, (at, reply) in self.recent.items()],
-        }
+        return Snapshot(
+            self.state.model_dump(mode="json"),
+            self.version,
+            [Remembered(k, reply, at) for k, (at, reply) in self.recent.items()],
+        )
+
+    def add_tail(self, entry: Done | Suspend, offset: int) -> None:
+        """Keep an entry with events that the snapshot misses, to fold when the session loads.
+
+        The session is dirty until a checkpoint covers the entry, loaded or not, or the next
+        checkpoint would move the restore start past it.
+        """
+        self.tail.append(entry)
+        self.version = entry.version
+        self.dirty = True
+        self.tail_from = min(self.tail_from, offset)
 
     def passivate(self, snapshot: bytes) -> None:
-        """Drop the decoded state; `snapshot` (packed `snapshot_value`) must describe it exactly."""
+        """Drop the decoded state; `snapshot` (an encoded `to_snapshot()`) must describe it exactly."""
         self.snapshot = snapshot
         self.state = None
         self.recent = OrderedDict()
 
 
-def _remembered(item: Any, now: int) -> tuple[str, tuple[int, dict[str, Any]]]:
-    """One snapshot ``rc`` item: ``[id, reply, finished_ms]``.
+def _remembered(item: Remembered, now: int) -> tuple[str, tuple[int, dict[str, Any]]]:
+    """One remembered message as the dedupe window keeps it.
 
-    Snapshots written before idempotency became a retention period (Tether 0.1) hold
-    ``[id, reply]``: those ids are kept for a full retention period from the upgrade.
+    Snapshots written before idempotency became a retention period (Tether 0.1) hold no finish
+    time: those ids are kept for a full retention period from the upgrade.
     """
-    if len(item) >= 3:
-        return str(item[0]), (int(item[2]), item[1])
-    return str(item[0]), (now, item[1])
-
-
-def reply_of(entry: dict[str, Any]) -> dict[str, Any]:
-    """The reply part of a ``done`` entry, as stored for deduplication."""
-    if "err" in entry:
-        return {"err": entry["err"]}
-    return {"ok": entry.get("r")}
+    finished = item.finished_ms if item.finished_ms is not None else now
+    return item.message_id, (finished, item.reply)

@@ -5,7 +5,8 @@ a ``sus`` entry (the message itself, so the inbox offset can move on) and forget
 its timer fires or its awakeable is resolved, the handler runs again from the start and replays
 its journal up to the wait, which now returns. Messages that arrive for a waiting session are
 written to the events log as ``q`` entries (the session's queue survives any restart), and
-``send(..., delay=...)`` messages as ``dly`` entries with their due time.
+``send(..., delay=...)`` messages as ``dly`` entries with their due time. `WaitTable` holds a
+partition's open waits and their timers; the entries themselves are `actors.protocol.entries`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import asyncio
 import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from eventstore.codec import pack
-
-from .messages import Message
+from .protocol.entries import Completion, Delayed, Suspend
 
 SLEEP_STEP = "sleep"
 
@@ -36,70 +33,9 @@ class Suspended(BaseException):  # noqa: N818 - control flow, not an error
         self.awakeable = awakeable
 
 
-@dataclass
-class Suspension:
-    """One suspended invocation."""
-
-    message: Message
-    offset: int
-    wake_ms: int | None
-    awakeable: str | None
-    emitted: int = 0
-    """Events the invocation emitted (and committed) before it suspended."""
-    parked: bool = False
-    """Not an invocation: a session parked behind its dead letter (resolving it unparks)."""
-
-
 def now_ms() -> int:
     """Wall-clock milliseconds (timers are wall-clock: they must survive restarts)."""
     return int(time.time() * 1000)
-
-
-def suspend_entry(
-    message: Message,
-    offset: int,
-    wake_ms: int | None,
-    awakeable: str | None,
-    events: list[Any],
-    emitted: int,
-    version: int,
-    *,
-    parked: bool = False,
-) -> bytes:
-    """Events-topic value: an invocation waits; the events it emitted so far commit with it.
-
-    `events` are the ones new since its last suspension, `emitted` counts all so far (a resumed
-    run skips that many `emit` calls), `version` is the session's version after them.
-    """
-    return pack(
-        {
-            "k": "sus",
-            "i": message.id,
-            "m": message.model_dump(by_alias=True),
-            "o": offset,
-            "t": wake_ms,
-            "a": awakeable,
-            "ev": events,
-            "ne": emitted,
-            "sv": version,
-            "pk": parked,
-        }
-    )
-
-
-def queued_entry(message: Message, offset: int) -> bytes:
-    """Events-topic value: a message waits behind a suspended invocation of its session."""
-    return pack({"k": "q", "i": message.id, "m": message.model_dump(by_alias=True), "o": offset})
-
-
-def delayed_entry(message: Message, offset: int, due_ms: int) -> bytes:
-    """Events-topic value: a message to deliver at `due_ms`."""
-    return pack({"k": "dly", "i": message.id, "m": message.model_dump(by_alias=True), "o": offset, "t": due_ms})
-
-
-def completion_entry(invocation_id: str, awakeable_id: str, reply: dict[str, Any]) -> bytes:
-    """Events-topic value: an awakeable was resolved (``ok``) or rejected (``err``)."""
-    return pack({"k": "awk", "i": invocation_id, "id": awakeable_id, **reply})
 
 
 def awakeable_id(object_name: str, key: str, invocation_id: str, n: int) -> str:
@@ -133,8 +69,8 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
 class Timers:
     """Wall-clock timers keyed by id; `on_due(id)` is called once per scheduling, in due order."""
 
-    def __init__(self, on_due: Callable[[str], None]) -> None:
-        self._on_due = on_due
+    def __init__(self) -> None:
+        self._on_due: Callable[[str], None] = lambda timer_id: None
         self._heap: list[tuple[int, str]] = []
         self._due: dict[str, int] = {}
         self._changed = asyncio.Event()
@@ -157,8 +93,12 @@ class Timers:
     def __len__(self) -> int:
         return len(self._due)
 
-    def start(self) -> None:
-        """Run the timer loop."""
+    def start(self, on_due: Callable[[str], None]) -> None:
+        """Run the timer loop, calling `on_due(id)` for each timer that fires.
+
+        Timers scheduled before the loop starts fire as soon as they are due.
+        """
+        self._on_due = on_due
         self._task = asyncio.create_task(self._run(), name="tether-timers")
 
     async def stop(self) -> None:
@@ -178,3 +118,68 @@ class Timers:
                     self._on_due(timer_id)
             wait = (self._heap[0][0] - now) / 1000 if self._heap else 3600.0
             await wait_event(self._changed, min(wait, 3600.0))
+
+
+class WaitTable:
+    """A partition's open waits by invocation id, and the timers that end them.
+
+    The waits are suspended invocations (and parked sessions), delayed messages and awakeable
+    completions. Messages queued behind a suspended invocation stay in their session's queue (`Session`).
+    """
+
+    def __init__(self) -> None:
+        self.suspended: dict[str, Suspend] = {}
+        """Suspended invocations (and parked sessions) by invocation id."""
+        self.delayed: dict[str, Delayed] = {}
+        """Delayed messages by invocation id."""
+        self.completions: dict[str, Completion] = {}
+        """Awakeable completions by awakeable id (the first resolution wins)."""
+        self.timers = Timers()
+
+    def suspend(self, invocation_id: str, wait: Suspend) -> None:
+        """Open (or replace) the wait of a suspended invocation; due at once if already resolved."""
+        self.suspended[invocation_id] = wait
+        if wait.wake_ms is not None:
+            self.timers.schedule(invocation_id, wait.wake_ms)
+        if self.completed(wait.awakeable):
+            self.timers.schedule(invocation_id, 0)
+
+    def delay(self, invocation_id: str, entry: Delayed) -> None:
+        """Hold a delayed message until its due time."""
+        self.delayed[invocation_id] = entry
+        self.timers.schedule(invocation_id, entry.due_ms)
+
+    def complete(self, completion: Completion) -> bool:
+        """Record an awakeable's completion; False if it was completed before (nothing changes)."""
+        if completion.awakeable in self.completions:
+            return False
+        self.completions[completion.awakeable] = completion
+        return True
+
+    def completion(self, awakeable: str) -> Completion | None:
+        """The completion of `awakeable`, if any."""
+        return self.completions.get(awakeable)
+
+    def completed(self, awakeable: str | None) -> bool:
+        """Whether `awakeable` was resolved or rejected."""
+        return awakeable is not None and awakeable in self.completions
+
+    def take_delayed(self, invocation_id: str) -> Delayed | None:
+        """Remove and return the delayed message `invocation_id`, if it is one."""
+        return self.delayed.pop(invocation_id, None)
+
+    def resume(self, invocation_id: str) -> None:
+        """The suspended invocation runs again: its timer no longer matters (its wait ends when it finishes)."""
+        self.timers.cancel(invocation_id)
+
+    def forget(self, invocation_id: str) -> None:
+        """Drop the wait of an invocation (or delayed message) that finished."""
+        self.suspended.pop(invocation_id, None)
+        self.delayed.pop(invocation_id, None)
+        self.timers.cancel(invocation_id)
+
+    def wake_resolved(self) -> None:
+        """Make every suspended invocation whose awakeable is already completed due now (after a restore)."""
+        for invocation_id, wait in self.suspended.items():
+            if self.completed(wait.awakeable):
+                self.timers.schedule(invocation_id, 0)

@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import Client, RuntimeSettings, Settings
-from actors.messages import done_entry
 from actors.processor import PartitionProcessor
-from actors.restore import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER
+from actors.protocol import CHECKPOINT_KEY, Checkpoint, Done, Remembered, Snapshot
 from bench import tether_apps as apps
 from bench._harness import REPO_ROOT, console, progress_bar
 from bench._tether_harness import delete_namespace, new_namespace, use_broker
-from eventstore import KafkaSettings, OutRecord, TopicPartition, Topics, open_log, pack
+from eventstore import KafkaSettings, OutRecord, TopicPartition, Topics, open_log
 
 SIZES = (100_000, 1_000_000)
 SESSIONS = 10_000
@@ -90,17 +89,12 @@ class _Sessions:
         return v
 
     def snapshots(self, topic: str) -> list[OutRecord]:
-        """`Session.snapshot_value()` of every dirty session, with the version header the runtime adds."""
+        """`Session.to_snapshot()` of every dirty session, with the version header the runtime adds."""
         out = []
         for j in sorted(self.dirty):
-            value = {
-                "s": {"count": self.version[j]},
-                "sv": self.version[j],
-                "rc": [[k, v, at] for k, (v, at) in self.recent[j].items()],
-            }
-            out.append(
-                OutRecord(topic, 0, _key(j), pack(value), ((SNAPSHOT_VERSION_HEADER, str(self.version[j]).encode()),))
-            )
+            recent = [Remembered(k, v, at) for k, (v, at) in self.recent[j].items()]
+            snapshot = Snapshot({"count": self.version[j]}, self.version[j], recent)
+            out.append(OutRecord(topic, 0, _key(j), snapshot.encode(), snapshot.headers()))
         self.dirty.clear()
         return out
 
@@ -110,7 +104,7 @@ def _key(j: int) -> bytes:
 
 
 def _checkpoint(topic: str, start: int) -> OutRecord:
-    return OutRecord(topic, 0, CHECKPOINT_KEY, pack({"x": start, "j": [], "d": [], "w": [], "c": []}))
+    return OutRecord(topic, 0, CHECKPOINT_KEY, Checkpoint(start).encode())
 
 
 @dataclass
@@ -149,16 +143,7 @@ async def generate(bootstrap: str, namespace: str, events: int, snapshots: str) 
                         j = e % SESSIONS
                         message_id = f"m{e}"
                         v = state.apply(j, message_id)
-                        value = done_entry(
-                            message_id,
-                            "add",
-                            [envelope],
-                            reply={"value": v},
-                            started_ms=now,
-                            ended_ms=now,
-                            version=v,
-                            inbox_offset=e,
-                        )
+                        value = Done(message_id, "add", [envelope], v, e, {"value": v}, None, 1, now, now).encode()
                         records.append(OutRecord(topics.events, 0, _key(j), value))
                     offsets = None
                     if last_batch:

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from actors import deadletters as h
-from actors.messages import Message
+from actors.protocol import Message
+from actors.protocol.deadletter import DeadLetterHeaders
 from eventstore import DecodeError, Record
 
 from .status import Resolution, Status
@@ -177,10 +178,8 @@ class DeadLetter(BaseModel):
             message = Message.decode(record.value)
         except DecodeError as exc:
             decode_error = str(exc)
-        header = record.header
-        object_name = _text(header(h.OBJECT))
-        object_key = _text(header(h.KEY))
-        handler = _text(header(h.HANDLER))
+        dl = DeadLetterHeaders.decode(record.header)
+        object_name, object_key, handler = dl.object_name, dl.key, dl.handler
         if message is not None:
             object_name = object_name or message.object
             object_key = object_key or message.key
@@ -191,38 +190,38 @@ class DeadLetter(BaseModel):
             text = record.key.decode(errors="replace")
             if "/" in text:
                 object_name, object_key = text.split("/", 1)
-        fqcn = _text(header(h.EXCEPTION_FQCN))
-        error_class = _text(header(h.ERROR_CLASS)) or (fqcn.rsplit(".", 1)[-1] if fqcn else "unknown")
+        fqcn = dl.exception_fqcn
+        error_class = dl.error_class or (fqcn.rsplit(".", 1)[-1] if fqcn else "unknown")
         return cls(
             id=dead_letter_id(record.partition, record.offset),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             timestamp_ms=record.timestamp_ms,
-            original_topic=_text(header(h.ORIGINAL_TOPIC)),
-            original_partition=_int(header(h.ORIGINAL_PARTITION)),
-            original_offset=_int(header(h.ORIGINAL_OFFSET)),
-            original_timestamp_ms=_int(header(h.ORIGINAL_TIMESTAMP)),
-            consumer_group=_text(header(h.ORIGINAL_CONSUMER_GROUP)),
+            original_topic=dl.original_topic,
+            original_partition=dl.original_partition,
+            original_offset=dl.original_offset,
+            original_timestamp_ms=dl.original_timestamp_ms,
+            consumer_group=dl.consumer_group,
             key=record.key,
             value=record.value,
             headers=tuple(record.headers),
             message=message,
             decode_error=decode_error,
-            message_id=_text(header(h.MESSAGE_ID)) or (message.id if message is not None else None),
-            park_awakeable=_text(header(h.PARK_AWAKEABLE)),
+            message_id=dl.message_id or (message.id if message is not None else None),
+            park_awakeable=dl.park_awakeable,
             error_class=error_class,
             error_fqcn=fqcn,
-            error_cause_fqcn=_text(header(h.EXCEPTION_CAUSE_FQCN)),
-            error_message=_text(header(h.EXCEPTION_MESSAGE)) or "",
-            stacktrace=_text(header(h.EXCEPTION_STACKTRACE)),
-            attempts=_int(header(h.ATTEMPTS)) or 1,
-            first_failure_ms=_int(header(h.FIRST_FAILURE)),
-            last_failure_ms=_int(header(h.LAST_FAILURE)),
+            error_cause_fqcn=dl.exception_cause_fqcn,
+            error_message=dl.exception_message or "",
+            stacktrace=dl.stacktrace,
+            attempts=dl.attempts or 1,
+            first_failure_ms=dl.first_failure_ms,
+            last_failure_ms=dl.last_failure_ms,
             object_name=object_name,
             object_key=object_key,
             handler=handler,
-            category=_text(header(h.CATEGORY)) or ("poison" if message is None else "unknown"),
+            category=dl.category or ("poison" if message is None else "unknown"),
             status=resolution.status if resolution is not None else "pending",
             resolution=resolution,
         )

@@ -8,8 +8,8 @@ entries of an unfinished invocation, and the waits (``sus``, ``q``, ``dly``) not
 ``done`` entry, are shown as such. Entries of a kind this code does not know are skipped and
 named (`SagaRecord.skipped_kinds`). Nothing is written.
 
-The entry kinds and their fields are read through `actors.entries`: the one place where the
-saga layer meets that wire format.
+The entries and snapshots are read through `actors.protocol`: the one place where the saga layer
+meets that wire format.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors import Settings
-from actors.entries import COMPLETION, DONE, STEP, VERSIONED, OpenWaits, Wait, attempts_of, kind_of, known, outcome_of
+from actors.protocol import entries
+from actors.protocol.entries import Completion, Done, OpenWaits, Step, Suspend, Unknown, Wait
+from actors.protocol.snapshot import Snapshot
 from actors.reading import partitions_of, read_only_log
-from eventstore import DecodeError, Record, Topics, partition_for, unpack
+from eventstore import Record, Topics, partition_for
 
 from .definitions import OBJECT_PREFIX, object_name
 from .errors import SagaError, SagaNotFoundError
@@ -96,13 +98,13 @@ class _Partition:
 
     def snapshot(self, record: Record, names: tuple[str, str]) -> None:
         assert record.key is not None and record.value is not None
-        value = unpack(record.value)
+        snapshot = Snapshot.decode(record.value)
         self.found[record.key] = SagaRecord(
             saga=names[0],
             saga_id=names[1],
             partition=self.partition,
-            state=SagaState.model_validate(value["s"]),
-            version=int(value["sv"]),
+            state=SagaState.model_validate(snapshot.state),
+            version=snapshot.version,
         )
 
     def event(self, record: Record, names: tuple[str, str]) -> None:
@@ -113,29 +115,24 @@ class _Partition:
             rec = self.found[key] = SagaRecord(
                 saga=names[0], saga_id=names[1], partition=self.partition, state=SagaState()
             )
-        try:
-            entry = unpack(record.value)
-        except DecodeError:
-            entry = None
-        if not known(entry):
-            rec.skipped_kinds.append(kind_of(entry) or "(undecodable)")
+        entry = entries.read(record.value)
+        if isinstance(entry, Unknown):
+            rec.skipped_kinds.append(entry.kind)
             return
-        kind = entry["k"]
-        invocation = str(entry.get("i"))
-        if kind == STEP:
+        invocation = entry.message_id
+        if isinstance(entry, Step):
             self.open_steps.setdefault(key, {}).setdefault(invocation, []).append(_step_view(entry))
             return
-        if kind == COMPLETION:
+        if isinstance(entry, Completion):
             return  # the resumed invocation writes what came of it
         self.waits.setdefault(key, OpenWaits()).see(entry)
-        if kind == DONE:
+        if isinstance(entry, Done):
             self.open_steps.get(key, {}).pop(invocation, None)
-            _, error = outcome_of(entry)
-            if error is not None:
-                rec.failures.append({"handler": entry.get("h"), "invocation": invocation, "error": error})
-        if kind in VERSIONED and int(entry["sv"]) > rec.version:  # else covered by the snapshot
-            rec.version = int(entry["sv"])
-            for envelope in entry.get("ev", ()):
+            if entry.error is not None:
+                rec.failures.append({"handler": entry.handler, "invocation": invocation, "error": entry.error})
+        if isinstance(entry, Done | Suspend) and entry.version > rec.version:  # else covered by the snapshot
+            rec.version = entry.version
+            for envelope in entry.events:
                 apply(rec.state, self.codec.decode_envelope(envelope))
 
     def finish(self) -> None:
@@ -182,19 +179,18 @@ def _match(names: tuple[str, str], saga: str | None, saga_id: str | None) -> boo
     return (saga is None or names[0] == saga) and (saga_id is None or names[1] == saga_id)
 
 
-def _step_view(entry: dict[str, Any]) -> dict[str, Any]:
+def _step_view(entry: Step) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "invocation": entry["i"],
-        "index": entry.get("n"),
-        "name": entry.get("name"),
-        "attempts": attempts_of(entry),
-        "ms": (entry.get("t1") or 0) - (entry.get("t0") or 0),
+        "invocation": entry.message_id,
+        "index": entry.index,
+        "name": entry.name,
+        "attempts": entry.attempts,
+        "ms": (entry.ended_ms or 0) - (entry.started_ms or 0),
     }
-    result, error = outcome_of(entry)
-    if error is not None:
-        view["error"] = error
+    if entry.error is not None:
+        view["error"] = entry.error
     else:
-        view["result"] = result
+        view["result"] = entry.result
     return view
 
 

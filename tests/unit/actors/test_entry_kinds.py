@@ -1,15 +1,14 @@
 """Every reader of the events topic handles every kind of entry the runtime writes.
 
-The kinds are derived from the writers themselves (every ``*_entry`` function of
-`actors.messages` and `actors.waits`), so a new kind that the readers were not taught fails
-here. One entry of each kind, plus one of a kind from the future, is fed through every reader:
-`tether sessions history|show` and `tether saga list|show`, as functions and as commands.
+The kinds are derived from the protocol itself (every entry model of `actors.protocol.entries`),
+so a new kind that the readers were not taught fails here. One entry of each kind, plus one of a
+kind from the future, is fed through every reader: `tether sessions history|show` and
+`tether saga list|show`, as functions and as commands.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 from collections.abc import Callable
@@ -18,11 +17,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from actors import Settings, messages, waits
+from actors import Settings, waits
 from actors.cli import build
 from actors.inspect import session_history, session_view
-from actors.messages import Message
-from actors.restore import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER
+from actors.protocol import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER, Checkpoint, Message, entries
+from actors.protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from eventstore import EmbeddedLog, OutRecord, Topics, pack, partition_for, unpack
 from sagas.events import SagaState
 from sagas.inspect import find_saga, read_sagas
@@ -41,25 +40,20 @@ def samples(obj: str, key: str) -> dict[str, Callable[[], bytes]]:
     first, queued, delayed = message(obj, key, "m1"), message(obj, key, "m2"), message(obj, key, "m3")
     awk = waits.awakeable_id(obj, key, "m1", 1)
     return {
-        "step_entry": lambda: messages.step_entry("m1", 0, "llm", result={"text": "hi"}, attempts=2),
-        "suspend_entry": lambda: waits.suspend_entry(first, 0, WAKE_MS, awk, [], 0, 1),
-        "queued_entry": lambda: waits.queued_entry(queued, 1),
-        "delayed_entry": lambda: waits.delayed_entry(delayed, 2, WAKE_MS),
-        "completion_entry": lambda: waits.completion_entry("m1", awk, {"ok": "yes"}),
-        "done_entry": lambda: messages.done_entry("m1", "ask", [], reply={"ok": 1}, version=2, inbox_offset=0),
+        "Step": lambda: Step("m1", 0, "llm", {"text": "hi"}, None, 2).encode(),
+        "Suspend": lambda: Suspend(first, 0, WAKE_MS, awk, [], 0, 1).encode(),
+        "Queued": lambda: Queued(queued, 1).encode(),
+        "Delayed": lambda: Delayed(delayed, 2, WAKE_MS).encode(),
+        "Completion": lambda: Completion("m1", awk, "yes").encode(),
+        "Done": lambda: Done("m1", "ask", [], 2, 0, {"ok": 1}).encode(),
     }
 
 
 def writers() -> list[str]:
-    return sorted(
-        name
-        for module in (messages, waits)
-        for name, fn in inspect.getmembers(module, inspect.isfunction)
-        if name.endswith("_entry") and fn.__module__ == module.__name__
-    )
+    return sorted(t.__name__ for t in entries.Entry.__args__)
 
 
-def test_every_writer_has_a_sample_here() -> None:
+def test_every_kind_has_a_sample_here() -> None:
     assert writers() == sorted(samples("o", "k")), (
         "a new kind of events-topic entry: teach every reader (actors/inspect.py, sagas/inspect.py) "
         "to read it, then add a sample of it above"
@@ -71,9 +65,7 @@ def kinds() -> set[str]:
 
 
 def test_the_kinds_are_the_known_ones() -> None:
-    from actors.entries import KINDS
-
-    assert kinds() == set(KINDS)
+    assert kinds() == set(entries.KINDS)
 
 
 FUTURE = pack({"k": "zz-from-the-future", "i": "m9", "o": 9, "whatever": True})
@@ -99,7 +91,7 @@ async def write_log(data_dir: Path) -> None:
                 ((SNAPSHOT_VERSION_HEADER, b"1"),),
             )
         )
-        out.append(OutRecord(topics.snapshots, p, CHECKPOINT_KEY, pack({"x": 0, "j": [], "d": [], "w": [], "c": []})))
+        out.append(OutRecord(topics.snapshots, p, CHECKPOINT_KEY, Checkpoint(0).encode()))
         out += [OutRecord(topics.events, p, record_key, write()) for write in samples(obj, key).values()]
         out.append(OutRecord(topics.events, p, record_key, FUTURE))
     await log.append(out)

@@ -19,8 +19,7 @@ import isolation_sessions as iso  # noqa: E402
 from session_harness import WAIT, make_settings, open_runtime  # noqa: E402
 
 from actors import Client, Settings  # noqa: E402
-from actors.messages import Message, invocation_id, reply_value, session_key  # noqa: E402
-from actors.restore import CHECKPOINT_KEY  # noqa: E402
+from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key  # noqa: E402
 from actors.sessions import Session  # noqa: E402
 from actors.waits import now_ms  # noqa: E402
 from eventstore import OutRecord, Topics, pack, partition_for, unpack  # noqa: E402
@@ -63,7 +62,7 @@ def test_a_tether_0_1_snapshot_keeps_its_message_ids_for_a_retention_from_the_up
 def test_snapshot_golden_bytes() -> None:
     session = Session(key=b"acct/ka", object_name="acct", state=iso.Total(n=3, log=["a"]), version=3)
     session.remember("order-7", {"ok": {"n": 3}}, 1_714_564_800_000, DAY_MS * 10_000)
-    assert pack(session.snapshot_value()) == NEW_SNAPSHOT
+    assert session.to_snapshot().encode() == NEW_SNAPSHOT
     again = Session(key=b"acct/ka", object_name="acct", snapshot=NEW_SNAPSHOT)
     again.load(iso.acct, DAY_MS * 10_000)
     assert again.recent == session.recent
@@ -79,7 +78,7 @@ def test_message_ids_expire_after_the_retention_oldest_first() -> None:
 
 
 def test_reply_golden_bytes() -> None:
-    assert reply_value("order-7", "acct/ka", result={"n": 3}) == NEW_REPLY
+    assert Reply("order-7", "acct/ka", {"n": 3}).encode() == NEW_REPLY
 
 
 async def test_the_client_routes_replies_by_session_and_takes_tether_0_1_replies_when_unambiguous(
