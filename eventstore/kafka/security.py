@@ -73,7 +73,7 @@ BAD_TOKEN = (
 )
 BAD_MECHANISM = (
     "the broker at {address} does not enable SASL mechanism {mechanism}: set {env}SASL_MECHANISM "
-    "to one it enables ({reason})"
+    "to one it enables"
 )
 DENIED = (
     "the broker denied {what} to user {user!r} ({reason}): grant the ACLs listed under "
