@@ -38,7 +38,15 @@ from ..settings import KafkaSettings
 from ..topics import TopicSpec
 from .adapt import MISSING, UNREACHABLE, to_record, translate
 from .consumer import KafkaConsumer, Rebalance
-from .security import addresses, authorization_error, client_kwargs, not_tls_hint, probe, security_error
+from .security import (
+    addresses,
+    authorization_error,
+    client_kwargs,
+    install_log_redaction,
+    not_tls_hint,
+    probe,
+    security_error,
+)
 from .writer import KafkaWriter
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,8 @@ class KafkaLog:
             raise UsageError("KafkaLog needs kafka.bootstrap_servers (TETHER_KAFKA__BOOTSTRAP_SERVERS)")
         self.settings = settings
         self.servers: str = settings.bootstrap_servers
+        if settings.security_protocol.startswith("SASL_"):
+            install_log_redaction()
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 import ssl
 from pathlib import Path
 from typing import Any, Literal
@@ -72,8 +73,7 @@ BAD_TOKEN = (
     "broker at {address}: {reason}"
 )
 BAD_MECHANISM = (
-    "the broker at {address} does not enable SASL mechanism {mechanism}: set {env}SASL_MECHANISM "
-    "to one it enables"
+    "the broker at {address} does not enable SASL mechanism {mechanism}: set {env}SASL_MECHANISM to one it enables"
 )
 DENIED = (
     "the broker denied {what} to user {user!r} ({reason}): grant the ACLs listed under "
@@ -220,6 +220,32 @@ class _SyncStaticToken:
 
     def __repr__(self) -> str:
         return "_SyncStaticToken(<hidden>)"
+
+
+class RedactSaslFilter(logging.Filter):
+    """Hides SASL authentication payloads in aiokafka's DEBUG request log.
+
+    aiokafka logs every request it sends at DEBUG, and a SASL PLAIN request carries the
+    password in clear (a SCRAM one, a proof that allows guessing it offline). Installed on the
+    ``aiokafka.conn`` logger by `install_log_redaction`.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record; replace SASL request arguments by a placeholder."""
+        if isinstance(record.args, tuple) and any(_is_sasl(a) for a in record.args):
+            record.args = tuple("SaslAuthenticateRequest(<redacted>)" if _is_sasl(a) else a for a in record.args)
+        return True
+
+
+def _is_sasl(value: object) -> bool:
+    return type(value).__name__.startswith("SaslAuthenticateRequest")
+
+
+def install_log_redaction() -> None:
+    """Put `RedactSaslFilter` on aiokafka's connection logger (once per process)."""
+    logger = logging.getLogger("aiokafka.conn")
+    if not any(isinstance(f, RedactSaslFilter) for f in logger.filters):
+        logger.addFilter(RedactSaslFilter())
 
 
 def security_error(exc: BaseException, settings: KafkaSettings, address: str) -> KafkaSecurityError | None:
