@@ -130,7 +130,7 @@ def _start_worker(settings: Settings, ledger: Path, log_file: Path) -> subproces
         }
     )
     if settings.resolved_backend == "kafka" and settings.kafka.bootstrap_servers:
-        env["TETHER_KAFKA__BOOTSTRAP_SERVERS"] = settings.kafka.bootstrap_servers
+        env.update(settings.kafka.environment())  # bootstrap, TLS and SASL alike
         env["TETHER_BACKEND"] = "kafka"
     cmd = [sys.executable, "-c", "from actors.cli import main; main()", "serve", "actors.demo:agent", "-v"]
     with open(log_file, "ab") as out:

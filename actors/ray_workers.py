@@ -30,6 +30,7 @@ import ray
 from ray.exceptions import ActorAlreadyExistsError, GetTimeoutError, RayActorError, RayError
 
 from eventstore import UsageError
+from eventstore.settings import REVEAL_SECRETS
 
 from .errors import ActorError
 from .logs import configure_logging
@@ -85,7 +86,8 @@ class WorkerHost:
 
     Args:
         target: ``MODULE:OBJECT`` naming the session types to serve.
-        settings: `Settings.model_dump(mode="json")` from the driver (plain data, not a pickle).
+        settings: `Settings.model_dump(mode="json")` from the driver (plain data, not a pickle),
+            secrets included (`REVEAL_SECRETS`).
         name: This actor's name, for logs.
         sys_paths: Directories to put on ``sys.path`` first (where the driver found MODULE).
         verbose: Logging verbosity of the driver (0 warnings, 1 info, 2 debug).
@@ -390,7 +392,9 @@ class RayWorkerPool:
         root = _import_root(target)
         for i in range(workers):
             name = f"{settings.namespace}-worker-{i}"
-            data = settings.model_dump(mode="json")
+            # Secrets in clear: the actors connect with them. They travel as actor arguments inside
+            # the Ray cluster (trusted like the workers' hosts), never into a log line.
+            data = settings.model_dump(mode="json", context={REVEAL_SECRETS: True})
             if settings.kafka.group_instance_id:  # static membership: one stable id per worker
                 data["kafka"]["group_instance_id"] = f"{settings.kafka.group_instance_id}-{i}"
             try:

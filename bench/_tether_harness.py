@@ -25,6 +25,8 @@ import psutil
 from actors import RuntimeSettings, Settings
 from bench._harness import BENCH_DIR, REPO_ROOT, console
 from eventstore import EventLog, KafkaSettings, Record, TopicPartition, Topics, open_log, unpack
+from eventstore.kafka import client_kwargs
+from eventstore.settings import REVEAL_SECRETS
 
 PARTITIONS = 8
 """Partitions of every Tether namespace here: as many as the raw pipeline's topics."""
@@ -79,13 +81,24 @@ def new_namespace(workload: str) -> str:
     return f"bench-{clean}-{uuid.uuid4().hex[:8]}"
 
 
+def kafka_connection(bootstrap: str) -> KafkaSettings:
+    """How to reach `bootstrap`: TLS and SASL from the ``TETHER_KAFKA__*`` variables, if any.
+
+    Tether's own workloads connect as an operator configured them, secured cluster or not;
+    the raw-aiokafka baselines (`bench/raw_kafka.py`) speak PLAINTEXT to the local broker only.
+    """
+    return KafkaSettings.model_validate(
+        {**Settings().kafka.model_dump(context={REVEAL_SECRETS: True}), "bootstrap_servers": bootstrap}
+    )
+
+
 def kafka_settings(bootstrap: str, namespace: str, runtime: RuntimeSettings | None = None) -> Settings:
     """Settings of a Kafka-backed namespace with `PARTITIONS` partitions."""
     return Settings(
         backend="kafka",
         namespace=namespace,
         partitions=PARTITIONS,
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=kafka_connection(bootstrap),
         runtime=runtime or RuntimeSettings(),
     )
 
@@ -101,7 +114,7 @@ async def delete_namespace(bootstrap: str, namespace: str) -> None:
 
     topics = Topics(namespace)
     names = [topics.inbox, topics.events, topics.snapshots, topics.replies, topics.dlq, topics.control]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka_connection(bootstrap)))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -119,7 +132,7 @@ async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
     """(state, member count) of a consumer group, e.g. ("Stable", 2)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka_connection(bootstrap)))
     await admin.start()
     try:
         responses = await admin.describe_consumer_groups([group])
@@ -177,7 +190,7 @@ class WorkerProcess:
                 "TETHER_BACKEND": "kafka",
                 "TETHER_NAMESPACE": self.settings.namespace,
                 "TETHER_PARTITIONS": str(self.settings.partitions),
-                "TETHER_KAFKA__BOOTSTRAP_SERVERS": str(self.settings.kafka.bootstrap_servers),
+                **self.settings.kafka.environment(),  # bootstrap, TLS and SASL alike
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )

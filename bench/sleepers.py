@@ -56,9 +56,9 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         TETHER_NAMESPACE=settings.namespace,
         TETHER_PARTITIONS=str(settings.partitions),
         TETHER_BACKEND="kafka",
-        TETHER_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers or "",
         TETHER_DATA_DIR=str(settings.data_dir),
     )
+    env.update(settings.kafka.environment())  # bootstrap, TLS and SASL alike
     cmd = [sys.executable, "-c", "from actors.cli import main; main()", "serve", "bench.sleepers:sleeper", "-v"]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])

@@ -38,8 +38,8 @@ from actors.processor import PartitionProcessor
 from actors.protocol import CHECKPOINT_KEY, Checkpoint, Done, Remembered, Snapshot
 from bench import tether_apps as apps
 from bench._harness import REPO_ROOT, console, progress_bar
-from bench._tether_harness import delete_namespace, new_namespace, use_broker
-from eventstore import KafkaSettings, OutRecord, TopicPartition, Topics, open_log
+from bench._tether_harness import delete_namespace, kafka_connection, new_namespace, use_broker
+from eventstore import OutRecord, TopicPartition, Topics, open_log
 
 SIZES = (100_000, 1_000_000)
 SESSIONS = 10_000
@@ -58,7 +58,7 @@ def _settings(bootstrap: str, namespace: str, checkpoint_every: int) -> Settings
         backend="kafka",
         namespace=namespace,
         partitions=1,
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=kafka_connection(bootstrap),
         runtime=RuntimeSettings(checkpoint_every=checkpoint_every),
     )
 

@@ -2,6 +2,10 @@
 
 TetherError
 ├── ConfigurationError        settings that cannot work (names the variable)
+│   └── KafkaSecurityError    the cluster refuses the connection's security settings
+│       ├── KafkaTLSError             TLS handshake failed (untrusted or mismatched certificate)
+│       ├── KafkaAuthenticationError  SASL credentials or mechanism refused
+│       └── KafkaAuthorizationError   authenticated, but an ACL denies an operation
 ├── UsageError                a definition or call that misuses the API
 ├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
 ├── ProducerFencedError       a newer writer took over this transactional id
@@ -27,6 +31,39 @@ class TetherError(Exception):
 
 class ConfigurationError(TetherError):
     """Settings that cannot work; the message names the setting or variable."""
+
+
+class KafkaSecurityError(ConfigurationError):
+    """The cluster refused the connection's TLS or SASL settings; the message names the setting.
+
+    Never retriable: the same settings fail the same way. Messages never contain a secret.
+    """
+
+    def __init__(self, message: str, *, address: str | None = None, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+        """The broker (``host:port``) that refused the connection, when known."""
+        self.setting = setting
+        """The environment variable most likely to need fixing (``TETHER_KAFKA__...``)."""
+
+
+class KafkaTLSError(KafkaSecurityError):
+    """The TLS handshake failed, or the protocol does not match the listener.
+
+    A broker certificate not trusted or not naming the host, a client certificate refused, or
+    TLS spoken to a plain listener (and the reverse).
+    """
+
+
+class KafkaAuthenticationError(KafkaSecurityError):
+    """SASL authentication failed.
+
+    A wrong user or password, a mechanism the broker does not enable, or a rejected token.
+    """
+
+
+class KafkaAuthorizationError(KafkaSecurityError):
+    """Authenticated, but an ACL denies the operation (a topic, group or transactional id)."""
 
 
 class UsageError(TetherError):

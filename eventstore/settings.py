@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+REVEAL_SECRETS = "tether.reveal_secrets"
+"""Serialization context key: ``model_dump(context={REVEAL_SECRETS: True})`` writes secrets in
+clear (for handing settings to a worker process or a Ray actor; never for logs)."""
+
+_ENV = "TETHER_KAFKA__"
 
 
 class KafkaSettings(BaseModel):
@@ -37,6 +48,107 @@ class KafkaSettings(BaseModel):
     partitions move. Give each worker its own stable id (a pod name); Ray workers add
     ``-{index}``. Without one (the default) membership is dynamic. A static worker that stops
     for good hands its partitions over after the session timeout."""
+    connect_timeout_ms: int = Field(default=10_000, ge=100)
+    """How long connecting to the cluster may take at start-up (TCP, TLS, SASL, first metadata)
+    before it fails with a typed error, instead of waiting for ``request_timeout_ms``."""
+
+    # -- security -------------------------------------------------------------------------
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    """``PLAINTEXT``, ``SSL`` (TLS, optionally with a client certificate), ``SASL_PLAINTEXT``
+    or ``SASL_SSL`` (SASL over TLS: what managed clusters ask for)."""
+    sasl_mechanism: SaslMechanism | None = None
+    """``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512`` or ``OAUTHBEARER``; needed with SASL_*."""
+    sasl_username: str | None = None
+    """The SASL user (PLAIN and SCRAM); on Confluent Cloud, the API key."""
+    sasl_password: SecretStr | None = None
+    """The SASL password (PLAIN and SCRAM); on Confluent Cloud, the API secret. Never logged."""
+    sasl_oauth_token_provider: str | None = None
+    """OAUTHBEARER: ``module:callable``, imported from this setting (never from the wire) and
+    called once with no arguments; it returns an `aiokafka.abc.AbstractTokenProvider` (asked
+    for a token on every new connection, so it can refresh) or a token string (used as is)."""
+    ssl_cafile: Path | None = None
+    """PEM file of the CA(s) that signed the brokers' certificates; unset: the system's CAs."""
+    ssl_certfile: Path | None = None
+    """PEM file of the client certificate (mutual TLS), with any intermediate certificates."""
+    ssl_keyfile: Path | None = None
+    """PEM file of the client certificate's private key (mutual TLS)."""
+    ssl_key_password: SecretStr | None = None
+    """Password of an encrypted `ssl_keyfile`. Never logged."""
+    ssl_check_hostname: bool = True
+    """Check that a broker's certificate names the host connected to. Turn off only for a
+    cluster whose certificates name other hosts, and only on a trusted network."""
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and self.sasl_mechanism is None:
+            raise ConfigurationError(
+                f"security_protocol {self.security_protocol} needs a SASL mechanism: set {_ENV}SASL_MECHANISM "
+                "to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+            )
+        if not sasl:
+            given = [n for n in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, n) is not None]
+            if given:
+                raise ConfigurationError(
+                    f"{', '.join(_ENV + n.upper() for n in given)} set, but {_ENV}SECURITY_PROTOCOL is "
+                    f"{self.security_protocol}: use SASL_SSL (or SASL_PLAINTEXT) to authenticate with SASL"
+                )
+        if sasl and self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            missing = [n for n in ("sasl_username", "sasl_password") if getattr(self, n) is None]
+            if missing:
+                raise ConfigurationError(
+                    f"SASL mechanism {self.sasl_mechanism} needs {' and '.join(_ENV + n.upper() for n in missing)}"
+                )
+        if sasl and self.sasl_mechanism == "OAUTHBEARER" and not self.sasl_oauth_token_provider:
+            raise ConfigurationError(
+                f"SASL mechanism OAUTHBEARER needs {_ENV}SASL_OAUTH_TOKEN_PROVIDER (module:callable)"
+            )
+        if self.sasl_oauth_token_provider and ":" not in self.sasl_oauth_token_provider:
+            raise ConfigurationError(
+                f"{_ENV}SASL_OAUTH_TOKEN_PROVIDER={self.sasl_oauth_token_provider!r} is not 'module:callable'"
+            )
+        if not tls:
+            given = [
+                n
+                for n in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+                if getattr(self, n) is not None
+            ]
+            if given:
+                raise ConfigurationError(
+                    f"{', '.join(_ENV + n.upper() for n in given)} set, but {_ENV}SECURITY_PROTOCOL is "
+                    f"{self.security_protocol}: use SSL or SASL_SSL for TLS"
+                )
+        if (self.ssl_keyfile is not None or self.ssl_key_password is not None) and self.ssl_certfile is None:
+            raise ConfigurationError(f"{_ENV}SSL_KEYFILE / SSL_KEY_PASSWORD need {_ENV}SSL_CERTFILE (mutual TLS)")
+        return self
+
+    @field_serializer("sasl_password", "ssl_key_password")
+    def _dump_secret(self, value: SecretStr | None, info: SerializationInfo) -> Any:
+        if value is None:
+            return None
+        if info.context and info.context.get(REVEAL_SECRETS):
+            return value.get_secret_value()
+        return str(value) if info.mode == "json" else value
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections are TLS (SSL or SASL_SSL)."""
+        return self.security_protocol.endswith("SSL")
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``TETHER_KAFKA__*`` variables, secrets in clear, for a child process.
+
+        Only settings that differ from the defaults are included. Pass the result in a child's
+        environment, never to a log.
+        """
+        out: dict[str, str] = {}
+        data = self.model_dump(mode="json", exclude_defaults=True, context={REVEAL_SECRETS: True})
+        for name, value in data.items():
+            if value is None:
+                continue
+            out[_ENV + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
 
 
 class LogSettings(BaseSettings):

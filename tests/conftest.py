@@ -6,6 +6,10 @@
 - otherwise a local KRaft broker (a JVM, see `eventstore.kafka.broker`) in a temporary
   directory, started once per session and stopped by PID at the end.
 
+`sasl_ssl_kafka` is a second local broker with a SASL_SSL listener (SCRAM users created at
+format time, a CA and broker certificate made for the session), started only by the tests
+that ask for it.
+
 When no broker can be had the Kafka tests skip, unless `CI` is true or
 `TETHER_REQUIRE_KAFKA=1`, which turn the skip into a failure. A broker that misbehaves is
 never a reason to skip. A failed test that used the local broker gets the broker log's tail
@@ -14,6 +18,7 @@ in its report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -27,14 +32,15 @@ from typing import NoReturn
 
 import pytest
 
-from eventstore.kafka.broker import BrokerError, BrokerInfo, LocalBroker, log_tail, resolve_jars
+from eventstore import KafkaSettings
+from eventstore.kafka.broker import BrokerError, BrokerInfo, LocalBroker, SaslSslCredentials, log_tail, resolve_jars
 from eventstore.kafka.broker.jars import find_java
 
 KAFKA_ENV = "TETHER_TEST_KAFKA"
 REQUIRE_ENV = "TETHER_REQUIRE_KAFKA"
 IMAGE_ENV = "TETHER_TEST_KAFKA_IMAGE"
 _TRUTHY = {"1", "true", "yes", "on"}
-_KAFKA_FIXTURES = {"kafka_bootstrap", "local_broker"}
+_KAFKA_FIXTURES = {"kafka_bootstrap", "local_broker", "sasl_ssl_kafka"}
 
 
 def _truthy(name: str) -> bool:
@@ -94,6 +100,24 @@ class LocalKafka:
 
 
 _LOCAL_KAFKA = pytest.StashKey[LocalKafka]()
+_SASL_SSL_KAFKA = pytest.StashKey[LocalKafka]()
+
+
+@contextlib.contextmanager
+def _watched(data_dir: Path) -> Iterator[None]:
+    """Run `_WATCHDOG` for the broker of `data_dir` while the block runs."""
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(data_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()
 
 
 @pytest.fixture(scope="session")
@@ -106,19 +130,54 @@ def _local_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         kafka_unavailable(f"the local broker could not start: {exc}")
     local = LocalKafka(broker=broker, data_dir=data_dir, info=info)
     request.config.stash[_LOCAL_KAFKA] = local
-    watchdog = subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(data_dir)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with _watched(data_dir):
+        try:
+            yield local
+        finally:
+            broker.stop(data_dir)
+
+
+@dataclass
+class SecuredKafka:
+    """The session's SASL_SSL broker: where it listens and the credentials that get in."""
+
+    local: LocalKafka
+    bootstrap: str
+    credentials: SaslSslCredentials
+
+    def settings(self, **overrides: object) -> KafkaSettings:
+        """Kafka settings that connect over SASL_SSL with SCRAM-SHA-512, with `overrides`."""
+        values: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": self.credentials.username,
+            "sasl_password": self.credentials.password,
+            "ssl_cafile": self.credentials.ca_file,
+        }
+        values.update(overrides)
+        return KafkaSettings.model_validate(values)
+
+
+@pytest.fixture(scope="session")
+def sasl_ssl_kafka(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
+    """A local broker of its own with a SASL_SSL listener (and its PLAINTEXT one, on loopback)."""
+    if os.environ.get(KAFKA_ENV, "").strip():
+        pytest.skip(f"the SASL_SSL broker is the suite's own local broker; {KAFKA_ENV} is set")
+    broker = LocalBroker()
+    data_dir = tmp_path_factory.mktemp("kafka-sasl-ssl")
     try:
-        yield local
-    finally:
-        watchdog.kill()
-        watchdog.wait()
-        broker.stop(data_dir)
+        info = broker.start(data_dir, sasl_ssl=True)
+    except BrokerError as exc:
+        kafka_unavailable(f"the local SASL_SSL broker could not start: {exc}")
+    assert info.sasl_ssl is not None and info.sasl_ssl_bootstrap is not None
+    local = LocalKafka(broker=broker, data_dir=data_dir, info=info)
+    request.config.stash[_SASL_SSL_KAFKA] = local
+    with _watched(data_dir):
+        try:
+            yield SecuredKafka(local=local, bootstrap=info.sasl_ssl_bootstrap, credentials=info.sasl_ssl)
+        finally:
+            broker.stop(data_dir)
 
 
 # Stops the session's broker if pytest itself is killed (SIGKILL, OOM) before its finalizers
@@ -235,10 +294,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and _KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
-        local = item.config.stash.get(_LOCAL_KAFKA, None)
-        if local is not None:
-            title = f"kafka broker log (last 80 lines of {local.info.log_path})"
-            report.sections.append((title, local.log_tail(80) or "(empty)"))
+        for key in (_LOCAL_KAFKA, _SASL_SSL_KAFKA):
+            local = item.config.stash.get(key, None)
+            if local is not None:
+                title = f"kafka broker log (last 80 lines of {local.info.log_path})"
+                report.sections.append((title, local.log_tail(80) or "(empty)"))
     return report
 
 

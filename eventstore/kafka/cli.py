@@ -13,6 +13,7 @@ from rich.console import Console
 
 from eventstore.kafka.broker import (
     BrokerError,
+    BrokerInfo,
     BrokerSetupError,
     LocalBroker,
     kafka_version,
@@ -100,28 +101,54 @@ def kafka() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="Client port (default: kept, or free).")
 @click.option("--heap", default="512m", show_default=True, help="JVM heap, e.g. 512m or 1g.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
-def up(data_dir: Path, port: int | None, heap: str, timeout: float) -> None:
+@click.option(
+    "--sasl-ssl",
+    is_flag=True,
+    help="Also listen for SASL_SSL (SCRAM-SHA-512, a local CA); only for a new data directory.",
+)
+def up(data_dir: Path, port: int | None, heap: str, timeout: float, sasl_ssl: bool) -> None:
     """Start the broker; print its bootstrap address (127.0.0.1:PORT) as the last line.
 
-    Running it again while the broker runs just prints the address. Exit codes: 0 running,
-    3 Java/Maven/jars missing, 4 the broker failed to start.
+    With --sasl-ssl the last line is the SASL_SSL address, and the TETHER_KAFKA__* variables
+    that connect to it are printed before (the password stays in its file). Running it again
+    while the broker runs just prints the address. Exit codes: 0 running, 3 Java/Maven/jars
+    or openssl missing, 4 the broker failed to start.
     """
     console = _stderr()
     try:
         running = LocalBroker().status(data_dir)
-        if running is not None and (port is None or port == running.port):
+        if running is not None and (port is None or port == running.port) and (running.sasl_ssl or not sasl_ssl):
             console.print(f"Kafka broker already running (pid {running.pid}) in {data_dir}")
-            click.echo(running.bootstrap)
+            _print_sasl_ssl(console, running)
+            click.echo(running.sasl_ssl_bootstrap if sasl_ssl and running.sasl_ssl_bootstrap else running.bootstrap)
             return
         with _Progress(console) as progress:
-            info = LocalBroker(progress=progress).start(data_dir, port, heap=heap, timeout=timeout)
+            info = LocalBroker(progress=progress).start(data_dir, port, heap=heap, timeout=timeout, sasl_ssl=sasl_ssl)
     except BrokerError as exc:
         _fail(console, exc)
     console.print(
         f"Kafka {kafka_version()} broker running (pid {info.pid}); "
         f"log {info.log_path}; stop it with `tether kafka down`"
     )
-    click.echo(info.bootstrap)
+    _print_sasl_ssl(console, info)
+    click.echo(info.sasl_ssl_bootstrap if sasl_ssl and info.sasl_ssl_bootstrap else info.bootstrap)
+
+
+def _print_sasl_ssl(console: Console, info: BrokerInfo) -> None:
+    """How to connect to the SASL_SSL listener, as shell variables; never the password itself."""
+    creds = info.sasl_ssl
+    if creds is None or info.sasl_ssl_bootstrap is None:
+        return
+    console.print(f"SASL_SSL listener on {info.sasl_ssl_bootstrap} ({creds.mechanism}, user {creds.username}):")
+    for line in (
+        f"export TETHER_KAFKA__BOOTSTRAP_SERVERS={info.sasl_ssl_bootstrap}",
+        "export TETHER_KAFKA__SECURITY_PROTOCOL=SASL_SSL",
+        f"export TETHER_KAFKA__SASL_MECHANISM={creds.mechanism}",
+        f"export TETHER_KAFKA__SASL_USERNAME={creds.username}",
+        f'export TETHER_KAFKA__SASL_PASSWORD="$(cat {creds.password_file})"',
+        f"export TETHER_KAFKA__SSL_CAFILE={creds.ca_file}",
+    ):
+        console.print(f"  {line}", markup=False)
 
 
 @kafka.command()
@@ -159,6 +186,13 @@ def status(data_dir: Path, as_json: bool) -> None:
                 accepting=info.accepting,
                 log=str(info.log_path),
             )
+            if info.sasl_ssl is not None:
+                payload.update(
+                    sasl_ssl_bootstrap=info.sasl_ssl_bootstrap,
+                    sasl_ssl_ca_file=str(info.sasl_ssl.ca_file),
+                    sasl_ssl_username=info.sasl_ssl.username,
+                    sasl_ssl_password_file=str(info.sasl_ssl.password_file),
+                )
         click.echo(json.dumps(payload))
     elif info is None:
         click.echo(f"not running ({data_dir}); start it with `tether kafka up`")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from aiokafka.errors import (
 )
 
 from ..errors import (
+    KafkaSecurityError,
     LogUnavailableError,
     TopicError,
     UsageError,
@@ -36,6 +38,15 @@ from ..settings import KafkaSettings
 from ..topics import TopicSpec
 from .adapt import MISSING, UNREACHABLE, to_record, translate
 from .consumer import KafkaConsumer, Rebalance
+from .security import (
+    addresses,
+    authorization_error,
+    client_kwargs,
+    install_log_redaction,
+    not_tls_hint,
+    probe,
+    security_error,
+)
 from .writer import KafkaWriter
 
 log = logging.getLogger(__name__)
@@ -54,10 +65,13 @@ class KafkaLog:
             raise UsageError("KafkaLog needs kafka.bootstrap_servers (TETHER_KAFKA__BOOTSTRAP_SERVERS)")
         self.settings = settings
         self.servers: str = settings.bootstrap_servers
+        if settings.security_protocol.startswith("SASL_"):
+            install_log_redaction()
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None
         self._partitions: dict[str, int] = {}
+        self._connection: dict[str, Any] | None = None
         # Read-your-writes: Kafka writes commit markers after `commit_transaction` returns, so
         # reads through this log wait until its own committed records and offsets are visible.
         self._record_floors: dict[tuple[str, int], int] = {}
@@ -65,11 +79,24 @@ class KafkaLog:
         # offset last committed through this log.
         self._offset_floors: dict[tuple[str, str, int], tuple[str, int, float]] = {}
 
+    def _options(self) -> dict[str, Any]:
+        """Bootstrap, timeout, TLS and SASL options shared by every client of this log.
+
+        Built once (one TLS context, one token provider); they hold secrets: never log them.
+        """
+        if self._connection is None:
+            self._connection = client_kwargs(self.settings)
+        return dict(self._connection)
+
     async def _guard(self, what: Awaitable[T]) -> T:
         try:
             return await what
         except (KafkaError, OSError) as exc:
-            error = translate(exc, self.servers)
+            error: Exception | None = authorization_error(exc, self.settings)
+            if error is None and isinstance(exc, ssl.SSLError):
+                error = security_error(exc, self.settings, self.servers)
+            if error is None:
+                error = translate(exc, self.servers)
             if error is None:
                 raise
             raise error from exc
@@ -93,13 +120,19 @@ class KafkaLog:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect the admin client, the plain producer and a metadata consumer."""
+        """Connect the admin client, the plain producer and a metadata consumer.
+
+        Connecting is bounded by ``connect_timeout_ms``. A cluster that refuses the TLS or SASL
+        settings fails it with a `KafkaSecurityError` naming the setting to fix.
+
+        Raises:
+            KafkaSecurityError: the cluster refused the connection's security settings.
+            ConfigurationError: a certificate, key or token provider setting cannot be used.
+            LogUnavailableError: no broker could be reached.
+        """
         if self._producer is not None:
             return
-        common: dict[str, Any] = {
-            "bootstrap_servers": self.servers,
-            "request_timeout_ms": self.settings.request_timeout_ms,
-        }
+        common = self._options()
         admin = AIOKafkaAdminClient(client_id=f"{self.settings.client_id}-admin", **common)
         producer = AIOKafkaProducer(
             client_id=f"{self.settings.client_id}-append",
@@ -114,21 +147,55 @@ class KafkaLog:
             enable_auto_commit=False,
             **common,
         )
-        try:
-            await asyncio.wait_for(admin.start(), self.settings.request_timeout_ms / 1000)
+
+        async def connect() -> None:
+            await admin.start()
             await producer.start()
             await meta.start()
+
+        try:
+            await asyncio.wait_for(connect(), self.settings.connect_timeout_ms / 1000)
         except (KafkaError, OSError, TimeoutError) as exc:
             for client in (meta, producer, admin):
                 try:
                     await client.close() if client is admin else await client.stop()
                 except Exception:  # closing a client that never started may fail too
                     pass
-            raise LogUnavailableError(UNREACHABLE.format(servers=self.servers, exc=exc)) from exc
+            raise await self._diagnose(exc) from exc
         self._admin, self._producer, self._meta = admin, producer, meta
         # Let the clients' background tasks take their first step: aiokafka's consumer stop()
         # raises CancelledError if it cancels a task that never ran (a close right after start).
         await asyncio.sleep(0)
+
+    async def _diagnose(self, exc: BaseException) -> Exception:
+        """Why connecting failed: a typed security error if a broker refused our settings.
+
+        aiokafka's bootstrap logs the cause and raises a generic "Unable to bootstrap" (and
+        may retry a refused SASL login until its timeout), so one more connection to each
+        bootstrap server learns the cause.
+        """
+        direct: Exception | None = authorization_error(exc, self.settings)
+        if direct is None and isinstance(exc, ssl.SSLError):
+            direct = security_error(exc, self.settings, self.servers)
+        if direct is not None:
+            return direct
+        closed_early = False
+        for address in addresses(self.settings)[:3]:
+            cause = await probe(self.settings, address)
+            if cause is None:
+                continue
+            error: KafkaSecurityError | None = security_error(cause, self.settings, address)
+            if error is not None:
+                return error
+            if isinstance(cause, KafkaError) and "closed" in str(cause).lower():
+                closed_early = True
+                hint = not_tls_hint(self.settings, address)
+                if hint is not None:
+                    return hint
+        detail = exc if str(exc) else f"no connection within {self.settings.connect_timeout_ms / 1000:.0f} s"
+        if closed_early:
+            detail = f"{detail}; the broker closed the connection (check TETHER_KAFKA__SECURITY_PROTOCOL)"
+        return LogUnavailableError(UNREACHABLE.format(servers=self.servers, exc=detail))
 
     async def close(self) -> None:
         """Close every client; idempotent."""
@@ -275,13 +342,12 @@ class KafkaLog:
     async def writer(self, transactional_id: str) -> KafkaWriter:
         """A transactional producer; starting it fences older producers with the same id."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.servers,
+            **self._options(),
             client_id=f"{self.settings.client_id}-{transactional_id}",
             transactional_id=transactional_id,
             enable_idempotence=True,
             acks="all",
             linger_ms=self.settings.linger_ms,
-            request_timeout_ms=self.settings.request_timeout_ms,
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
             max_batch_size=256 * 1024,
         )
@@ -333,7 +399,7 @@ class KafkaLog:
             return
         tp = KafkaTP(topic, partition)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.servers,
+            **self._options(),
             client_id=f"{self.settings.client_id}-reader",
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -347,7 +413,6 @@ class KafkaLog:
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             session_timeout_ms=self.settings.session_timeout_ms,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
-            request_timeout_ms=self.settings.request_timeout_ms,
         )
         await self._guard(consumer.start())
         try:
@@ -402,7 +467,7 @@ class KafkaLog:
         if partitions is None:
             await self.partition_count(topic)  # a missing topic is an error, not an empty one
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.servers,
+            **self._options(),
             client_id=f"{self.settings.client_id}-{group_id or 'reader'}",
             group_id=group_id if partitions is None else None,
             group_instance_id=self.settings.group_instance_id if partitions is None else None,
@@ -410,7 +475,6 @@ class KafkaLog:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            request_timeout_ms=self.settings.request_timeout_ms,
             session_timeout_ms=self.settings.session_timeout_ms,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             max_poll_records=5000,

@@ -8,6 +8,7 @@ from eventstore.kafka.broker.errors import (
 )
 from eventstore.kafka.broker.jars import kafka_version, resolve_jars
 from eventstore.kafka.broker.manager import BrokerInfo, BrokerStatus, LocalBroker, log_tail
+from eventstore.kafka.broker.tls import CertificateAuthority, SaslSslCredentials, make_ca, make_certificate
 
 __all__ = [
     "BrokerError",
@@ -16,8 +17,12 @@ __all__ = [
     "BrokerStartError",
     "BrokerStatus",
     "BrokerStopError",
+    "CertificateAuthority",
     "LocalBroker",
+    "SaslSslCredentials",
     "kafka_version",
     "log_tail",
+    "make_ca",
+    "make_certificate",
     "resolve_jars",
 ]

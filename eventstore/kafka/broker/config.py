@@ -84,11 +84,19 @@ class BrokerState:
     """The controller port; it is part of the voter set written when formatting."""
     kafka_version: str
     """The Kafka version that formatted the storage."""
+    sasl_ssl_port: int | None = None
+    """The SASL_SSL client port, when the data directory has that listener (chosen at format
+    time, with its SCRAM user: a directory formatted without it never gains it)."""
 
     @property
     def bootstrap(self) -> str:
         """The bootstrap address clients connect to."""
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """The SASL_SSL bootstrap address, if there is that listener."""
+        return None if self.sasl_ssl_port is None else f"{LOOPBACK}:{self.sasl_ssl_port}"
 
     @classmethod
     def load(cls, path: Path) -> BrokerState | None:
@@ -109,6 +117,7 @@ class BrokerState:
                 port=int(raw["port"]),
                 controller_port=int(raw["controller_port"]),
                 kafka_version=str(raw["kafka_version"]),
+                sasl_ssl_port=None if raw.get("sasl_ssl_port") is None else int(raw["sasl_ssl_port"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} is not a Tether broker state file: {exc!r}") from exc
@@ -163,7 +172,11 @@ def pick_free_ports(count: int, *, exclude: Iterable[int] = ()) -> list[int]:
 
 
 def broker_properties(
-    state: BrokerState, paths: BrokerPaths, overrides: Mapping[str, str] | None = None
+    state: BrokerState,
+    paths: BrokerPaths,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    sasl_ssl: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Return the `server.properties` of a single-node combined-mode KRaft broker.
 
@@ -171,19 +184,27 @@ def broker_properties(
         state: Cluster id and ports of this data directory.
         paths: Where the broker's files live.
         overrides: Extra or replacement properties, applied last.
+        sasl_ssl: The SASL_SSL listener's own properties (certificates, SASL mechanisms), when
+            `state` has a SASL_SSL port.
     """
     client = f"{LOOPBACK}:{state.port}"
     controller = f"{LOOPBACK}:{state.controller_port}"
+    listeners = f"PLAINTEXT://{client},CONTROLLER://{controller}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if state.sasl_ssl_port is not None:
+        # Clients may use either listener; the broker and controller talk PLAINTEXT on loopback.
+        listeners += f",SASL_SSL://{LOOPBACK}:{state.sasl_ssl_port}"
+        protocols += ",SASL_SSL:SASL_SSL"
     props = {
         # One JVM is broker and controller, reachable on the loopback interface only.
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.bootstrap.servers": controller,
-        "listeners": f"PLAINTEXT://{client},CONTROLLER://{controller}",
-        "advertised.listeners": f"PLAINTEXT://{client},CONTROLLER://{controller}",
+        "listeners": listeners,
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(paths.kafka_data_dir),
         # On one node every internal topic must make do with one replica.
         "default.replication.factor": "1",
@@ -221,6 +242,8 @@ def broker_properties(
         "num.recovery.threads.per.data.dir": "1",
         "background.threads": "4",
     }
+    if state.sasl_ssl_port is not None:
+        props.update(sasl_ssl or {})
     if overrides:
         props.update(overrides)
     return props

@@ -7,7 +7,9 @@ needed to find and stop it again lives in its data directory, so `tether kafka u
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import re
 import signal
 import socket
@@ -43,6 +45,13 @@ from eventstore.kafka.broker.process import (
     send_signal,
     wait_gone,
     write_pid_file,
+)
+from eventstore.kafka.broker.tls import (
+    SaslSslCredentials,
+    ensure_sasl_ssl,
+    listener_properties,
+    load_sasl_ssl,
+    scram_arguments,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,11 +96,20 @@ class BrokerInfo:
     """The KRaft cluster id."""
     log_path: Path
     """The file holding the broker's stdout and stderr."""
+    sasl_ssl_port: int | None
+    """The SASL_SSL client port on 127.0.0.1, when the broker has that listener."""
+    sasl_ssl: SaslSslCredentials | None
+    """The CA file and SCRAM user of the SASL_SSL listener (the password is not in repr)."""
 
     @property
     def bootstrap(self) -> str:
         """The bootstrap address for clients, `127.0.0.1:PORT`."""
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """The SASL_SSL bootstrap address, `127.0.0.1:PORT`, when there is that listener."""
+        return None if self.sasl_ssl_port is None else f"{LOOPBACK}:{self.sasl_ssl_port}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,7 @@ class LocalBroker:
         *,
         heap: str = DEFAULT_HEAP,
         timeout: float = 120.0,
+        sasl_ssl: bool = False,
     ) -> BrokerInfo:
         """Start the broker on `data_dir` and wait until it serves metadata requests.
 
@@ -157,6 +176,9 @@ class LocalBroker:
             port: The client port; default the stored one, or a free one on first use.
             heap: The JVM heap (`-Xmx`/`-Xms`), e.g. "512m" or "1g".
             timeout: Seconds to wait for readiness before stopping the broker and failing.
+            sasl_ssl: Also listen for SASL_SSL clients (SCRAM-SHA-512/256, TLS with a local CA;
+                see `BrokerInfo.sasl_ssl`). Decided when the storage is first formatted: the
+                SCRAM user is created then. The PLAINTEXT listener stays open on loopback.
 
         Returns:
             The running broker.
@@ -178,12 +200,18 @@ class LocalBroker:
                         "stop it first (`tether kafka down`)",
                         data_dir=paths.data_dir,
                     )
+                if sasl_ssl and running.sasl_ssl_port is None:
+                    raise BrokerStartError(
+                        "a broker without a SASL_SSL listener already runs here; stop it first "
+                        "(`tether kafka down`), and use a new data directory for SASL_SSL",
+                        data_dir=paths.data_dir,
+                    )
                 self._wait_ready(paths, running.pid, deadline=time.monotonic() + timeout)
                 return running
             paths.pid_file.unlink(missing_ok=True)  # stale: its process is gone
             java = find_java()
             libs = self._libs()
-            state = self._state(paths, port)
+            state = self._state(paths, port, sasl_ssl)
             self._write_config(paths, state)
             if not paths.meta_properties.exists():
                 self._format(paths, state, java, libs)
@@ -261,7 +289,7 @@ class LocalBroker:
             return None
         return _info(paths, state, record.pid)
 
-    def _state(self, paths: BrokerPaths, port: int | None) -> BrokerState:
+    def _state(self, paths: BrokerPaths, port: int | None, sasl_ssl: bool = False) -> BrokerState:
         try:
             state = BrokerState.load(paths.state_file)
         except ValueError as exc:
@@ -279,6 +307,15 @@ class LocalBroker:
                 controller_port=controller_port,
                 kafka_version=kafka_version(),
             )
+        if sasl_ssl and state.sasl_ssl_port is None:
+            if paths.meta_properties.exists():
+                raise BrokerStartError(
+                    "this data directory was formatted without a SASL_SSL listener (its SCRAM user "
+                    "is created at format time); use a new data directory for SASL_SSL",
+                    data_dir=paths.data_dir,
+                )
+            (sasl_port,) = pick_free_ports(1, exclude=[state.port, state.controller_port])
+            state = dataclasses.replace(state, sasl_ssl_port=sasl_port)
         elif port is not None and port != state.port:
             if port == state.controller_port:
                 raise BrokerStartError(
@@ -286,11 +323,14 @@ class LocalBroker:
                     data_dir=paths.data_dir,
                 )
             # The client port may move; the controller port is part of the formatted voter set.
-            state = BrokerState(state.cluster_id, port, state.controller_port, state.kafka_version)
-        for what, number, remedy in (
+            state = dataclasses.replace(state, port=port)
+        ports = [
             ("client", state.port, "pass another --port"),
             ("controller", state.controller_port, "delete the data directory to start afresh"),
-        ):
+        ]
+        if state.sasl_ssl_port is not None:
+            ports.append(("SASL_SSL", state.sasl_ssl_port, "delete the data directory to start afresh"))
+        for what, number, remedy in ports:
             if not _wait_port_free(number, _PORT_GRACE):
                 raise BrokerStartError(
                     PORT_BUSY.format(what=what, port=number, state_file=paths.state_file, remedy=remedy),
@@ -300,7 +340,13 @@ class LocalBroker:
         return state
 
     def _write_config(self, paths: BrokerPaths, state: BrokerState) -> None:
-        props = broker_properties(state, paths, self._overrides)
+        secured: dict[str, str] | None = None
+        if state.sasl_ssl_port is not None:
+            ensure_sasl_ssl(paths.data_dir)
+            secured = listener_properties(paths.data_dir)
+        props = broker_properties(state, paths, self._overrides, sasl_ssl=secured)
+        paths.properties_file.touch(mode=0o600)
+        os.chmod(paths.properties_file, 0o600)  # it may hold the listener's private key
         paths.properties_file.write_text(render_properties(props), encoding="utf-8")
         log4j = resources.files(__package__).joinpath("log4j2.yaml").read_bytes()
         paths.log4j_file.write_bytes(log4j)
@@ -340,6 +386,8 @@ class LocalBroker:
             "-c",
             str(paths.properties_file),
         ]
+        if state.sasl_ssl_port is not None:
+            cmd += scram_arguments(ensure_sasl_ssl(paths.data_dir))
         try:
             out = subprocess.run(
                 cmd,
@@ -425,7 +473,8 @@ class LocalBroker:
                     log_path=paths.log_file,
                     log_tail=log_tail(paths.data_dir),
                 )
-            if _accepts_tcp(state.port) and _serves_clients(state.bootstrap):
+            secured = state.sasl_ssl_port is None or _accepts_tcp(state.sasl_ssl_port)
+            if _accepts_tcp(state.port) and secured and _serves_clients(state.bootstrap):
                 return
             if time.monotonic() >= deadline:
                 raise BrokerStartError(
@@ -478,6 +527,8 @@ def _info(paths: BrokerPaths, state: BrokerState, pid: int) -> BrokerInfo:
         controller_port=state.controller_port,
         cluster_id=state.cluster_id,
         log_path=paths.log_file,
+        sasl_ssl_port=state.sasl_ssl_port,
+        sasl_ssl=None if state.sasl_ssl_port is None else load_sasl_ssl(paths.data_dir),
     )
 
 
