@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -246,3 +247,50 @@ async def test_an_idempotency_key_is_new_after_the_retention(rt: Runtime) -> Non
     await asyncio.sleep(3.5)
     await rt.client.send(iso.add, "e1", iso.Add(by=1), idempotency_key="order-1")
     assert (await rt.client.call(iso.add, "e1", iso.Add(by=0), timeout=WAIT)).total == 2
+
+
+async def _tether(rt: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from actors.cli import main; main()", args[0], args[1], *_cli_args(rt), *args[2:]]
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"}
+    )
+
+
+async def _end_offsets(rt: Runtime) -> dict[str, list[int]]:
+    topics = rt.topics
+    out = {}
+    for spec in topics.specs(rt.settings.partitions):
+        out[spec.name] = [await rt.log.end_offset(spec.name, p) for p in range(spec.partitions)]
+    return out
+
+
+@BOTH
+async def test_sessions_show_of_an_unknown_type_writes_nothing(rt: Runtime) -> None:
+    assert (await rt.client.call(iso.add, "k1", iso.Add(by=1), timeout=WAIT)).total == 1
+    before = await _end_offsets(rt)
+    shown = await _tether(rt, "sessions", "show", "acc", "k1")  # a typo of acct
+    assert shown.returncode == 2, shown
+    assert "acc/k1" in shown.stderr and "nothing was written" in shown.stderr
+    assert (await _tether(rt, "sessions", "show", "acct", "k1")).returncode == 0
+    assert await _end_offsets(rt) == before, "a read-only command wrote to a topic"
+
+
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07\u202e[red]x[/red]"
+
+
+@BOTH
+async def test_record_bytes_reach_the_terminal_escaped(rt: Runtime) -> None:
+    sent = await rt.client.send_raw("acct", f"k{HOSTILE}", f"nosuch{HOSTILE}", {"note": HOSTILE})
+    letter = await rt.dead_letter(sent)
+    letter_id = f"{letter.partition}-{letter.offset}"
+    for args in (
+        ("dlq", "list"),
+        ("dlq", "stats"),
+        ("dlq", "show", letter_id),
+        ("sessions", "history", "acct", f"k{HOSTILE}"),
+    ):
+        printed = await _tether(rt, *args)
+        assert printed.returncode == 0, (args, printed.stderr)
+        for raw in ("\x1b", "\x07", "\u202e"):
+            assert raw not in printed.stdout + printed.stderr, (args, raw)
+    assert "\\x1b[2J" in (await _tether(rt, "dlq", "show", letter_id)).stdout
