@@ -28,6 +28,7 @@ from session_harness import (  # noqa: E402
     WAIT,
     Runtime,
     assert_eventually,
+    cli_options,
     keys_on_partition,
     open_runtime,
     settings_for,
@@ -168,7 +169,15 @@ async def test_oversized_records_fail_their_invocation_and_the_partition_goes_on
     # The three failures are dead letters that name their size, as `tether dlq list` shows them.
     listed = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", "from actors.cli import main; main()", "dlq", "list", "--json", *_cli_args(rt)],
+        [
+            sys.executable,
+            "-c",
+            "from actors.cli import main; main()",
+            "dlq",
+            "list",
+            "--json",
+            *cli_options(rt.settings),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -185,13 +194,6 @@ async def test_oversized_records_fail_their_invocation_and_the_partition_goes_on
             assert letter["error_class"] == "RecordTooLargeError" and letter["category"] == "oversize", letter
             assert f"the {'reply' if what == 'reply' else '4 events'} of big/{key}.produce" in letter["error_message"]
     assert (await rt.state("big", bigs["events"]))["n"] == 0  # nothing of the failed invocation applied
-
-
-def _cli_args(rt: Runtime) -> list[str]:
-    if rt.settings.resolved_backend == "kafka":
-        assert rt.settings.kafka.bootstrap_servers
-        return ["-b", rt.settings.kafka.bootstrap_servers, "-n", rt.settings.namespace]
-    return ["--data-dir", str(rt.settings.data_dir), "-n", rt.settings.namespace]
 
 
 @BOTH
@@ -250,7 +252,15 @@ async def test_an_idempotency_key_is_new_after_the_retention(rt: Runtime) -> Non
 
 
 async def _tether(rt: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from actors.cli import main; main()", args[0], args[1], *_cli_args(rt), *args[2:]]
+    command = [
+        sys.executable,
+        "-c",
+        "from actors.cli import main; main()",
+        args[0],
+        args[1],
+        *cli_options(rt.settings),
+        *args[2:],
+    ]
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"}
     )

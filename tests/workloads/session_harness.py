@@ -171,6 +171,14 @@ class Runtime:
         return p
 
 
+def cli_options(settings: Settings) -> list[str]:
+    """The `tether` options that point a command at `settings`' namespace, on either backend."""
+    if settings.resolved_backend == "kafka":
+        assert settings.kafka.bootstrap_servers
+        return ["-b", settings.kafka.bootstrap_servers, "-n", settings.namespace]
+    return ["--data-dir", str(settings.data_dir), "-n", settings.namespace]
+
+
 def make_settings(
     backend: str,
     data_dir: Path,

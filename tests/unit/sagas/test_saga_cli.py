@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
 
 from saga_workload import BROKEN, Order, agent, booking, coordinator, reset  # noqa: E402
-from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
+from session_harness import Runtime, assert_eventually, cli_options, make_settings, open_runtime  # noqa: E402
 
 from sagas import SagaClient  # noqa: E402
 
@@ -47,7 +47,7 @@ class Result:
 
 async def tether(runtime: Runtime, *args: str) -> Result:
     """Run ``tether ARGS`` as operators do: a process of its own (stdout and stderr together)."""
-    options = ["--data-dir", str(runtime.settings.data_dir), "-n", runtime.settings.namespace]
+    options = cli_options(runtime.settings)
     cmd = [sys.executable, "-c", "from actors.cli import main; main()", *args[:2], *options, *args[2:]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     proc = await asyncio.create_subprocess_exec(

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "sagas"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
 
-from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
+from session_harness import Runtime, assert_eventually, cli_options, open_runtime, settings_for  # noqa: E402
 from test_saga_cli import tether  # noqa: E402
 from transfer_saga import Receipt, Transfer  # noqa: E402
 
@@ -44,16 +44,21 @@ async def settle(t: Transfer, key: str) -> Receipt:
 coordinator = lingering.coordinator()
 
 
+BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+
+
 @pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
+async def runtime(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str
+) -> AsyncIterator[Runtime]:
     ATTEMPTS.clear()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    settings = settings_for(request, backend, tmp_path, namespace, partitions=2)
     async with open_runtime([coordinator], settings) as rt:
         yield rt
 
 
 def cli(runtime: Runtime, *args: str) -> Any:
-    options = ["--data-dir", str(runtime.settings.data_dir), "-n", runtime.settings.namespace]
+    options = cli_options(runtime.settings)
     result = CliRunner().invoke(build(), ["saga", args[0], *options, *args[1:]], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     return result.output
@@ -67,6 +72,7 @@ async def waiting(runtime: Runtime, *, queued: int) -> SagaRecord:
     return records[0]
 
 
+@BOTH
 @pytest.mark.usefixtures("keep_logging")
 async def test_list_and_show_work_and_show_the_wait_while_messages_queue(runtime: Runtime) -> None:
     sagas = SagaClient(runtime.client)
