@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, partition_for, unpack
+from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, unpack
 from eventstore.log import LogConsumer
 
 from .definitions import Handler
@@ -27,12 +27,11 @@ from .errors import (
     CallTimeoutError,
     InvalidPayloadError,
     InvocationError,
-    MessageTooLargeError,
     SendTimeoutError,
     UnknownHandlerError,
     UnknownObjectError,
 )
-from .messages import RESOLVE_HANDLER, STATE_HANDLER, Message, session_key
+from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record
 from .settings import Settings
 from .waits import parse_awakeable_id
 
@@ -166,15 +165,7 @@ class Client:
         )
 
     def _record(self, message: Message) -> OutRecord:
-        key = session_key(message.object, message.key)
-        value = message.encode()
-        limit = self.settings.runtime.max_message_bytes
-        if len(value) + len(key) > limit:
-            raise MessageTooLargeError(
-                f"message to {message.session}.{message.handler} is {len(value) + len(key)} bytes, "
-                f"over max_message_bytes={limit}; store large inputs elsewhere and send a reference"
-            )
-        return OutRecord(self.topics.inbox, partition_for(key, self._partitions), key, value)
+        return inbox_record(message, self.topics.inbox, self._partitions, self.settings.runtime.max_message_bytes)
 
     async def _append(self, *messages: Message, timeout: float | None = None) -> None:
         """Make `messages` durable, within `timeout` s (default: `send_timeout`)."""

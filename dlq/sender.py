@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors import Settings
-from actors.errors import MessageTooLargeError
-from actors.messages import RESOLVE_HANDLER, Message, session_key
+from actors.protocol.inbox import RESOLVE_HANDLER, Message, inbox_record
 from actors.waits import parse_awakeable_id
-from eventstore import EventLog, OutRecord, ProducerFencedError, Topics, partition_for
+from eventstore import EventLog, OutRecord, ProducerFencedError, Topics
 from eventstore.log import TransactionalWriter
 
 from .errors import ReplayTakenOverError
@@ -91,15 +90,7 @@ class ReplaySender:
 
     def _record(self, message: Message) -> OutRecord:
         """The inbox record of `message`, refused like the client refuses an oversize one."""
-        key = session_key(message.object, message.key)
-        value = message.encode()
-        limit = self._settings.runtime.max_message_bytes
-        if len(value) + len(key) > limit:
-            raise MessageTooLargeError(
-                f"message to {message.session}.{message.handler} is {len(value) + len(key)} bytes, "
-                f"over max_message_bytes={limit}; store large inputs elsewhere and send a reference"
-            )
-        return OutRecord(self._topics.inbox, partition_for(key, self._partitions), key, value)
+        return inbox_record(message, self._topics.inbox, self._partitions, self._settings.runtime.max_message_bytes)
 
     def records(self, letter: DeadLetter, message: Message) -> list[OutRecord]:
         """The inbox records that replay `letter` as `message`.

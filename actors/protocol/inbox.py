@@ -19,6 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore.codec import pack, unpack
 from eventstore.errors import EnvelopeDecodeError
+from eventstore.records import OutRecord
+from eventstore.topics import partition_for
+
+from ..errors import MessageTooLargeError
 
 STATE_HANDLER = "__state__"
 """Handler name of the built-in read of a session's state (`Client.state`)."""
@@ -101,3 +105,15 @@ def invocation_id(session: str, message_id: str) -> str:
 def session_key(object_name: str, key: str) -> bytes:
     """The record key of a session."""
     return f"{object_name}/{key}".encode()
+
+
+def inbox_record(message: Message, inbox: str, partitions: int, limit: int) -> OutRecord:
+    """The inbox record of `message`; `MessageTooLargeError` if it is over `limit` bytes."""
+    key = session_key(message.object, message.key)
+    value = message.encode()
+    if len(value) + len(key) > limit:
+        raise MessageTooLargeError(
+            f"message to {message.session}.{message.handler} is {len(value) + len(key)} bytes, "
+            f"over max_message_bytes={limit}; store large inputs elsewhere and send a reference"
+        )
+    return OutRecord(inbox, partition_for(key, partitions), key, value)
