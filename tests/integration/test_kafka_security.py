@@ -81,7 +81,7 @@ def _assert_no_secret(secret: str, caplog: pytest.LogCaptureFixture, *texts: str
 async def test_a_worker_and_a_client_round_trip_over_sasl_ssl(
     sasl_ssl_kafka: SecuredKafka, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    _capture_everything(caplog)
     settings = _settings(sasl_ssl_kafka.settings(), namespace, tmp_path)
     async with Worker([tally], settings), Client.connect(settings) as client:
         first = await client.call(add, "a", Add(by=2), timeout=60)
@@ -95,7 +95,7 @@ async def test_a_worker_and_a_client_round_trip_over_sasl_ssl(
 async def test_a_wrong_password_fails_fast_with_a_typed_error_naming_the_setting(
     sasl_ssl_kafka: SecuredKafka, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    _capture_everything(caplog)
     settings = _settings(sasl_ssl_kafka.settings(sasl_password=WRONG_PASSWORD), namespace, tmp_path)
     for start in (Client.connect(settings).start, Worker([tally], settings).start):
         began = time.monotonic()
@@ -113,7 +113,7 @@ async def test_a_wrong_password_fails_fast_with_a_typed_error_naming_the_setting
 async def test_an_untrusted_certificate_fails_fast_naming_ssl_cafile(
     sasl_ssl_kafka: SecuredKafka, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    _capture_everything(caplog)
     other = make_ca(tmp_path / "other-ca", "Unrelated CA")
     settings = _settings(sasl_ssl_kafka.settings(ssl_cafile=other.cert), namespace, tmp_path)
     began = time.monotonic()
@@ -145,3 +145,12 @@ def test_kafka_status_shows_how_to_connect_but_not_the_password(sasl_ssl_kafka: 
     assert Path(status["sasl_ssl_password_file"]).read_text().strip() == sasl_ssl_kafka.credentials.password
     assert sasl_ssl_kafka.credentials.password not in result.output
     assert sasl_ssl_kafka.credentials.password not in repr(sasl_ssl_kafka.credentials)
+
+
+def _capture_everything(caplog: pytest.LogCaptureFixture) -> None:
+    """DEBUG from every logger, the Kafka clients' included: an earlier test in the same process
+    may have run `configure_logging`, which sets them to ERROR (and the checks for leaked
+    secrets would then read nothing)."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("aiokafka", "kafka"):
+        caplog.set_level(logging.DEBUG, logger=name)
