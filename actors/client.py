@@ -31,9 +31,9 @@ from .errors import (
     UnknownHandlerError,
     UnknownObjectError,
 )
+from .protocol.awakeables import parse_awakeable_id
 from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record
 from .settings import Settings
-from .waits import parse_awakeable_id
 
 log = logging.getLogger(__name__)
 SEND_DEADLINE_CHECK = 0.25

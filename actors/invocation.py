@@ -22,11 +22,12 @@ from pydantic import BaseModel
 from .context import Awakeable, ObjectContext
 from .definitions import DEFAULT_RETRY, Budget, Handler, RetryPolicy, VirtualObject
 from .errors import BudgetExceededError, JournalMismatchError, StateMutationError, TerminalError, error_payload
+from .protocol.awakeables import awakeable_id
 from .protocol.entries import Completion, Step
 from .protocol.inbox import Message
 from .resilience import Breakers, CircuitOpenError, CircuitPolicy
 from .step_results import StepResults, declared_type
-from .waits import SLEEP_STEP, Suspended, awakeable_id, now_ms
+from .waits import SLEEP_STEP, Suspended, now_ms
 
 if TYPE_CHECKING:
     from .client import Client

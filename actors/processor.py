@@ -48,6 +48,7 @@ from .errors import (
 from .invocation import Invocation
 from .logs import broker_answered
 from .offsets import NO_OFFSET, OffsetTracker
+from .protocol.awakeables import awakeable_id, parse_awakeable_id
 from .protocol.checkpoint import Journal
 from .protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
@@ -56,7 +57,7 @@ from .protocol.replies import Reply
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session
 from .settings import RuntimeSettings
-from .waits import Suspended, WaitTable, awakeable_id, now_ms, parse_awakeable_id, wait_event
+from .waits import Suspended, WaitTable, now_ms, wait_event
 
 if TYPE_CHECKING:
     from .client import Client

@@ -38,20 +38,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def awakeable_id(object_name: str, key: str, invocation_id: str, n: int) -> str:
-    """An awakeable's id: it names the session, so a resolution can be routed to it."""
-    return f"awk:{object_name}/{key}#{invocation_id}#{n}"
-
-
-def parse_awakeable_id(awk_id: str) -> tuple[str, str, str]:
-    """(object, key, invocation id) of an awakeable id; ValueError if malformed."""
-    if not awk_id.startswith("awk:"):
-        raise ValueError(f"{awk_id!r} is not an awakeable id (they start with 'awk:')")
-    session, invocation, _ = awk_id[4:].rsplit("#", 2)
-    object_name, key = session.split("/", 1)
-    return object_name, key, invocation
-
-
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait for `event` up to `timeout` s; True if it was set.
 

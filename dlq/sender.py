@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors import Settings
+from actors.protocol.awakeables import parse_awakeable_id
 from actors.protocol.inbox import RESOLVE_HANDLER, Message, inbox_record
-from actors.waits import parse_awakeable_id
 from eventstore import EventLog, OutRecord, ProducerFencedError, Topics
 from eventstore.log import TransactionalWriter
 

@@ -15,12 +15,12 @@ from .definitions import (
     Compensation,
     Saga,
     Step,
-    StepResults,
     idempotency_key,
 )
 from .errors import SagaError, SagaNotFoundError, SagaTimeoutError, UsageError
 from .events import Attempt, ErrorInfo, SagaState, SagaStatus, StepState, StepStatus, StuckInfo
 from .inspect import SagaRecord, find_saga, read_sagas
+from .results import StepResults
 
 __all__ = [
     "Attempt",

@@ -49,6 +49,7 @@ from .events import (
     StepSucceeded,
     event_name,
 )
+from .results import StepResults
 
 if TYPE_CHECKING:
     from .definitions import Saga, Step
@@ -148,8 +149,6 @@ async def _attempt(
         policy, timeout = step.compensation.retry, step.compensation.timeout
     payload = saga.input_type.model_validate(state.input)
     if phase == "action" and step.wants_results:
-        from .definitions import StepResults
-
         results = StepResults(state.model_copy(deep=True), {s.name: s for s in saga.steps})
         call: Any = lambda: step(payload, key, results)  # noqa: E731
     elif phase == "action":

@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args, get_type_hints
 
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from actors import Handler, RetryPolicy, UsageError, VirtualObject
 
 from .events import Phase, SagaState, effect_key
+from .results import StepResults
 
 if TYPE_CHECKING:
     from .coordinator import Advance, Park, RetryRequest, RetryResult, StatusQuery
@@ -57,35 +58,6 @@ def idempotency_key(saga: str, saga_id: str, step: str, phase: Phase) -> str:
 def object_name(saga: str) -> str:
     """The coordinator's session type name of the saga called `saga`."""
     return OBJECT_PREFIX + saga
-
-
-class StepResults:
-    """Results of the steps that completed before this one; an action may ask for it.
-
-    Declare a third parameter to receive it::
-
-        @booking.step("charge", compensate="refund")
-        async def charge(trip: Trip, key: str, done: StepResults) -> Payment:
-            flight = done[book_flight]   # a FlightRef
-    """
-
-    def __init__(self, state: SagaState, steps: Mapping[str, Step[Any, Any]]) -> None:
-        self._state = state
-        self._steps = steps
-
-    def __getitem__(self, step: Step[Any, R]) -> R:
-        return self.get(step)
-
-    def get(self, step: Step[Any, R]) -> R:
-        """The typed result of `step`.
-
-        Raises:
-            KeyError: `step` has not completed (it is later, parallel, or failed).
-        """
-        state = self._state.step(step.name)
-        if state.status != "succeeded":
-            raise KeyError(f"step {step.name!r} has not completed (it is {state.status})")
-        return step.revive(state.result)
 
 
 ActionFn = Callable[[I, str], Awaitable[R]] | Callable[[I, str, StepResults], Awaitable[R]]

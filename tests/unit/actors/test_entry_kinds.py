@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from actors import Settings, waits
+from actors import Settings
 from actors.cli import build
 from actors.inspect import session_history, session_view
-from actors.protocol import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER, Checkpoint, Message, entries
+from actors.protocol import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER, Checkpoint, Message, awakeables, entries
 from actors.protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from eventstore import EmbeddedLog, OutRecord, Topics, pack, partition_for, unpack
 from sagas.events import SagaState
@@ -38,7 +38,7 @@ def message(obj: str, key: str, mid: str, handler: str = "ask") -> Message:
 def samples(obj: str, key: str) -> dict[str, Callable[[], bytes]]:
     """One call of every writer, by name, for session `obj/key` (in a plausible log order)."""
     first, queued, delayed = message(obj, key, "m1"), message(obj, key, "m2"), message(obj, key, "m3")
-    awk = waits.awakeable_id(obj, key, "m1", 1)
+    awk = awakeables.awakeable_id(obj, key, "m1", 1)
     return {
         "Step": lambda: Step("m1", 0, "llm", {"text": "hi"}, None, 2).encode(),
         "Suspend": lambda: Suspend(first, 0, WAKE_MS, awk, [], 0, 1).encode(),
@@ -110,7 +110,7 @@ def test_session_history_reads_every_kind(settings: Settings) -> None:
     by_kind = {e["kind"]: e for e in history}
     assert by_kind["step"]["attempts"] == 2 and by_kind["done"]["attempts"] == 1
     assert by_kind["sus"].get("attempts") is None, "in a sus entry 'a' is the awakeable, not attempts"
-    assert by_kind["sus"]["awakeable"] == waits.awakeable_id("agent", "k1", "m1", 1)
+    assert by_kind["sus"]["awakeable"] == awakeables.awakeable_id("agent", "k1", "m1", 1)
     assert by_kind["awk"]["result"] == "yes"
     assert by_kind["zz-from-the-future"]["skipped"] is True
 

@@ -19,8 +19,9 @@ from actors.protocol import (
     Step,
     Suspend,
 )
+from actors.protocol.awakeables import awakeable_id
 from actors.restore import restore
-from actors.waits import Timers, WaitTable, awakeable_id, now_ms
+from actors.waits import Timers, WaitTable, now_ms
 from eventstore import EmbeddedLog, OutRecord, Topics
 
 

@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import golden_formats as golden  # noqa: E402
 
-from actors import waits  # noqa: E402
 from actors.deadletters import Failure, dead_letter  # noqa: E402
 from actors.errors import TerminalError  # noqa: E402
 from actors.offsets import OffsetTracker  # noqa: E402
@@ -29,6 +28,7 @@ from actors.protocol import (  # noqa: E402
     Snapshot,
     Step,
     Suspend,
+    awakeables,  # noqa: E402
     entries,
 )
 from actors.protocol.deadletter import DeadLetterHeaders  # noqa: E402
@@ -44,8 +44,8 @@ M2 = Message(id="m2", o="agent", k="k1", h="ask", p={"q": 2}, ts=T0 + 1)
 M3 = Message(id="m3", o="agent", k="k1", h="ask", p={"q": 3}, ts=T0 + 2, nb=T0 + 100_000)
 SEED = {"k": "step", "i": "m0", "n": 0, "name": "llm", "r": "x", "a": 1}
 SEEDED = Message(id="m4", o="agent", k="k1", h="ask", p=None, ts=5, sj=[SEED])
-AWK = waits.awakeable_id("agent", "k1", "m1", 1)
-PARK = waits.awakeable_id("agent", "k1", "park-m1", 0)
+AWK = awakeables.awakeable_id("agent", "k1", "m1", 1)
+PARK = awakeables.awakeable_id("agent", "k1", "park-m1", 0)
 ERR = {"type": "TerminalError", "message": "no", "attempts": 2}
 ENV = {"t": "Answered", "v": 1, "d": {"text": "hi"}}
 
