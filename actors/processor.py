@@ -55,7 +55,7 @@ from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
 from .protocol.inbox import invocation_id as invocation_id_of
 from .protocol.replies import Reply
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
-from .sessions import Session
+from .sessions import Session, session_of
 from .settings import RuntimeSettings
 from .waits import Suspended, WaitTable, now_ms, wait_event
 
@@ -152,11 +152,7 @@ class PartitionProcessor:
         return self.waits.completion(awakeable)
 
     def _session(self, key: bytes) -> Session:
-        session = self.sessions.get(key)
-        if session is None:
-            object_name = key.decode(errors="replace").split("/", 1)[0]
-            session = self.sessions[key] = Session(key=key, object_name=object_name)
-        return session
+        return session_of(self.sessions, key)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

@@ -31,7 +31,7 @@ from .protocol.checkpoint import CHECKPOINT_KEY, Checkpoint, Journal
 from .protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from .protocol.inbox import Message, invocation_id
 from .protocol.snapshot import SNAPSHOT_VERSION_HEADER, snapshot_version
-from .sessions import Session
+from .sessions import Session, session_of
 from .settings import RuntimeSettings
 from .waits import WaitTable, now_ms
 
@@ -73,11 +73,7 @@ class RestoredPartition:
 
     def session(self, key: bytes) -> Session:
         """The session of record key `key` (created if new)."""
-        session = self.sessions.get(key)
-        if session is None:
-            object_name = key.decode(errors="replace").split("/", 1)[0]
-            session = self.sessions[key] = Session(key=key, object_name=object_name)
-        return session
+        return session_of(self.sessions, key)
 
 
 async def restore(log_: EventLog, topics: Topics, partition: int, group: str) -> RestoredPartition:

@@ -127,6 +127,15 @@ class Session:
         self.recent = OrderedDict()
 
 
+def session_of(sessions: dict[bytes, Session], key: bytes) -> Session:
+    """The session of record key `key` in `sessions` (added, empty, if new)."""
+    session = sessions.get(key)
+    if session is None:
+        object_name = key.decode(errors="replace").split("/", 1)[0]
+        session = sessions[key] = Session(key=key, object_name=object_name)
+    return session
+
+
 def _remembered(item: Remembered, now: int) -> tuple[str, tuple[int, dict[str, Any]]]:
     """One remembered message as the dedupe window keeps it.
 

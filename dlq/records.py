@@ -73,19 +73,6 @@ def first_line(text: str, limit: int = 200) -> str:
     return ""
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode(errors="replace")
-
-
-def _int(value: bytes | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
 def render_bytes(value: bytes | None) -> str | None:
     """Bytes as text when they are UTF-8, else ``base64:...``."""
     if value is None:
