@@ -1,14 +1,24 @@
-"""Tether's session runtime: virtual objects, journaled steps, workers and the client."""
+"""Tether's session runtime: virtual objects, journaled steps, workers and the client.
+
+The package's layout is its architecture (README, "Layout"): the user API here (`definitions`,
+`context`, `policies`, `errors`, `settings`); `protocol/`, every record Tether writes; `runtime/`,
+the engine; `hosting/`, workers and Ray; `client/`; `inspection/`, read-only views; `cli/`.
+`Worker`, `serve` and `load_objects` load on first use, so ``import actors.client`` (or a
+session type's module) does not load the engine.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import TetherError, UsageError
 
 from .client import Client, SyncClient
 from .context import Awakeable, ObjectContext
-from .definitions import Budget, Handler, RetryPolicy, VirtualObject
+from .definitions import Handler, VirtualObject
 from .errors import (
     ActorError,
     BudgetExceededError,
     CallTimeoutError,
+    CircuitOpenError,
     DeadlineExceededError,
     InvalidPayloadError,
     InvocationError,
@@ -23,9 +33,23 @@ from .errors import (
     UnknownHandlerError,
     UnknownObjectError,
 )
-from .resilience import CircuitOpenError, CircuitPolicy
+from .policies import Budget, CircuitPolicy, RetryPolicy
 from .settings import RuntimeSettings, Settings
-from .worker import Worker, load_objects, serve
+
+if TYPE_CHECKING:
+    from .hosting.worker import Worker, load_objects, serve
+
+_HOSTED = frozenset({"Worker", "load_objects", "serve"})
+
+
+def __getattr__(name: str) -> Any:
+    """Load the engine when its entry points are first asked for (PEP 562)."""
+    if name in _HOSTED:
+        from .hosting import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")
+
 
 __all__ = [
     "ActorError",

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
-from .definitions import RetryPolicy
-from .resilience import CircuitPolicy
+from .policies import CircuitPolicy, RetryPolicy
 
 if TYPE_CHECKING:
     from .definitions import Handler

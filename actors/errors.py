@@ -32,6 +32,7 @@ __all__ = [
     "BudgetExceededError",
     "DeadlineExceededError",
     "CallTimeoutError",
+    "CircuitOpenError",
     "InvalidPayloadError",
     "InvocationError",
     "JournalMismatchError",
@@ -63,6 +64,10 @@ class RetryableError(ActorError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CircuitOpenError(RetryableError):
+    """The step's breaker is open: the provider failed repeatedly; retry after `retry_after`."""
 
 
 class InvocationError(ActorError):

@@ -33,7 +33,7 @@ QUICK_JSON = RESULTS_DIR / "quick.json"
 RUNS_DIR = RESULTS_DIR / "runs"
 
 KAFKA_VERSION = "4.3.1"
-"""The Apache Kafka broker version the project pins (see eventstore/kafka/broker/pom.xml)."""
+"""The Apache Kafka broker version the project pins (see eventstore/kafka/localbroker/pom.xml)."""
 
 SCHEMA_VERSION = 1
 """Version of the layout of latest.json; bump it when a reader would misread an old file."""

@@ -1,7 +1,7 @@
 """Where the benchmarks get a Kafka broker: the environment, or Tether's own LocalBroker.
 
 1. ``TETHER_KAFKA__BOOTSTRAP_SERVERS`` names a broker someone else runs; it is left untouched.
-2. Otherwise ``eventstore.kafka.broker.LocalBroker`` starts the real single-node KRaft broker on
+2. Otherwise ``eventstore.kafka.localbroker.LocalBroker`` starts the real single-node KRaft broker on
    127.0.0.1 in a temporary data directory, and stops it afterwards.
 """
 
@@ -35,18 +35,18 @@ async def kafka_bootstrap(data_dir: Path | None = None) -> AsyncIterator[dict[st
             deleted afterwards).
 
     Raises:
-        NoBrokerError: No broker in the environment and ``eventstore.kafka.broker`` missing.
+        NoBrokerError: No broker in the environment and ``eventstore.kafka.localbroker`` missing.
     """
     env = os.environ.get(ENV_BOOTSTRAP)
     if env:
         yield {"bootstrap": env, "source": f"env {ENV_BOOTSTRAP}", "kafka": "unknown (external)"}
         return
     try:
-        from eventstore.kafka.broker import LocalBroker, kafka_version
+        from eventstore.kafka.localbroker import LocalBroker, kafka_version
     except ImportError as exc:
         raise NoBrokerError(
             f"no Kafka broker: set {ENV_BOOTSTRAP}=host:port, or install Tether so that "
-            "eventstore.kafka.broker can start one"
+            "eventstore.kafka.localbroker can start one"
         ) from exc
     tmp: Path | None = None
     if data_dir is None:
@@ -60,7 +60,7 @@ async def kafka_bootstrap(data_dir: Path | None = None) -> AsyncIterator[dict[st
         try:
             yield {
                 "bootstrap": info.bootstrap,
-                "source": "eventstore.kafka.broker.LocalBroker",
+                "source": "eventstore.kafka.localbroker.LocalBroker",
                 "kafka": kafka_version() or KAFKA_VERSION,
                 "pid": info.pid,
                 "heap": BROKER_HEAP,

@@ -195,7 +195,7 @@ class WorkerProcess:
             }
         )
         env.update(self.extra_env)
-        cmd = [sys.executable, "-c", "from actors.cli import main; main()", "serve", self.target, "-v"]
+        cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", self.target, "-v"]
         if self.ray_workers:
             cmd += ["--ray", "--workers", str(self.ray_workers)]
         self._log_file = self.log_path.open("wb")

@@ -59,7 +59,7 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         TETHER_DATA_DIR=str(settings.data_dir),
     )
     env.update(settings.kafka.environment())  # bootstrap, TLS and SASL alike
-    cmd = [sys.executable, "-c", "from actors.cli import main; main()", "serve", "bench.sleepers:sleeper", "-v"]
+    cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", "bench.sleepers:sleeper", "-v"]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
 

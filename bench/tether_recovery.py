@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import Client, RuntimeSettings, Settings
-from actors.processor import PartitionProcessor
 from actors.protocol import CHECKPOINT_KEY, Checkpoint, Done, Remembered, Snapshot
+from actors.runtime import PartitionProcessor
 from bench import tether_apps as apps
 from bench._harness import REPO_ROOT, console, progress_bar
 from bench._tether_harness import delete_namespace, kafka_connection, new_namespace, use_broker

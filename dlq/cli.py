@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from actors import Settings
-from actors.cli import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, settings_options
-from actors.terminal import data_text, plain
+from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, settings_options
+from actors.inspection.terminal import data_text, plain
 from eventstore import LogUnavailableError, TetherError
 
 from .deadletters import DeadLetters

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from actors import deadletters as h
 from actors.protocol import Message
+from actors.protocol import deadletter as h
 from actors.protocol.deadletter import DeadLetterHeaders
 from eventstore import DecodeError, Record
 
@@ -87,7 +87,7 @@ class DeadLetter(BaseModel):
     """One dead letter: the original record's bytes and what went wrong with it.
 
     Build one with `DeadLetter.from_record`. Fields come from the Spring Kafka ``kafka_dlt-*``
-    headers and Tether's ``tether.*`` headers (see `actors.deadletters`); a header that is
+    headers and Tether's ``tether.*`` headers (see `actors.runtime.deadletters`); a header that is
     missing leaves its field None, so records written by other tools parse too.
     """
 

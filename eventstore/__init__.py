@@ -6,7 +6,7 @@ This package deals in bytes, offsets and schemas; it knows nothing of sessions.
 from __future__ import annotations
 
 from .codec import Codec, pack, unpack
-from .embedded import EmbeddedLog
+from .embedded.log import EmbeddedLog
 from .errors import (
     ConfigurationError,
     DecodeError,

@@ -17,8 +17,8 @@ import click
 from rich.text import Text
 
 from actors import Client, Settings
-from actors.cli import EXIT_FAILURE, settings_options
-from actors.terminal import data_text, plain, printable
+from actors.cli.main import EXIT_FAILURE, settings_options
+from actors.inspection.terminal import data_text, plain, printable
 
 from .client import SagaClient
 from .events import SagaStatus, StepState

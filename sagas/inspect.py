@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors import Settings
+from actors.inspection.reading import partitions_of, read_only_log
 from actors.protocol import entries
 from actors.protocol.entries import Completion, Done, OpenWaits, Step, Suspend, Unknown, Wait
 from actors.protocol.snapshot import Snapshot
-from actors.reading import partitions_of, read_only_log
 from eventstore import Record, Topics, partition_for
 
 from .definitions import OBJECT_PREFIX, object_name

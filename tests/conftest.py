@@ -3,7 +3,7 @@
 `kafka_bootstrap` is the broker's bootstrap address, from the first that applies:
 - `TETHER_TEST_KAFKA=host:port`: an external broker that is already running;
 - `TETHER_TEST_KAFKA=testcontainers`: a Kafka container (needs a Docker engine);
-- otherwise a local KRaft broker (a JVM, see `eventstore.kafka.broker`) in a temporary
+- otherwise a local KRaft broker (a JVM, see `eventstore.kafka.localbroker`) in a temporary
   directory, started once per session and stopped by PID at the end.
 
 `sasl_ssl_kafka` is a second local broker with a SASL_SSL listener (SCRAM users created at
@@ -33,8 +33,15 @@ from typing import NoReturn
 import pytest
 
 from eventstore import KafkaSettings
-from eventstore.kafka.broker import BrokerError, BrokerInfo, LocalBroker, SaslSslCredentials, log_tail, resolve_jars
-from eventstore.kafka.broker.jars import find_java
+from eventstore.kafka.localbroker import (
+    BrokerError,
+    BrokerInfo,
+    LocalBroker,
+    SaslSslCredentials,
+    log_tail,
+    resolve_jars,
+)
+from eventstore.kafka.localbroker.jars import find_java
 
 KAFKA_ENV = "TETHER_TEST_KAFKA"
 REQUIRE_ENV = "TETHER_REQUIRE_KAFKA"
@@ -194,7 +201,7 @@ while True:
     except psutil.NoSuchProcess:
         break
     time.sleep(2)
-from eventstore.kafka.broker import LocalBroker
+from eventstore.kafka.localbroker import LocalBroker
 LocalBroker().stop(data_dir, kill=True)
 """
 

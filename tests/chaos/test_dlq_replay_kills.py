@@ -71,7 +71,7 @@ class Replayer:
 
     def start(self, rate: str | None) -> None:
         self.runs += 1
-        cmd = [sys.executable, "-c", "from actors.cli import main; main()", "dlq", "replay"]
+        cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "dlq", "replay"]
         cmd += ["--session", f"{orders.name}/{KEY}", "--json", *self.args]
         if rate is not None:
             cmd += ["--rate", rate]

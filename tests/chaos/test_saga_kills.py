@@ -32,7 +32,7 @@ from saga_workload import ALL_ACTIONS, DIR_ENV, LEDGER_ENV, Order, booking, expe
 from session_harness import REPO, WORKLOADS, WorkerProcess, assert_eventually, make_settings, worker_env  # noqa: E402
 
 from actors import Client, Settings  # noqa: E402
-from actors.deadletters import HANDLER, KEY  # noqa: E402
+from actors.runtime.deadletters import HANDLER, KEY  # noqa: E402
 from eventstore import Topics, open_log  # noqa: E402
 from sagas import SagaClient, SagaRecord, read_sagas  # noqa: E402
 from sagas.testing import Ledger  # noqa: E402

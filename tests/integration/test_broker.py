@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from eventstore.kafka.broker import log_tail
+from eventstore.kafka.localbroker import log_tail
 
 pytestmark = pytest.mark.kafka
 
@@ -25,7 +25,7 @@ ADDRESS = re.compile(r"127\.0\.0\.1:(\d+)")
 
 def _tether(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("tether", path=str(Path(sys.executable).parent))
-    cmd = [exe, "kafka", *args] if exe else [sys.executable, "-m", "eventstore.kafka.cli", *args]
+    cmd = [exe, "kafka", *args] if exe else [sys.executable, "-m", "eventstore.kafka.localbroker.cli", *args]
     env = {k: v for k, v in os.environ.items() if k != "TETHER_KAFKA_DATA_DIR"}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False)
 

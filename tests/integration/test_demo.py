@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_demo(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     out = subprocess.run(
-        [sys.executable, "-c", "from actors.cli import main; main()", "demo", "--data-dir", str(tmp_path), *extra],
+        [sys.executable, "-c", "from actors.cli.main import main; main()", "demo", "--data-dir", str(tmp_path), *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,

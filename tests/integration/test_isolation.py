@@ -35,8 +35,8 @@ from session_harness import (  # noqa: E402
 )
 
 from actors import InvocationError, RuntimeSettings, UnknownHandlerError, UnknownObjectError  # noqa: E402
-from actors import deadletters as dl  # noqa: E402
-from actors.inspect import restart_invocation  # noqa: E402
+from actors.inspection.views import restart_invocation  # noqa: E402
+from actors.runtime import deadletters as dl  # noqa: E402
 from eventstore import OutRecord, unpack  # noqa: E402
 
 BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -172,7 +172,7 @@ async def test_oversized_records_fail_their_invocation_and_the_partition_goes_on
         [
             sys.executable,
             "-c",
-            "from actors.cli import main; main()",
+            "from actors.cli.main import main; main()",
             "dlq",
             "list",
             "--json",
@@ -257,7 +257,7 @@ async def _tether(rt: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-c",
-        "from actors.cli import main; main()",
+        "from actors.cli.main import main; main()",
         args[0],
         args[1],
         *cli_options(rt.settings),

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from actors import Client, ObjectContext, Settings, VirtualObject, Worker
 from eventstore import KafkaAuthenticationError, KafkaSettings, KafkaTLSError
-from eventstore.kafka.broker import make_ca
-from eventstore.kafka.cli import kafka
+from eventstore.kafka.localbroker import make_ca
+from eventstore.kafka.localbroker.cli import kafka
 
 if TYPE_CHECKING:
     from conftest import SecuredKafka

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from workloads.ray_counter import Add, Total, add
 
 from actors import CallTimeoutError, Client, Settings, UsageError
-from actors.cli import build
-from actors.ray_workers import NEEDS_KAFKA, RayWorkerPool, WorkerPoolError, WorkerStatus
+from actors.cli.main import build
+from actors.hosting.ray import NEEDS_KAFKA, RayWorkerPool, WorkerPoolError, WorkerStatus
 from eventstore.settings import KafkaSettings
 
 TESTS = Path(__file__).parent.parent
@@ -161,7 +161,7 @@ async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: 
     cmd = [
         sys.executable,
         "-c",
-        "from actors.cli import main; main()",
+        "from actors.cli.main import main; main()",
         "serve",
         TARGET,
         "--ray",

@@ -12,8 +12,8 @@ from workloads.session_harness import settings_for
 
 from actors import Client, InvocationError, Settings, Worker
 from actors.errors import MessageTooLargeError
-from actors.inspect import restart_invocation
-from actors.resilience import Breakers
+from actors.inspection.views import restart_invocation
+from actors.runtime.circuits import Breakers
 from eventstore import OutRecord, Topics, open_log, partition_for
 
 

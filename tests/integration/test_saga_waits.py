@@ -25,7 +25,7 @@ from test_saga_cli import tether  # noqa: E402
 from transfer_saga import Receipt, Transfer  # noqa: E402
 
 from actors import RetryableError, RetryPolicy  # noqa: E402
-from actors.cli import build  # noqa: E402
+from actors.cli.main import build  # noqa: E402
 from sagas import Saga, SagaClient  # noqa: E402
 from sagas.inspect import SagaRecord, read_sagas  # noqa: E402
 

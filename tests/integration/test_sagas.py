@@ -34,7 +34,7 @@ from saga_workload import (  # noqa: E402
 )
 from session_harness import REPO, Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
 
-from actors.deadletters import CATEGORY, EXCEPTION_MESSAGE, HANDLER, KEY, OBJECT  # noqa: E402
+from actors.runtime.deadletters import CATEGORY, EXCEPTION_MESSAGE, HANDLER, KEY, OBJECT  # noqa: E402
 from sagas import SagaClient  # noqa: E402
 
 pytestmark = pytest.mark.kafka
@@ -124,7 +124,7 @@ async def tether(runtime: Runtime, *args: str) -> str:
     settings = runtime.settings
     assert settings.kafka.bootstrap_servers
     options = ["-b", settings.kafka.bootstrap_servers, "-n", settings.namespace]
-    cmd = [sys.executable, "-c", "from actors.cli import main; main()", *args[:2], *options, *args[2:]]
+    cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", *args[:2], *options, *args[2:]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO
@@ -162,7 +162,7 @@ async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
     from transfer_saga import reset as reset_bank
 
     from actors.errors import SessionNotFoundError
-    from actors.inspect import session_view
+    from actors.inspection.views import session_view
 
     reset_bank()
     settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)

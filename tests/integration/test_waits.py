@@ -116,7 +116,7 @@ async def test_deadline_ends_a_stuck_invocation_with_a_recorded_timeout(settings
         with pytest.raises(InvocationError) as info:
             await client.call(stuck, "d1", Nap(seconds=30, tag="x"), timeout=60)
         assert info.value.error_type == "DeadlineExceededError"
-        from actors.inspect import session_history
+        from actors.inspection.views import session_history
 
         history = await session_history(settings, "waiter", "d1")
         done = [e for e in history if e["kind"] == "done"]

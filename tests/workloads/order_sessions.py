@@ -10,8 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, TerminalError, VirtualObject
-from actors.deadletters import Failure, dead_letter
 from actors.messages import Message, session_key
+from actors.runtime.deadletters import Failure, dead_letter
 from eventstore import OutRecord, Record, Topics, partition_for
 
 

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import pytest
 
 from actors import Client, RuntimeSettings, Settings, VirtualObject, Worker
-from actors.deadletters import MESSAGE_ID
 from actors.messages import Message
+from actors.runtime.deadletters import MESSAGE_ID
 from eventstore import EventLog, OutRecord, Record, Topics, open_log, partition_for, unpack
 
 T = TypeVar("T")
@@ -310,7 +310,7 @@ class WorkerProcess:
         cmd = [
             sys.executable,
             "-c",
-            "from actors.cli import main; main()",
+            "from actors.cli.main import main; main()",
             "serve",
             self.target,
             os.environ.get("TETHER_TEST_WORKER_VERBOSITY", "-v"),

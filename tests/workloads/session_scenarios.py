@@ -38,9 +38,9 @@ from actors import (
     UnknownObjectError,
     UsageError,
 )
-from actors import deadletters as dl
 from actors.errors import MessageTooLargeError
 from actors.messages import Message, invocation_id
+from actors.runtime import deadletters as dl
 
 
 async def order_per_key(rt: Runtime) -> None:

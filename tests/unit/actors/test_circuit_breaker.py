@@ -2,7 +2,8 @@ import time
 
 import pytest
 
-from actors.resilience import CircuitBreaker, CircuitOpenError, CircuitPolicy
+from actors import CircuitOpenError, CircuitPolicy
+from actors.runtime.circuits import CircuitBreaker
 
 
 def test_breaker_opens_at_threshold_then_trials_after_reset_timeout() -> None:

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from actors import Settings
-from actors.cli import build
-from actors.inspect import session_history, session_view
+from actors.cli.main import build
+from actors.inspection.views import session_history, session_view
 from actors.protocol import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER, Checkpoint, Message, awakeables, entries
 from actors.protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from eventstore import EmbeddedLog, OutRecord, Topics, pack, partition_for, unpack
@@ -55,7 +55,7 @@ def writers() -> list[str]:
 
 def test_every_kind_has_a_sample_here() -> None:
     assert writers() == sorted(samples("o", "k")), (
-        "a new kind of events-topic entry: teach every reader (actors/inspect.py, sagas/inspect.py) "
+        "a new kind of events-topic entry: teach every reader (actors/inspection/views.py, sagas/inspect.py) "
         "to read it, then add a sample of it above"
     )
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from actors import Client, ObjectContext, RuntimeSettings, VirtualObject, Worker
+from actors.runtime.stalls import LoopWatchdog
 from actors.settings import Settings
-from actors.stalls import LoopWatchdog
 
 
 class Nap(BaseModel):
@@ -43,19 +43,19 @@ async def test_a_blocking_handler_is_reported(tmp_path: Path, namespace: str, ca
         backend="embedded",
         runtime=RuntimeSettings(stall_warning=0.2),
     )
-    caplog.set_level(logging.WARNING, logger="actors.stalls")
+    caplog.set_level(logging.WARNING, logger="actors.runtime.stalls")
     async with Worker([sleepy], settings) as worker, Client.connect(settings) as client:
         assert (await client.call(nap, "k", Nap(seconds=0.05), timeout=30)).ok
         assert worker.watchdog.stalls == 0, "a handler that awaits is not a stall"
         assert (await client.call(nap, "k", Nap(seconds=0.6), timeout=30)).ok
         assert worker.watchdog.stalls == 1
         assert 0.4 <= worker.watchdog.longest < 5
-    warnings = [r.getMessage() for r in caplog.records if r.name == "actors.stalls"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "actors.runtime.stalls"]
     assert len(warnings) == 1 and "asyncio.to_thread" in warnings[0], warnings
 
 
 def test_the_warning_names_the_session_timeout(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="actors.stalls")
+    caplog.set_level(logging.WARNING, logger="actors.runtime.stalls")
     watchdog = LoopWatchdog(1.0, session_timeout=10.0)
     watchdog.observe(12.5)
     watchdog.observe(2.0)

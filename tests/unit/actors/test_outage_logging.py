@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from actors.logs import OutageFilter
+from actors.hosting.logs import OutageFilter
 
 
 class Clock:
@@ -37,7 +37,7 @@ def test_a_flood_of_client_errors_becomes_one_line_and_a_summary_per_window() ->
 def test_tether_lines_and_info_pass_untouched_and_a_recovery_starts_a_new_outage() -> None:
     outage = OutageFilter(clock=Clock())
     for _ in range(3):
-        assert outage.filter(record("actors.worker", "partition %d failed", 3))
+        assert outage.filter(record("actors.hosting.worker", "partition %d failed", 3))
         assert outage.filter(record("aiokafka.consumer", "joined", level=logging.INFO))
     assert outage.filter(record("kafka.conn", "timed out"))
     assert not outage.filter(record("kafka.conn", "timed out"))

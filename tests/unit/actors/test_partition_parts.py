@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 from actors import RetryableError, RetryPolicy, TerminalError
-from actors.offsets import NO_OFFSET, OffsetTracker
 from actors.protocol import (
     CHECKPOINT_KEY,
     Checkpoint,
@@ -20,8 +19,9 @@ from actors.protocol import (
     Suspend,
 )
 from actors.protocol.awakeables import awakeable_id
-from actors.restore import restore
-from actors.waits import Timers, WaitTable, now_ms
+from actors.runtime.offsets import NO_OFFSET, OffsetTracker
+from actors.runtime.restore import restore
+from actors.runtime.waits import Timers, WaitTable, now_ms
 from eventstore import EmbeddedLog, OutRecord, Topics
 
 

@@ -14,9 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import golden_formats as golden  # noqa: E402
 
-from actors.deadletters import Failure, dead_letter  # noqa: E402
 from actors.errors import TerminalError  # noqa: E402
-from actors.offsets import OffsetTracker  # noqa: E402
 from actors.protocol import (  # noqa: E402
     Checkpoint,
     Completion,
@@ -32,10 +30,12 @@ from actors.protocol import (  # noqa: E402
     entries,
 )
 from actors.protocol.deadletter import DeadLetterHeaders  # noqa: E402
-from actors.restore import checkpoint_records  # noqa: E402
-from actors.sessions import Session  # noqa: E402
+from actors.runtime.deadletters import Failure, dead_letter  # noqa: E402
+from actors.runtime.offsets import OffsetTracker  # noqa: E402
+from actors.runtime.restore import checkpoint_records  # noqa: E402
+from actors.runtime.sessions import Session  # noqa: E402
+from actors.runtime.waits import WaitTable  # noqa: E402
 from actors.settings import RuntimeSettings  # noqa: E402
-from actors.waits import WaitTable  # noqa: E402
 from eventstore import Record, Topics, pack, unpack  # noqa: E402
 
 T0 = 1_714_564_800_000

@@ -17,7 +17,7 @@ from probe_sessions import PROBE, Item, append, probe  # noqa: E402
 from session_harness import WAIT, Runtime, make_settings, open_runtime, read_invocations  # noqa: E402
 
 from actors import RuntimeSettings  # noqa: E402
-from actors.sessions import Session  # noqa: E402
+from actors.runtime.sessions import Session  # noqa: E402
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from probe_sessions import Item, append, probe  # noqa: E402
 from session_harness import make_settings, open_runtime  # noqa: E402
 
 from actors import RuntimeSettings, Settings  # noqa: E402
-from actors.cli import build  # noqa: E402
+from actors.cli.main import build  # noqa: E402
 from eventstore import TopicError, Topics, open_log  # noqa: E402
 
 HOSTILE = "d \x1b[2J\u202e [red]x[/red]"

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from actors import RecordTooLargeError, StepTypeError
-from actors.step_results import StepResults, declared_type
+from actors.runtime.step_results import StepResults, declared_type
 from eventstore import pack, unpack
 
 

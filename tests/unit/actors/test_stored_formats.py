@@ -20,8 +20,8 @@ from session_harness import WAIT, make_settings, open_runtime  # noqa: E402
 
 from actors import Client, Settings  # noqa: E402
 from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key  # noqa: E402
-from actors.sessions import Session  # noqa: E402
-from actors.waits import now_ms  # noqa: E402
+from actors.runtime.sessions import Session  # noqa: E402
+from actors.runtime.waits import now_ms  # noqa: E402
 from eventstore import OutRecord, Topics, pack, partition_for, unpack  # noqa: E402
 
 DAY_MS = 86_400_000

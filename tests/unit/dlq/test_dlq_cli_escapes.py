@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from actors import TerminalError
-from actors.cli import build
-from actors.deadletters import Failure, dead_letter
+from actors.cli.main import build
 from actors.messages import Message, session_key
+from actors.runtime.deadletters import Failure, dead_letter
 from eventstore import EmbeddedLog, Record, Topics
 
 NS = "escapes"

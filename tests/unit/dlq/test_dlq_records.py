@@ -10,8 +10,8 @@ import pytest
 
 import dlq
 from actors import Settings, TerminalError
-from actors.deadletters import Failure, dead_letter
 from actors.messages import Message, session_key
+from actors.runtime.deadletters import Failure, dead_letter
 from dlq import DeadLetter, Filter, Resolution, group_stats, parse_time
 from dlq.records import parse_id, render_bytes
 from dlq.replayer import POISON, Replayer, ReplayTarget, Transform

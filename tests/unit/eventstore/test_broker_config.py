@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from eventstore.errors import TetherError
-from eventstore.kafka.broker import BrokerSetupError, BrokerStartError, LocalBroker
-from eventstore.kafka.broker import jars as jars_module
-from eventstore.kafka.broker import manager as manager_module
-from eventstore.kafka.broker.config import (
+from eventstore.kafka.localbroker import BrokerSetupError, BrokerStartError, LocalBroker
+from eventstore.kafka.localbroker import jars as jars_module
+from eventstore.kafka.localbroker import manager as manager_module
+from eventstore.kafka.localbroker.config import (
     BrokerPaths,
     BrokerState,
     broker_properties,
@@ -26,8 +26,8 @@ from eventstore.kafka.broker.config import (
     port_is_free,
     render_properties,
 )
-from eventstore.kafka.broker.jars import kafka_version, parse_java_version, resolve_jars
-from eventstore.kafka.broker.process import (
+from eventstore.kafka.localbroker.jars import kafka_version, parse_java_version, resolve_jars
+from eventstore.kafka.localbroker.process import (
     PidRecord,
     broker_tag,
     find_broker,

@@ -22,8 +22,8 @@ from eventstore import (
     KafkaTLSError,
     LogSettings,
 )
-from eventstore.kafka.broker import make_ca, make_certificate
-from eventstore.kafka.broker.config import BrokerPaths, BrokerState, broker_properties
+from eventstore.kafka.localbroker import make_ca, make_certificate
+from eventstore.kafka.localbroker.config import BrokerPaths, BrokerState, broker_properties
 from eventstore.kafka.security import (
     RedactSaslFilter,
     client_kwargs,

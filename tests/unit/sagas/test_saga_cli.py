@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from actors import Settings
-from actors.cli import build
-from actors.deadletters import KEY
+from actors.cli.main import build
+from actors.runtime.deadletters import KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
@@ -48,7 +48,7 @@ class Result:
 async def tether(runtime: Runtime, *args: str) -> Result:
     """Run ``tether ARGS`` as operators do: a process of its own (stdout and stderr together)."""
     options = cli_options(runtime.settings)
-    cmd = [sys.executable, "-c", "from actors.cli import main; main()", *args[:2], *options, *args[2:]]
+    cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", *args[:2], *options, *args[2:]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     proc = await asyncio.create_subprocess_exec(
         *cmd,

@@ -34,7 +34,7 @@ from saga_workload import (  # noqa: E402
 )
 from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
 
-from actors.deadletters import HANDLER, KEY  # noqa: E402
+from actors.runtime.deadletters import HANDLER, KEY  # noqa: E402
 from sagas import SagaClient, SagaNotFoundError, find_saga, read_sagas  # noqa: E402
 
 

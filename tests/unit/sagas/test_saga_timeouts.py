@@ -35,9 +35,9 @@ from transfer_saga import (  # noqa: E402
 )
 
 from actors import UsageError  # noqa: E402
-from actors.cli import build  # noqa: E402
+from actors.cli.main import build  # noqa: E402
 from actors.errors import SessionNotFoundError  # noqa: E402
-from actors.inspect import session_view  # noqa: E402
+from actors.inspection.views import session_view  # noqa: E402
 from sagas import Saga, SagaClient  # noqa: E402
 
 

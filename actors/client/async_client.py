@@ -1,6 +1,6 @@
-"""The Python client: call handlers, send messages, read session state.
+"""`Client`: call handlers, send messages and read session state from asyncio code.
 
-`Client` is async; `SyncClient` wraps it for scripts. A call's message is durable before the
+`actors.client.sync_client.SyncClient` wraps it for scripts. A call's message is durable before the
 client waits for the reply, so a timeout loses nothing: the message is still processed, and the
 same idempotency key fetches the recorded reply later.
 """
@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -22,8 +21,8 @@ from pydantic import BaseModel
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, unpack
 from eventstore.log import LogConsumer
 
-from .definitions import Handler
-from .errors import (
+from ..definitions import Handler
+from ..errors import (
     CallTimeoutError,
     InvalidPayloadError,
     InvocationError,
@@ -31,9 +30,9 @@ from .errors import (
     UnknownHandlerError,
     UnknownObjectError,
 )
-from .protocol.awakeables import parse_awakeable_id
-from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record
-from .settings import Settings
+from ..protocol.awakeables import parse_awakeable_id
+from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 SEND_DEADLINE_CHECK = 0.25
@@ -429,48 +428,3 @@ class Client:
         result = await self.call_raw(object_name, key, STATE_HANDLER, None, timeout=timeout)
         assert isinstance(result, dict)
         return result
-
-
-class SyncClient:
-    """A blocking wrapper around `Client` (runs its own event loop in a thread)."""
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="tether-sync-client")
-        self._thread.start()
-        self._client = Client(settings)
-        self._run(self._client.start())
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, **kwargs: Any) -> O:
-        """See `Client.call`."""
-        return self._run(self._client.call(handler, key, payload, **kwargs))  # type: ignore[no-any-return]
-
-    def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, **kwargs: Any) -> str:
-        """See `Client.send`."""
-        return self._run(self._client.send(handler, key, payload, **kwargs))
-
-    def send_many(
-        self, handler: Handler[Any, Any, Any], messages: Iterable[tuple[str, BaseModel]], **kwargs: Any
-    ) -> list[str]:
-        """See `Client.send_many`."""
-        return self._run(self._client.send_many(handler, messages, **kwargs))
-
-    def state(self, object_name: str, key: str) -> dict[str, Any]:
-        """See `Client.state`."""
-        return self._run(self._client.state(object_name, key))
-
-    def close(self) -> None:
-        """Close the client and stop its loop."""
-        self._run(self._client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def __enter__(self) -> SyncClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -24,15 +24,15 @@ from eventstore.log import EventLog
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics
 
-from .definitions import VirtualObject
+from ..definitions import VirtualObject
+from ..protocol import entries
+from ..protocol.checkpoint import CHECKPOINT_KEY, Checkpoint, Journal
+from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
+from ..protocol.inbox import Message, invocation_id
+from ..protocol.snapshot import SNAPSHOT_VERSION_HEADER, snapshot_version
+from ..settings import RuntimeSettings
 from .offsets import NO_OFFSET, OffsetTracker
-from .protocol import entries
-from .protocol.checkpoint import CHECKPOINT_KEY, Checkpoint, Journal
-from .protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
-from .protocol.inbox import Message, invocation_id
-from .protocol.snapshot import SNAPSHOT_VERSION_HEADER, snapshot_version
 from .sessions import Session, session_of
-from .settings import RuntimeSettings
 from .waits import WaitTable, now_ms
 
 YIELD_EVERY = 1000
@@ -40,7 +40,7 @@ YIELD_EVERY = 1000
 thousands at once, and a restore that never yields blocks the worker's heartbeats (and trips
 the stall watchdog, which would blame the user's handlers)."""
 
-log = logging.getLogger("actors.processor")  # one logger for the partition's lifecycle
+log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
 
 __all__ = ["CHECKPOINT_KEY", "SNAPSHOT_VERSION_HEADER", "RestoredPartition", "checkpoint_records", "restore"]
 

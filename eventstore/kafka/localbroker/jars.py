@@ -16,8 +16,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from eventstore.kafka.broker.errors import BrokerSetupError
-from eventstore.kafka.broker.process import file_lock
+from eventstore.kafka.localbroker.errors import BrokerSetupError
+from eventstore.kafka.localbroker.process import file_lock
 
 logger = logging.getLogger(__name__)
 

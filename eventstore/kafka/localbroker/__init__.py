@@ -1,14 +1,14 @@
 """The real Apache Kafka broker, run as a local JVM without Docker (`tether kafka up`)."""
 
-from eventstore.kafka.broker.errors import (
+from eventstore.kafka.localbroker.errors import (
     BrokerError,
     BrokerSetupError,
     BrokerStartError,
     BrokerStopError,
 )
-from eventstore.kafka.broker.jars import kafka_version, resolve_jars
-from eventstore.kafka.broker.manager import BrokerInfo, BrokerStatus, LocalBroker, log_tail
-from eventstore.kafka.broker.tls import CertificateAuthority, SaslSslCredentials, make_ca, make_certificate
+from eventstore.kafka.localbroker.jars import kafka_version, resolve_jars
+from eventstore.kafka.localbroker.manager import BrokerInfo, BrokerStatus, LocalBroker, log_tail
+from eventstore.kafka.localbroker.tls import CertificateAuthority, SaslSslCredentials, make_ca, make_certificate
 
 __all__ = [
     "BrokerError",

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from eventstore.kafka.broker.config import (
+from eventstore.kafka.localbroker.config import (
     LOOPBACK,
     BrokerPaths,
     BrokerState,
@@ -32,9 +32,9 @@ from eventstore.kafka.broker.config import (
     port_is_free,
     render_properties,
 )
-from eventstore.kafka.broker.errors import BrokerSetupError, BrokerStartError, BrokerStopError
-from eventstore.kafka.broker.jars import Progress, find_java, kafka_version, resolve_jars
-from eventstore.kafka.broker.process import (
+from eventstore.kafka.localbroker.errors import BrokerSetupError, BrokerStartError, BrokerStopError
+from eventstore.kafka.localbroker.jars import Progress, find_java, kafka_version, resolve_jars
+from eventstore.kafka.localbroker.process import (
     MAIN_CLASS,
     PidRecord,
     broker_tag,
@@ -46,7 +46,7 @@ from eventstore.kafka.broker.process import (
     wait_gone,
     write_pid_file,
 )
-from eventstore.kafka.broker.tls import (
+from eventstore.kafka.localbroker.tls import (
     SaslSslCredentials,
     ensure_sasl_ssl,
     listener_properties,

@@ -21,11 +21,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from .codec import pack, unpack
-from .errors import LogUnavailableError, ProducerFencedError, TopicError, UsageError
-from .log import PartitionListener, TransactionalWriter
-from .records import OutRecord, Record, TopicPartition
-from .topics import TopicSpec
+from ..codec import pack, unpack
+from ..errors import LogUnavailableError, ProducerFencedError, TopicError, UsageError
+from ..log import PartitionListener, TransactionalWriter
+from ..records import OutRecord, Record, TopicPartition
+from ..topics import TopicSpec
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from eventstore.records import OutRecord, Record
 
-from .protocol.deadletter import (
+from ..protocol.deadletter import (
     ATTEMPTS,
     CATEGORIES,
     CATEGORY,

@@ -19,10 +19,10 @@ import click
 
 from eventstore.errors import TetherError
 
-from .errors import NamespaceNotFoundError, SessionNotFoundError
-from .logs import configure_logging
-from .settings import Settings
-from .terminal import printable
+from ..errors import NamespaceNotFoundError, SessionNotFoundError
+from ..hosting.logs import configure_logging
+from ..inspection.terminal import printable
+from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,13 +90,13 @@ def settings_options(fn: F) -> F:
 @settings_options
 def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_address: str | None) -> None:
     """Serve the session types in MODULE:OBJECT until SIGTERM or Ctrl-C."""
-    from .worker import load_objects
-    from .worker import serve as serve_worker
+    from ..hosting.worker import load_objects
+    from ..hosting.worker import serve as serve_worker
 
     sys.path.insert(0, ".")
     objects = load_objects(target)
     if use_ray:
-        from .ray_workers import serve_on_ray
+        from ..hosting.ray import serve_on_ray
 
         serve_on_ray(target, settings, workers=workers, address=ray_address)
         return
@@ -139,11 +139,11 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
     Writes nothing, and needs no worker. Without --app the state is the latest snapshot's and
     the events since it are listed; with --app they are folded in (the exact current state).
     """
-    from .inspect import session_view
+    from ..inspection.views import session_view
 
     objects = None
     if app is not None:
-        from .worker import load_objects
+        from ..hosting.worker import load_objects
 
         sys.path.insert(0, ".")
         objects = load_objects(app)
@@ -153,7 +153,7 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
         return
     from rich.console import Console
 
-    from .show import print_view
+    from ..inspection.show import print_view
 
     print_view(Console(highlight=False), view, app=app)
 
@@ -165,7 +165,7 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
 @settings_options
 def sessions_history(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
     """Invocations, steps, waits and events of session TYPE KEY in log order (writes nothing)."""
-    from .inspect import session_history
+    from ..inspection.views import session_history
 
     entries = asyncio.run(session_history(settings, object_name, key))
     if as_json:
@@ -174,7 +174,7 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
         return
     from rich.console import Console
 
-    from .show import print_history
+    from ..inspection.show import print_history
 
     print_history(Console(highlight=False), entries)
 
@@ -190,7 +190,7 @@ def sessions_restart(
     settings: Settings, object_name: str, key: str, from_step: int, invocation: str | None, payload: str | None
 ) -> None:
     """Re-run an invocation of TYPE KEY from step N, reusing the journaled steps before it."""
-    from .inspect import restart_invocation
+    from ..inspection.views import restart_invocation
 
     replacement = json.loads(payload) if payload is not None else None
     new_id = asyncio.run(
@@ -210,7 +210,7 @@ def awakeable() -> None:
 @settings_options
 def awakeable_resolve(settings: Settings, awakeable_id: str, value: str) -> None:
     """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it."""
-    from .client import Client
+    from ..client import Client
 
     try:
         parsed = json.loads(value)
@@ -232,7 +232,7 @@ def awakeable_resolve(settings: Settings, awakeable_id: str, value: str) -> None
 @settings_options
 def awakeable_reject(settings: Settings, awakeable_id: str, reason: str) -> None:
     """Reject awakeable ID; the waiting handler fails with REASON."""
-    from .client import Client
+    from ..client import Client
 
     async def go() -> bool:
         async with Client.connect(settings) as client:

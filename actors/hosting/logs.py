@@ -80,7 +80,7 @@ def broker_answered() -> None:
     """Called when the broker confirmed something (a commit): an outage being logged is over."""
     for installed in _INSTALLED:
         if installed.outage_since is not None:
-            logging.getLogger("actors.worker").warning(
+            logging.getLogger("actors.hosting.worker").warning(
                 "broker reachable again after %.0f s", time.time() - installed.outage_since
             )
             installed.recovered()

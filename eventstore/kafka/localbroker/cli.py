@@ -11,7 +11,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from eventstore.kafka.broker import (
+from eventstore.kafka.localbroker import (
     BrokerError,
     BrokerInfo,
     BrokerSetupError,
@@ -227,5 +227,5 @@ def logs(data_dir: Path, lines: int) -> None:
     click.echo(text)
 
 
-if __name__ == "__main__":  # `python -m eventstore.kafka.cli jars`, before `tether` exists
+if __name__ == "__main__":  # `python -m eventstore.kafka.localbroker.cli jars`, before `tether` exists
     kafka()

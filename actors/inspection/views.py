@@ -1,6 +1,6 @@
 """Views of a session for operators, read from the log: its history and its current state.
 
-`session_history` and `session_view` only read (see `actors.reading`): they send no message,
+`session_history` and `session_view` only read (see `actors.inspection.reading`): they send no message,
 create no topic and leave no dead letter, whatever the TYPE and KEY. `restart_invocation` is the
 one function here that writes (a new inbox message).
 """
@@ -14,12 +14,12 @@ from typing import Any
 
 from eventstore import Record, Topics, UsageError, open_log, partition_for
 
-from .client import Client
-from .definitions import VirtualObject
-from .errors import SessionNotFoundError
-from .protocol import entries
-from .protocol.checkpoint import CHECKPOINT_KEY
-from .protocol.entries import (
+from ..client import Client
+from ..definitions import VirtualObject
+from ..errors import SessionNotFoundError
+from ..protocol import entries
+from ..protocol.checkpoint import CHECKPOINT_KEY
+from ..protocol.entries import (
     Completion,
     Done,
     Entry,
@@ -32,11 +32,11 @@ from .protocol.entries import (
     outcome_of,
     wait_of,
 )
-from .protocol.inbox import Message, session_key
-from .protocol.snapshot import SNAPSHOT_VERSION_HEADER, Snapshot, snapshot_version
+from ..protocol.inbox import Message, session_key
+from ..protocol.snapshot import SNAPSHOT_VERSION_HEADER, Snapshot, snapshot_version
+from ..runtime.sessions import Session
+from ..settings import Settings
 from .reading import partitions_of, read_only_log
-from .sessions import Session
-from .settings import Settings
 
 
 def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:

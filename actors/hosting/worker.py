@@ -14,11 +14,12 @@ from typing import Any
 from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
 from eventstore.log import LogConsumer
 
-from .client import Client
-from .definitions import VirtualObject
-from .processor import PartitionProcessor
-from .settings import Settings
-from .stalls import LoopWatchdog
+from ..client import Client
+from ..definitions import VirtualObject
+from ..runtime.processor import PartitionProcessor
+from ..runtime.stalls import LoopWatchdog
+from ..settings import Settings
+from .logs import broker_answered
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Worker:
             settings=self.settings.runtime,
             client=self.client,
             on_failure=self._on_failure,
+            on_commit=broker_answered,
         )
         try:
             resume = await processor.restore()

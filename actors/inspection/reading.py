@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 from eventstore import EmbeddedLog, EventLog, TopicError, Topics, open_log
 
-from .errors import NamespaceNotFoundError
-from .settings import Settings
+from ..errors import NamespaceNotFoundError
+from ..settings import Settings
 
 NO_NAMESPACE = (
     "namespace {namespace!r} has no {topic} topic{where}; check --namespace and the backend "

@@ -16,7 +16,7 @@ import heapq
 import time
 from collections.abc import Callable
 
-from .protocol.entries import Completion, Delayed, Suspend
+from ..protocol.entries import Completion, Delayed, Suspend
 
 SLEEP_STEP = "sleep"
 

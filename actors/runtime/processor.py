@@ -31,9 +31,8 @@ from eventstore.log import EventLog, TransactionalWriter
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics, partition_for
 
-from .deadletters import Failure, dead_letter
-from .definitions import Handler, VirtualObject
-from .errors import (
+from ..definitions import Handler, VirtualObject
+from ..errors import (
     DeadlineExceededError,
     InvalidPayloadError,
     MessageTooLargeError,
@@ -45,22 +44,22 @@ from .errors import (
     UnknownObjectError,
     error_payload,
 )
+from ..protocol.awakeables import awakeable_id, parse_awakeable_id
+from ..protocol.checkpoint import Journal
+from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
+from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
+from ..protocol.inbox import invocation_id as invocation_id_of
+from ..protocol.replies import Reply
+from ..settings import RuntimeSettings
+from .deadletters import Failure, dead_letter
 from .invocation import Invocation
-from .logs import broker_answered
 from .offsets import NO_OFFSET, OffsetTracker
-from .protocol.awakeables import awakeable_id, parse_awakeable_id
-from .protocol.checkpoint import Journal
-from .protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
-from .protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
-from .protocol.inbox import invocation_id as invocation_id_of
-from .protocol.replies import Reply
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
-from .settings import RuntimeSettings
 from .waits import Suspended, WaitTable, now_ms, wait_event
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ..client import Client
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +97,7 @@ class PartitionProcessor:
         settings: RuntimeSettings,
         client: Client,
         on_failure: Callable[[int, BaseException], None],
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.partition = partition
         self.partitions = partitions
@@ -108,6 +108,8 @@ class PartitionProcessor:
         self.settings = settings
         self.client = client
         self._on_failure = on_failure
+        self._on_commit = on_commit
+        """Called after each committed transaction: the broker answered (ends a logged outage)."""
         self.group = topics.group()
         self.sessions: dict[bytes, Session] = {}
         self.journals: dict[str, Journal] = {}
@@ -805,7 +807,7 @@ class PartitionProcessor:
                     or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
                 )
                 await self._commit(batch.records + extra, watermark if commit_offsets else None)
-                broker_answered()
+                self._on_commit()
                 self._since_checkpoint = 0 if checkpointed else self._since_checkpoint + batch.events_records
                 if commit_offsets:
                     self._committed = watermark

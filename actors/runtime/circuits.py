@@ -13,24 +13,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from .errors import RetryableError
-
-
-class CircuitPolicy(BaseModel):
-    """When a step's breaker opens and how long it stays open."""
-
-    model_config = ConfigDict(frozen=True)
-
-    failure_threshold: int = Field(default=5, ge=1)
-    """Consecutive failures that open the breaker."""
-    reset_timeout: float = 30.0
-    """Seconds the breaker stays open before a trial call."""
-
-
-class CircuitOpenError(RetryableError):
-    """The step's breaker is open: the provider failed repeatedly; retry after `retry_after`."""
+from ..errors import CircuitOpenError
+from ..policies import CircuitPolicy
 
 
 class CircuitBreaker:

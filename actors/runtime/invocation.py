@@ -19,18 +19,26 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from .context import Awakeable, ObjectContext
-from .definitions import DEFAULT_RETRY, Budget, Handler, RetryPolicy, VirtualObject
-from .errors import BudgetExceededError, JournalMismatchError, StateMutationError, TerminalError, error_payload
-from .protocol.awakeables import awakeable_id
-from .protocol.entries import Completion, Step
-from .protocol.inbox import Message
-from .resilience import Breakers, CircuitOpenError, CircuitPolicy
+from ..context import Awakeable, ObjectContext
+from ..definitions import Handler, VirtualObject
+from ..errors import (
+    BudgetExceededError,
+    CircuitOpenError,
+    JournalMismatchError,
+    StateMutationError,
+    TerminalError,
+    error_payload,
+)
+from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
+from ..protocol.awakeables import awakeable_id
+from ..protocol.entries import Completion, Step
+from ..protocol.inbox import Message
+from .circuits import Breakers
 from .step_results import StepResults, declared_type
 from .waits import SLEEP_STEP, Suspended, now_ms
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ..client import Client
 
 T = TypeVar("T")
 O = TypeVar("O", bound=BaseModel)  # noqa: E741

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eventstore.kafka.broker.errors import BrokerSetupError
+from eventstore.kafka.localbroker.errors import BrokerSetupError
 
 SCRAM_USER = "tether"
 """The SCRAM user created at format time."""

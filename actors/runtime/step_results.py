@@ -22,7 +22,7 @@ from pydantic_core import PydanticSerializationError
 
 from eventstore.codec import pack
 
-from .errors import RecordTooLargeError, StepTypeError
+from ..errors import RecordTooLargeError, StepTypeError
 
 _PLAIN_SCALARS = (str, int, float, bool, bytes, type(None))
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}

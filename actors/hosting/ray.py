@@ -32,10 +32,10 @@ from ray.exceptions import ActorAlreadyExistsError, GetTimeoutError, RayActorErr
 from eventstore import UsageError
 from eventstore.settings import REVEAL_SECRETS
 
-from .errors import ActorError
+from ..errors import ActorError
+from ..runtime.processor import PartitionProcessor
+from ..settings import Settings
 from .logs import configure_logging
-from .processor import PartitionProcessor
-from .settings import Settings
 from .worker import Worker, load_objects
 
 log = logging.getLogger(__name__)

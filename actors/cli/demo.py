@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .client import Client
-from .context import ObjectContext
-from .definitions import VirtualObject
-from .errors import RetryableError
-from .settings import Settings
+from ..client import Client
+from ..context import ObjectContext
+from ..definitions import VirtualObject
+from ..errors import RetryableError
+from ..settings import Settings
 
 LEDGER_ENV = "TETHER_DEMO_LEDGER"
 STEP_SECONDS_ENV = "TETHER_DEMO_STEP_SECONDS"
@@ -132,7 +132,7 @@ def _start_worker(settings: Settings, ledger: Path, log_file: Path) -> subproces
     if settings.resolved_backend == "kafka" and settings.kafka.bootstrap_servers:
         env.update(settings.kafka.environment())  # bootstrap, TLS and SASL alike
         env["TETHER_BACKEND"] = "kafka"
-    cmd = [sys.executable, "-c", "from actors.cli import main; main()", "serve", "actors.demo:agent", "-v"]
+    cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", "actors.cli.demo:agent", "-v"]
     with open(log_file, "ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -149,7 +149,7 @@ def run_demo(settings: Settings, *, use_kafka: bool = False) -> int:
     broker_dir: Path | None = None
     updates: dict[str, Any] = {"data_dir": root, "namespace": f"demo{uuid.uuid4().hex[:6]}", "partitions": 2}
     if use_kafka and not settings.kafka.bootstrap_servers:
-        from eventstore.kafka.broker.manager import LocalBroker
+        from eventstore.kafka.localbroker.manager import LocalBroker
 
         broker_dir = Path(settings.data_dir) / "kafka"
         with console.status("starting a local Kafka broker (first time: resolving jars with Maven)"):
