@@ -6,19 +6,27 @@
     │   └── SessionNotFoundError        a read-only command found no record of the session
     └── ActorError
         ├── TerminalError               raised by user code: do not retry
+        │   ├── StepTypeError           a step returned a value its declared type cannot hold
+        │   ├── BudgetExceededError     retries or cost past the handler's budget
+        │   ├── DeadlineExceededError   past the handler's deadline
+        │   ├── JournalMismatchError    the handler no longer matches its journal on replay
+        │   └── StateMutationError      a handler wrote to ``ctx.state`` (also a UsageError)
         ├── RetryableError              raised by user code: retry (optionally after `retry_after`)
+        │   ├── CircuitOpenError        the step's breaker is open (actors.runtime.circuits)
+        │   └── StepTimeoutError        a step attempt ran past its timeout or stopped heartbeating
         ├── InvocationError             what a caller gets when a handler failed for good
-        ├── UnknownObjectError          no session type of that name is served
-        ├── UnknownHandlerError         the session type has no handler of that name
-        ├── InvalidPayloadError         the payload failed the handler's input model
+        │   ├── UnknownObjectError      no session type of that name is served
+        │   ├── UnknownHandlerError     the session type has no handler of that name
+        │   └── InvalidPayloadError     the payload failed the handler's input model
         ├── MessageTooLargeError        larger than max_message_bytes
+        │   └── RecordTooLargeError     a record Tether writes (step result, event, reply) too large
         ├── CallTimeoutError            no reply within the caller's timeout (the message stays durable)
-        ├── BudgetExceededError         (TerminalError) retries or cost past the handler's budget
-        ├── DeadlineExceededError       (TerminalError) past the handler's deadline
-        └── JournalMismatchError        the handler no longer matches its journal on replay
+        ├── SendTimeoutError            the log did not take a message within the send deadline
+        └── WorkerPoolError             Ray workers did not start (actors.hosting.ray)
 
-Internal control flow (`Suspended`, `PartitionLost`) derives from BaseException so that a handler's
-``except Exception`` cannot swallow it.
+Control flow, not errors: `Suspended` (actors.runtime.waits) and `PartitionLost` derive from
+BaseException so that a handler's ``except Exception`` cannot swallow them. The unit test
+``tests/unit/test_error_tree.py`` checks this drawing against the classes.
 """
 
 from __future__ import annotations
@@ -30,17 +38,22 @@ from eventstore.errors import TetherError, UsageError
 __all__ = [
     "ActorError",
     "BudgetExceededError",
-    "DeadlineExceededError",
     "CallTimeoutError",
     "CircuitOpenError",
+    "DeadlineExceededError",
     "InvalidPayloadError",
     "InvocationError",
     "JournalMismatchError",
     "MessageTooLargeError",
     "NamespaceNotFoundError",
     "PartitionLost",
+    "RecordTooLargeError",
     "RetryableError",
+    "SendTimeoutError",
     "SessionNotFoundError",
+    "StateMutationError",
+    "StepTimeoutError",
+    "StepTypeError",
     "TerminalError",
     "UnknownHandlerError",
     "UnknownObjectError",
@@ -68,6 +81,10 @@ class RetryableError(ActorError):
 
 class CircuitOpenError(RetryableError):
     """The step's breaker is open: the provider failed repeatedly; retry after `retry_after`."""
+
+
+class StepTimeoutError(RetryableError):
+    """One attempt of a step ran past its `timeout` or stopped heartbeating (retried)."""
 
 
 class InvocationError(ActorError):

@@ -26,6 +26,7 @@ from ..errors import (
     CircuitOpenError,
     JournalMismatchError,
     StateMutationError,
+    StepTimeoutError,
     TerminalError,
     error_payload,
 )
@@ -362,10 +363,6 @@ class _Awakeable(Awakeable[T]):
 
 def _ms() -> int:
     return int(time.time() * 1000)
-
-
-class StepTimeoutError(Exception):
-    """One attempt of a step ran past its timeout or stopped heartbeating (retryable)."""
 
 
 async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_timeout: float | None) -> Any:
