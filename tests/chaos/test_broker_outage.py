@@ -4,16 +4,12 @@ key after the broker is back applies once."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import isolation_sessions as iso  # noqa: E402
-from session_harness import make_settings, open_runtime  # noqa: E402
+from harness import isolation_sessions as iso
+from harness.session_harness import make_settings, open_runtime
 
 from actors import SendTimeoutError  # noqa: E402
 

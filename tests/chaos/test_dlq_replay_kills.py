@@ -32,11 +32,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from order_sessions import order_dead_letters, orders  # noqa: E402
-from session_harness import REPO, assert_eventually, settings_for  # noqa: E402
+from harness.order_sessions import order_dead_letters, orders
+from harness.session_harness import REPO, assert_eventually, settings_for
 
 from actors import Client, Settings, Worker  # noqa: E402
 from actors.messages import Message  # noqa: E402

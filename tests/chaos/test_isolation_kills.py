@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import isolation_sessions as iso  # noqa: E402
-from session_harness import WorkerProcess, assert_eventually, settings_for, worker_env  # noqa: E402
+from harness import isolation_sessions as iso
+from harness.session_harness import WorkerProcess, assert_eventually, settings_for, worker_env
 
 from actors import CallTimeoutError, Client, RuntimeSettings  # noqa: E402
 from eventstore import Topics, open_log, unpack  # noqa: E402
@@ -44,7 +40,7 @@ async def test_one_idempotency_key_on_50_sessions_under_kill_9(
     settings = settings_for(
         request, "kafka", tmp_path / "data", namespace, partitions=4, runtime=RuntimeSettings(checkpoint_every=40)
     )
-    worker = WorkerProcess("isolation_sessions:SERVED", worker_env(settings), tmp_path)
+    worker = WorkerProcess("harness.isolation_sessions:SERVED", worker_env(settings), tmp_path)
     worker.start()
     rng = random.Random(11)
     keys = [f"k{n}" for n in range(SESSIONS)]
@@ -101,7 +97,7 @@ async def test_one_idempotency_key_on_50_sessions_under_kill_9(
 
 async def test_step_result_types_survive_kill_9(request: pytest.FixtureRequest, namespace: str, tmp_path: Path) -> None:
     settings = settings_for(request, "kafka", tmp_path / "data", namespace, partitions=2)
-    worker = WorkerProcess("isolation_sessions:SERVED", worker_env(settings), tmp_path)
+    worker = WorkerProcess("harness.isolation_sessions:SERVED", worker_env(settings), tmp_path)
     worker.start()
     try:
         async with Client.connect(settings) as client:

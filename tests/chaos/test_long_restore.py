@@ -10,16 +10,12 @@ calls answered). Here one partition holds 400,000 events and no snapshot (a rest
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import isolation_sessions as iso  # noqa: E402
-from session_harness import WorkerProcess, assert_eventually, settings_for, worker_env  # noqa: E402
+from harness import isolation_sessions as iso
+from harness.session_harness import WorkerProcess, assert_eventually, settings_for, worker_env
 
 from actors import Client, RuntimeSettings  # noqa: E402
 from actors.messages import session_key  # noqa: E402
@@ -60,7 +56,7 @@ async def test_a_restore_longer_than_the_session_timeout_runs_once(
         await log.close()
 
     env = worker_env(settings, TETHER_KAFKA__SESSION_TIMEOUT_MS="6000", TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="2000")
-    worker = WorkerProcess("isolation_sessions:SERVED", env, tmp_path)
+    worker = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path)
     worker.start()
     try:
         async with Client.connect(settings) as client:

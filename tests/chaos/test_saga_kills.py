@@ -17,19 +17,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-
-SAGA_TESTS = Path(__file__).resolve().parents[1] / "unit" / "sagas"
-sys.path.insert(0, str(SAGA_TESTS))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from saga_workload import ALL_ACTIONS, DIR_ENV, LEDGER_ENV, Order, booking, expected_compensations, repair  # noqa: E402
-from session_harness import REPO, WORKLOADS, WorkerProcess, assert_eventually, make_settings, worker_env  # noqa: E402
+from harness.saga_workload import ALL_ACTIONS, DIR_ENV, LEDGER_ENV, Order, booking, expected_compensations, repair
+from harness.session_harness import REPO, TESTS, WorkerProcess, assert_eventually, make_settings, worker_env
 
 from actors import Client, Settings  # noqa: E402
 from actors.runtime.deadletters import HANDLER, KEY  # noqa: E402
@@ -39,7 +33,7 @@ from sagas.testing import Ledger  # noqa: E402
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-TARGET = "saga_workload:workers"
+TARGET = "harness.saga_workload:workers"
 
 
 def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
@@ -48,7 +42,7 @@ def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
         **{
             LEDGER_ENV: str(tmp_path / "ledger.jsonl"),
             DIR_ENV: str(tmp_path),
-            "PYTHONPATH": ":".join([str(REPO), str(WORKLOADS), str(SAGA_TESTS)]),
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]),
         },
     )
 

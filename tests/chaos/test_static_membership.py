@@ -8,16 +8,12 @@ would wait for the dead member's session to expire first).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import isolation_sessions as iso  # noqa: E402
-from session_harness import WorkerProcess, settings_for, worker_env  # noqa: E402
+from harness import isolation_sessions as iso
+from harness.session_harness import WorkerProcess, settings_for, worker_env
 
 from actors import Client  # noqa: E402
 
@@ -29,7 +25,7 @@ async def test_a_restarted_static_member_resumes_before_the_session_timeout(
 ) -> None:
     settings = settings_for(request, "kafka", tmp_path / "data", namespace, partitions=4)
     env = worker_env(settings, TETHER_KAFKA__GROUP_INSTANCE_ID="worker-a", TETHER_KAFKA__SESSION_TIMEOUT_MS="45000")
-    worker = WorkerProcess("isolation_sessions:SERVED", env, tmp_path)
+    worker = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path)
     worker.start()
     try:
         async with Client.connect(settings) as client:

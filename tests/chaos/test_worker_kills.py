@@ -13,15 +13,11 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from ledger_chaos import LedgerLoad, ledger_lines, verify  # noqa: E402
-from session_harness import (  # noqa: E402
+from harness.ledger_chaos import LedgerLoad, ledger_lines, verify
+from harness.session_harness import (
     WorkerProcess,
     assert_eventually,
     settings_for,
@@ -58,7 +54,9 @@ async def test_exactly_once_under_repeated_kill_9(
         runtime=RuntimeSettings(checkpoint_every=8, max_resident_sessions=3),
     )
     ledger = tmp_path / "ledger.jsonl"
-    worker = WorkerProcess("ledger_sessions:ledger", worker_env(settings, TETHER_TEST_LEDGER=str(ledger)), tmp_path)
+    worker = WorkerProcess(
+        "harness.ledger_sessions:ledger", worker_env(settings, TETHER_TEST_LEDGER=str(ledger)), tmp_path
+    )
     log = open_log(settings)
     worker.start()
     try:

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from ledger_chaos import LedgerLoad, ledger_lines, verify  # noqa: E402
-from probe_sessions import PROBE, Item, append, gated_step, new_id, probe  # noqa: E402
-from session_harness import (  # noqa: E402
+from harness.ledger_chaos import LedgerLoad, ledger_lines, verify
+from harness.probe_sessions import PROBE, Item, append, gated_step, new_id, probe
+from harness.session_harness import (
     WAIT,
     WorkerProcess,
     assert_eventually,
@@ -142,8 +138,8 @@ async def test_rebalance_under_load_loses_and_duplicates_nothing(
     )
     ledger = tmp_path / "ledger.jsonl"
     env = worker_env(settings, TETHER_TEST_LEDGER=str(ledger))
-    a = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="a")
-    b = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="b")
+    a = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="a")
+    b = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="b")
     log = open_log(settings)
     a.start()
     try:

@@ -309,7 +309,7 @@ def cli_args(settings: Settings) -> list[str]:
     return ["--data-dir", str(settings.data_dir), "-n", settings.namespace]
 
 
-def test_cli(settings: Settings, keep_logging: None, tmp_path: Path) -> None:
+def test_cli(settings: Settings, keep_logging: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def produce() -> list[DeadLetter]:
         async with Worker([items], settings), Client.connect(settings) as client:
             await client.send_raw("items", "c1", "apply", {"n": 1, "bad": True})
@@ -369,15 +369,10 @@ def test_cli(settings: Settings, keep_logging: None, tmp_path: Path) -> None:
         "def fix(payload, letter):\n"
         "    return ReplayTarget('items', letter.object_key, 'apply', {'n': 7})\n"
     )
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        fixed = run_json("replay", poison.id, "--transform", "dlq_cli_fix:fix", "--dry-run")
-        assert fixed["counts"]["would-replay"] == 1 and fixed["items"][0]["handler"] == "apply"
-        run_json("replay", poison.id, "--transform", "dlq_cli_fix:nope", code=2)
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fixed = run_json("replay", poison.id, "--transform", "dlq_cli_fix:fix", "--dry-run")
+    assert fixed["counts"]["would-replay"] == 1 and fixed["items"][0]["handler"] == "apply"
+    run_json("replay", poison.id, "--transform", "dlq_cli_fix:nope", code=2)
 
     discarded = run_json("discard", poison.id, "--reason", "junk")
     assert discarded["counts"]["discarded"] == 1

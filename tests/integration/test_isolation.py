@@ -20,11 +20,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import isolation_sessions as iso  # noqa: E402
-from session_harness import (  # noqa: E402
+from harness import isolation_sessions as iso
+from harness.session_harness import (
     WAIT,
     Runtime,
     assert_eventually,

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from harness.session_harness import settings_for
 from pydantic import BaseModel, Field
-from workloads.session_harness import settings_for
 
 from actors import Client, InvocationError, ObjectContext, RetryPolicy, Settings, TerminalError, VirtualObject, Worker
 from dlq import DeadLetters

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import ray
 from click.testing import CliRunner
-from workloads.ray_counter import Add, Total, add
+from harness.ray_counter import Add, Total, add
 
 from actors import CallTimeoutError, Client, Settings, UsageError
 from actors.cli.main import build
@@ -24,7 +24,7 @@ from actors.hosting.ray import NEEDS_KAFKA, RayWorkerPool, WorkerPoolError, Work
 from eventstore.settings import KafkaSettings
 
 TESTS = Path(__file__).parent.parent
-TARGET = "workloads.ray_counter:counter"
+TARGET = "harness.ray_counter:counter"
 PARTITIONS = 4
 CALLS = 400
 KEYS = 50

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from workloads import resilient_sessions as app
-from workloads.session_harness import settings_for
+from harness import resilient_sessions as app
+from harness.session_harness import settings_for
 
 from actors import Client, InvocationError, Settings, Worker
 from actors.errors import MessageTooLargeError

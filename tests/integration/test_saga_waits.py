@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "sagas"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from session_harness import Runtime, assert_eventually, cli_options, open_runtime, settings_for  # noqa: E402
-from test_saga_cli import tether  # noqa: E402
-from transfer_saga import Receipt, Transfer  # noqa: E402
+from harness.cli import run as run_tether
+from harness.session_harness import Runtime, assert_eventually, cli_options, open_runtime, settings_for
+from harness.transfer_saga import Receipt, Transfer
 
 from actors import RetryableError, RetryPolicy  # noqa: E402
 from actors.cli.main import build  # noqa: E402
@@ -79,7 +74,9 @@ async def test_list_and_show_work_and_show_the_wait_while_messages_queue(runtime
     handle = await sagas.start(lingering, "w1", Transfer())
     await assert_eventually(lambda: waiting(runtime, queued=0), timeout=10)
 
-    retry = asyncio.create_task(tether(runtime, "saga", "retry", "w1", "--saga", "lingering", "--timeout", "30"))
+    retry = asyncio.create_task(
+        run_tether(runtime.settings, "saga", "retry", "w1", "--saga", "lingering", "--timeout", "30")
+    )
     await sagas.start(lingering, "w1", Transfer())  # a retried start: the same message again
     record = await assert_eventually(lambda: waiting(runtime, queued=2), timeout=10)
     assert record.state.status == "running"

@@ -5,19 +5,13 @@ that timed out after acting is compensated; a long backoff is a durable timer ac
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "sagas"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from saga_workload import (  # noqa: E402
+from harness.cli import run_ok
+from harness.saga_workload import (
     ALL_ACTIONS,
     BROKEN,
     CALLS,
@@ -32,7 +26,7 @@ from saga_workload import (  # noqa: E402
     plan,
     reset,
 )
-from session_harness import REPO, Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
+from harness.session_harness import Runtime, assert_eventually, make_settings, open_runtime
 
 from actors.runtime.deadletters import CATEGORY, EXCEPTION_MESSAGE, HANDLER, KEY, OBJECT  # noqa: E402
 from sagas import SagaClient  # noqa: E402
@@ -119,26 +113,6 @@ async def test_stuck_compensation_is_dead_lettered_and_finished_by_tether_saga_r
     assert [json.loads(line)["saga_id"] for line in listed.splitlines()] == ["trip-stuck"]
 
 
-async def tether(runtime: Runtime, *args: str) -> str:
-    """Run ``tether ARGS -b BOOTSTRAP -n NAMESPACE`` as an operator would; its stdout."""
-    settings = runtime.settings
-    assert settings.kafka.bootstrap_servers
-    options = ["-b", settings.kafka.bootstrap_servers, "-n", settings.namespace]
-    cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", *args[:2], *options, *args[2:]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"`tether {' '.join(args)}` did not finish within 90 s") from None
-    assert proc.returncode == 0, f"tether {args} exited {proc.returncode}: {out.decode()}{err.decode()}"
-    return out.decode()
-
-
 async def test_a_step_that_timed_out_after_acting_is_compensated(
     kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -183,3 +157,8 @@ async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
     assert outcome.status == "completed"
     assert len(CALLS) == 2, "the failed attempt was journaled: not run again after the restart"
     assert CALLS[1] - CALLS[0] >= 1.4, "the backoff was honoured across the restart"
+
+
+async def tether(runtime: Runtime, *args: str) -> str:
+    """``tether ARGS`` against the runtime's namespace, as an operator runs it; its output."""
+    return await run_ok(runtime.settings, *args)

@@ -3,19 +3,15 @@ from checkpoints after a worker restart and poison records, on both backends."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import session_scenarios as scenarios  # noqa: E402
-from ledger_chaos import fold  # noqa: E402
-from ledger_sessions import Op, apply, ledger, relay  # noqa: E402
-from probe_sessions import PROBE, probe  # noqa: E402
-from session_harness import (  # noqa: E402
+from harness import session_scenarios as scenarios
+from harness.ledger_chaos import fold
+from harness.ledger_sessions import Op, apply, ledger, relay
+from harness.probe_sessions import PROBE, probe
+from harness.session_harness import (
     WAIT,
     Runtime,
     open_runtime,

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from workloads.session_harness import settings_for
-from workloads.waiting_sessions import (
+from harness.session_harness import settings_for
+from harness.waiting_sessions import (
     Draft,
     Nap,
     Slow,

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from harness.cli import invoke_ok
 
 from actors import Settings
-from actors.cli.main import build
 from actors.inspection.views import session_history, session_view
 from actors.protocol import CHECKPOINT_KEY, SNAPSHOT_VERSION_HEADER, Checkpoint, Message, awakeables, entries
 from actors.protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
@@ -128,14 +127,6 @@ def test_saga_readers_read_every_kind(settings: Settings) -> None:
     assert record.skipped_kinds == ["zz-from-the-future"]
 
 
-def tether(settings: Settings, *args: str) -> str:
-    options = ["--data-dir", str(settings.data_dir), "-n", NS]
-    result = CliRunner().invoke(build(), [*args[:2], *options, *args[2:]], env={"COLUMNS": "300"})
-    assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output
-    return result.output
-
-
 @pytest.mark.usefixtures("keep_logging")
 @pytest.mark.parametrize(
     "args",
@@ -148,7 +139,8 @@ def tether(settings: Settings, *args: str) -> str:
 )
 @pytest.mark.parametrize("as_json", [False, True])
 def test_the_commands_read_every_kind(settings: Settings, args: tuple[str, ...], as_json: bool) -> None:
-    output = tether(settings, *args, *(["--json"] if as_json else []))
+    output = invoke_ok(settings, *args, *(["--json"] if as_json else []), namespace=NS)
+    assert "Traceback" not in output
     if as_json:
         lines = output.splitlines()
         assert [json.loads(line) for line in lines] if args[1] in ("history", "list") else json.loads(output)
@@ -157,6 +149,6 @@ def test_the_commands_read_every_kind(settings: Settings, args: tuple[str, ...],
 
 
 def test_the_history_table_shows_no_awakeable_as_attempts(settings: Settings) -> None:
-    output = tether(settings, "sessions", "history", "agent", "k1")
+    output = invoke_ok(settings, "sessions", "history", "agent", "k1", namespace=NS)
     sus = next(line for line in output.splitlines() if " sus " in line)
     assert "awk:" not in sus.split("│")[5], sus

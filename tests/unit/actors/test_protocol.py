@@ -3,16 +3,11 @@ the typed protocol, and those bytes (and the older forms) decode."""
 
 from __future__ import annotations
 
-import sys
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import golden_formats as golden  # noqa: E402
+from harness import golden_formats as golden  # noqa: E402
 
 from actors.errors import TerminalError  # noqa: E402
 from actors.protocol import (  # noqa: E402

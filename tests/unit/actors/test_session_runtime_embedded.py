@@ -4,17 +4,13 @@ tests/integration/test_sessions.py."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-import session_scenarios as scenarios  # noqa: E402
-from probe_sessions import PROBE, Item, append, probe  # noqa: E402
-from session_harness import WAIT, Runtime, make_settings, open_runtime, read_invocations  # noqa: E402
+from harness import session_scenarios as scenarios
+from harness.probe_sessions import PROBE, Item, append, probe
+from harness.session_harness import WAIT, Runtime, make_settings, open_runtime, read_invocations
 
 from actors import RuntimeSettings  # noqa: E402
 from actors.runtime.sessions import Session  # noqa: E402

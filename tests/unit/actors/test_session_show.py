@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-from probe_sessions import Item, append, probe  # noqa: E402
-from session_harness import make_settings, open_runtime  # noqa: E402
+from harness.cli import invoke as tether
+from harness.probe_sessions import Item, append, probe
+from harness.session_harness import make_settings, open_runtime
 
 from actors import RuntimeSettings, Settings  # noqa: E402
-from actors.cli.main import build  # noqa: E402
 from eventstore import TopicError, Topics, open_log  # noqa: E402
 
 HOSTILE = "d \x1b[2J\u202e [red]x[/red]"
@@ -35,11 +30,6 @@ def settings(tmp_path: Path, namespace: str) -> Settings:
 
     asyncio.run(run())  # no worker runs from here on
     return settings
-
-
-def tether(settings: Settings, *args: str, namespace: str | None = None, data_dir: Path | None = None):  # type: ignore[no-untyped-def]
-    options = ["--data-dir", str(data_dir or settings.data_dir), "-n", namespace or settings.namespace]
-    return CliRunner().invoke(build(), [*args[:2], *options, *args[2:]], env={"COLUMNS": "300"})
 
 
 async def end_offsets(settings: Settings, namespace: str | None = None) -> dict[str, list[int]]:
@@ -94,13 +84,13 @@ def test_show_gives_the_snapshot_and_the_events_after_it(settings: Settings) -> 
     later = [e["data"]["value"] for item in view["events_since_snapshot"] for e in item["events"]]
     assert view["state"]["values"] + later == VALUES
 
-    folded = tether(settings, "sessions", "show", "probe", "k1", "--json", "--app", "probe_sessions:probe")
+    folded = tether(settings, "sessions", "show", "probe", "k1", "--json", "--app", "harness.probe_sessions:probe")
     assert folded.exit_code == 0, folded.output
     assert json.loads(folded.output)["state"] == {"values": VALUES}
 
     for args in (
         ("show", "probe", "k1"),
-        ("show", "probe", "k1", "--app", "probe_sessions:probe"),
+        ("show", "probe", "k1", "--app", "harness.probe_sessions:probe"),
         ("history", "probe", "k1"),
     ):
         human = tether(settings, "sessions", *args)

@@ -10,13 +10,10 @@ replies name their session (``s``).
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-import isolation_sessions as iso  # noqa: E402
-from session_harness import WAIT, make_settings, open_runtime  # noqa: E402
+from harness import isolation_sessions as iso
+from harness.session_harness import WAIT, make_settings, open_runtime
 
 from actors import Client, Settings  # noqa: E402
 from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key  # noqa: E402

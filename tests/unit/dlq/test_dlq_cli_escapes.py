@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from harness.cli import invoke_ok
 
-from actors import TerminalError
-from actors.cli.main import build
+from actors import Settings, TerminalError
 from actors.messages import Message, session_key
 from actors.runtime.deadletters import Failure, dead_letter
 from eventstore import EmbeddedLog, Record, Topics
@@ -71,10 +70,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def tether(data_dir: Path, *args: str) -> str:
-    options = ["--data-dir", str(data_dir), "-n", NS]
-    result = CliRunner().invoke(build(), [*args[:2], *options, *args[2:]], env={"COLUMNS": "400"})
-    assert result.exit_code == 0, result.output
-    return result.output
+    return invoke_ok(Settings(), *args, data_dir=data_dir, namespace=NS, columns=400)
 
 
 def assert_escaped(output: str) -> None:

@@ -10,17 +10,13 @@ is ``replayed``, and after the last run each dead letter was sent exactly once.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-from order_sessions import order_dead_letters  # noqa: E402
+from harness.order_sessions import order_dead_letters
 
 from actors import Settings  # noqa: E402
 from actors.messages import Message  # noqa: E402

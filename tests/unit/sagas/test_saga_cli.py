@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from harness.cli import Result
+from harness.cli import run as run_tether
+from harness.saga_workload import BROKEN, Order, agent, booking, coordinator, reset
+from harness.session_harness import Runtime, assert_eventually, make_settings, open_runtime
 
 from actors import Settings
 from actors.cli.main import build
 from actors.runtime.deadletters import KEY
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-from saga_workload import BROKEN, Order, agent, booking, coordinator, reset  # noqa: E402
-from session_harness import Runtime, assert_eventually, cli_options, make_settings, open_runtime  # noqa: E402
-
 from sagas import SagaClient  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
@@ -37,33 +32,6 @@ async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
     settings = make_settings("embedded", tmp_path, namespace, partitions=2)
     async with open_runtime([coordinator, agent], settings) as rt:
         yield rt
-
-
-@dataclass
-class Result:
-    exit_code: int
-    output: str
-
-
-async def tether(runtime: Runtime, *args: str) -> Result:
-    """Run ``tether ARGS`` as operators do: a process of its own (stdout and stderr together)."""
-    options = cli_options(runtime.settings)
-    cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", *args[:2], *options, *args[2:]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-        cwd=REPO,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"`tether {' '.join(args)}` did not finish within 60 s") from None
-    return Result(proc.returncode if proc.returncode is not None else -1, out.decode())
 
 
 async def _three_sagas(settings: Settings) -> None:
@@ -157,3 +125,8 @@ def test_the_booking_example_runs_and_shows_the_compensations(tmp_path: Path) ->
     trip2 = out[out.index("trip-2 (") :]
     assert trip2.index("cancel hotel") < trip2.index("cancel flight")
     assert "rent car" not in trip2
+
+
+async def tether(runtime: Runtime, *args: str) -> Result:
+    """``tether ARGS`` against the runtime's namespace, as a process of its own."""
+    return await run_tether(runtime.settings, *args, timeout=60)

@@ -5,16 +5,11 @@ worker stops mid-group. The same saga runs on Kafka in tests/integration/test_sa
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-from saga_workload import (  # noqa: E402
+from harness.saga_workload import (
     ALL_ACTIONS,
     BROKEN,
     CALLS,
@@ -32,7 +27,7 @@ from saga_workload import (  # noqa: E402
     plan,
     reset,
 )
-from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
+from harness.session_harness import Runtime, assert_eventually, make_settings, open_runtime
 
 from actors.runtime.deadletters import HANDLER, KEY  # noqa: E402
 from sagas import SagaClient, SagaNotFoundError, find_saga, read_sagas  # noqa: E402

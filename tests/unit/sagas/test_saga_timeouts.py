@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads"))
-
-from session_harness import Runtime, assert_eventually, make_settings, open_runtime  # noqa: E402
-from transfer_saga import (  # noqa: E402
+from harness.session_harness import Runtime, assert_eventually, make_settings, open_runtime
+from harness.transfer_saga import (
     CALLS,
     LEDGER,
     UNDONE,

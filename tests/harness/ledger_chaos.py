@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger_sessions import Op, apply, ask, relay
-from session_harness import WAIT, Invocations, read_invocations
-
 from actors import CallTimeoutError, Client
 from actors.messages import invocation_id
 from eventstore import EventLog, Topics
+
+from .ledger_sessions import Op, apply, ask, relay
+from .session_harness import WAIT, Invocations, read_invocations
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Helpers shared by the session-runtime tests: polling asserts, a runtime fixture body, raw
 log readers (the independent oracle) and worker subprocesses.
 
-Test files put this folder on ``sys.path`` (``tests/workloads``); worker subprocesses get it on
+Tests import it as ``harness.session_harness``; worker subprocesses get ``tests`` on
 ``PYTHONPATH`` from `worker_env`.
 """
 
@@ -30,7 +30,8 @@ from eventstore import EventLog, OutRecord, Record, Topics, open_log, partition_
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
-WORKLOADS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
+"""On worker subprocesses' PYTHONPATH, so that ``harness.*`` imports there as here."""
 WAIT = 30.0
 """Generous bound of every wait on a loaded 2-core machine; a passing run needs a fraction."""
 
@@ -280,7 +281,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "TETHER_BACKEND": settings.resolved_backend,
             "TETHER_RUNTIME__CHECKPOINT_EVERY": str(settings.runtime.checkpoint_every),
             "TETHER_RUNTIME__MAX_RESIDENT_SESSIONS": str(settings.runtime.max_resident_sessions),
-            "PYTHONPATH": os.pathsep.join([str(REPO), str(WORKLOADS), env.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")]),
         }
     )
     if settings.kafka.bootstrap_servers:

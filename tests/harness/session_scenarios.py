@@ -9,7 +9,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from probe_sessions import (
+
+from actors import (
+    InvalidPayloadError,
+    InvocationError,
+    UnknownHandlerError,
+    UnknownObjectError,
+    UsageError,
+)
+from actors.errors import MessageTooLargeError
+from actors.messages import Message, invocation_id
+from actors.runtime import deadletters as dl
+
+from .probe_sessions import (
     PROBE,
     Empty,
     Item,
@@ -29,18 +41,7 @@ from probe_sessions import (
     slow_down,
     slow_step,
 )
-from session_harness import WAIT, Runtime, assert_eventually, keys_on_partition
-
-from actors import (
-    InvalidPayloadError,
-    InvocationError,
-    UnknownHandlerError,
-    UnknownObjectError,
-    UsageError,
-)
-from actors.errors import MessageTooLargeError
-from actors.messages import Message, invocation_id
-from actors.runtime import deadletters as dl
+from .session_harness import WAIT, Runtime, assert_eventually, keys_on_partition
 
 
 async def order_per_key(rt: Runtime) -> None:
