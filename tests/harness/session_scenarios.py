@@ -7,6 +7,7 @@ real broker. Each takes a started `Runtime` serving `probe_sessions.probe`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -334,3 +335,22 @@ async def poison_record(rt: Runtime) -> None:
     assert (await rt.client.call(append, "poisoned", Item(value="again"), timeout=WAIT)).values == ["fine", "again"]
     await asyncio.sleep(0)
     assert len([r for r in await rt.dead_letters() if r.header(dl.CATEGORY) == b"poison"]) == 1
+
+
+SCENARIOS: tuple[Callable[[Runtime], Awaitable[None]], ...] = (
+    order_per_key,
+    send_many_in_one_append,
+    keys_run_in_parallel,
+    steps_replay_after_retry,
+    journal_mismatch,
+    typed_errors,
+    idempotency_key,
+    send_delivers_once,
+    call_returns_reply,
+    deterministic_context,
+    replay_after_restart,
+    retry_after_honoured,
+    exhausted_retries_dead_letter,
+    poison_record,
+)
+"""Every scenario, run on both backends by tests/integration/test_session_scenarios.py."""

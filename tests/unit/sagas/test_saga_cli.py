@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,7 @@ from sagas import SagaClient  # noqa: E402
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([coordinator, agent], settings) as rt:
-        yield rt
+pytestmark = pytest.mark.serves(coordinator, agent, reset=reset)
 
 
 async def _three_sagas(settings: Settings) -> None:
