@@ -3,6 +3,7 @@
     TetherError (eventstore.errors)
     ├── UsageError                      definition-time misuse (re-exported)
     │   ├── NamespaceNotFoundError      a read-only command found no such namespace (nothing is created)
+    │   ├── InvalidTimeError            a time an operator typed that is no time (``2h``, ISO 8601, ms)
     │   └── SessionNotFoundError        a read-only command found no record of the session
     └── ActorError
         ├── TerminalError               raised by user code: do not retry
@@ -42,6 +43,7 @@ __all__ = [
     "CircuitOpenError",
     "DeadlineExceededError",
     "InvalidPayloadError",
+    "InvalidTimeError",
     "InvocationError",
     "JournalMismatchError",
     "MessageTooLargeError",
@@ -188,6 +190,10 @@ class JournalMismatchError(TerminalError):
 
 class NamespaceNotFoundError(UsageError):
     """A read-only command found no topics (or no embedded log) for the namespace; it created none."""
+
+
+class InvalidTimeError(UsageError):
+    """A time given on the command line is none of ``2h`` (ago), ISO 8601 or epoch milliseconds."""
 
 
 class SessionNotFoundError(UsageError):

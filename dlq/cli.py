@@ -20,12 +20,13 @@ from rich.text import Text
 from actors import Settings
 from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, settings_options
 from actors.inspection.terminal import data_text, plain
+from actors.inspection.times import iso
 from eventstore import LogUnavailableError, TetherError
 
 from .deadletters import DeadLetters
 from .errors import DlqError, InvalidFilterError
 from .inspector import GROUP_FIELDS, Filter, GroupField, StatsRow, parse_time
-from .records import DeadLetter, iso, render_bytes
+from .records import DeadLetter, render_bytes
 from .replayer import Transform
 from .reports import ItemResult, Report
 from .status import STATUSES

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from actors.inspection.times import iso
+
 from .errors import InvalidFilterError
-from .records import DeadLetter, iso
+from .records import DeadLetter
 from .reports import ItemResult, Progress, Report
 from .status import StatusStore, operator, resolve
 

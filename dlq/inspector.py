@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from actors.errors import InvalidTimeError
+from actors.inspection import times
+from actors.inspection.times import iso
 from eventstore import EventLog, TopicError, Topics
 
 from .errors import InvalidFilterError, NoDeadLetterTopicError, UnknownDeadLetterError
-from .records import DeadLetter, iso, parse_id
+from .records import DeadLetter, parse_id
 from .status import Status, StatusStore
 
 GroupField = Literal["error_class", "handler", "message"]
@@ -22,35 +22,18 @@ GROUP_FIELDS: tuple[GroupField, ...] = ("error_class", "handler", "message")
 
 # Reading a few ids one by one is cheaper than a scan; beyond this many, scan once.
 _LOOKUP_LIMIT = 8
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
 def parse_time(text: str, *, now: float | None = None) -> int:
-    """A time in ms since the epoch from ``2026-07-01T12:00``, ``15m``/``2h``/``3d`` ago, or ms.
-
-    ISO times without a zone are UTC.
+    """`actors.inspection.times.parse_time`, its mistake reported as a filter error.
 
     Raises:
-        InvalidFilterError: `text` is none of those.
+        InvalidFilterError: `text` is no time.
     """
-    value = text.strip()
-    match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return int(((now if now is not None else time.time()) - seconds) * 1000)
-    if value.isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidFilterError(
-            f"cannot read {text!r} as a time: use ISO 8601 (2026-07-01T12:00:00, UTC unless a "
-            "zone is given), a duration ago (30s, 15m, 2h, 3d, 1w) or epoch milliseconds"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+        return times.parse_time(text, now=now)
+    except InvalidTimeError as exc:
+        raise InvalidFilterError(str(exc)) from None
 
 
 class Filter(BaseModel):

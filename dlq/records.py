@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from actors.inspection.times import iso
 from actors.protocol import Message
 from actors.protocol import deadletter as h
 from actors.protocol.deadletter import DeadLetterHeaders
@@ -55,13 +55,6 @@ def parse_id(value: str) -> tuple[int, int] | None:
     if not sep or not partition.isdigit() or not offset.isdigit():
         return None
     return int(partition), int(offset)
-
-
-def iso(ms: int | None) -> str | None:
-    """An epoch-ms time as ISO 8601 UTC, for people and JSON."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def first_line(text: str, limit: int = 200) -> str:

@@ -41,10 +41,11 @@ from pydantic import BaseModel
 
 from actors import Client, Settings
 from actors.errors import MessageTooLargeError
+from actors.inspection.times import iso
 from eventstore import EventLog, LogUnavailableError, OutRecord, pack
 
 from .errors import InvalidFilterError, TransformLoadError
-from .records import DeadLetter, iso
+from .records import DeadLetter
 from .reports import ItemResult, Progress, Report
 from .sender import UNPARKED, ReplaySender, replay_message
 from .status import Resolution, StatusStore, operator, resolve

@@ -17,9 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
-from eventstore.errors import TetherError
+from eventstore.errors import TetherError, UsageError
 
-from ..errors import NamespaceNotFoundError, SessionNotFoundError
 from ..hosting.logs import configure_logging
 from ..inspection.terminal import printable
 from ..settings import Settings
@@ -72,7 +71,7 @@ def settings_options(fn: F) -> F:
         settings = base.model_copy(update=overrides)
         try:
             return fn(settings=settings, **kwargs)
-        except (NamespaceNotFoundError, SessionNotFoundError) as exc:
+        except UsageError as exc:  # an operator mistake: a namespace, key, time or value that is wrong
             click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
             sys.exit(EXIT_USAGE)
         except TetherError as exc:
@@ -120,6 +119,48 @@ def demo(settings: Settings, kafka: bool) -> None:
 @click.group()
 def sessions() -> None:
     """Inspect sessions: current state and history."""
+
+
+@sessions.command("list")
+@click.option("--object", "object_name", default=None, metavar="TYPE", help="Only sessions of this type.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["parked", "suspended", "waiting", "running", "failed", "idle"]),
+    help="Only sessions in this status (repeatable).",
+)
+@click.option("--since", default=None, metavar="TIME", help="Only sessions active since TIME (2h, ISO 8601, ms).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@settings_options
+def sessions_list(
+    settings: Settings, object_name: str | None, statuses: tuple[str, ...], since: str | None, as_json: bool
+) -> None:
+    """The namespace's sessions, most recently active first, read from the log (no worker needed).
+
+    Status: parked (behind a dead letter), suspended (on an awakeable), waiting (on a timer),
+    running (steps journaled, not finished), failed (last invocation failed), idle.
+    """
+    from ..inspection.listing import list_sessions
+    from ..inspection.times import iso, parse_time
+
+    since_ms = parse_time(since) if since is not None else None
+    found = asyncio.run(
+        list_sessions(settings, object_name=object_name, statuses=statuses, since_ms=since_ms)  # type: ignore[arg-type]
+    )
+    if as_json:
+        for summary in found:
+            item = summary.to_json()
+            item["last_activity"] = iso(summary.last_activity_ms)
+            if item["wait"] is not None:
+                item["wait"]["until"] = iso(summary.wait.until_ms if summary.wait else None)
+            click.echo(json.dumps(item, default=str))
+        return
+    from rich.console import Console
+
+    from ..inspection.show import print_sessions
+
+    print_sessions(Console(highlight=False), found)
 
 
 @sessions.command("show")
