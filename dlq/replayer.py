@@ -41,6 +41,7 @@ from pydantic import BaseModel
 
 from actors import Client, Settings
 from actors.errors import MessageTooLargeError
+from actors.inspection.audit import operator
 from actors.inspection.times import iso
 from eventstore import EventLog, LogUnavailableError, OutRecord, pack
 
@@ -48,7 +49,7 @@ from .errors import InvalidFilterError, TransformLoadError
 from .records import DeadLetter
 from .reports import ItemResult, Progress, Report
 from .sender import UNPARKED, ReplaySender, replay_message
-from .status import Resolution, StatusStore, operator, resolve
+from .status import Resolution, StatusStore, resolve
 
 log = logging.getLogger(__name__)
 

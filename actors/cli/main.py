@@ -21,6 +21,7 @@ from eventstore.errors import TetherError, UsageError
 
 from ..hosting.logs import configure_logging
 from ..inspection.terminal import printable
+from ..protocol.inbox import RESOLVE_HANDLER
 from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -245,43 +246,112 @@ def awakeable() -> None:
     """Complete awakeables (durable promises a handler waits on, e.g. human approval)."""
 
 
+def _complete_awakeable(
+    settings: Settings,
+    awakeable_id: str,
+    outcome: dict[str, Any],
+    *,
+    timeout: float,
+    wait: bool,
+    force: bool,
+    verb: str,
+) -> None:
+    """Resolve or reject: check the id is open, send the completion, report; exit codes as documented."""
+    from ..client import Client
+    from ..inspection.audit import operator
+    from ..inspection.views import awakeable_status
+
+    if not force:
+        status, completion = asyncio.run(awakeable_status(settings, awakeable_id))
+        if status == "completed" and completion is not None:
+            who = f" by {completion.by}" if completion.by else ""
+            click.echo(f"already completed{who}; nothing changed")
+            sys.exit(EXIT_FAILURE)
+        if status == "unknown":
+            raise UsageError(
+                f"no session waits on awakeable {awakeable_id!r} in namespace {settings.namespace!r} "
+                "(a typo? `tether sessions list --status suspended` shows the open ones); "
+                "--force sends the completion anyway"
+            )
+    by = operator()
+
+    async def go() -> bool | None:
+        async with Client.connect(settings) as client:
+            if not wait:
+                await client.send_raw(
+                    *_awakeable_session(awakeable_id),
+                    RESOLVE_HANDLER,
+                    {"id": awakeable_id, **outcome, "by": by},
+                    idempotency_key=f"{awakeable_id}:complete",
+                )
+                return None
+            if "err" in outcome:
+                return await client.reject(awakeable_id, outcome["err"]["message"], timeout=timeout, by=by)
+            return await client.resolve(awakeable_id, outcome["ok"], timeout=timeout, by=by)
+
+    accepted = asyncio.run(go())
+    if accepted is None:
+        click.echo(f"sent ({verb} by {by}); not waiting for the session")
+        return
+    click.echo(f"{verb} by {by}" if accepted else "already completed; nothing changed")
+    sys.exit(0 if accepted else EXIT_FAILURE)
+
+
+def _awakeable_session(awakeable_id: str) -> tuple[str, str]:
+    from ..protocol.awakeables import parse_awakeable_id
+
+    object_name, key, _ = parse_awakeable_id(awakeable_id)
+    return object_name, key
+
+
+_AWAKEABLE_OPTIONS = [
+    click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the session."),
+    click.option("--no-wait", "no_wait", is_flag=True, help="Send the completion and return at once."),
+    click.option("--force", is_flag=True, help="Send even if the log shows no session waiting on ID."),
+]
+
+
+def _awakeable_options(fn: F) -> F:
+    for option in reversed(_AWAKEABLE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
 @awakeable.command("resolve")
 @click.argument("awakeable_id", metavar="ID")
 @click.argument("value", default="null")
+@_awakeable_options
 @settings_options
-def awakeable_resolve(settings: Settings, awakeable_id: str, value: str) -> None:
-    """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it."""
-    from ..client import Client
+def awakeable_resolve(
+    settings: Settings, awakeable_id: str, value: str, timeout: float, no_wait: bool, force: bool
+) -> None:
+    """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it.
 
+    Checks first that a session waits on ID (exit 2 if none does, 1 if it was completed before);
+    records who resolved it (user@host) with the completion.
+    """
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"VALUE must be JSON ({exc}); quote strings: '\"yes\"'") from exc
-
-    async def go() -> bool:
-        async with Client.connect(settings) as client:
-            return await client.resolve(awakeable_id, parsed)
-
-    accepted = asyncio.run(go())
-    click.echo("resolved" if accepted else "already completed; nothing changed")
-    sys.exit(0 if accepted else EXIT_FAILURE)
+    _complete_awakeable(
+        settings, awakeable_id, {"ok": parsed}, timeout=timeout, wait=not no_wait, force=force, verb="resolved"
+    )
 
 
 @awakeable.command("reject")
 @click.argument("awakeable_id", metavar="ID")
 @click.argument("reason")
+@_awakeable_options
 @settings_options
-def awakeable_reject(settings: Settings, awakeable_id: str, reason: str) -> None:
-    """Reject awakeable ID; the waiting handler fails with REASON."""
-    from ..client import Client
-
-    async def go() -> bool:
-        async with Client.connect(settings) as client:
-            return await client.reject(awakeable_id, reason)
-
-    accepted = asyncio.run(go())
-    click.echo("rejected" if accepted else "already completed; nothing changed")
-    sys.exit(0 if accepted else EXIT_FAILURE)
+def awakeable_reject(
+    settings: Settings, awakeable_id: str, reason: str, timeout: float, no_wait: bool, force: bool
+) -> None:
+    """Reject awakeable ID; the waiting handler fails with REASON (checked and recorded as resolve)."""
+    error = {"type": "Rejected", "message": reason}
+    _complete_awakeable(
+        settings, awakeable_id, {"err": error}, timeout=timeout, wait=not no_wait, force=force, verb="rejected"
+    )
 
 
 def build() -> click.Group:

@@ -395,20 +395,25 @@ class Client:
             )
         return reply.get("ok")
 
-    async def resolve(self, awakeable_id: str, value: Any = None, *, timeout: float = 30.0) -> bool:
+    async def resolve(
+        self, awakeable_id: str, value: Any = None, *, timeout: float = 30.0, by: str | None = None
+    ) -> bool:
         """Resolve an awakeable; the waiting handler resumes with `value` (JSON-like or model).
 
-        Returns False if it was already completed (the first resolution wins).
+        `by` (who resolved it) is recorded with the completion. Returns False if it was
+        already completed (the first resolution wins).
         """
         plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-        return await self._complete(awakeable_id, {"id": awakeable_id, "ok": plain}, timeout)
+        return await self._complete(awakeable_id, {"id": awakeable_id, "ok": plain}, timeout, by)
 
-    async def reject(self, awakeable_id: str, reason: str, *, timeout: float = 30.0) -> bool:
+    async def reject(self, awakeable_id: str, reason: str, *, timeout: float = 30.0, by: str | None = None) -> bool:
         """Reject an awakeable; the waiting handler gets a `TerminalError` with `reason`."""
         error = {"type": "Rejected", "message": reason}
-        return await self._complete(awakeable_id, {"id": awakeable_id, "err": error}, timeout)
+        return await self._complete(awakeable_id, {"id": awakeable_id, "err": error}, timeout, by)
 
-    async def _complete(self, awakeable_id: str, payload: dict[str, Any], timeout: float) -> bool:
+    async def _complete(self, awakeable_id: str, payload: dict[str, Any], timeout: float, by: str | None) -> bool:
+        if by is not None:
+            payload["by"] = by
         try:
             object_name, key, _ = parse_awakeable_id(awakeable_id)
         except ValueError as exc:

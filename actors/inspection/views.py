@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from eventstore import Record, Topics, UsageError, open_log, partition_for
 
@@ -18,6 +18,7 @@ from ..client import Client
 from ..definitions import VirtualObject
 from ..errors import SessionNotFoundError
 from ..protocol import entries
+from ..protocol.awakeables import parse_awakeable_id
 from ..protocol.checkpoint import CHECKPOINT_KEY
 from ..protocol.entries import (
     Completion,
@@ -59,7 +60,7 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     if isinstance(entry, Step):
         item.update(name=entry.name, index=entry.index)
     elif isinstance(entry, Completion):
-        item.update(name=f"awakeable {entry.awakeable}")
+        item.update(name=f"awakeable {entry.awakeable}", by=entry.by)
     wait = wait_of(entry)
     if wait is not None:
         item.update(wake_ms=wait.until_ms, awakeable=wait.awakeable)
@@ -111,6 +112,38 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
     """
     _, _, found, _ = await _session_records(settings, object_name, key)
     return [history_item(offset, entry) for offset, entry in found]
+
+
+AwakeableStatus = Literal["open", "completed", "unknown"]
+
+
+async def awakeable_status(settings: Settings, awakeable_id: str) -> tuple[AwakeableStatus, Completion | None]:
+    """Whether a session waits on `awakeable_id` now, completed it before, or never saw it.
+
+    Read from the session's events entries (the id names its session): ``open`` while a ``sus``
+    entry waits on it, ``completed`` (with the completion: its outcome and who) once an ``awk``
+    entry recorded it, ``unknown`` otherwise - a typo, or an id not yet committed.
+
+    Raises:
+        UsageError: `awakeable_id` is not an awakeable id.
+        NamespaceNotFoundError: the namespace has no topics.
+    """
+    try:
+        object_name, key, _ = parse_awakeable_id(awakeable_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _, _, found, _ = await _session_records(settings, object_name, key)
+    waits = OpenWaits()
+    completion: Completion | None = None
+    for _, entry in found:
+        waits.see(entry)
+        if isinstance(entry, Completion) and entry.awakeable == awakeable_id and completion is None:
+            completion = entry
+    if completion is not None:
+        return "completed", completion
+    if any(w.awakeable == awakeable_id for w in waits.open):
+        return "open", None
+    return "unknown", None
 
 
 def _not_found(

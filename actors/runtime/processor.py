@@ -688,7 +688,7 @@ class PartitionProcessor:
         invocation_id = invocation_id_of(message.session, waiting_id)
         records: list[OutRecord] = []
         outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
-        completion = Completion.from_outcome(awk_id, outcome, waiting_id)
+        completion = Completion.from_outcome(awk_id, {**outcome, "by": payload.get("by")}, waiting_id)
         if self.waits.complete(completion):
             records.append(self._events_record(session, completion.encode()))
         if message.reply_partition is not None:

@@ -66,6 +66,9 @@ DELAYED = (
     b"\xa1t\xcf\x00\x00\x01\x8f4\x08$\xa0"
 )
 COMPLETION_OK = b"\x84\xa1k\xa3awk\xa1i\xa2m1\xa2id\xb1awk:agent/k1#m1#1\xa2ok\x81\xa8approved\xc3"
+COMPLETION_BY = (  # since 0.3: who completed it (``b``)
+    b"\x85\xa1k\xa3awk\xa1i\xa2m1\xa2id\xb1awk:agent/k1#m1#1\xa2ok\x81\xa8approved\xc3\xa1b\xa8ops@host"
+)
 COMPLETION_ERR = (
     b"\x84\xa1k\xa3awk\xa1i\xa2m1\xa2id\xb1awk:agent/k1#m1#1\xa3err\x82\xa4type\xa8Rejected\xa7message\xa2no"
 )

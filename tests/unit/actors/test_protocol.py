@@ -66,6 +66,7 @@ def encoders() -> dict[str, Any]:
         "QUEUED": lambda: Queued(M2, 8).encode(),
         "DELAYED": lambda: Delayed(M3, 9, T0 + 100_000).encode(),
         "COMPLETION_OK": lambda: Completion("m1", AWK, {"approved": True}).encode(),
+        "COMPLETION_BY": lambda: Completion("m1", AWK, {"approved": True}, by="ops@host").encode(),
         "COMPLETION_ERR": lambda: Completion("m1", AWK, None, {"type": "Rejected", "message": "no"}).encode(),
         "REPLY_OK": lambda: Reply("m1", "agent/k1", {"text": "hi"}).encode(),
         "REPLY_ERR": lambda: Reply("m1", "agent/k1", None, ERR).encode(),
@@ -136,6 +137,7 @@ EVENTS = {
     "QUEUED": Queued(M2, 8),
     "DELAYED": Delayed(M3, 9, T0 + 100_000),
     "COMPLETION_OK": Completion("m1", AWK, {"approved": True}),
+    "COMPLETION_BY": Completion("m1", AWK, {"approved": True}, by="ops@host"),
     "COMPLETION_ERR": Completion("m1", AWK, None, {"type": "Rejected", "message": "no"}),
 }
 

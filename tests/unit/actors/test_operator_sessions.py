@@ -1,4 +1,5 @@
-"""`tether sessions list`: every session of a namespace with its status, read from the log."""
+"""Operators' session commands: `tether sessions list` (every session and its status, from the
+log) and `tether awakeable resolve|reject` (checked against the log, recorded with who)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,39 @@ async def test_the_command_lists_filters_and_prints_json(runtime: Runtime) -> No
     assert len(recent.splitlines()) == 2
     wrong = await asyncio.to_thread(invoke, settings, "sessions", "list", "--since", "yesterday-ish")
     assert wrong.exit_code == 2 and "cannot read 'yesterday-ish' as a time" in wrong.output
+
+
+@pytest.mark.usefixtures("keep_logging")
+async def test_awakeable_resolve_checks_the_id_and_records_who(runtime: Runtime) -> None:
+    settings = runtime.settings
+    await runtime.client.send(approve, "s1", Ask())
+
+    async def suspended() -> str:
+        found = await listed(runtime)
+        assert "s1" in found and found["s1"].status == "suspended", found
+        wait = found["s1"].wait
+        assert wait is not None and wait.awakeable is not None
+        return wait.awakeable
+
+    awk = await assert_eventually(suspended, timeout=30)
+    typo = awk[:-1] + ("9" if awk[-1] != "9" else "8")
+    wrong = await asyncio.to_thread(invoke, settings, "awakeable", "resolve", typo, '"yes"')
+    assert wrong.exit_code == 2 and "no session waits on awakeable" in wrong.output, wrong.output
+    assert (await listed(runtime))["s1"].status == "suspended", "a refused typo changes nothing"
+
+    done = await asyncio.to_thread(invoke, settings, "awakeable", "resolve", awk, '"yes"', "--timeout", "30")
+    assert done.exit_code == 0 and done.output.startswith("resolved by "), done.output
+    who = done.output.strip().removeprefix("resolved by ")
+    await assert_eventually(lambda: _status(runtime, "s1", "idle"), timeout=30)
+
+    again = await asyncio.to_thread(invoke, settings, "awakeable", "reject", awk, "too late")
+    assert again.exit_code == 1 and f"already completed by {who}" in again.output, again.output
+    history = json.loads(
+        "["
+        + ",".join(
+            (await asyncio.to_thread(invoke_ok, settings, "sessions", "history", "desk", "s1", "--json")).splitlines()
+        )
+        + "]"
+    )
+    completions = [item for item in history if item["kind"] == "awk"]
+    assert [(c["by"], c["result"]) for c in completions] == [(who, "yes")]
