@@ -176,6 +176,14 @@ class Client:
     def _record(self, message: Message) -> OutRecord:
         return inbox_record(message, self.topics.inbox, self._partitions, self.settings.runtime.max_message_bytes)
 
+    async def send_messages(self, *messages: Message, timeout: float | None = None) -> None:
+        """Make prepared inbox `messages` durable, within `timeout` s (default: `send_timeout`).
+
+        For tools that build a `Message` themselves (`tether sessions restart` seeds a journal);
+        applications use `send`/`call`, which build and check the message.
+        """
+        await self._append(*messages, timeout=timeout)
+
     async def _append(self, *messages: Message, timeout: float | None = None) -> None:
         """Make `messages` durable, within `timeout` s (default: `send_timeout`)."""
         if self._listener is None:

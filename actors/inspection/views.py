@@ -306,7 +306,7 @@ async def restart_invocation(
             }
         )
         async with Client.connect(settings, log=log) as client:
-            await client._append(message)
+            await client.send_messages(message)
         return message.id
     finally:
         await log.close()
