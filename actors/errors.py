@@ -11,6 +11,7 @@
         │   ├── BudgetExceededError     retries or cost past the handler's budget
         │   ├── DeadlineExceededError   past the handler's deadline
         │   ├── JournalMismatchError    the handler no longer matches its journal on replay
+        │   ├── InvocationCancelledError  an operator cancelled it (`tether sessions cancel`)
         │   └── StateMutationError      a handler wrote to ``ctx.state`` (also a UsageError)
         ├── RetryableError              raised by user code: retry (optionally after `retry_after`)
         │   ├── CircuitOpenError        the step's breaker is open (actors.runtime.circuits)
@@ -44,6 +45,7 @@ __all__ = [
     "DeadlineExceededError",
     "InvalidPayloadError",
     "InvalidTimeError",
+    "InvocationCancelledError",
     "InvocationError",
     "JournalMismatchError",
     "MessageTooLargeError",
@@ -172,6 +174,14 @@ class BudgetExceededError(TerminalError):
 
 class DeadlineExceededError(TerminalError):
     """The invocation ran past its handler's deadline (across waits and restarts)."""
+
+
+class InvocationCancelledError(TerminalError):
+    """An operator cancelled the invocation (``tether sessions cancel``).
+
+    It ends at its next wait or new step with this error, which its caller gets; it is recorded
+    in the session's history, not dead-lettered. A handler may catch it to undo what it did.
+    """
 
 
 class JournalMismatchError(TerminalError):

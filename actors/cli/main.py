@@ -164,6 +164,53 @@ def sessions_list(
     print_sessions(Console(highlight=False), found)
 
 
+@sessions.command("cancel")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@click.option(
+    "--invocation", default=None, metavar="ID", help="Which message's invocation (default: the one running or waiting)."
+)
+@click.option(
+    "--reason", default="cancelled by an operator", show_default=True, help="Recorded, and given to the caller."
+)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the session.")
+@settings_options
+def sessions_cancel(
+    settings: Settings, object_name: str, key: str, invocation: str | None, reason: str, timeout: float
+) -> None:
+    """Cancel the running or waiting invocation of TYPE KEY (or a queued message's, --invocation).
+
+    It ends at its next wait or new step with InvocationCancelledError, which its caller gets and
+    the session's history records (who, when, why); journaled steps are not run again, nothing is
+    dead-lettered. Exit 2 when nothing of that id is open, 1 when it was cancelled before.
+    """
+    from ..client import Client
+    from ..inspection.audit import operator
+    from ..inspection.listing import session_summary
+    from ..protocol.awakeables import cancel_awakeable_id
+
+    summary = asyncio.run(session_summary(settings, object_name, key))
+    open_ids = summary.open_invocations
+    if invocation is None:
+        if not open_ids:
+            raise UsageError(f"{object_name}/{key} has nothing running or waiting to cancel (status {summary.status})")
+        invocation = open_ids[0][0]
+    elif invocation not in {mid for mid, _ in open_ids}:
+        listed = ", ".join(f"{mid} ({what})" for mid, what in open_ids) or "none"
+        raise UsageError(f"{object_name}/{key} has no open invocation {invocation!r}; open: {listed}")
+    by = operator()
+
+    async def go() -> bool:
+        async with Client.connect(settings) as client:
+            cancel_id = cancel_awakeable_id(object_name, key, invocation)
+            return await client.reject(cancel_id, reason, timeout=timeout, by=by)
+
+    if not asyncio.run(go()):
+        click.echo(f"invocation {invocation} was cancelled before; nothing changed")
+        sys.exit(EXIT_FAILURE)
+    click.echo(f"cancelled invocation {invocation} of {object_name}/{key} (by {by}): {reason}")
+
+
 @sessions.command("show")
 @click.argument("object_name", metavar="TYPE")
 @click.argument("key")

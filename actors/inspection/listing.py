@@ -29,11 +29,12 @@ from ..protocol.checkpoint import CHECKPOINT_KEY
 from ..protocol.entries import Done, OpenWaits, Step, Suspend, Unknown, Wait
 from ..settings import Settings
 from .reading import partitions_of, read_only_log
+from .views import not_found, session_records
 
 Status = Literal["parked", "suspended", "waiting", "running", "failed", "idle"]
 STATUSES: tuple[Status, ...] = ("parked", "suspended", "waiting", "running", "failed", "idle")
 
-__all__ = ["STATUSES", "SessionSummary", "Status", "list_sessions"]
+__all__ = ["STATUSES", "SessionSummary", "Status", "list_sessions", "session_summary"]
 
 
 @dataclass
@@ -85,6 +86,16 @@ class SessionSummary:
         elif self.last_error is not None:
             self.status = "failed"
 
+    @property
+    def open_invocations(self) -> list[tuple[str, str]]:
+        """``(message id, what)`` of everything not finished, the running or waiting one first.
+
+        Then the messages queued or delayed behind it. A parked session has none (its dead
+        letter is resolved with `tether dlq`).
+        """
+        active = [(mid, "running") for mid in self._running]
+        return active + [(w.invocation, w.label) for w in self._waits.open if not w.parked]
+
     def to_json(self) -> dict[str, Any]:
         """The summary as plain data (``--json``)."""
         return {
@@ -114,6 +125,25 @@ def _split(key: bytes) -> tuple[str, str] | None:
     text = key.decode(errors="replace")
     object_name, sep, session = text.partition("/")
     return (object_name, session) if sep else None
+
+
+async def session_summary(settings: Settings, object_name: str, key: str) -> SessionSummary:
+    """One session's summary (see `list_sessions`), read from its partition only.
+
+    Raises:
+        NamespaceNotFoundError: the namespace has no topics.
+        SessionNotFoundError: the log holds no record of the session.
+    """
+    partition, snapshot, found, others = await session_records(settings, object_name, key)
+    if snapshot is None and not found:
+        raise not_found(settings, object_name, key, partition, others)
+    summary = SessionSummary(object_name, key, partition)
+    if snapshot is not None:
+        summary.last_activity_ms = snapshot.timestamp_ms or None
+    for _, entry, timestamp_ms in found:
+        summary.see(entry, timestamp_ms)
+    summary.settle()
+    return summary
 
 
 async def list_sessions(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from eventstore import Record, Topics, UsageError, open_log, partition_for
 
@@ -38,6 +38,14 @@ from ..protocol.snapshot import SNAPSHOT_VERSION_HEADER, Snapshot, snapshot_vers
 from ..runtime.sessions import Session
 from ..settings import Settings
 from .reading import partitions_of, read_only_log
+
+
+class Logged(NamedTuple):
+    """A session's events-topic entry with where and when the log holds it."""
+
+    offset: int
+    entry: Entry | Unknown
+    timestamp_ms: int
 
 
 def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
@@ -74,9 +82,9 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     return item
 
 
-async def _session_records(
+async def session_records(
     settings: Settings, object_name: str, key: str
-) -> tuple[int, Record | None, list[tuple[int, Entry | Unknown]], set[str]]:
+) -> tuple[int, Record | None, list[Logged], set[str]]:
     """The session's partition, its latest snapshot record and its events entries.
 
     Also the other session types with records on that partition, to help with a typo.
@@ -94,13 +102,13 @@ async def _session_records(
                 snapshot = record if record.value is not None else None
             elif record.key is not None and record.key != CHECKPOINT_KEY:
                 others.add(record.key.decode(errors="replace").partition("/")[0])
-        found: list[tuple[int, Entry | Unknown]] = []
+        found: list[Logged] = []
         async for record in log.read(topics.events, partition):
             if record.key != wanted:
                 if record.key is not None:
                     others.add(record.key.decode(errors="replace").partition("/")[0])
             elif record.value is not None:
-                found.append((record.offset, entries.read(record.value)))
+                found.append(Logged(record.offset, entries.read(record.value), record.timestamp_ms))
     return partition, snapshot, found, others
 
 
@@ -110,8 +118,8 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
     Raises:
         NamespaceNotFoundError: the namespace has no topics (nothing is created).
     """
-    _, _, found, _ = await _session_records(settings, object_name, key)
-    return [history_item(offset, entry) for offset, entry in found]
+    _, _, found, _ = await session_records(settings, object_name, key)
+    return [history_item(offset, entry) for offset, entry, _ in found]
 
 
 AwakeableStatus = Literal["open", "completed", "unknown"]
@@ -132,10 +140,10 @@ async def awakeable_status(settings: Settings, awakeable_id: str) -> tuple[Awake
         object_name, key, _ = parse_awakeable_id(awakeable_id)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _, _, found, _ = await _session_records(settings, object_name, key)
+    _, _, found, _ = await session_records(settings, object_name, key)
     waits = OpenWaits()
     completion: Completion | None = None
-    for _, entry in found:
+    for _, entry, _ in found:
         waits.see(entry)
         if isinstance(entry, Completion) and entry.awakeable == awakeable_id and completion is None:
             completion = entry
@@ -146,9 +154,8 @@ async def awakeable_status(settings: Settings, awakeable_id: str) -> tuple[Awake
     return "unknown", None
 
 
-def _not_found(
-    settings: Settings, object_name: str, key: str, partition: int, others: set[str]
-) -> SessionNotFoundError:
+def not_found(settings: Settings, object_name: str, key: str, partition: int, others: set[str]) -> SessionNotFoundError:
+    """The error for a session the log holds no record of, naming the types that partition has."""
     types = ", ".join(sorted(others)) or "none"
     return SessionNotFoundError(
         f"no session {object_name}/{key} in namespace {settings.namespace!r}: partition {partition} "
@@ -190,9 +197,9 @@ async def session_view(
         UsageError: `objects` has no session type `object_name`.
         DecodeError: with `objects`, an event that the definition cannot decode.
     """
-    partition, snapshot, found, others = await _session_records(settings, object_name, key)
+    partition, snapshot, found, others = await session_records(settings, object_name, key)
     if snapshot is None and not found:
-        raise _not_found(settings, object_name, key, partition, others)
+        raise not_found(settings, object_name, key, partition, others)
     covered = 0
     if snapshot is not None:
         assert snapshot.value is not None
@@ -203,7 +210,7 @@ async def session_view(
     in_flight: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
     version = covered
-    for offset, entry in found:
+    for offset, entry, _ in found:
         if isinstance(entry, Unknown):
             skipped.append(entry.kind)
             continue

@@ -24,6 +24,7 @@ from ..definitions import Handler, VirtualObject
 from ..errors import (
     BudgetExceededError,
     CircuitOpenError,
+    InvocationCancelledError,
     JournalMismatchError,
     StateMutationError,
     StepTimeoutError,
@@ -31,7 +32,7 @@ from ..errors import (
     error_payload,
 )
 from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
-from ..protocol.awakeables import awakeable_id
+from ..protocol.awakeables import awakeable_id, cancel_awakeable_id
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
 from .circuits import Breakers
@@ -48,6 +49,8 @@ S = TypeVar("S", bound=BaseModel)
 _log = logging.getLogger("tether.handler")
 
 STEP_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.05)
+CANCEL_STEP = "cancelled"
+"""The journal entry that records where an operator's cancellation reached the invocation."""
 
 
 class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -119,6 +122,7 @@ class Invocation(ObjectContext[S]):
         self._uuids = 0
         self._sends = 0
         self._awakeables = 0
+        self._cancel_delivered = False
         self.skip_emits = 0
         self._retries = 0
         self._cost = 0.0
@@ -149,12 +153,46 @@ class Invocation(ObjectContext[S]):
     async def sleep(self, seconds: float) -> None:
         wake_ms = await self.run(SLEEP_STEP, lambda: now_ms() + int(seconds * 1000), result_type=int)
         if now_ms() < wake_ms:
+            await self.check_cancelled()
             raise Suspended(wake_ms=wake_ms)
 
     def awakeable(self, result_type: type[T] | None = None) -> Awakeable[T]:
         self._awakeables += 1
         awk_id = awakeable_id(self.message.object, self.message.key, self.message.id, self._awakeables)
         return _Awakeable(self, awk_id, result_type)
+
+    async def check_cancelled(self) -> None:
+        """Raise `InvocationCancelledError` once, if an operator cancelled this invocation.
+
+        Checked where the invocation would do new work or wait (a step not in the journal, a
+        sleep, an awakeable not yet completed) and when it starts. The delivery is itself a
+        journaled step (`CANCEL_STEP`), so a replay raises at the same point and never again
+        after it: a handler that catches the error (a saga coordinator) runs its clean-up steps.
+        """
+        if self._cancel_delivered:
+            return
+        recorded = self._journal.get(self._step)
+        if recorded is not None:
+            if recorded.name != CANCEL_STEP:
+                return  # replaying past this point: the cancellation, if any, comes later
+            self._step += 1
+            self._cancel_delivered = True
+            raise InvocationCancelledError((recorded.error or {}).get("message") or "cancelled")
+        message = self.message
+        cancel = self._host.completion(cancel_awakeable_id(message.object, message.key, message.id))
+        if cancel is None:
+            return
+        reason = (cancel.error or {}).get("message") or "no reason given"
+        by = f" by {cancel.by}" if cancel.by else ""
+        error = InvocationCancelledError(f"cancelled{by}: {reason}")
+        index = self._step
+        self._step += 1
+        self._cancel_delivered = True
+        now = _ms()
+        await self._host.journal_step(
+            message, Step(message.id, index, CANCEL_STEP, None, error_payload(error), 1, now, now)
+        )
+        raise error
 
     def charge(self, cost: float) -> None:
         self._cost += cost
@@ -249,6 +287,7 @@ class Invocation(ObjectContext[S]):
         fallback_after: int = 1,
         circuit: CircuitPolicy | None = None,
     ) -> T:
+        await self.check_cancelled()
         index = self._step
         self._step += 1
         results = StepResults.of(name, result_type if result_type is not None else declared_type(fn))
@@ -358,6 +397,7 @@ class _Awakeable(Awakeable[T]):
             return StepResults.of(f"awakeable {self._id}", self._type).decode(done.result)  # type: ignore[no-any-return]
         if deadline is not None and now_ms() >= deadline:
             raise TerminalError(f"awakeable {self._id} timed out after {timeout} s")
+        await inv.check_cancelled()
         raise Suspended(wake_ms=deadline, awakeable=self._id)
 
 

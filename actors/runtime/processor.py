@@ -35,6 +35,7 @@ from ..definitions import Handler, VirtualObject
 from ..errors import (
     DeadlineExceededError,
     InvalidPayloadError,
+    InvocationCancelledError,
     MessageTooLargeError,
     PartitionLost,
     RecordTooLargeError,
@@ -44,7 +45,7 @@ from ..errors import (
     UnknownObjectError,
     error_payload,
 )
-from ..protocol.awakeables import awakeable_id, parse_awakeable_id
+from ..protocol.awakeables import awakeable_id, cancelled_message, parse_awakeable_id
 from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
@@ -432,6 +433,7 @@ class PartitionProcessor:
             ctx.skip_emits = parked.emitted if parked is not None else 0
             deadline_ms: int | None = None
             try:
+                await ctx.check_cancelled()
                 if handler.deadline is not None:
                     seconds = handler.deadline
                     deadline_ms = await ctx.run("deadline", lambda s=seconds: now_ms() + int(s * 1000), result_type=int)
@@ -547,31 +549,37 @@ class PartitionProcessor:
         park: bool = False,
     ) -> None:
         offset = record.offset if offset is None else offset
+        cancelled = isinstance(exc, InvocationCancelledError)
+        park = park and not cancelled
         park_id = awakeable_id(message.object, message.key, f"park-{message.id}", 0) if park and session else None
         inv_id = message.invocation_id
         error = error_payload(exc)
         error["attempts"] = attempts
-        log.error(
-            "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
-            message.session,
-            message.handler,
-            category,
-            attempts,
-            exc,
-        )
-        failure = Failure(
-            exc,
-            category,
-            attempts,
-            first_failure_ms,
-            last_failure_ms,
-            message.object,
-            message.key,
-            message.handler,
-            message.id,
-            park_id,
-        )
-        records.append(self._dead_letter(record, failure))
+        if cancelled:
+            # An operator's decision, recorded in the session's history: no dead letter.
+            log.warning("%s.%s %s", message.session, message.handler, exc)
+        else:
+            log.error(
+                "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
+                message.session,
+                message.handler,
+                category,
+                attempts,
+                exc,
+            )
+            failure = Failure(
+                exc,
+                category,
+                attempts,
+                first_failure_ms,
+                last_failure_ms,
+                message.object,
+                message.key,
+                message.handler,
+                message.id,
+                park_id,
+            )
+            records.append(self._dead_letter(record, failure))
         self._pending.must_commit_offsets = True
         events_records = 0
         if session is not None and session.state is not None:
@@ -694,8 +702,12 @@ class PartitionProcessor:
         if message.reply_partition is not None:
             records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
         self._finish(record.offset, records, events_records=1 if records else 0)
+        cancelled = cancelled_message(awk_id)
+        if cancelled is not None:
+            # A cancellation wakes its invocation whatever it waits on: it ends at that wait.
+            invocation_id = invocation_id_of(message.session, cancelled)
         waiting = self.waits.suspended.get(invocation_id)
-        if waiting is not None and waiting.awakeable == awk_id:
+        if waiting is not None and (waiting.awakeable == awk_id or (cancelled is not None and not waiting.parked)):
             self._timer_due(invocation_id)
 
     def _timer_due(self, invocation_id: str) -> None:

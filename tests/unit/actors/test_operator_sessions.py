@@ -12,7 +12,7 @@ from harness.cli import invoke, invoke_ok
 from harness.session_harness import Runtime, assert_eventually
 from pydantic import BaseModel
 
-from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
+from actors import InvocationError, ObjectContext, RetryPolicy, TerminalError, VirtualObject
 from actors.inspection.listing import SessionSummary, list_sessions
 
 
@@ -28,8 +28,21 @@ class Done(BaseModel):
     pass
 
 
-RUNNING = asyncio.Event()
-"""Holds the `work` handler between its journaled step and its end."""
+class Gate:
+    """Holds `work` and `chores` between their steps; a new event for each test's loop."""
+
+    event: asyncio.Event | None = None
+
+    async def wait(self) -> None:
+        assert self.event is not None
+        await self.event.wait()
+
+    def set(self) -> None:
+        assert self.event is not None
+        self.event.set()
+
+
+RUNNING = Gate()
 desk = VirtualObject("desk", state=Count)
 other = VirtualObject("other", state=Count)
 
@@ -68,12 +81,29 @@ async def work(ctx: ObjectContext[Count], req: Ask) -> Done:
     return Done()
 
 
+STEPS: list[str] = []
+"""Steps that really ran (not replayed) in `chores`."""
+
+
+@desk.handler()
+async def chores(ctx: ObjectContext[Count], req: Ask) -> Done:
+    await ctx.run("first", lambda: STEPS.append("first"))
+    await RUNNING.wait()
+    await ctx.run("second", lambda: STEPS.append("second"))
+    return Done()
+
+
 @other.handler()
 async def ping(ctx: ObjectContext[Count], req: Ask) -> Done:
     return Done()
 
 
-pytestmark = pytest.mark.serves(desk, other, reset=RUNNING.clear)
+def reset() -> None:
+    RUNNING.event = asyncio.Event()
+    STEPS.clear()
+
+
+pytestmark = pytest.mark.serves(desk, other, reset=reset)
 
 
 async def listed(runtime: Runtime, **filters: object) -> dict[str, SessionSummary]:
@@ -189,3 +219,75 @@ async def test_awakeable_resolve_checks_the_id_and_records_who(runtime: Runtime)
     )
     completions = [item for item in history if item["kind"] == "awk"]
     assert [(c["by"], c["result"]) for c in completions] == [(who, "yes")]
+
+
+@pytest.mark.usefixtures("keep_logging")
+async def test_cancel_ends_a_waiting_or_running_invocation_for_its_caller(runtime: Runtime) -> None:
+    settings = runtime.settings
+    client = runtime.client
+    sleeping = asyncio.create_task(client.call(nap, "nap-1", Ask(seconds=3600), timeout=60))
+    approving = asyncio.create_task(client.call(approve, "appr-1", Ask(), timeout=60))
+    busy = asyncio.create_task(client.call(chores, "busy-1", Ask(), timeout=60))
+
+    async def all_open() -> None:
+        found = await listed(runtime)
+        assert {k: found[k].status for k in ("nap-1", "appr-1", "busy-1") if k in found} == {
+            "nap-1": "waiting",
+            "appr-1": "suspended",
+            "busy-1": "running",
+        }
+
+    await assert_eventually(all_open, timeout=30)
+    for key in ("nap-1", "appr-1", "busy-1"):
+        out = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", key, "--reason", "wrong customer")
+        assert out.exit_code == 0 and "cancelled invocation" in out.output and "wrong customer" in out.output, (
+            out.output
+        )
+    for task in (sleeping, approving):
+        with pytest.raises(InvocationError) as caught:
+            await task
+        assert caught.value.error_type == "InvocationCancelledError" and "wrong customer" in str(caught.value)
+    RUNNING.set()  # the running one goes on to its next step, where the cancellation ends it
+    with pytest.raises(InvocationError) as caught:
+        await busy
+    assert caught.value.error_type == "InvocationCancelledError"
+    assert STEPS == ["first"], "the journaled step is not run again and the next one never runs"
+
+    found = await listed(runtime)
+    assert {found[k].status for k in ("nap-1", "appr-1", "busy-1")} == {"failed"}
+    assert found["nap-1"].last_error is not None and "by " in found["nap-1"].last_error["message"]
+    letters = json.loads(await asyncio.to_thread(invoke_ok, settings, "dlq", "list", "--json"))
+    assert letters["total"] == 0, f"a cancellation is no dead letter: {letters}"
+    again = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "nap-1")
+    assert again.exit_code == 2 and "nothing running or waiting" in again.output, again.output
+
+
+@pytest.mark.usefixtures("keep_logging")
+async def test_cancel_a_queued_message_by_id_and_refuse_an_unknown_one(runtime: Runtime) -> None:
+    settings = runtime.settings
+    client = runtime.client
+    await client.send(nap, "q-1", Ask(seconds=3600))
+    queued_id = await client.send(quick, "q-1", Ask())
+
+    async def queued() -> None:
+        summary = (await listed(runtime)).get("q-1")
+        assert summary is not None
+        assert [what for _, what in summary.open_invocations] == ["suspended invocation", "queued message"]
+
+    await assert_eventually(queued, timeout=30)
+    wrong = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "q-1", "--invocation", "nope")
+    assert wrong.exit_code == 2 and "no open invocation 'nope'" in wrong.output, wrong.output
+    out = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "q-1", "--invocation", queued_id)
+    assert out.exit_code == 0, out.output
+    twice = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "q-1", "--invocation", queued_id)
+    assert twice.exit_code == 1 and "cancelled before" in twice.output, twice.output
+    first = (await listed(runtime))["q-1"].open_invocations[0][0]
+    done = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "q-1", "--invocation", first)
+    assert done.exit_code == 0, done.output
+
+    async def both_ended() -> None:
+        history = await asyncio.to_thread(invoke_ok, settings, "sessions", "history", "desk", "q-1", "--json")
+        errors = [json.loads(line).get("error") for line in history.splitlines() if json.loads(line)["kind"] == "done"]
+        assert [e["type"] for e in errors if e] == ["InvocationCancelledError", "InvocationCancelledError"], errors
+
+    await assert_eventually(both_ended, timeout=30)
