@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, unpack
 from eventstore.log import LogConsumer
 
+from ..clock import now_ms
 from ..definitions import Handler
 from ..errors import (
     CallTimeoutError,
@@ -161,7 +162,7 @@ class Client:
         reply: bool,
         delay: float | None = None,
     ) -> Message:
-        now = int(time.time() * 1000)
+        now = now_ms()
         return Message(
             nb=now + int(delay * 1000) if delay else None,
             id=message_id or uuid.uuid4().hex,
