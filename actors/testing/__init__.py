@@ -8,14 +8,13 @@
 """
 
 from .clock import VirtualClock
-from .history import HistoryFormatError, HistoryRecord, SessionHistory, export_history, read_history
+from .errors import HistoryFormatError, RoundTripError, SessionTestKitError, UnrecordedStepError
+from .history import HistoryRecord, SessionHistory, export_history, read_history
 from .kit import (
     CallResult,
     DeadLetter,
     PendingCall,
-    RoundTripError,
     SessionTestKit,
-    SessionTestKitError,
     StepRun,
     Wait,
 )
@@ -38,6 +37,7 @@ __all__ = [
     "StepRun",
     "StepStub",
     "StepStubs",
+    "UnrecordedStepError",
     "VirtualClock",
     "Wait",
     "export_history",

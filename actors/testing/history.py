@@ -25,21 +25,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eventstore import EventLog, Topics, partition_for
-from eventstore.errors import DecodeError
 
+from ..errors import SessionNotFoundError
+from ..inspection.reading import partitions_of, read_only_log
 from ..protocol import entries
 from ..protocol.entries import Entry, Unknown
 from ..protocol.inbox import Message, session_key
+from ..settings import Settings
+from .errors import HistoryFormatError
 
 FORMAT = "tether.session-history"
 VERSION = 1
 """The version this code writes; it reads every version up to it."""
 
 Topic = Literal["inbox", "events"]
-
-
-class HistoryFormatError(DecodeError):
-    """A document that is not a session history this code can read (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +152,25 @@ async def read_history(log: EventLog, topics: Topics, object_name: str, key: str
             if record.key == wanted and record.value is not None:
                 records.append(HistoryRecord(topic, record.offset, record.value))
     return SessionHistory(object_name, key, records)
+
+
+async def export_session(settings: Settings, object_name: str, key: str) -> SessionHistory:
+    """The history of one session read from the namespace `settings` name, writing nothing.
+
+    Raises:
+        NamespaceNotFoundError: the namespace has no topics.
+        SessionNotFoundError: the session has no message and no entry.
+    """
+    topics = Topics(settings.namespace)
+    async with read_only_log(settings) as log:
+        await partitions_of(log, topics, topics.events)
+        history = await read_history(log, topics, object_name, key)
+    if not history.records:
+        raise SessionNotFoundError(
+            f"no session {object_name}/{key} in namespace {settings.namespace!r}: no message and no "
+            "journal entry of it. Check TYPE and KEY (and --namespace); nothing was written"
+        )
+    return history
 
 
 async def export_history(log: EventLog, topics: Topics, object_name: str, key: str) -> dict[str, Any]:

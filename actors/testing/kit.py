@@ -39,6 +39,7 @@ from ..protocol.snapshot import Snapshot
 from ..runtime.circuits import Breakers
 from ..settings import RuntimeSettings, Settings
 from .clock import START_MS, VirtualClock
+from .errors import RoundTripError, SessionTestKitError
 from .stubs import UNSET, ErrorSpec, StepStub, StepStubs
 
 O = TypeVar("O", bound=BaseModel | None)  # noqa: E741 - a handler's output
@@ -47,14 +48,6 @@ _POLL = 0.001
 """Real seconds between two looks at the runtime while the kit waits for it."""
 _QUIET_LOOKS = 3
 """Consecutive looks that must find nothing moving before the runtime counts as settled."""
-
-
-class SessionTestKitError(TetherError):
-    """The kit cannot do what the test asked (a call that waits for something nothing will bring)."""
-
-
-class RoundTripError(SessionTestKitError):
-    """A state, event or step result does not come back the same through the codec or a restore."""
 
 
 @dataclass(frozen=True)

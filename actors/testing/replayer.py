@@ -23,12 +23,13 @@ from eventstore.errors import DecodeError, UsageError
 
 from ..clock import install
 from ..definitions import VirtualObject
-from ..errors import JournalMismatchError, TerminalError
+from ..errors import JournalMismatchError
 from ..protocol.entries import Completion, Done, Step, Suspend
 from ..protocol.inbox import Message
 from ..runtime.invocation import Invocation, StepOverrides
 from ..runtime.waits import Suspended
 from .clock import VirtualClock
+from .errors import ReplayDiverged, UnrecordedStepError
 from .history import SessionHistory
 
 if TYPE_CHECKING:
@@ -95,17 +96,6 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-class _NewStep(TerminalError):
-    """A step the recorded journal does not hold (never run: the replay stops there)."""
-
-
-class _Diverged(BaseException):  # noqa: N818 - control flow of a replay
-    def __init__(self, index: int, name: str) -> None:
-        super().__init__(name)
-        self.index = index
-        self.name = name
-
-
 class _ReplayClock(VirtualClock):
     """Time of the replay: set per invocation; backoffs pass at once."""
 
@@ -122,20 +112,20 @@ class _ReplayHost:
 
     @property
     def client(self) -> Client:
-        raise _NewStep("a replay makes no calls")
+        raise UnrecordedStepError("a replay makes no calls")
 
     def step_limit(self, message: Message, index: int) -> int:
         return 1 << 40
 
     async def journal_step(self, message: Message, step: Step) -> None:
-        raise _Diverged(step.index, step.name)
+        raise ReplayDiverged(step.index, step.name)
 
     def completion(self, awakeable: str) -> Completion | None:
         return self.completions.get(awakeable)
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def never() -> Any:  # noqa: ANN401 - a step's result
-            raise _NewStep(f"step {name!r} is not in the recorded journal")
+            raise UnrecordedStepError(f"step {name!r} is not in the recorded journal")
 
         return never
 
@@ -204,7 +194,7 @@ class Replayer:
                 last_ms = max(last_ms, entry.ended_ms or 0)
             elif isinstance(entry, Completion):
                 completions[entry.awakeable] = entry
-            elif isinstance(entry, Suspend) and not entry.parked:
+            elif isinstance(entry, Suspend) and not entry.parked and not entry.message.handler.startswith("__"):
                 messages.setdefault(entry.message.id, entry.message)
                 at = (entry.wake_ms - 1) if entry.wake_ms is not None else last_ms
                 clock._now = max(at, 0)
@@ -229,12 +219,12 @@ class Replayer:
             elif isinstance(entry, Done):
                 done_message = messages.get(entry.message_id)
                 recorded_events = [obj.codec.decode_envelope(e) for e in entry.events]
-                if done_message is not None and done_message.handler in obj.handlers:
+                if done_message is not None and not done_message.handler.startswith("__"):
                     clock._now = max(entry.ended_ms or last_ms, last_ms)
                     report.invocations += 1
                     await self._check(
                         obj,
-                        message,
+                        done_message,
                         state,
                         journals.get(entry.message_id, {}),
                         dict(completions),
@@ -288,7 +278,7 @@ class Replayer:
         except JournalMismatchError as exc:
             found("step", exc.index, exc.recorded, exc.requested)
             return
-        except _Diverged as new:
+        except ReplayDiverged as new:
             recorded = "(a wait)" if waits else "(none: the invocation had finished)"
             found("step", new.index, recorded, new.name, "a step the old code did not run here")
             return
