@@ -20,7 +20,7 @@ from harness.golden_histories import GOLDEN, record
 
 from actors import Settings
 from actors.cli.main import build
-from actors.testing import HistoryFormatError, Replayer, SessionHistory, SessionTestKit
+from actors.testing import HistoryFormatError, HistoryRecord, Replayer, SessionHistory, SessionTestKit
 from eventstore.errors import TetherError
 
 quickstart = example("quickstart")
@@ -75,6 +75,16 @@ async def test_golden_histories_are_what_the_kit_records_now() -> None:
             f"{name}: re-recorded history differs (a stored format changed? "
             "`python -m harness.golden_histories` rewrites them; review the diff)"
         )
+
+
+def test_history_document_golden_bytes() -> None:
+    history = SessionHistory("agent", "s1", [HistoryRecord("events", 7, b"\x81\xa1k\xa4step")])
+    assert history.dumps() == (
+        '{\n "format": "tether.session-history",\n "key": "s1",\n "object": "agent",\n "records": [\n  {\n'
+        '   "kind": "(undecodable)",\n   "offset": 7,\n   "topic": "events",\n   "value": "gaFrpHN0ZXA="\n  }\n'
+        ' ],\n "version": 1\n}\n'
+    )
+    assert SessionHistory.loads(history.dumps()) == history
 
 
 def test_history_documents_read_back_and_bad_ones_fail_typed() -> None:
