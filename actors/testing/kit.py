@@ -349,7 +349,13 @@ class SessionTestKit:
 
     # -- calling ---------------------------------------------------------------------------
     async def start(
-        self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, *, idempotency_key: str | None = None
+        self,
+        handler: Handler[Any, Any, O],
+        key: str,
+        payload: BaseModel,
+        *,
+        idempotency_key: str | None = None,
+        settle: bool = True,
     ) -> PendingCall[O]:
         """Send a call and let the runtime work on it until it settles; await `.result()` for the reply."""
         message_id = idempotency_key or uuid.uuid4().hex
@@ -357,7 +363,8 @@ class SessionTestKit:
             self.client.call(handler, key, payload, idempotency_key=message_id, timeout=self.call_timeout)
         )
         pending = PendingCall(self, handler, key, message_id, task)
-        await self._until(lambda: task.done(), skip=False)
+        if settle:
+            await self._until(lambda: task.done(), skip=False)
         return pending
 
     async def call(
@@ -370,7 +377,7 @@ class SessionTestKit:
         auto_skip: bool | None = None,
     ) -> CallResult[O]:
         """Call `handler` on session `key` and wait for its reply (skipping time as needed)."""
-        pending = await self.start(handler, key, payload, idempotency_key=idempotency_key)
+        pending = await self.start(handler, key, payload, idempotency_key=idempotency_key, settle=False)
         return await pending.result(auto_skip=auto_skip)
 
     async def send(

@@ -13,6 +13,7 @@ from harness.examples import example
 from pydantic import BaseModel, Field
 
 from actors import (
+    CircuitPolicy,
     InvocationError,
     ObjectContext,
     RetryableError,
@@ -132,6 +133,34 @@ async def test_a_deadline_ends_a_sleep_that_outlasts_it() -> None:
         result = await kit.call(slow, "k", Tick())
         assert isinstance(result.error, InvocationError) and "deadline" in str(result.error)
         assert (kit.now.timestamp() - SessionTestKit(clocked).now.timestamp()) == pytest.approx(7200, abs=1)
+
+
+breaking = VirtualObject("breaking", state=Count)
+
+
+@breaking.handler()
+async def fetch(ctx: ObjectContext[Count], req: Tick) -> Tick:
+    page = await ctx.run(
+        "provider",
+        lambda: "page",
+        retry=RetryPolicy(max_attempts=5, initial_interval=1, max_interval=10, jitter=0),
+        circuit=CircuitPolicy(failure_threshold=2, reset_timeout=60),
+    )
+    return Tick(label=page)
+
+
+async def test_a_circuit_opens_after_failures_and_lets_a_trial_through_after_its_reset_timeout() -> None:
+    async with SessionTestKit(breaking) as kit:
+        kit.fail("provider", RetryableError("503"), times=2)
+        opened = await kit.call(fetch, "a", Tick())
+        # two failures open the breaker; its retry_after (60 s) is over max_interval: the step fails
+        assert isinstance(opened.error, InvocationError) and "CircuitOpenError" in str(opened.error)
+        assert kit.calls("provider") == 2
+        refused = await kit.call(fetch, "b", Tick())  # still open: refused without a call
+        assert not refused.ok and kit.calls("provider") == 2
+        await kit.advance(seconds=60)
+        trial = await kit.call(fetch, "c", Tick())  # half-open: the trial goes through and closes it
+        assert trial.reply == Tick(label="page") and kit.calls("provider") == 3
 
 
 # -- the README's approval flow: sleep 30 s, an awakeable with a one-day timeout ---------------
