@@ -133,6 +133,11 @@ class Client:
             for record in records:
                 self._deliver(record.value, record.offset)
 
+    @property
+    def awaiting(self) -> list[tuple[str, str]]:
+        """The calls waiting for their reply now: (session, message id) each."""
+        return list(self._waiting)
+
     def _deliver(self, value: bytes | None, offset: int) -> None:
         """Hand one reply record to the call waiting for it; a malformed record is skipped."""
         try:

@@ -198,6 +198,16 @@ class PartitionProcessor:
         """Messages fetched but not finished."""
         return len(self.offsets)
 
+    @property
+    def running(self) -> int:
+        """Session drains and shared handlers running now (a test kit's view of activity)."""
+        return len(self._tasks)
+
+    @property
+    def committing(self) -> bool:
+        """Whether records or step journals wait for the next transaction."""
+        return bool(self._pending.records or self._pending.waiters)
+
     # -- intake ----------------------------------------------------------------------------
     def submit(self, record: Record) -> None:
         """Route one inbox record to its session (called in offset order)."""

@@ -185,6 +185,8 @@ class SessionTestKit:
         self._log: EventLog | None = None
         self._worker: Worker | None = None
         self._client: Client | None = None
+        self._calls: set[asyncio.Task[Any]] = set()
+        """Calls sent and not answered yet (cancelled when the kit closes)."""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> SessionTestKit:
@@ -209,6 +211,9 @@ class SessionTestKit:
     async def close(self) -> None:
         """Stop everything, put the real clock back, delete the temporary directory."""
         try:
+            for call in list(self._calls):
+                call.cancel()
+            await asyncio.gather(*self._calls, return_exceptions=True)
             if self._client is not None:
                 await self._client.close()
             if self._worker is not None:
@@ -306,19 +311,33 @@ class SessionTestKit:
         tasks = 0
         marks: list[int] = []
         for p, processor in sorted(worker.processors.items()):
-            pending = processor._pending
-            if pending.records or pending.waiters or processor.failed is not None:
+            if processor.committing or processor.failed is not None:
                 return None
             inbox_end = await self._log.end_offset(self.topics.inbox, p)
             if inbox_end != processor.offsets.next:
                 return None
-            tasks += len(processor._tasks)
+            tasks += processor.running
             marks += [inbox_end, await self._log.end_offset(self.topics.events, p), processor.stats["transactions"]]
-        if strict and tasks > self.clock.blocked:
+        if strict and tasks > self.clock.blocked + self._calls_into_waits():
             return None
         for p in range(await self._log.partition_count(self.topics.replies)):
             marks.append(await self._log.end_offset(self.topics.replies, p))
         return (*marks, tasks, self.clock.blocked)
+
+    def _calls_into_waits(self) -> int:
+        """Handlers blocked in `ctx.call` on a session that waits (for the clock, or an awakeable)."""
+        blocked = {
+            key.decode()
+            for processor in self.worker.processors.values()
+            for key, session in processor.sessions.items()
+            if session.blocked_by is not None  # it waits, and what was sent to it queues behind
+        }
+        delayed = {
+            (entry.message.session, entry.message.id)
+            for processor in self.worker.processors.values()
+            for entry in processor.waits.delayed.values()
+        }
+        return sum(1 for call in self.worker.client.awaiting if call[0] in blocked or call in delayed)
 
     async def _until(self, done: Any, *, skip: bool, what: str = "") -> None:  # noqa: ANN401 - a predicate
         quiet = 0
@@ -363,6 +382,8 @@ class SessionTestKit:
             self.client.call(handler, key, payload, idempotency_key=message_id, timeout=self.call_timeout)
         )
         pending = PendingCall(self, handler, key, message_id, task)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
         if settle:
             await self._until(lambda: task.done(), skip=False)
         return pending

@@ -163,6 +163,28 @@ async def test_a_circuit_opens_after_failures_and_lets_a_trial_through_after_its
         assert trial.reply == Tick(label="page") and kit.calls("provider") == 3
 
 
+@clocked.handler()
+async def nap(ctx: ObjectContext[Count], req: Tick) -> Tick:
+    await ctx.sleep(600)
+    ctx.emit(Ticked(label=req.label))
+    return Tick(label="rested")
+
+
+@clocked.handler()
+async def delegate(ctx: ObjectContext[Count], req: Tick) -> Tick:
+    return await ctx.call(nap, "napper", req)  # the other session sleeps ten minutes
+
+
+async def test_time_skips_while_a_handler_calls_a_session_that_sleeps() -> None:
+    async with SessionTestKit(clocked) as kit:
+        start = kit.now
+        result = await kit.call(delegate, "boss", Tick(label="x"))
+        assert result.reply == Tick(label="rested")
+        assert [s.name for s in result.steps] == ["call clocked.nap"]
+        assert kit.state(clocked, "napper").n == 1  # type: ignore[attr-defined]
+        assert (kit.now - start).total_seconds() == pytest.approx(600, abs=1)
+
+
 # -- the README's approval flow: sleep 30 s, an awakeable with a one-day timeout ---------------
 
 
