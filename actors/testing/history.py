@@ -162,13 +162,20 @@ async def export_session(settings: Settings, object_name: str, key: str) -> Sess
         SessionNotFoundError: the session has no message and no entry.
     """
     topics = Topics(settings.namespace)
+    others: set[str] = set()
     async with read_only_log(settings) as log:
-        await partitions_of(log, topics, topics.events)
+        partitions = await partitions_of(log, topics, topics.events)
         history = await read_history(log, topics, object_name, key)
+        if not history.records:
+            partition = partition_for(session_key(object_name, key), partitions)
+            async for record in log.read(topics.events, partition):
+                if record.key is not None and b"/" in record.key:
+                    others.add(record.key.decode(errors="replace").partition("/")[0])
     if not history.records:
         raise SessionNotFoundError(
             f"no session {object_name}/{key} in namespace {settings.namespace!r}: no message and no "
-            "journal entry of it. Check TYPE and KEY (and --namespace); nothing was written"
+            f"journal entry of it. Session types with records on its partition: {', '.join(sorted(others)) or 'none'}. "
+            "Check TYPE and KEY (and --namespace); nothing was written"
         )
     return history
 
