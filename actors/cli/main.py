@@ -268,6 +268,20 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
     print_history(Console(highlight=False), entries)
 
 
+@sessions.command("export")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@settings_options
+def sessions_export(settings: Settings, object_name: str, key: str) -> None:
+    """Print the history of TYPE KEY as JSON (its messages and journal), for `tether replay-check`.
+
+    Read-only. The document is versioned (``tether.session-history``, version 1).
+    """
+    from ..testing.history import export_session
+
+    click.echo(asyncio.run(export_session(settings, object_name, key)).dumps(), nl=False)
+
+
 @sessions.command("restart")
 @click.argument("object_name", metavar="TYPE")
 @click.argument("key")
@@ -401,10 +415,36 @@ def awakeable_reject(
     )
 
 
+@click.command("replay-check")
+@click.argument("target", metavar="MODULE:OBJECT")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
+def replay_check(target: str, files: tuple[Path, ...], verbose: int) -> None:
+    """Replay recorded histories (`tether sessions export`) against the current code of MODULE:OBJECT.
+
+    Exits 0 when every history replays, 1 when one does not (each mismatch is printed with
+    the recorded and the new step side by side), 2 when a file is not a history it can read.
+    """
+    from ..hosting.worker import load_objects
+    from ..testing.replayer import Replayer
+
+    configure_logging(verbose)
+    sys.path.insert(0, ".")
+    try:
+        replayer = Replayer(load_objects(target))
+        reports = [asyncio.run(replayer.replay(path)) for path in files]
+    except TetherError as exc:
+        click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
+    for report in reports:
+        click.echo(printable(report.render()))
+    sys.exit(0 if all(r.ok for r in reports) else EXIT_FAILURE)
+
+
 def build() -> click.Group:
     """The `tether` group with its own commands and every installed `tether.commands` group."""
     group = click.Group("tether", help="Durable AI-agent sessions on Apache Kafka.")
-    for command in (serve, demo, sessions, awakeable):
+    for command in (serve, demo, sessions, awakeable, replay_check):
         group.add_command(command)
     for entry in entry_points(group="tether.commands"):
         try:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, unpack
 from eventstore.log import LogConsumer
 
+from ..clock import now_ms
 from ..definitions import Handler
 from ..errors import (
     CallTimeoutError,
@@ -132,6 +133,11 @@ class Client:
             for record in records:
                 self._deliver(record.value, record.offset)
 
+    @property
+    def awaiting(self) -> list[tuple[str, str]]:
+        """The calls waiting for their reply now: (session, message id) each."""
+        return list(self._waiting)
+
     def _deliver(self, value: bytes | None, offset: int) -> None:
         """Hand one reply record to the call waiting for it; a malformed record is skipped."""
         try:
@@ -161,7 +167,7 @@ class Client:
         reply: bool,
         delay: float | None = None,
     ) -> Message:
-        now = int(time.time() * 1000)
+        now = now_ms()
         return Message(
             nb=now + int(delay * 1000) if delay else None,
             id=message_id or uuid.uuid4().hex,

@@ -16,6 +16,7 @@ from eventstore.log import LogConsumer
 
 from ..client import Client
 from ..definitions import VirtualObject
+from ..runtime.invocation import StepOverrides
 from ..runtime.processor import PartitionProcessor
 from ..runtime.stalls import LoopWatchdog
 from ..settings import Settings
@@ -39,7 +40,9 @@ class Worker:
         settings: Settings | None = None,
         *,
         log: EventLog | None = None,
+        step_overrides: StepOverrides | None = None,
     ) -> None:
+        """Serve `objects`; `step_overrides` replaces steps by name (test kits only)."""
         if not objects:
             raise UsageError("a worker needs at least one session type to serve")
         self.objects = {o.name: o for o in objects}
@@ -49,6 +52,7 @@ class Worker:
         self.topics = Topics(self.settings.namespace)
         self._log = log or open_log(self.settings)
         self._owns_log = log is None
+        self.step_overrides = step_overrides
         self.processors: dict[int, PartitionProcessor] = {}
         self._consumer: LogConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -171,6 +175,7 @@ class Worker:
             client=self.client,
             on_failure=self._on_failure,
             on_commit=broker_answered,
+            step_overrides=self.step_overrides,
         )
         try:
             resume = await processor.restore()

@@ -6,12 +6,12 @@ here, where the `dlq` package and tests have always imported them).
 
 from __future__ import annotations
 
-import time
 import traceback
 from dataclasses import dataclass
 
 from eventstore.records import OutRecord, Record
 
+from ..clock import now_ms
 from ..protocol.deadletter import (
     ATTEMPTS,
     CATEGORIES,
@@ -86,7 +86,7 @@ def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str)
     exc = failure.exc
     cls = type(exc)
     cause = exc.__cause__ or exc.__context__
-    now = int(time.time() * 1000)
+    now = now_ms()
     fields = DeadLetterHeaders(
         original_topic=source.topic,
         original_partition=source.partition,

@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import logging
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from ..clock import clock, now_ms
 from ..context import Awakeable, ObjectContext
 from ..definitions import Handler, VirtualObject
 from ..errors import (
@@ -37,7 +37,7 @@ from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
 from .circuits import Breakers
 from .step_results import StepResults, declared_type
-from .waits import SLEEP_STEP, Suspended, now_ms
+from .waits import SLEEP_STEP, Suspended
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -73,8 +73,22 @@ class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+class StepOverrides(Protocol):
+    """Replaces the function of a step by its name: a test kit's stubs and injected failures.
+
+    Consulted only for steps that run live (a journaled step returns its recorded result).
+    """
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The function to run for one live attempt sequence of step `name` instead of `fn`."""
+        ...
+
+
 class InvocationHost(Protocol):
     """What an invocation needs of the partition that runs it (the partition processor)."""
+
+    step_overrides: StepOverrides | None
+    """Stubs of steps by name (a test kit's; None in production)."""
 
     @property
     def client(self) -> Client:
@@ -298,8 +312,11 @@ class Invocation(ObjectContext[S]):
             if recorded.error is not None:
                 raise TerminalError(f"step {name!r} failed: {recorded.error['message']}")
             return results.decode(recorded.result)  # type: ignore[no-any-return]
+        overrides = self._host.step_overrides
+        if overrides is not None:
+            fn = overrides.wrap(name, fn)
         policy = retry or STEP_RETRY
-        started = int(time.time() * 1000)
+        started = now_ms()
         attempt = 0
         failures = 0
         breaker = Breakers.get(name, circuit) if circuit is not None else None
@@ -331,7 +348,7 @@ class Invocation(ObjectContext[S]):
                 if delay is not None:
                     self._count_retry()
                     self.logger.warning("step %s attempt %d failed: %r; retrying in %.2f s", name, attempt, exc, delay)
-                    await asyncio.sleep(delay)
+                    await clock().sleep(delay)
                     continue
                 failed = Step(self.message.id, index, name, None, error_payload(exc), attempt, started, _ms())
                 await self._host.journal_step(self.message, failed)
@@ -402,16 +419,17 @@ class _Awakeable(Awakeable[T]):
 
 
 def _ms() -> int:
-    return int(time.time() * 1000)
+    return now_ms()
 
 
 async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_timeout: float | None) -> Any:
     """Run one attempt of a step under its timeout and heartbeat watchdog."""
-    last_beat = time.monotonic()
+    clk = clock()
+    last_beat = clk.monotonic()
 
     def heartbeat() -> None:
         nonlocal last_beat
-        last_beat = time.monotonic()
+        last_beat = clk.monotonic()
 
     try:
         required = [
@@ -426,21 +444,20 @@ async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_time
     if not inspect.isawaitable(value):
         return value
     task = asyncio.ensure_future(value)
-    started = time.monotonic()
+    started = clk.monotonic()
     try:
         while True:
-            waits = [timeout - (time.monotonic() - started)] if timeout else []
+            waits = [timeout - (clk.monotonic() - started)] if timeout else []
             if heartbeat_timeout:
-                waits.append(heartbeat_timeout - (time.monotonic() - last_beat))
+                waits.append(heartbeat_timeout - (clk.monotonic() - last_beat))
             if waits and min(waits) <= 0:
                 what = (
                     "stopped heartbeating"
-                    if heartbeat_timeout and time.monotonic() - last_beat >= heartbeat_timeout
+                    if heartbeat_timeout and clk.monotonic() - last_beat >= heartbeat_timeout
                     else "timed out"
                 )
                 raise StepTimeoutError(f"step attempt {what}")
-            done, _ = await asyncio.wait({task}, timeout=min(waits) if waits else None)
-            if done:
+            if await clk.wait_done(task, min(waits) if waits else None):
                 return task.result()
     finally:
         if not task.done():

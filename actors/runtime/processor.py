@@ -31,6 +31,7 @@ from eventstore.log import EventLog, TransactionalWriter
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics, partition_for
 
+from ..clock import clock, now_ms
 from ..definitions import Handler, VirtualObject
 from ..errors import (
     DeadlineExceededError,
@@ -53,11 +54,11 @@ from ..protocol.inbox import invocation_id as invocation_id_of
 from ..protocol.replies import Reply
 from ..settings import RuntimeSettings
 from .deadletters import Failure, dead_letter
-from .invocation import Invocation
+from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
-from .waits import Suspended, WaitTable, now_ms, wait_event
+from .waits import Suspended, WaitTable, wait_event
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -99,6 +100,7 @@ class PartitionProcessor:
         client: Client,
         on_failure: Callable[[int, BaseException], None],
         on_commit: Callable[[], None] = lambda: None,
+        step_overrides: StepOverrides | None = None,
     ) -> None:
         self.partition = partition
         self.partitions = partitions
@@ -109,6 +111,8 @@ class PartitionProcessor:
         self.settings = settings
         self.client = client
         self._on_failure = on_failure
+        self.step_overrides = step_overrides
+        """Stubs of steps by name (`InvocationHost`; a test kit's, None in production)."""
         self._on_commit = on_commit
         """Called after each committed transaction: the broker answered (ends a logged outage)."""
         self.group = topics.group()
@@ -194,6 +198,16 @@ class PartitionProcessor:
     def backlog(self) -> int:
         """Messages fetched but not finished."""
         return len(self.offsets)
+
+    @property
+    def running(self) -> int:
+        """Session drains and shared handlers running now (a test kit's view of activity)."""
+        return len(self._tasks)
+
+    @property
+    def committing(self) -> bool:
+        """Whether records or step journals wait for the next transaction."""
+        return bool(self._pending.records or self._pending.waiters)
 
     # -- intake ----------------------------------------------------------------------------
     def submit(self, record: Record) -> None:
@@ -417,7 +431,7 @@ class PartitionProcessor:
         policy = handler.retry
         first_failure = 0
         attempt = 0
-        started = int(time.time() * 1000)
+        started = now_ms()
         while True:
             attempt += 1
             journal = self.journals.setdefault(inv_id, {})
@@ -441,7 +455,7 @@ class PartitionProcessor:
                     if remaining <= 0:
                         raise DeadlineExceededError(f"deadline of {seconds} s passed")
                     try:
-                        result = await asyncio.wait_for(handler.fn(ctx, payload), remaining)
+                        result = await clock().within(handler.fn(ctx, payload), remaining)
                     except TimeoutError:
                         raise DeadlineExceededError(f"deadline of {seconds} s passed") from None
                 else:
@@ -470,7 +484,7 @@ class PartitionProcessor:
                         ctx.verify_state()  # a write before a failure must not leak into the retry
                     except StateMutationError as mutation:
                         exc = mutation
-                now = int(time.time() * 1000)
+                now = now_ms()
                 first_failure = first_failure or now
                 delay = policy.next_delay(attempt, exc)
                 if delay is not None:
@@ -482,7 +496,7 @@ class PartitionProcessor:
                         exc,
                         delay,
                     )
-                    await asyncio.sleep(delay)
+                    await clock().sleep(delay)
                     continue
                 category = "exhausted" if policy.retries(exc) else "terminal"
                 self._fail_message(
