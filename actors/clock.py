@@ -18,7 +18,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Clock", "clock", "install", "now_ms"]
+__all__ = ["Clock", "clock", "install", "now_ms", "wait_for_event"]
 
 
 class Clock:
@@ -41,17 +41,8 @@ class Clock:
         await asyncio.sleep(seconds)
 
     async def wait_event(self, event: asyncio.Event, timeout: float) -> bool:
-        """Wait for `event` up to `timeout` s; True if it was set.
-
-        Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just as
-        the event is set, and a loop cancelled that way (a stopping processor) never ends.
-        """
-        waiter = asyncio.ensure_future(event.wait())
-        try:
-            done, _ = await asyncio.wait({waiter}, timeout=timeout)
-        finally:
-            waiter.cancel()
-        return bool(done)
+        """Wait for `event` up to `timeout` s; True if it was set (see `wait_for_event`)."""
+        return await wait_for_event(event, timeout)
 
     async def wait_done(self, task: asyncio.Future[T], timeout: float | None) -> bool:
         """Wait until `task` is done or `timeout` s passed (None: no limit); True if it is done."""
@@ -87,3 +78,17 @@ def install(new: Clock) -> Clock:
 def now_ms() -> int:
     """Milliseconds since the epoch on the runtime's clock."""
     return _CURRENT.clock.now_ms()
+
+
+async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for `event` up to `timeout` s of real time; True if it was set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just as the
+    event is set, and a loop cancelled that way (a stopping processor) never ends.
+    """
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return bool(done)

@@ -31,7 +31,7 @@ from eventstore.log import EventLog, TransactionalWriter
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics, partition_for
 
-from ..clock import clock, now_ms
+from ..clock import clock, now_ms, wait_for_event
 from ..definitions import Handler, VirtualObject
 from ..errors import (
     DeadlineExceededError,
@@ -58,7 +58,7 @@ from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
-from .waits import Suspended, WaitTable, wait_event
+from .waits import Suspended, WaitTable
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -809,7 +809,7 @@ class PartitionProcessor:
     async def _commit_loop(self) -> None:
         try:
             while True:
-                if not await wait_event(self._wake, self.settings.offset_commit_interval):
+                if not await wait_for_event(self._wake, self.settings.offset_commit_interval):
                     self._pending.must_commit_offsets = True  # idle: let the offset catch up
                 self._wake.clear()
                 watermark = self.offsets.watermark()

@@ -34,20 +34,6 @@ class Suspended(BaseException):  # noqa: N818 - control flow, not an error
         self.awakeable = awakeable
 
 
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for `event` up to `timeout` s; True if it was set.
-
-    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just as the
-    event is set, and a loop cancelled that way (a stopping processor) never ends.
-    """
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        done, _ = await asyncio.wait({waiter}, timeout=timeout)
-    finally:
-        waiter.cancel()
-    return bool(done)
-
-
 class Timers:
     """Wall-clock timers keyed by id; `on_due(id)` is called once per scheduling, in due order."""
 
