@@ -26,7 +26,7 @@ from eventstore import LogUnavailableError, TetherError
 from .deadletters import DeadLetters
 from .errors import DlqError, InvalidFilterError
 from .inspector import GROUP_FIELDS, Filter, GroupField, StatsRow, parse_time
-from .records import DeadLetter, render_bytes
+from .records import DeadLetter, render_bytes, render_header
 from .replayer import Transform
 from .reports import ItemResult, Report
 from .status import STATUSES
@@ -39,7 +39,7 @@ EXIT_OK = 0
 EXIT_ITEMS_FAILED = EXIT_FAILURE
 """Some items failed (see the report); the rest were done."""
 
-CATEGORIES = ("terminal", "exhausted", "poison", "oversize")
+CATEGORIES = ("terminal", "exhausted", "poison", "oversize", "foreign")
 ITEM_ROWS = 50
 """Per-item rows a person sees; --json always has every item."""
 NOTHING_SELECTED = (
@@ -294,6 +294,8 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None
             f"{letter.original_topic}/{letter.original_partition}@{letter.original_offset}",
         ),
         ("consumer group", letter.consumer_group),
+        ("written by", None if letter.producer == "tether" else letter.producer),
+        ("connect", ", ".join(f"{k}={v}" for k, v in letter.connect.items()) if letter.connect else None),
         ("dead-lettered", data["dead_lettered_at"]),
         ("record key", render_bytes(letter.key)),
     ):
@@ -325,7 +327,7 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None
     headers = Table("header", "value", title="headers")
     for k, v in letter.headers:
         if k != "kafka_dlt-exception-stacktrace":
-            headers.add_row(plain(k), plain(render_bytes(v), limit=200))
+            headers.add_row(plain(k), plain(render_header(k, v), limit=200))
     console.print(headers)
     if letter.stacktrace:
         console.print("[bold]stack trace:[/]")

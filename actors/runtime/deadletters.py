@@ -31,6 +31,7 @@ from ..protocol.deadletter import (
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,
     ORIGINAL_TIMESTAMP,
+    ORIGINAL_TIMESTAMP_TYPE,
     ORIGINAL_TOPIC,
     PARK_AWAKEABLE,
     SCHEMA_VERSION,
@@ -56,6 +57,7 @@ __all__ = [
     "ORIGINAL_OFFSET",
     "ORIGINAL_PARTITION",
     "ORIGINAL_TIMESTAMP",
+    "ORIGINAL_TIMESTAMP_TYPE",
     "ORIGINAL_TOPIC",
     "PARK_AWAKEABLE",
     "SCHEMA_VERSION",
@@ -81,8 +83,15 @@ class Failure:
     park_awakeable: str | None = None
 
 
-def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str) -> OutRecord:
-    """A dead-letter record for `source`, keeping its key, value and headers unchanged."""
+def dead_letter(
+    source: Record, failure: Failure, *, dlq_topic: str, group: str, connect_headers: bool = False
+) -> OutRecord:
+    """A dead-letter record for `source`, keeping its key, value and headers unchanged.
+
+    With `connect_headers`, Kafka Connect's ``__connect.errors.*`` headers are added too
+    (connector name: the consumer group; task id: the partition; stage ``VALUE_CONVERTER`` for a
+    poison record, else ``TASK_PUT``; class: ``{object}.{handler}``).
+    """
     exc = failure.exc
     cls = type(exc)
     cause = exc.__cause__ or exc.__context__
@@ -92,6 +101,7 @@ def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str)
         original_partition=source.partition,
         original_offset=source.offset,
         original_timestamp_ms=source.timestamp_ms,
+        original_timestamp_type="CreateTime",
         consumer_group=group,
         exception_fqcn=f"{cls.__module__}.{cls.__qualname__}",
         exception_cause_fqcn=f"{type(cause).__module__}.{type(cause).__qualname__}" if cause is not None else None,
@@ -107,6 +117,11 @@ def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str)
         error_class=cls.__name__,
         category=failure.category,
         park_awakeable=failure.park_awakeable,
+        connect_task_id=str(source.partition),
+        connect_stage="VALUE_CONVERTER" if failure.category == "poison" else "TASK_PUT",
+        connect_executing_class=(
+            f"{failure.object_name}.{failure.handler}" if failure.object_name and failure.handler else None
+        ),
     )
-    headers = (*source.headers, *fields.encode())
+    headers = (*source.headers, *fields.encode(connect_headers=connect_headers))
     return OutRecord(dlq_topic, 0, source.key, source.value, headers)

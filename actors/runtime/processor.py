@@ -635,7 +635,13 @@ class PartitionProcessor:
         return inbox_record(self.topics, self.partition, message, offset)
 
     def _dead_letter(self, record: Record, failure: Failure) -> OutRecord:
-        return dead_letter(record, failure, dlq_topic=self.topics.dlq, group=self.group)
+        return dead_letter(
+            record,
+            failure,
+            dlq_topic=self.topics.dlq,
+            group=self.group,
+            connect_headers=self.settings.dead_letter_connect_headers,
+        )
 
     # -- waits -----------------------------------------------------------------------------
     # An invocation that sleeps or awaits an awakeable is suspended: its message moves into the
