@@ -25,7 +25,7 @@ from eventstore import LogUnavailableError, TetherError
 
 from .deadletters import DeadLetters
 from .errors import DlqError, InvalidFilterError
-from .inspector import GROUP_FIELDS, Filter, GroupField, StatsRow, parse_time
+from .inspector import DEFAULT_GROUP_BY, GROUP_FIELDS, Filter, GroupField, StatsRow, parse_time
 from .records import DeadLetter, render_bytes, render_header
 from .replayer import Transform
 from .reports import ItemResult, Report
@@ -78,6 +78,17 @@ def _run(as_json: bool, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         _fail(exc, EXIT_UNAVAILABLE, as_json)
     except TetherError as exc:
         _fail(exc, EXIT_UNAVAILABLE if exc.retriable else EXIT_FAILURE, as_json)
+
+
+def topic_option(fn: F) -> F:
+    """``--topic``: another dead-letter topic than the namespace's (Spring Kafka, Kafka Connect)."""
+    return click.option(
+        "--topic",
+        default=None,
+        metavar="TOPIC",
+        help="Read this dead-letter topic instead of the namespace's (one written by Spring Kafka "
+        "or Kafka Connect; replay it with --transform returning dlq.ReplayTarget).",
+    )(fn)
 
 
 def filter_options(fn: F) -> F:
@@ -175,16 +186,15 @@ def dlq() -> None:
 @filter_options
 @click.option("--limit", type=int, default=100, show_default=True, help="Show the latest N matches (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topic_option
 @settings_options
-def list_command(settings: Settings, limit: int, as_json: bool, **filters: Any) -> None:
+def list_command(settings: Settings, limit: int, as_json: bool, topic: str | None, **filters: Any) -> None:
     """List dead letters (oldest first), optionally filtered."""
 
     async def work() -> tuple[list[DeadLetter], int]:
         where = _filter(**filters)
-        async with DeadLetters(settings) as dead:
-            letters = await dead.list(where)
-        total = len(letters)
-        return (letters[-limit:] if limit > 0 else letters), total
+        async with DeadLetters(settings, topic=topic) as dead:
+            return await dead.page(where, limit=limit)
 
     letters, total = _run(as_json, work)
     if as_json:
@@ -216,15 +226,16 @@ def list_command(settings: Settings, limit: int, as_json: bool, **filters: Any) 
 @click.option(
     "--by",
     "group_by",
-    default=",".join(GROUP_FIELDS),
+    default=",".join(DEFAULT_GROUP_BY),
     show_default=True,
     metavar="FIELDS",
     help="Group by these, comma-separated: error_class, handler, message.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topic_option
 @settings_options
-def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: Any) -> None:
-    """Count dead letters by error class, handler and first message line."""
+def stats_command(settings: Settings, group_by: str, as_json: bool, topic: str | None, **filters: Any) -> None:
+    """Count dead letters by error class and handler (--by adds the message's first line)."""
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
 
     async def work() -> tuple[list[StatsRow], int]:
@@ -232,7 +243,7 @@ def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: A
             if name not in GROUP_FIELDS:
                 raise InvalidFilterError(f"--by {name!r}: choose from {', '.join(GROUP_FIELDS)}")
         where = _filter(**filters)
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             rows = await dead.stats(where, by=cast(list[GroupField], fields))
         return rows, sum(r.count for r in rows)
 
@@ -261,12 +272,13 @@ def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: A
 @dlq.command("show")
 @click.argument("dead_letter_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topic_option
 @settings_options
-def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None:
+def show_command(settings: Settings, dead_letter_id: str, as_json: bool, topic: str | None) -> None:
     """Show one dead letter: payload, headers, stack trace, status."""
 
     async def work() -> DeadLetter:
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             return await dead.show(dead_letter_id)
 
     letter = _run(as_json, work)
@@ -446,6 +458,7 @@ class _ProgressBar:
 )
 @click.option("--include-discarded", is_flag=True, help="Replay discarded dead letters too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
+@topic_option
 @settings_options
 def replay_command(
     settings: Settings,
@@ -456,6 +469,7 @@ def replay_command(
     transform: str | None,
     include_discarded: bool,
     as_json: bool,
+    topic: str | None,
     **filters: Any,
 ) -> None:
     """Send dead letters back to their inbox (IDs, --all or filters).
@@ -468,7 +482,7 @@ def replay_command(
     async def work() -> Report:
         chosen, where = _selection("replay", ids, select_all, _filter(**filters))
         loaded = Transform.load(transform) if transform else None  # fail before connecting
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             with bar:
                 return await dead.replay(
                     chosen,
@@ -490,6 +504,7 @@ def replay_command(
 @click.option("--reason", required=True, metavar="TEXT", help="Why, for the audit trail.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
+@topic_option
 @settings_options
 def discard_command(
     settings: Settings,
@@ -498,6 +513,7 @@ def discard_command(
     reason: str,
     dry_run: bool,
     as_json: bool,
+    topic: str | None,
     **filters: Any,
 ) -> None:
     """Resolve dead letters without replay (nothing is deleted).
@@ -507,7 +523,7 @@ def discard_command(
 
     async def work() -> Report:
         chosen, where = _selection("discard", ids, select_all, _filter(**filters))
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             return await dead.discard(chosen, where, reason=reason, dry_run=dry_run)
 
     _print_report(_run(as_json, work), as_json=as_json)

@@ -435,8 +435,10 @@ class KafkaLog:
             await consumer.stop()
 
     async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
-        """The earliest offset whose record's time is at or after `timestamp_ms` (the broker's
-        time index, ListOffsets), else the end offset."""
+        """The earliest offset whose record's time is at or after `timestamp_ms`, else the end.
+
+        The broker's time index answers (ListOffsets).
+        """
         _, _, meta = self._require()
         await self._check_partition(topic, partition)
         tp = KafkaTP(topic, partition)
