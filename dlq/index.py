@@ -27,7 +27,9 @@ from typing import Any
 
 from eventstore import EventLog, Record
 
-from .records import DeadLetter
+from actors.protocol.deadletter import DeadLetterHeaders
+
+from .records import DeadLetter, first_line
 from .status import Resolution
 
 INDEX_VERSION = 1
@@ -44,6 +46,29 @@ CREATE TABLE IF NOT EXISTS letters (
     handler TEXT, qualified_handler TEXT NOT NULL, category TEXT NOT NULL, message TEXT NOT NULL,
     PRIMARY KEY (partition, offset)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS letters_seen ON letters (seen_ms);
+CREATE TABLE IF NOT EXISTS groups (
+    error_class TEXT NOT NULL, qualified_handler TEXT NOT NULL, count INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, latest_partition INTEGER NOT NULL,
+    latest_offset INTEGER NOT NULL, PRIMARY KEY (error_class, qualified_handler)) WITHOUT ROWID;
+"""
+# `groups` holds the letters' counts by error class and handler, kept up to date as letters are
+# indexed, so the default stats read a few rows instead of aggregating every letter.
+_ADD_GROUP = """
+INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (error_class, qualified_handler) DO UPDATE SET
+    count = count + excluded.count,
+    first_ms = MIN(first_ms, excluded.first_ms),
+    latest_partition = CASE WHEN excluded.last_ms >= last_ms THEN excluded.latest_partition
+                            ELSE latest_partition END,
+    latest_offset = CASE WHEN excluded.last_ms >= last_ms THEN excluded.latest_offset
+                         ELSE latest_offset END,
+    last_ms = MAX(last_ms, excluded.last_ms)
+"""
+_REGROUP = """
+DELETE FROM groups;
+INSERT INTO groups
+    SELECT error_class, qualified_handler, COUNT(*), MIN(first_ms), MAX(seen_ms), partition, offset
+    FROM letters GROUP BY error_class, qualified_handler;
 """
 
 _BATCH = 5000
@@ -91,7 +116,7 @@ class LetterIndex:
             db.executescript(_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
             if row is None or row[0] != str(INDEX_VERSION):
-                db.executescript("DELETE FROM letters; DELETE FROM ends;")
+                db.executescript("DELETE FROM letters; DELETE FROM ends; DELETE FROM groups;")
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(INDEX_VERSION),))
             self._db = db
         return self._db
@@ -111,8 +136,11 @@ class LetterIndex:
         """Catch up with the log: index every record of `partitions` partitions not yet indexed."""
         db = self._open()
         self.read_records = 0
-        db.execute("DELETE FROM letters WHERE partition >= ?", (partitions,))
-        db.execute("DELETE FROM ends WHERE partition >= ?", (partitions,))
+        regroup = False
+        if db.execute("SELECT 1 FROM ends WHERE partition >= ?", (partitions,)).fetchone():
+            db.execute("DELETE FROM letters WHERE partition >= ?", (partitions,))
+            db.execute("DELETE FROM ends WHERE partition >= ?", (partitions,))
+            regroup = True
         for partition in range(partitions):
             end = await self._log.end_offset(self._topic, partition)
             row = db.execute(
@@ -129,17 +157,32 @@ class LetterIndex:
                 else:
                     db.execute("DELETE FROM letters WHERE partition = ?", (partition,))
                     db.execute("DELETE FROM ends WHERE partition = ?", (partition,))
+                    regroup = True
             if start >= end:
                 continue
             await self._index(db, partition, start, end)
+        if regroup:  # letters were dropped: count the groups again from what is left
+            db.executescript("BEGIN;" + _REGROUP + "COMMIT;")
 
     async def _index(self, db: sqlite3.Connection, partition: int, start: int, end: int) -> None:
         rows: list[tuple[Any, ...]] = []
         last: Record | None = None
 
         def flush() -> None:
+            groups: dict[tuple[str, str], list[int]] = {}
+            for row in rows:
+                seen, first = row[2], row[3]
+                group = groups.get((row[4], row[9]))
+                if group is None:
+                    groups[(row[4], row[9])] = [1, first, seen, row[0], row[1]]
+                else:
+                    group[0] += 1
+                    group[1] = min(group[1], first)
+                    if seen >= group[2]:
+                        group[2:5] = [seen, row[0], row[1]]
             db.execute("BEGIN")
             db.executemany("INSERT OR REPLACE INTO letters VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany(_ADD_GROUP, [(c, h, n, f, last, p, o) for (c, h), (n, f, last, p, o) in groups.items()])
             if last is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO ends VALUES (?, ?, ?, ?)",
@@ -149,23 +192,7 @@ class LetterIndex:
             rows.clear()
 
         async for record in self._log.read(self._topic, partition, start, end):
-            letter = DeadLetter.from_record(record, foreign_topic=self._foreign)
-            rows.append(
-                (
-                    partition,
-                    record.offset,
-                    letter.seen_ms,
-                    letter.first_seen_ms,
-                    letter.error_class,
-                    letter.error_fqcn,
-                    letter.object_name,
-                    letter.object_key,
-                    letter.handler,
-                    qualified_handler(letter),
-                    letter.category,
-                    letter.summary_line,
-                )
-            )
+            rows.append((partition, record.offset, *self._row(record)))
             last = record
             self.read_records += 1
             if len(rows) >= _BATCH:
@@ -173,9 +200,46 @@ class LetterIndex:
         if rows or last is not None:
             flush()
 
+    def _row(self, record: Record) -> tuple[Any, ...]:
+        """The indexed fields of a dead letter: from its headers alone when they name its session
+        and handler (Tether's always do), else as `DeadLetter.from_record` parses it."""
+        headers = dict(record.headers)  # the last value of a name wins, as in Record.header
+        dl = DeadLetterHeaders.decode(headers.get)
+        if dl.object_name is None or dl.key is None or dl.handler is None or dl.category is None:
+            letter = DeadLetter.from_record(record, foreign_topic=self._foreign)
+            return (
+                letter.seen_ms,
+                letter.first_seen_ms,
+                letter.error_class,
+                letter.error_fqcn,
+                letter.object_name,
+                letter.object_key,
+                letter.handler,
+                qualified_handler(letter),
+                letter.category,
+                letter.summary_line,
+            )
+        fqcn = dl.exception_fqcn
+        seen = dl.last_failure_ms or record.timestamp_ms
+        return (
+            seen,
+            dl.first_failure_ms or seen,
+            dl.error_class or (fqcn.rsplit(".", 1)[-1] if fqcn else "unknown"),
+            fqcn,
+            dl.object_name,
+            dl.key,
+            dl.handler,
+            f"{dl.object_name}.{dl.handler}",
+            dl.category,
+            first_line(dl.exception_message or ""),
+        )
+
     # -- queries ---------------------------------------------------------------------------
     def _statuses(self, db: sqlite3.Connection, resolutions: Mapping[str, Resolution]) -> None:
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS statuses (partition INTEGER, offset INTEGER, status TEXT)")
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS statuses (partition INTEGER, offset INTEGER, status TEXT, "
+            "PRIMARY KEY (partition, offset))"
+        )
         db.execute("DELETE FROM statuses")
         rows = []
         for resolution in resolutions.values():
@@ -185,7 +249,7 @@ class LetterIndex:
             partition, _, offset = letter_id.partition("-")
             if partition.isdigit() and offset.isdigit():
                 rows.append((int(partition), int(offset), resolution.status))
-        db.executemany("INSERT INTO statuses VALUES (?, ?, ?)", rows)
+        db.executemany("INSERT OR REPLACE INTO statuses VALUES (?, ?, ?)", rows)
 
     def _where(self, where: Any) -> tuple[str, list[Any]]:
         """SQL for a `dlq.Filter` (the statuses table joined as ``s``)."""
@@ -233,14 +297,56 @@ class LetterIndex:
         db = self._open()
         self._statuses(db, resolutions)
         sql, args = self._where(where)
-        total = int(db.execute("SELECT COUNT(*)" + self._FROM + sql, args).fetchone()[0])
+        if where.empty:
+            total = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM groups").fetchone()[0])
+        else:
+            total = int(db.execute("SELECT COUNT(*)" + self._FROM + sql, args).fetchone()[0])
         order = " ORDER BY l.partition DESC, l.offset DESC" + (f" LIMIT {int(limit)}" if limit > 0 else "")
         found = db.execute("SELECT l.partition, l.offset" + self._FROM + sql + order, args).fetchall()
         return sorted((int(p), int(o)) for p, o in found), total
 
+    def _grouped(
+        self, db: sqlite3.Connection, resolutions: Mapping[str, Resolution], chosen: list[str]
+    ) -> list[dict[str, Any]]:
+        """Unfiltered stats by error class and/or handler, from the `groups` table."""
+        self._statuses(db, resolutions)
+        resolved: dict[tuple[str, str], dict[str, int]] = {}
+        for error_class, handler, status in db.execute(
+            "SELECT l.error_class, l.qualified_handler, s.status FROM statuses s "
+            "JOIN letters l ON l.partition = s.partition AND l.offset = s.offset"
+        ):
+            counts = resolved.setdefault((error_class, handler), {})
+            counts[status] = counts.get(status, 0) + 1
+        merged: dict[tuple[str, ...], dict[str, Any]] = {}
+        for error_class, handler, count, first, last, partition, offset in db.execute("SELECT * FROM groups"):
+            values = {"error_class": error_class, "handler": handler}
+            key = tuple(values[name] for name in chosen)
+            done = resolved.get((error_class, handler), {})
+            group = merged.get(key)
+            if group is None:
+                merged[key] = group = {
+                    **{name: values[name] for name in chosen},
+                    "count": 0,
+                    "first_seen_ms": first,
+                    "last_seen_ms": last,
+                    "statuses": {"pending": 0, "replayed": 0, "discarded": 0},
+                    "latest": (partition, offset),
+                }
+            group["count"] += count
+            group["first_seen_ms"] = min(group["first_seen_ms"], first)
+            if last > group["last_seen_ms"]:
+                group["last_seen_ms"], group["latest"] = last, (partition, offset)
+            statuses = group["statuses"]
+            statuses["replayed"] += done.get("replayed", 0)
+            statuses["discarded"] += done.get("discarded", 0)
+            statuses["pending"] += count - done.get("replayed", 0) - done.get("discarded", 0)
+        return list(merged.values())
+
     def stats(self, where: Any, resolutions: Mapping[str, Resolution], by: Iterable[str]) -> list[dict[str, Any]]:
         """Groups as `dlq.StatsRow` fields: count, first/last seen, statuses, latest id."""
         db = self._open()
+        if where.empty and set(by) <= {"error_class", "handler"}:
+            return self._grouped(db, resolutions, [name for name in ("error_class", "handler") if name in set(by)])
         self._statuses(db, resolutions)
         sql, args = self._where(where)
         columns = {"error_class": "l.error_class", "handler": "l.qualified_handler", "message": "l.message"}
