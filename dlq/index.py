@@ -25,9 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eventstore import EventLog, Record
-
 from actors.protocol.deadletter import DeadLetterHeaders
+from eventstore import EventLog, Record
 
 from .records import DeadLetter, first_line
 from .status import Resolution
@@ -201,8 +200,11 @@ class LetterIndex:
             flush()
 
     def _row(self, record: Record) -> tuple[Any, ...]:
-        """The indexed fields of a dead letter: from its headers alone when they name its session
-        and handler (Tether's always do), else as `DeadLetter.from_record` parses it."""
+        """The indexed fields of a dead letter.
+
+        From its headers alone when they name its session and handler (Tether's always do),
+        else as `DeadLetter.from_record` parses it.
+        """
         headers = dict(record.headers)  # the last value of a name wins, as in Record.header
         dl = DeadLetterHeaders.decode(headers.get)
         if dl.object_name is None or dl.key is None or dl.handler is None or dl.category is None:
