@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from eventstore.errors import TetherError, UsageError
+from eventstore.errors import ConfigurationError, LogUnavailableError, TetherError, UsageError
 
 from ..hosting.logs import configure_logging
 from ..inspection.terminal import printable
@@ -26,9 +26,50 @@ from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_OK = 0
+"""Done."""
 EXIT_FAILURE = 1
+"""The operation ran and failed (or some of its items did)."""
 EXIT_USAGE = 2
+"""An operator mistake: bad arguments or settings, an unknown namespace, session, id or filter."""
 EXIT_UNAVAILABLE = 3
+"""The broker or data directory could not be reached, or no worker answered in time."""
+
+EXIT_CODES_HELP = (
+    "Exit codes, the same in every command: 0 done; 1 the operation failed (or some of its "
+    "items did); 2 an operator mistake (bad arguments or TETHER_* settings, unknown namespace, "
+    "session, id or filter); 3 the broker or data directory unreachable, or no worker answered."
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code that `exc` means under the contract in `EXIT_CODES_HELP`."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, UsageError | ConfigurationError | ValidationError | click.UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, LogUnavailableError) or getattr(exc, "retriable", False):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILURE
+
+
+def fail(exc: BaseException | str, code: int) -> NoReturn:
+    """Print `exc` as one line on stderr (no traceback) and exit with `code`."""
+    click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
+    sys.exit(code)
+
+
+def load_settings() -> Settings:
+    """`Settings()` from the ``TETHER_*`` variables; a bad value exits 2 naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TETHER_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        fail(f"bad setting: {problems}", EXIT_USAGE)
 
 
 def settings_options(fn: F) -> F:
@@ -46,7 +87,12 @@ def settings_options(fn: F) -> F:
     @click.option(
         "--data-dir", type=click.Path(path_type=Path), default=None, help="Embedded log directory (TETHER_DATA_DIR)."
     )
-    @click.option("--partitions", type=int, default=None, help="Partitions of a new namespace (TETHER_PARTITIONS).")
+    @click.option(
+        "--partitions",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Partitions of a new namespace (TETHER_PARTITIONS).",
+    )
     @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
     @functools.wraps(fn)
     def wrapper(
@@ -65,7 +111,7 @@ def settings_options(fn: F) -> F:
             overrides["data_dir"] = data_dir
         if partitions:
             overrides["partitions"] = partitions
-        base = Settings()
+        base = load_settings()
         if bootstrap:
             overrides["kafka"] = base.kafka.model_copy(update={"bootstrap_servers": bootstrap})
             overrides["backend"] = "kafka"
@@ -73,11 +119,9 @@ def settings_options(fn: F) -> F:
         try:
             return fn(settings=settings, **kwargs)
         except UsageError as exc:  # an operator mistake: a namespace, key, time or value that is wrong
-            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
-            sys.exit(EXIT_USAGE)
+            fail(exc, EXIT_USAGE)
         except TetherError as exc:
-            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
-            sys.exit(EXIT_UNAVAILABLE if getattr(exc, "retriable", False) else EXIT_FAILURE)
+            fail(exc, exit_code(exc))
 
     return wrapper  # type: ignore[return-value]
 
@@ -96,11 +140,16 @@ def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_addr
     sys.path.insert(0, ".")
     objects = load_objects(target)
     if use_ray:
-        from ..hosting.ray import serve_on_ray
+        try:
+            from ..hosting.ray import serve_on_ray
+        except ModuleNotFoundError as exc:
+            if exc.name != "ray" and not (exc.name or "").startswith("ray."):
+                raise
+            fail("--ray needs Ray, which is an extra: pip install 'tether[ray]'", EXIT_USAGE)
 
         serve_on_ray(target, settings, workers=workers, address=ray_address)
         return
-    asyncio.run(serve_worker(objects, settings))
+    asyncio.run(serve_worker(objects, settings, on_ready=lambda line: click.echo(line)))
 
 
 @click.command()
@@ -295,7 +344,10 @@ def sessions_restart(
     """Re-run an invocation of TYPE KEY from step N, reusing the journaled steps before it."""
     from ..inspection.views import restart_invocation
 
-    replacement = json.loads(payload) if payload is not None else None
+    try:
+        replacement = json.loads(payload) if payload is not None else None
+    except json.JSONDecodeError as exc:
+        fail(f"--payload must be JSON ({exc}); quote strings: '\"text\"'", EXIT_USAGE)
     new_id = asyncio.run(
         restart_invocation(settings, object_name, key, from_step=from_step, invocation=invocation, payload=replacement)
     )
@@ -441,9 +493,23 @@ def replay_check(target: str, files: tuple[Path, ...], verbose: int) -> None:
     sys.exit(0 if all(r.ok for r in reports) else EXIT_FAILURE)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tether")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def build() -> click.Group:
     """The `tether` group with its own commands and every installed `tether.commands` group."""
-    group = click.Group("tether", help="Durable AI-agent sessions on Apache Kafka.")
+    group = click.Group(
+        "tether",
+        help="Durable AI-agent sessions on Apache Kafka.\n\n" + EXIT_CODES_HELP,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    group = click.version_option(_version(), "--version", prog_name="tether", message="%(prog)s %(version)s")(group)
     for command in (serve, demo, sessions, awakeable, replay_check):
         group.add_command(command)
     for entry in entry_points(group="tether.commands"):

@@ -7,7 +7,8 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -270,9 +271,28 @@ def load_objects(spec: str) -> list[VirtualObject[Any]]:
     raise UsageError(f"{spec} is neither a VirtualObject nor a list of them")
 
 
-async def serve(objects: Sequence[VirtualObject[Any]], settings: Settings | None = None) -> None:
-    """Run a worker until SIGTERM or SIGINT, then stop it cleanly."""
+async def serve(
+    objects: Sequence[VirtualObject[Any]],
+    settings: Settings | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run a worker until SIGTERM or SIGINT, then stop it cleanly.
+
+    `on_ready` is called once the worker has started, with one line saying what it serves:
+    namespace, backend (and where), partitions and process id.
+    """
     async with Worker(objects, settings) as worker:
+        if on_ready is not None:
+            s = worker.settings
+            if s.resolved_backend == "kafka":
+                where = f"kafka at {s.kafka.bootstrap_servers}"
+            else:
+                where = f"embedded log in {Path(s.data_dir).resolve()}"
+            partitions = await worker._log.partition_count(worker.topics.inbox)
+            on_ready(
+                f"tether serve: ready; namespace {s.namespace}, {where}, {partitions} partitions, pid {os.getpid()}"
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker._stopping.set)

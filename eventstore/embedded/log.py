@@ -73,8 +73,12 @@ class EmbeddedLog:
         if self._db is not None:
             return
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Only its owner reads a data directory: it holds every payload and reply.
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            created = not self.path.exists()
             self._db = self._connect()
+            if created:
+                os.chmod(self.path, 0o600)  # SQLite gives its -wal and -shm files the same mode
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailableError(
                 f"cannot open the embedded log at {self.path}: {exc}; check that the data "
