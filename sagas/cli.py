@@ -1,8 +1,9 @@
 """`tether saga list|show|retry`: thin commands over `sagas.inspect` and `SagaClient`.
 
 `list` and `show` read the log directly (no worker needed, no saga code imported); `retry`
-asks the worker that serves the saga's coordinator to resume it. Exit codes: 0 done, 1 failed
-(no such saga, nothing to retry), 3 unavailable (log or worker unreachable).
+asks the worker that serves the saga's coordinator to resume it. Exit codes as for every
+`tether` command: 0 done, 1 failed (nothing to retry), 2 no such saga, 3 unavailable (log or
+worker unreachable).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import click
 from rich.text import Text
 
 from actors import Client, Settings
-from actors.cli.main import EXIT_FAILURE, settings_options
+from actors.cli.main import EXIT_FAILURE, EXIT_USAGE, fail, settings_options
 from actors.inspection.terminal import data_text, plain, printable
 
 from .client import SagaClient
 from .events import SagaStatus, StepState
+from .errors import SagaNotFoundError
 from .inspect import SagaRecord, find_saga, read_sagas
 
 STATUSES: tuple[SagaStatus, ...] = ("running", "compensating", "completed", "compensated", "stuck")
@@ -136,7 +138,10 @@ def _step_json(step: StepState) -> dict[str, Any]:
 @settings_options
 def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool) -> None:
     """One saga: input, steps with results, errors, attempts and timings."""
-    rec = asyncio.run(find_saga(settings, saga_id, saga=saga_name))
+    try:
+        rec = asyncio.run(find_saga(settings, saga_id, saga=saga_name))
+    except SagaNotFoundError as exc:  # an operator mistake (a typo in the id): exit 2
+        fail(exc, EXIT_USAGE)
     s = rec.state
     if as_json:
         out = {
@@ -219,7 +224,10 @@ def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: floa
         async with Client.connect(settings) as client:
             return name, await SagaClient(client).retry(name, saga_id, timeout=timeout)
 
-    name, result = asyncio.run(go())
+    try:
+        name, result = asyncio.run(go())
+    except SagaNotFoundError as exc:
+        fail(exc, EXIT_USAGE)
     if result.resumed:
         click.echo(printable(f"saga {name}/{saga_id}: {result.message} (now {result.status})"))
         return

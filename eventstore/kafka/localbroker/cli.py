@@ -28,9 +28,9 @@ EXIT_NOT_RUNNING = 1
 EXIT_USAGE = 2
 """Bad arguments (click's own code)."""
 EXIT_SETUP = 3
-"""Java or Maven is missing, or the Kafka jars could not be resolved."""
-EXIT_BROKER = 4
-"""The broker failed to start or to stop."""
+"""Java or Maven is missing, or the Kafka jars could not be resolved (nothing to run it with)."""
+EXIT_BROKER = 1
+"""The broker failed to start or to stop (was 4 before the one exit-code contract of `tether`)."""
 
 DATA_DIR_ENV = "TETHER_KAFKA_DATA_DIR"
 DEFAULT_DATA_DIR = Path(".tether") / "kafka"
@@ -112,7 +112,7 @@ def up(data_dir: Path, port: int | None, heap: str, timeout: float, sasl_ssl: bo
     With --sasl-ssl the last line is the SASL_SSL address, and the TETHER_KAFKA__* variables
     that connect to it are printed before (the password stays in its file). Running it again
     while the broker runs just prints the address. Exit codes: 0 running, 3 Java/Maven/jars
-    or openssl missing, 4 the broker failed to start.
+    or openssl missing, 1 the broker failed to start.
     """
     console = _stderr()
     try:
@@ -156,7 +156,7 @@ def _print_sasl_ssl(console: Console, info: BrokerInfo) -> None:
 @click.option("--kill", is_flag=True, help="SIGKILL at once instead of a clean SIGTERM shutdown.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds before SIGKILL.")
 def down(data_dir: Path, kill: bool, timeout: float) -> None:
-    """Stop the broker (exit 0 also when none was running; 4 if it would not stop)."""
+    """Stop the broker (exit 0 also when none was running; 1 if it would not stop)."""
     console = _stderr()
     try:
         stopped = LocalBroker().stop(data_dir, kill=kill, timeout=timeout)

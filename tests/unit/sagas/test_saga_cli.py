@@ -86,7 +86,7 @@ def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
     assert "stuck" in human.output and "flight" in human.output and "dead-lettered" in human.output
 
     missing = tether_saga("show", "nope")
-    assert missing.exit_code == 1 and "no saga 'nope'" in missing.output
+    assert missing.exit_code == 2 and "no saga 'nope'" in missing.output
 
 
 async def test_retry_resumes_a_stuck_saga(runtime: Runtime) -> None:
