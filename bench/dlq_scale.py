@@ -1,6 +1,6 @@
 """W9: dead letters at scale. ``python -m bench.dlq_scale [--letters N] [--quick] [--kafka]``.
 
-Writes N dead letters (as the runtime writes them: `actors.runtime.deadletters.dead_letter`)
+Writes N dead letters (with the headers the runtime writes: `actors.protocol.deadletter`)
 whose times spread over 30 days, the last 0.1 % within the last hour, then times what
 ``tether dlq list --since 1h`` and ``stats`` do (through `dlq.DeadLetters`, which the commands
 are a thin layer over) two ways in the same run: a full scan of the topic (what both did
@@ -19,22 +19,45 @@ from typing import Any
 
 import click
 
-from actors import Settings, TerminalError
+from actors import Settings
 from actors.messages import Message
-from actors.runtime.deadletters import Failure, dead_letter
+from actors.protocol.deadletter import DeadLetterHeaders
 from bench._harness import console, record
 from dlq import DeadLetters, Filter
-from eventstore import OutRecord, Record, Topics, open_log
+from eventstore import OutRecord, Topics, open_log
 
 NS = "dlqscale"
 DAY_MS = 86_400_000
 BATCH = 10_000
 
 
-def _failure(n: int, at_ms: int) -> Failure:
-    kinds = (TerminalError, ValueError, KeyError, TimeoutError)
-    exc = kinds[n % len(kinds)](f"order o-{n} failed at offset {n}")
-    return Failure(exc, "terminal", 1, at_ms, at_ms, "orders", f"k{n % 1000}", ("apply", "charge")[n % 2], f"m{n}")
+KINDS = ("actors.errors.TerminalError", "builtins.ValueError", "builtins.KeyError", "builtins.TimeoutError")
+TRACE = 'Traceback (most recent call last):\n  File "app.py", line 12, in apply\n    raise error\n'
+
+
+def _headers(n: int, at_ms: int, topics: Topics) -> list[tuple[str, bytes]]:
+    """The headers the runtime writes for a failed message (the bench may not import the engine)."""
+    fqcn = KINDS[n % len(KINDS)]
+    return DeadLetterHeaders(
+        original_topic=topics.inbox,
+        original_partition=0,
+        original_offset=n,
+        original_timestamp_ms=at_ms,
+        original_timestamp_type="CreateTime",
+        consumer_group=topics.group(),
+        exception_fqcn=fqcn,
+        exception_message=f"order o-{n} failed at offset {n}",
+        stacktrace=TRACE + f"{fqcn}: order o-{n} failed at offset {n}\n",
+        object_name="orders",
+        key=f"k{n % 1000}",
+        handler=("apply", "charge")[n % 2],
+        message_id=f"m{n}",
+        attempts=1,
+        first_failure_ms=at_ms,
+        last_failure_ms=at_ms,
+        error_class=fqcn.rsplit(".", 1)[-1],
+        category="terminal",
+    ).encode()
 
 
 async def write_letters(settings: Settings, count: int) -> None:
@@ -54,9 +77,7 @@ async def write_letters(settings: Settings, count: int) -> None:
             else:
                 at = now - 3_000_000 + (n - (count - recent)) * 2_000_000 // recent
             msg = Message(id=f"m{n}", o="orders", k=f"k{n % 1000}", h="apply", p={"n": n}, ts=at)
-            source = Record(topics.inbox, 0, n, b"orders/k", msg.encode(), (), at)
-            out = dead_letter(source, _failure(n, at), dlq_topic=topics.dlq, group=topics.group())
-            batch.append(OutRecord(out.topic, 0, out.key, out.value, out.headers, at))
+            batch.append(OutRecord(topics.dlq, 0, b"orders/k", msg.encode(), tuple(_headers(n, at, topics)), at))
             if len(batch) >= BATCH:
                 await log.append(batch)
                 batch = []

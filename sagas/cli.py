@@ -22,8 +22,8 @@ from actors.cli.main import EXIT_FAILURE, EXIT_USAGE, fail, settings_options
 from actors.inspection.terminal import data_text, plain, printable
 
 from .client import SagaClient
-from .events import SagaStatus, StepState
 from .errors import SagaNotFoundError
+from .events import SagaStatus, StepState
 from .inspect import SagaRecord, find_saga, read_sagas
 
 STATUSES: tuple[SagaStatus, ...] = ("running", "compensating", "completed", "compensated", "stuck")
