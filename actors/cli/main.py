@@ -59,6 +59,13 @@ def fail(exc: BaseException | str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def where(settings: Settings) -> str:
+    """Which log and namespace `settings` point at, for messages."""
+    if settings.resolved_backend == "kafka":
+        return f"Kafka at {settings.kafka.bootstrap_servers}, namespace {settings.namespace!r}"
+    return f"the embedded log in {Path(settings.data_dir).resolve()}, namespace {settings.namespace!r}"
+
+
 def load_settings() -> Settings:
     """`Settings()` from the ``TETHER_*`` variables; a bad value exits 2 naming the variable."""
     from pydantic import ValidationError
@@ -121,7 +128,10 @@ def settings_options(fn: F) -> F:
         except UsageError as exc:  # an operator mistake: a namespace, key, time or value that is wrong
             fail(exc, EXIT_USAGE)
         except TetherError as exc:
-            fail(exc, exit_code(exc))
+            code = exit_code(exc)
+            if code == EXIT_UNAVAILABLE:  # say where it looked: a wrong -b/--data-dir/-n is common
+                fail(f"{exc} (looked at {where(settings)})", code)
+            fail(exc, code)
 
     return wrapper  # type: ignore[return-value]
 
