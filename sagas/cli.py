@@ -212,8 +212,9 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
 @click.argument("saga_id")
 @click.option("--saga", "saga_name", default=None, metavar="NAME", help="The definition (skips the log scan).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: float) -> None:
+def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: float, as_json: bool) -> None:
     """Resume a stuck saga: its compensation, or its failed step, after the cause is fixed.
 
     A worker serving the saga must be running. A running saga is nudged (harmless).
@@ -228,6 +229,10 @@ def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: floa
         name, result = asyncio.run(go())
     except SagaNotFoundError as exc:
         fail(exc, EXIT_USAGE)
+    if as_json:
+        out = {"saga": name, "saga_id": saga_id, "resumed": result.resumed, "status": result.status}
+        click.echo(json.dumps({**out, "message": result.message}, ensure_ascii=True))
+        sys.exit(0 if result.resumed else EXIT_FAILURE)
     if result.resumed:
         click.echo(printable(f"saga {name}/{saga_id}: {result.message} (now {result.status})"))
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from eventstore import Topics
 from eventstore.errors import ConfigurationError, LogUnavailableError, TetherError, UsageError
 
 from ..hosting.logs import configure_logging
@@ -53,8 +55,21 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_FAILURE
 
 
+def json_error(exc: BaseException | str, code: int) -> dict[str, Any]:
+    """The one JSON shape of an error, for every command's ``--json``."""
+    kind = "UsageError" if isinstance(exc, str) else type(exc).__name__
+    return {"error": {"type": kind, "message": str(exc), "exit_code": code}}
+
+
 def fail(exc: BaseException | str, code: int) -> NoReturn:
-    """Print `exc` as one line on stderr (no traceback) and exit with `code`."""
+    """Print `exc` as one line on stderr (no traceback) and exit with `code`.
+
+    Under a command run with ``--json`` the error is also printed to stdout as JSON
+    (`json_error`), so a script reads one JSON document whatever happened.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("as_json"):
+        click.echo(json.dumps(json_error(exc, code), ensure_ascii=True))
     click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
     sys.exit(code)
 
@@ -141,8 +156,9 @@ def settings_options(fn: F) -> F:
 @click.option("--ray", "use_ray", is_flag=True, help="Run the workers as Ray actors.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Workers (with --ray).")
 @click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ready line (and errors) as JSON.")
 @settings_options
-def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_address: str | None) -> None:
+def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_address: str | None, as_json: bool) -> None:
     """Serve the session types in MODULE:OBJECT until SIGTERM or Ctrl-C."""
     from ..hosting.worker import load_objects
     from ..hosting.worker import serve as serve_worker
@@ -159,7 +175,26 @@ def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_addr
 
         serve_on_ray(target, settings, workers=workers, address=ray_address)
         return
-    asyncio.run(serve_worker(objects, settings, on_ready=lambda line: click.echo(line)))
+
+    def ready(line: str) -> None:
+        if as_json:
+            inbox = Topics(settings.namespace).inbox
+            click.echo(
+                json.dumps(
+                    {
+                        "ready": True,
+                        "namespace": settings.namespace,
+                        "where": where(settings),
+                        "inbox": inbox,
+                        "pid": os.getpid(),
+                        "line": line,
+                    }
+                )
+            )
+        else:
+            click.echo(line)
+
+    asyncio.run(serve_worker(objects, settings, on_ready=ready))
 
 
 @click.command()
@@ -347,9 +382,16 @@ def sessions_export(settings: Settings, object_name: str, key: str) -> None:
 @click.option("--from-step", type=int, required=True, help="First step to run again; earlier ones are reused.")
 @click.option("--invocation", default=None, help="Which invocation (default: the latest).")
 @click.option("--payload", default=None, help="Replacement input as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def sessions_restart(
-    settings: Settings, object_name: str, key: str, from_step: int, invocation: str | None, payload: str | None
+    settings: Settings,
+    object_name: str,
+    key: str,
+    from_step: int,
+    invocation: str | None,
+    payload: str | None,
+    as_json: bool,
 ) -> None:
     """Re-run an invocation of TYPE KEY from step N, reusing the journaled steps before it."""
     from ..inspection.views import restart_invocation
@@ -361,7 +403,7 @@ def sessions_restart(
     new_id = asyncio.run(
         restart_invocation(settings, object_name, key, from_step=from_step, invocation=invocation, payload=replacement)
     )
-    click.echo(new_id)
+    click.echo(json.dumps({"invocation_id": new_id}) if as_json else new_id)
 
 
 @click.group()
