@@ -61,6 +61,17 @@ def json_error(exc: BaseException | str, code: int) -> dict[str, Any]:
     return {"error": {"type": kind, "message": str(exc), "exit_code": code}}
 
 
+def say(as_json: bool, text: str, **fields: Any) -> None:
+    """Print a command's outcome: `text` for people, or one JSON document with `as_json`.
+
+    The document holds `fields` and the text as ``message``.
+    """
+    if as_json:
+        click.echo(json.dumps({**fields, "message": text}, ensure_ascii=True, default=str))
+    else:
+        click.echo(printable(text))
+
+
 def fail(exc: BaseException | str, code: int) -> NoReturn:
     """Print `exc` as one line on stderr (no traceback) and exit with `code`.
 
@@ -268,9 +279,10 @@ def sessions_list(
     "--reason", default="cancelled by an operator", show_default=True, help="Recorded, and given to the caller."
 )
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the session.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def sessions_cancel(
-    settings: Settings, object_name: str, key: str, invocation: str | None, reason: str, timeout: float
+    settings: Settings, object_name: str, key: str, invocation: str | None, reason: str, timeout: float, as_json: bool
 ) -> None:
     """Cancel the running or waiting invocation of TYPE KEY (or a queued message's, --invocation).
 
@@ -299,10 +311,16 @@ def sessions_cancel(
             cancel_id = cancel_awakeable_id(object_name, key, invocation)
             return await client.reject(cancel_id, reason, timeout=timeout, by=by)
 
+    fields = {"object": object_name, "key": key, "invocation": invocation, "by": by, "reason": reason}
     if not asyncio.run(go()):
-        click.echo(f"invocation {invocation} was cancelled before; nothing changed")
+        say(as_json, f"invocation {invocation} was cancelled before; nothing changed", cancelled=False, **fields)
         sys.exit(EXIT_FAILURE)
-    click.echo(f"cancelled invocation {invocation} of {object_name}/{key} (by {by}): {reason}")
+    say(
+        as_json,
+        f"cancelled invocation {invocation} of {object_name}/{key} (by {by}): {reason}",
+        cancelled=True,
+        **fields,
+    )
 
 
 @sessions.command("show")
@@ -420,6 +438,7 @@ def _complete_awakeable(
     wait: bool,
     force: bool,
     verb: str,
+    as_json: bool = False,
 ) -> None:
     """Resolve or reject: check the id is open, send the completion, report; exit codes as documented."""
     from ..client import Client
@@ -430,7 +449,7 @@ def _complete_awakeable(
         status, completion = asyncio.run(awakeable_status(settings, awakeable_id))
         if status == "completed" and completion is not None:
             who = f" by {completion.by}" if completion.by else ""
-            click.echo(f"already completed{who}; nothing changed")
+            say(as_json, f"already completed{who}; nothing changed", id=awakeable_id, accepted=False, by=completion.by)
             sys.exit(EXIT_FAILURE)
         if status == "unknown":
             raise UsageError(
@@ -456,9 +475,10 @@ def _complete_awakeable(
 
     accepted = asyncio.run(go())
     if accepted is None:
-        click.echo(f"sent ({verb} by {by}); not waiting for the session")
+        say(as_json, f"sent ({verb} by {by}); not waiting for the session", id=awakeable_id, sent=True, by=by)
         return
-    click.echo(f"{verb} by {by}" if accepted else "already completed; nothing changed")
+    text = f"{verb} by {by}" if accepted else "already completed; nothing changed"
+    say(as_json, text, id=awakeable_id, accepted=bool(accepted), by=by)
     sys.exit(0 if accepted else EXIT_FAILURE)
 
 
@@ -473,6 +493,7 @@ _AWAKEABLE_OPTIONS = [
     click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the session."),
     click.option("--no-wait", "no_wait", is_flag=True, help="Send the completion and return at once."),
     click.option("--force", is_flag=True, help="Send even if the log shows no session waiting on ID."),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON."),
 ]
 
 
@@ -488,7 +509,7 @@ def _awakeable_options(fn: F) -> F:
 @_awakeable_options
 @settings_options
 def awakeable_resolve(
-    settings: Settings, awakeable_id: str, value: str, timeout: float, no_wait: bool, force: bool
+    settings: Settings, awakeable_id: str, value: str, timeout: float, no_wait: bool, force: bool, as_json: bool
 ) -> None:
     """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it.
 
@@ -500,7 +521,14 @@ def awakeable_resolve(
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"VALUE must be JSON ({exc}); quote strings: '\"yes\"'") from exc
     _complete_awakeable(
-        settings, awakeable_id, {"ok": parsed}, timeout=timeout, wait=not no_wait, force=force, verb="resolved"
+        settings,
+        awakeable_id,
+        {"ok": parsed},
+        timeout=timeout,
+        wait=not no_wait,
+        force=force,
+        verb="resolved",
+        as_json=as_json,
     )
 
 
@@ -510,12 +538,19 @@ def awakeable_resolve(
 @_awakeable_options
 @settings_options
 def awakeable_reject(
-    settings: Settings, awakeable_id: str, reason: str, timeout: float, no_wait: bool, force: bool
+    settings: Settings, awakeable_id: str, reason: str, timeout: float, no_wait: bool, force: bool, as_json: bool
 ) -> None:
     """Reject awakeable ID; the waiting handler fails with REASON (checked and recorded as resolve)."""
     error = {"type": "Rejected", "message": reason}
     _complete_awakeable(
-        settings, awakeable_id, {"err": error}, timeout=timeout, wait=not no_wait, force=force, verb="rejected"
+        settings,
+        awakeable_id,
+        {"err": error},
+        timeout=timeout,
+        wait=not no_wait,
+        force=force,
+        verb="rejected",
+        as_json=as_json,
     )
 
 

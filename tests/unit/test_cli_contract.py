@@ -127,9 +127,8 @@ def test_the_readme_command_table_matches_tether_help() -> None:
     assert sorted(documented - actual) == [], "commands the README table lists that `tether --help` does not have"
 
 
-# Commands without --json yet: the demo (a show for people), and `awakeable resolve|reject`,
-# which the sessions-and-awakeables work (issue 16, section 1) is rewriting.
-NO_JSON = {("demo",), ("awakeable", "resolve"), ("awakeable", "reject")}
+# The one command without --json: the demo, a show for people.
+NO_JSON = {("demo",)}
 JSON_COMMANDS = [(path, c) for path, c in WITH_SETTINGS if path not in NO_JSON]
 
 
