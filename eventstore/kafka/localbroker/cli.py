@@ -77,7 +77,7 @@ def _info_json(info: BrokerInfo) -> dict[str, Any]:
         "port": info.port,
         "controller_port": info.controller_port,
         "cluster_id": info.cluster_id,
-        "accepting": info.accepting,
+        "accepting": getattr(info, "accepting", True),  # a broker `up` just started accepts
         "log": str(info.log_path),
     }
     if info.sasl_ssl is not None:
