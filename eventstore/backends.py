@@ -31,7 +31,7 @@ class Backend:
 def _open_embedded(settings: LogSettings) -> EventLog:
     from .embedded import EmbeddedLog
 
-    return EmbeddedLog(settings.data_dir / "log")
+    return EmbeddedLog(settings.data_dir / "log", fsync=settings.embedded_fsync)
 
 
 def _open_kafka(settings: LogSettings) -> EventLog:

@@ -58,3 +58,18 @@ async def test_the_embedded_log_is_created_for_its_owner_only(tmp_path: Path) ->
     await log.close()
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(log.path).st_mode) == 0o600
+
+
+async def test_the_embedded_durability_is_a_setting(tmp_path: Path) -> None:
+    from eventstore import LogSettings, open_log
+
+    levels = {}
+    for fsync in (False, True):
+        log = open_log(LogSettings(backend="embedded", data_dir=tmp_path / str(fsync), embedded_fsync=fsync))
+        await log.start()
+        try:
+            assert isinstance(log, EmbeddedLog)
+            levels[fsync] = log.db.execute("PRAGMA synchronous").fetchone()[0]
+        finally:
+            await log.close()
+    assert levels == {False: 1, True: 2}  # NORMAL, FULL
