@@ -39,9 +39,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def data_dir_option(func: F) -> F:
-    """Add the shared `--data-dir` option."""
+    """Add the shared `--broker-dir` option (also `--data-dir`, as before)."""
     option = click.option(
-        "--data-dir",
+        "--broker-dir",
+        "--data-dir",  # its older name; elsewhere --data-dir is the embedded log's
+        "data_dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=DATA_DIR_ENV,
         default=DEFAULT_DATA_DIR,
