@@ -12,6 +12,8 @@ Example::
 from __future__ import annotations
 
 import builtins
+import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -27,6 +29,8 @@ from .records import DeadLetter
 from .replayer import CHUNK, Replayer, Transform, unpark
 from .reports import Progress, Report
 from .status import StatusStore
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetters:
@@ -145,14 +149,27 @@ class DeadLetters:
             NoMatchError: a non-empty filter matched nothing.
         """
         where = where or Filter()
-        if where.since_ms is not None or self.inspector.index is None:
-            letters = await self.select(where=where)
-            return (letters[-limit:] if limit > 0 else letters), len(letters)
-        letters, total = await self.inspector.page(where, limit)
-        if total == 0 and not where.empty:
-            _, everything = await self.inspector.page(Filter(), 1)
-            raise NoMatchError(where.describe(), total=everything, namespace=self.topics.namespace)
-        return letters, total
+        if where.since_ms is None and self.inspector.index is not None:
+            try:
+                letters, total = await self.inspector.page(where, limit)
+            except sqlite3.Error as exc:
+                self._index_failed(exc)
+            else:
+                if total == 0 and not where.empty:
+                    _, everything = await self.inspector.page(Filter(), 1)
+                    raise NoMatchError(where.describe(), total=everything, namespace=self.topics.namespace)
+                return letters, total
+        letters = await self.select(where=where)
+        return (letters[-limit:] if limit > 0 else letters), len(letters)
+
+    def _index_failed(self, exc: sqlite3.Error) -> None:
+        """The index cannot be used (locked by another command for too long, damaged): scan."""
+        index = self.inspector.index
+        path = index.path if index is not None else "?"
+        log.warning("dead-letter index %s unusable (%s); reading the topic instead (delete it to rebuild)", path, exc)
+        if index is not None:
+            index.close()
+        self.inspector.index = None
 
     async def stats(
         self, where: Filter | None = None, *, by: Sequence[GroupField] = DEFAULT_GROUP_BY
@@ -163,13 +180,17 @@ class DeadLetters:
             NoMatchError: a non-empty filter matched nothing.
         """
         where = where or Filter()
-        if where.since_ms is not None or self.inspector.index is None:
-            return group_stats(await self.select(where=where), by)
-        rows = await self.inspector.indexed_stats(where, by)
-        if not rows and not where.empty:
-            _, everything = await self.inspector.page(Filter(), 1)
-            raise NoMatchError(where.describe(), total=everything, namespace=self.topics.namespace)
-        return rows
+        if where.since_ms is None and self.inspector.index is not None:
+            try:
+                rows = await self.inspector.indexed_stats(where, by)
+            except sqlite3.Error as exc:
+                self._index_failed(exc)
+            else:
+                if not rows and not where.empty:
+                    _, everything = await self.inspector.page(Filter(), 1)
+                    raise NoMatchError(where.describe(), total=everything, namespace=self.topics.namespace)
+                return rows
+        return group_stats(await self.select(where=where), by)
 
     async def show(self, dead_letter_id: str) -> DeadLetter:
         """One dead letter with its decoded payload, headers, stack trace and status.

@@ -108,7 +108,8 @@ class LetterIndex:
     def _open(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None)
+            # Another command may be catching up the same index: wait for it rather than fail.
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             os.chmod(self.path, 0o600)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")  # a lost index is rebuilt from the log

@@ -28,8 +28,6 @@ CLOCK_SKEW_MS = 300_000
 """A time filter reads from this much before its time: record times may be a little out of
 order (producers' clocks), and the filter itself is applied exactly afterwards."""
 
-# Reading a few ids one by one is cheaper than a scan; beyond this many, scan once.
-_LOOKUP_LIMIT = 8
 # Offsets this close together are read as one range rather than one read each.
 _RUN_GAP = 256
 
@@ -336,11 +334,8 @@ class Inspector:
             if parsed is None:
                 raise UnknownDeadLetterError(letter_id, namespace=self._topics.namespace)
             positions.append(parsed)
-        if len(wanted) > _LOOKUP_LIMIT:
-            by_id = {letter.id: letter for letter in await self.all()}
-        else:
-            count = await self._partitions()
-            by_id = {letter.id: letter for letter in await self.at([p for p in positions if p[0] < count])}
+        count = await self._partitions()
+        by_id = {letter.id: letter for letter in await self.at([p for p in positions if p[0] < count])}
         out = []
         for letter_id, (partition, offset) in zip(wanted, positions, strict=True):
             letter = by_id.get(dead_letter_id(partition, offset, topic))

@@ -310,3 +310,26 @@ async def test_a_time_filter_reads_only_its_range(tmp_path: Path) -> None:
 def test_ids_of_another_topic_are_not_ids_of_this_one(bad: str) -> None:
     assert parse_id(bad) is None
     assert parse_id("orders.DLT:0-1", DLT) == (0, 1) and parse_id("0-1", DLT) is None
+
+
+async def test_a_damaged_index_is_not_a_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_for(tmp_path)
+    log = EmbeddedLog(tmp_path)
+    await log.start()
+    try:
+        await log.create_topics(TOPICS.specs(2))
+        await write_letters(log, 9, start_ms=T0, step_ms=1000)
+        async with DeadLetters(settings, log=log) as dead:
+            assert sum(r.count for r in await dead.stats()) == 9  # builds the index
+            assert dead.inspector.index is not None
+            path = dead.inspector.index.path
+        path.write_bytes(b"this is not a SQLite file" * 100)
+        for name in (path.name + "-wal", path.name + "-shm"):
+            (path.parent / name).unlink(missing_ok=True)
+        async with DeadLetters(settings, log=log) as dead:
+            assert sum(r.count for r in await dead.stats()) == 9  # from the topic itself
+            letters, total = await dead.page(limit=3)
+            assert total == 9 and [x.id for x in letters] == ["0-6", "0-7", "0-8"]
+        assert "unusable" in caplog.text and str(path) in caplog.text
+    finally:
+        await log.close()
