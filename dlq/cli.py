@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from actors import Settings
-from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, settings_options
+from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, exit_code, settings_options
 from actors.inspection.terminal import data_text, plain
 from actors.inspection.times import iso
 from eventstore import LogUnavailableError, TetherError
@@ -76,8 +76,8 @@ def _run(as_json: bool, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         _fail(exc, EXIT_USAGE, as_json)
     except LogUnavailableError as exc:
         _fail(exc, EXIT_UNAVAILABLE, as_json)
-    except TetherError as exc:
-        _fail(exc, EXIT_UNAVAILABLE if exc.retriable else EXIT_FAILURE, as_json)
+    except TetherError as exc:  # the one contract of `tether` (a bad setting is 2, and so on)
+        _fail(exc, exit_code(exc), as_json)
 
 
 def topic_option(fn: F) -> F:
