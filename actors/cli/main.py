@@ -383,8 +383,9 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
 @sessions.command("export")
 @click.argument("object_name", metavar="TYPE")
 @click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for the contract: the output is JSON anyway.")
 @settings_options
-def sessions_export(settings: Settings, object_name: str, key: str) -> None:
+def sessions_export(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
     """Print the history of TYPE KEY as JSON (its messages and journal), for `tether replay-check`.
 
     Read-only. The document is versioned (``tether.session-history``, version 1).
@@ -558,7 +559,8 @@ def awakeable_reject(
 @click.argument("target", metavar="MODULE:OBJECT")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
-def replay_check(target: str, files: tuple[Path, ...], verbose: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (errors too).")
+def replay_check(target: str, files: tuple[Path, ...], verbose: int, as_json: bool) -> None:
     """Replay recorded histories (`tether sessions export`) against the current code of MODULE:OBJECT.
 
     Exits 0 when every history replays, 1 when one does not (each mismatch is printed with
@@ -573,11 +575,19 @@ def replay_check(target: str, files: tuple[Path, ...], verbose: int) -> None:
         replayer = Replayer(load_objects(target))
         reports = [asyncio.run(replayer.replay(path)) for path in files]
     except TetherError as exc:
-        click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
-        sys.exit(EXIT_USAGE)
-    for report in reports:
-        click.echo(printable(report.render()))
-    sys.exit(0 if all(r.ok for r in reports) else EXIT_FAILURE)
+        fail(exc, EXIT_USAGE)
+    ok = all(r.ok for r in reports)
+    if as_json:
+        items = [
+            {"file": str(path), "object": r.object_name, "key": r.key, "invocations": r.invocations, "ok": r.ok}
+            | {"report": r.render()}
+            for path, r in zip(files, reports, strict=True)
+        ]
+        click.echo(json.dumps({"ok": ok, "histories": items}, ensure_ascii=True))
+    else:
+        for report in reports:
+            click.echo(printable(report.render()))
+    sys.exit(0 if ok else EXIT_FAILURE)
 
 
 def _version() -> str:
