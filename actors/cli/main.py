@@ -14,9 +14,12 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from eventstore import Topics
 from eventstore.errors import ConfigurationError, LogUnavailableError, TetherError, UsageError
@@ -222,6 +225,19 @@ def demo(settings: Settings, kafka: bool) -> None:
     sys.exit(run_demo(settings, use_kafka=kafka))
 
 
+def _json_lines(items: list[dict[str, Any]]) -> None:
+    """One JSON document per line: what `sessions list|history --json` print."""
+    for item in items:
+        click.echo(json.dumps(item, default=str))
+
+
+def _console() -> Console:
+    """A console for people (no highlighting: record text is printed as it is, escaped)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
 @click.group()
 def sessions() -> None:
     """Inspect sessions: current state and history."""
@@ -255,18 +271,18 @@ def sessions_list(
         list_sessions(settings, object_name=object_name, statuses=statuses, since_ms=since_ms)  # type: ignore[arg-type]
     )
     if as_json:
+        items = []
         for summary in found:
             item = summary.to_json()
             item["last_activity"] = iso(summary.last_activity_ms)
             if item["wait"] is not None:
                 item["wait"]["until"] = iso(summary.wait.until_ms if summary.wait else None)
-            click.echo(json.dumps(item, default=str))
+            items.append(item)
+        _json_lines(items)
         return
-    from rich.console import Console
-
     from ..inspection.show import print_sessions
 
-    print_sessions(Console(highlight=False), found)
+    print_sessions(_console(), found)
 
 
 @sessions.command("cancel")
@@ -352,11 +368,9 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
     if as_json:
         click.echo(json.dumps(view, indent=2, default=str))
         return
-    from rich.console import Console
-
     from ..inspection.show import print_view
 
-    print_view(Console(highlight=False), view, app=app)
+    print_view(_console(), view, app=app)
 
 
 @sessions.command("history")
@@ -370,14 +384,11 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
 
     entries = asyncio.run(session_history(settings, object_name, key))
     if as_json:
-        for entry in entries:
-            click.echo(json.dumps(entry, default=str))
+        _json_lines(entries)
         return
-    from rich.console import Console
-
     from ..inspection.show import print_history
 
-    print_history(Console(highlight=False), entries)
+    print_history(_console(), entries)
 
 
 @sessions.command("export")
