@@ -20,6 +20,7 @@ from dlq.status import Status
 
 from .auth import audit, authorize
 from .config import ConsoleConfig
+from .forms import read_form
 from .jobs import Job, Jobs
 from .layout import action_form, badge, table
 from .markup import Safe, data, esc, join, query, render
@@ -283,7 +284,7 @@ def report_html(report: Report, preview: dict[str, Any] | None = None) -> Safe:
 
 async def replay_one(request: Request, settings: Settings, config: ConsoleConfig, letter_id: str) -> Safe:
     """Replay one dead letter, or with dry run show what would be sent."""
-    form = await request.form()
+    form = await read_form(request)
     dry_run = form.get("dry_run") == "yes"
     who = authorize(config, _str(form.get("token")), "replay (dry run)" if dry_run else "replay")
     transform = _str(form.get("transform")) or None
@@ -309,7 +310,7 @@ async def replay_one(request: Request, settings: Settings, config: ConsoleConfig
 
 async def discard_one(request: Request, settings: Settings, config: ConsoleConfig, letter_id: str) -> Safe:
     """Discard one dead letter with a reason (audited on the control topic)."""
-    form = await request.form()
+    form = await read_form(request)
     who = authorize(config, _str(form.get("token")), "discard")
     async with DeadLetters(settings) as dead:
         report = await dead.discard([letter_id], reason=_str(form.get("reason")) or "", by=who)
@@ -321,7 +322,7 @@ async def discard_one(request: Request, settings: Settings, config: ConsoleConfi
 
 async def bulk(request: Request, settings: Settings, config: ConsoleConfig, jobs: Jobs) -> str:
     """Start a replay or discard of every dead letter the filter selects; returns the job's URL."""
-    form = await request.form()
+    form = await read_form(request)
     action = _str(form.get("action"))
     if action not in ("replay", "discard"):
         raise InvalidFilterError(f"unknown bulk action {action!r}: replay or discard")

@@ -18,6 +18,7 @@ from sagas.inspect import SagaRecord, find_saga, read_sagas
 
 from .auth import audit, authorize
 from .config import ConsoleConfig
+from .forms import read_form
 from .layout import action_form, badge, table
 from .markup import Safe, data, esc, join, query, render, url_part
 
@@ -157,7 +158,7 @@ async def saga_page(
 
 async def retry(request: Request, settings: Settings, config: ConsoleConfig, saga: str, saga_id: str) -> Safe:
     """Ask the saga's coordinator to resume (`SagaClient.retry`)."""
-    form = await request.form()
+    form = await read_form(request)
     token = form.get("token")
     who = authorize(config, token if isinstance(token, str) else None, "saga retry")
     async with Client.connect(settings) as client:

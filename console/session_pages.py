@@ -19,6 +19,7 @@ from eventstore.errors import UsageError
 
 from .auth import audit, authorize
 from .config import ConsoleConfig
+from .forms import read_form
 from .layout import action_form, badge, table
 from .markup import Safe, data, join, query, render, url_part
 
@@ -258,7 +259,7 @@ async def session_page(
 
 async def restart(request: Request, settings: Settings, config: ConsoleConfig, object_name: str, key: str) -> Safe:
     """Run `restart_invocation` after the token and the confirmation are checked."""
-    form = await request.form()
+    form = await read_form(request)
     who = authorize(config, _field(form.get("token")), "restart")
     if _field(form.get("confirm")) != "yes":
         raise UsageError("restart not confirmed: tick the confirm box")
