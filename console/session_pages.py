@@ -11,10 +11,11 @@ from typing import Any, cast
 
 from starlette.requests import Request
 
-from actors import Settings
-from actors.inspection.listing import STATUSES, SessionSummary, Status, list_sessions
+from actors import Client, Settings
+from actors.inspection.listing import STATUSES, SessionSummary, Status, list_sessions, session_summary
 from actors.inspection.times import parse_time, when
 from actors.inspection.views import restart_invocation, session_history, session_view
+from actors.protocol.awakeables import cancel_awakeable_id
 from eventstore.errors import UsageError
 
 from .auth import audit, authorize
@@ -23,7 +24,7 @@ from .forms import read_form
 from .layout import action_form, badge, table
 from .markup import Safe, data, join, query, render, url_part
 
-__all__ = ["restart", "session_list", "session_page", "timeline"]
+__all__ = ["cancel", "restart", "session_list", "session_page", "timeline"]
 
 
 def session_url(object_name: str, key: str) -> str:
@@ -186,9 +187,9 @@ async def session_page(
 ) -> tuple[str, Safe]:
     """A session: its state, open waits, in-flight steps, its timeline and the operator actions."""
     view = await session_view(settings, object_name, key)
-    summaries = await list_sessions(settings, object_name=object_name)
-    summary = next((s for s in summaries if s.key == key), None)
-    status = summary.status if summary is not None else "idle"
+    summary = await session_summary(settings, object_name, key)
+    status = summary.status
+    open_ids = summary.open_invocations
     waits = [
         render(
             "<li>{kind} {inv} ({handler}){until}{awk}</li>",
@@ -244,10 +245,20 @@ async def session_page(
             ms=int(config.poll_seconds * 1000),
         )
         + await timeline(request, settings, config, object_name, key)
-        + "</div><h2>Restart an invocation from a step</h2>"
+        + "</div><h2>Cancel</h2>"
+        + '<p class="meta">Ends the running or waiting invocation (or a queued message) with '
+        "InvocationCancelledError at its next wait or new step; its caller gets the error, the history records "
+        "who and why (<code>tether sessions cancel</code>).</p>"
+        + (
+            action_form(
+                config, f"/actions/cancel/{url_part(object_name)}/{url_part(key)}", "cancel", _cancel_fields(open_ids)
+            )
+            if open_ids
+            else render('<p class="empty">nothing running or waiting to cancel (status {s})</p>', s=status)
+        )
+        + "<h2>Restart an invocation from a step</h2>"
         + '<p class="meta">Runs the invocation again as a new message; steps before the one given are reused '
-        "from the journal (<code>tether sessions restart</code>). Cancelling an invocation is not offered: the "
-        "runtime has no cancel operation.</p>"
+        "from the journal (<code>tether sessions restart</code>).</p>"
         + (
             action_form(config, f"/actions/restart/{url_part(object_name)}/{url_part(key)}", "restart", restart_fields)
             if invocations
@@ -291,3 +302,41 @@ async def restart(request: Request, settings: Settings, config: ConsoleConfig, o
 
 def _field(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _cancel_fields(open_ids: list[tuple[str, str]]) -> Safe:
+    choices = join(render('<option value="{i}">{i} ({w})</option>', i=mid, w=what) for mid, what in open_ids)
+    return Safe(
+        f'<label>invocation <select name="invocation">{choices}</select></label>'
+        '<label>reason <input name="reason" value="cancelled by an operator" required></label>'
+        '<label><span>confirm</span><input type="checkbox" name="confirm" value="yes" required></label>'
+    )
+
+
+async def cancel(request: Request, settings: Settings, config: ConsoleConfig, object_name: str, key: str) -> Safe:
+    """Cancel an open invocation as `tether sessions cancel` does: reject its cancel awakeable."""
+    form = await read_form(request)
+    who = authorize(config, _field(form.get("token")), "cancel")
+    if _field(form.get("confirm")) != "yes":
+        raise UsageError("cancel not confirmed: tick the confirm box")
+    reason = (_field(form.get("reason")) or "").strip() or "cancelled by an operator"
+    summary = await session_summary(settings, object_name, key)
+    open_ids = summary.open_invocations
+    invocation = _field(form.get("invocation")) or (open_ids[0][0] if open_ids else None)
+    if invocation is None or invocation not in {mid for mid, _ in open_ids}:
+        listed = ", ".join(f"{mid} ({what})" for mid, what in open_ids) or "none"
+        raise UsageError(f"{object_name}/{key} has no open invocation {invocation or ''!r}; open: {listed}")
+    async with Client.connect(settings) as client:
+        accepted = await client.reject(cancel_awakeable_id(object_name, key, invocation), reason, by=who)
+    audit(who, "cancel", f"{object_name}/{key} invocation {invocation}: {reason} ({'done' if accepted else 'before'})")
+    message = (
+        f"cancelled invocation {invocation} (by {who}): {reason}"
+        if accepted
+        else (f"invocation {invocation} was cancelled before; nothing changed")
+    )
+    return render(
+        '<p class="{c}" id="cancel-result">{m}. <a href="{h}">back to the session</a></p>',
+        c="done" if accepted else "error",
+        m=message,
+        h=session_url(object_name, key),
+    )

@@ -46,3 +46,12 @@ def placed(state: Orders, event: Placed) -> None:
 
 def reset() -> None:
     FIXED["value"] = False
+
+
+class Hold(BaseModel):
+    seconds: float = 3600.0
+
+
+@orders.handler()
+async def hold(ctx: ObjectContext[Orders], req: Hold) -> None:
+    await ctx.sleep(req.seconds)  # a durable timer the operator cancels

@@ -21,7 +21,7 @@ from actors import InvocationError, Settings
 from console import ConsoleConfig, create_app
 from dlq import DeadLetters
 from harness import console_sessions
-from harness.console_sessions import Order, orders, place
+from harness.console_sessions import Hold, Order, hold, orders, place
 
 pytestmark = pytest.mark.serves(orders, reset=console_sessions.reset)
 
@@ -235,3 +235,28 @@ async def test_a_namespace_that_does_not_exist_is_an_error_page_and_nothing_is_c
             assert response.status_code == 404, (url, response.text)
             assert "nothing" in response.text
     assert not (tmp_path / "none").exists()
+
+
+async def test_cancel_a_waiting_invocation_with_confirmation(runtime: Any) -> None:
+    await runtime.client.send(hold, "ivy", Hold())
+    async with console(runtime.settings, token=SecretStr(TOKEN), token_holder="bea") as web:
+        for _ in range(300):
+            page = await web.get("/sessions/orders/ivy")
+            if 'data-status="waiting"' in page.text:
+                break
+            await asyncio.sleep(0.05)
+        assert 'action="/actions/cancel/orders/ivy"' in page.text
+        [invocation] = re.findall(r'<select name="invocation"><option value="([^"]+)"', page.text)[:1]
+        unconfirmed = await web.post("/actions/cancel/orders/ivy", data={"token": TOKEN, "invocation": invocation})
+        assert unconfirmed.status_code == 400 and "not confirmed" in unconfirmed.text
+        done = await web.post(
+            "/actions/cancel/orders/ivy",
+            data={"token": TOKEN, "invocation": invocation, "reason": "not needed", "confirm": "yes"},
+        )
+        assert done.status_code == 200 and "cancelled invocation" in done.text and "bea via console" in done.text
+        for _ in range(300):
+            page = await web.get("/sessions/orders/ivy")
+            if 'data-status="waiting"' not in page.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "InvocationCancelledError" in page.text and "nothing running or waiting to cancel" in page.text
