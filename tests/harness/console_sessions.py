@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from actors import ObjectContext, TerminalError, VirtualObject
+from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
+from sagas import Saga
 
 FIXED = {"value": False}
 """Set to True to "fix the cause": a replayed order then succeeds."""
@@ -46,6 +47,7 @@ def placed(state: Orders, event: Placed) -> None:
 
 def reset() -> None:
     FIXED["value"] = False
+    RELEASE_BROKEN["value"] = False
 
 
 class Hold(BaseModel):
@@ -55,3 +57,37 @@ class Hold(BaseModel):
 @orders.handler()
 async def hold(ctx: ObjectContext[Orders], req: Hold) -> None:
     await ctx.sleep(req.seconds)  # a durable timer the operator cancels
+
+
+class Shipment(BaseModel):
+    card: str = "ok"
+
+
+class Reservation(BaseModel):
+    id: str
+
+
+RELEASE_BROKEN = {"value": False}
+"""While True, the release compensation fails for good: the saga gets stuck."""
+
+shipment = Saga("shipment", input=Shipment, retry=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=0))
+
+
+@shipment.step("reserve", compensate="release")
+async def reserve(s: Shipment, key: str) -> Reservation:
+    return Reservation(id=key)
+
+
+@shipment.compensation("reserve")
+async def release(s: Shipment, held: Reservation | None, key: str) -> None:
+    if RELEASE_BROKEN["value"]:
+        raise TerminalError("the warehouse is offline")
+
+
+@shipment.step("charge")
+async def charge(s: Shipment, key: str) -> None:
+    if s.card == "declined":
+        raise TerminalError("card declined")
+
+
+shipment_coordinator = shipment.coordinator()

@@ -20,10 +20,11 @@ from pydantic import SecretStr
 from actors import InvocationError, Settings
 from console import ConsoleConfig, create_app
 from dlq import DeadLetters
+from sagas import SagaClient
 from harness import console_sessions
-from harness.console_sessions import Hold, Order, hold, orders, place
+from harness.console_sessions import Hold, Order, Shipment, hold, orders, place, shipment, shipment_coordinator
 
-pytestmark = pytest.mark.serves(orders, reset=console_sessions.reset)
+pytestmark = pytest.mark.serves(orders, shipment_coordinator, reset=console_sessions.reset)
 
 TOKEN = "s3cret-token"
 NASTY = "</pre><script>alert(1)</script>\x1b[2J<img src=x onerror=alert(2)>"
@@ -260,3 +261,29 @@ async def test_cancel_a_waiting_invocation_with_confirmation(runtime: Any) -> No
                 break
             await asyncio.sleep(0.05)
         assert "InvocationCancelledError" in page.text and "nothing running or waiting to cancel" in page.text
+
+
+async def test_sagas_by_status_a_saga_timeline_and_retry_of_a_stuck_one(runtime: Any) -> None:
+    sagas = SagaClient(runtime.client)
+    assert (await (await sagas.start(shipment, "s-ok", Shipment())).result()).status == "completed"
+    console_sessions.RELEASE_BROKEN["value"] = True
+    outcome = await (await sagas.start(shipment, "s-stuck", Shipment(card="declined"))).result()
+    assert outcome.status == "stuck"
+    async with console(runtime.settings, token=SecretStr(TOKEN)) as web:
+        listing = await web.get("/sagas")
+        assert "2 saga(s)" in listing.text and 'href="/sagas/shipment/s-stuck"' in listing.text
+        stuck_only = await web.get("/sagas", params={"status": "stuck"})
+        assert "s-stuck" in stuck_only.text and "s-ok" not in stuck_only.text
+        page = await web.get("/sagas/shipment/s-stuck")
+        assert 'data-status="stuck"' in page.text and "card declined" in page.text
+        assert "compensation attempt 1" in page.text and "the warehouse is offline" in page.text
+        assert 'action="/actions/saga-retry/shipment/s-stuck"' in page.text
+        console_sessions.RELEASE_BROKEN["value"] = False
+        retried = await web.post("/actions/saga-retry/shipment/s-stuck", data={"token": TOKEN})
+        assert retried.status_code == 200 and 'class="done" id="retry-result"' in retried.text
+        for _ in range(300):
+            page = await web.get("/sagas/shipment/s-stuck")
+            if 'data-status="compensated"' in page.text:
+                break
+            await asyncio.sleep(0.05)
+        assert 'data-status="compensated"' in page.text
