@@ -6,7 +6,7 @@ elsewhere. It reads and acts only through the APIs the CLI uses (`actors.inspect
 """
 
 from .app import create_app
-from .auth import ActionRefusedError
 from .config import ConsoleConfig
+from .errors import ActionRefusedError
 
 __all__ = ["ActionRefusedError", "ConsoleConfig", "create_app"]

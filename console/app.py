@@ -26,8 +26,8 @@ from eventstore.errors import TetherError, UsageError
 from sagas import SagaNotFoundError
 
 from . import deadletter_pages, saga_pages, session_pages
-from .auth import ActionRefusedError
 from .config import ConsoleConfig
+from .errors import ActionRefusedError
 from .jobs import Job, Jobs
 from .layout import page
 from .markup import Safe, render

@@ -6,17 +6,13 @@ import hmac
 import logging
 
 from actors.inspection.audit import operator
-from eventstore.errors import TetherError
 
 from .config import ConsoleConfig
+from .errors import ActionRefusedError
 
-__all__ = ["ActionRefusedError", "authorize"]
+__all__ = ["audit", "authorize"]
 
 audit_log = logging.getLogger("tether.console.audit")
-
-
-class ActionRefusedError(TetherError):
-    """An action was refused: actions are off, or the token is missing or wrong."""
 
 
 def authorize(config: ConsoleConfig, token: str | None, action: str) -> str:

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 import pytest
 import uvicorn
+from harness import console_sessions
+from harness.console_sessions import Order, Shipment, orders, place, shipment, shipment_coordinator
 from pydantic import SecretStr
 
 from actors import InvocationError, Settings
 from console import ConsoleConfig, create_app
-from harness import console_sessions
-from harness.console_sessions import Order, Shipment, orders, place, shipment, shipment_coordinator
 from sagas import SagaClient
 
 pytestmark = [
@@ -165,7 +165,9 @@ async def test_an_operator_finds_a_failed_session_replays_its_dead_letter_and_se
         wait_for(browser, lambda _: token.get_attribute("value") == TOKEN)  # kept for this tab by the script
         form.find_element(By.NAME, "dry_run").click()  # untick: for real
         form.find_element(By.TAG_NAME, "button").click()
-        assert wait_for(browser, lambda d: d.find_elements(By.ID, "report"))[0].text.startswith("replay: 1 dead letter(s): 1 replayed")
+        assert wait_for(browser, lambda d: d.find_elements(By.ID, "report"))[0].text.startswith(
+            "replay: 1 dead letter(s): 1 replayed"
+        )
 
     await in_browser(replay)
 

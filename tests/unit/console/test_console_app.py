@@ -9,20 +9,19 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from harness import console_sessions
+from harness.console_sessions import Hold, Order, Shipment, hold, orders, place, shipment, shipment_coordinator
 from pydantic import SecretStr
 
 from actors import InvocationError, Settings
 from console import ConsoleConfig, create_app
 from dlq import DeadLetters
 from sagas import SagaClient
-from harness import console_sessions
-from harness.console_sessions import Hold, Order, Shipment, hold, orders, place, shipment, shipment_coordinator
 
 pytestmark = pytest.mark.serves(orders, shipment_coordinator, reset=console_sessions.reset)
 
