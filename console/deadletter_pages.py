@@ -290,16 +290,15 @@ async def replay_one(request: Request, settings: Settings, config: ConsoleConfig
     transform = _str(form.get("transform")) or None
     async with DeadLetters(settings) as dead:
         report = await dead.replay([letter_id], dry_run=dry_run, transform=transform, by=who)
-        preview = None
-        if dry_run:
-            letter = await dead.show(letter_id)
-            item = report.items[0]
-            preview = {
-                "session": item.session,
-                "handler": item.handler,
-                "message_id": item.message_id or letter.replay_message_id,
-                "payload (before any transform)": letter.payload,
-            }
+    preview = None
+    item = report.items[0]
+    if dry_run and item.outcome == "would-replay":
+        preview = {
+            "session": item.session,
+            "handler": item.handler,
+            "message_id": item.message_id,
+            "payload": item.payload,
+        }
     if not dry_run:
         audit(who, "replay", f"dead letter {letter_id}: {report.counts}")
     return Safe(

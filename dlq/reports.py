@@ -42,6 +42,8 @@ class ItemResult(BaseModel):
     """...session key..."""
     handler: str | None = None
     """...and handler."""
+    payload: Any = None
+    """In a dry run: the payload the replay would send (after the transform, if any)."""
 
     @classmethod
     def of(cls, letter: DeadLetter, outcome: Outcome, reason: str | None = None) -> ItemResult:

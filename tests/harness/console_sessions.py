@@ -45,6 +45,11 @@ def placed(state: Orders, event: Placed) -> None:
     state.placed.append(event.item)
 
 
+def shout(payload: dict[str, object]) -> dict[str, object]:
+    """A replay transform (``harness.console_sessions:shout``): the item in capitals."""
+    return {**payload, "item": str(payload["item"]).upper()}
+
+
 def reset() -> None:
     FIXED["value"] = False
     RELEASE_BROKEN["value"] = False

@@ -150,6 +150,11 @@ async def test_replay_with_dry_run_then_for_real_and_the_session_succeeds(runtim
         preview = await web.post(f"/actions/dead-letters/{letter_id}/replay", data={"token": TOKEN, "dry_run": "yes"})
         assert preview.status_code == 200 and "dry run of replay" in preview.text and "would-replay" in preview.text
         assert f"dlq-replay:{letter_id}" in preview.text and "anvil" in preview.text
+        transformed = await web.post(
+            f"/actions/dead-letters/{letter_id}/replay",
+            data={"token": TOKEN, "dry_run": "yes", "transform": "harness.console_sessions:shout"},
+        )
+        assert transformed.status_code == 200 and "ANVIL" in transformed.text  # the transformed payload
         async with DeadLetters(runtime.settings) as dead:
             assert (await dead.show(letter_id)).status == "pending"
         console_sessions.FIXED["value"] = True

@@ -349,6 +349,8 @@ async def test_dry_run_plans_transforms_poison_and_skips(letters: list[DeadLette
     ]
     assert report.items[3].reason and "RuntimeError: cannot fix this one" in report.items[3].reason
     assert report.items[4].session == "orders/p"
+    assert report.items[0].payload == {**letters[0].payload, "fixed": True}  # what a dry run would send
+    assert report.items[4].payload == {"n": 0}
 
     def bare(payload: Any) -> Any:
         return payload
