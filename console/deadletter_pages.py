@@ -7,6 +7,7 @@ the page polls.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, cast
 
 from starlette.datastructures import FormData, QueryParams
@@ -24,6 +25,7 @@ from .forms import read_form
 from .jobs import Job, Jobs
 from .layout import action_form, badge, table
 from .markup import Safe, data, esc, join, query, render
+from .session_pages import page_number, session_url
 
 __all__ = ["bulk", "discard_one", "job_page", "letter_page", "letters_page", "replay_one"]
 
@@ -75,7 +77,9 @@ def _row(letter: DeadLetter) -> Safe:
     )
 
 
-async def _listing(settings: Settings, where: Filter, config: ConsoleConfig) -> Safe:
+async def _listing(
+    settings: Settings, where: Filter, config: ConsoleConfig, here: dict[str, str], page_no: int
+) -> Safe:
     async with DeadLetters(settings) as dead:
         try:
             letters = await dead.list(where)
@@ -98,20 +102,46 @@ async def _listing(settings: Settings, where: Filter, config: ConsoleConfig) -> 
             for row in rows
         ],
     )
-    newest = list(reversed(letters))[: config.page_size]
+    start = page_no * config.page_size
+    newest = list(reversed(letters))[start : start + config.page_size]
     return Safe(
         "<h2>Counts by error class and handler</h2>"
         + stats
-        + render(
-            "<h2>Dead letters</h2><p>{n} dead letter(s), newest first{more}</p>",
-            n=len(letters),
-            more=(f" (the newest {config.page_size} shown)" if len(letters) > config.page_size else ""),
-        )
+        + "<h2>Last failures by hour (UTC)</h2>"
+        + _by_hour(letters)
+        + render("<h2>Dead letters</h2><p>{n} dead letter(s), newest first</p>", n=len(letters))
         + table(
             ("id", "status", "session", "handler", "error", "message", "attempts", "last failure"),
             [_row(x) for x in newest],
         )
+        + _pager(here, page_no, len(letters), config.page_size)
     )
+
+
+def _by_hour(letters: list[DeadLetter], hours: int = 24) -> Safe:
+    """How many of `letters` last failed in each of the latest `hours` hours that have any."""
+    counts = Counter(letter.seen_ms // 3_600_000 for letter in letters)
+    rows = [
+        render(
+            '<tr><td>{h}</td><td>{n}</td><td class="bar">{bar}</td></tr>',
+            h=when(hour * 3_600_000)[:13] + ":00",
+            n=counts[hour],
+            bar="█" * min(counts[hour], 60),
+        )
+        for hour in sorted(counts)[-hours:]
+    ]
+    return table(("hour", "dead letters", ""), rows)
+
+
+def _pager(here: dict[str, str], page_no: int, total: int, size: int) -> Safe:
+    links = []
+    if page_no > 0:
+        links.append(render('<a href="{h}">newer</a>', h="/dead-letters" + query(**here, page=page_no - 1)))
+    if (page_no + 1) * size < total:
+        links.append(render('<a href="{h}">older</a>', h="/dead-letters" + query(**here, page=page_no + 1)))
+    if not links:
+        return Safe("")
+    return Safe(f'<p class="pager">{join(links)} page {page_no + 1} of {(total + size - 1) // size}</p>')
 
 
 async def letters_page(request: Request, settings: Settings, config: ConsoleConfig) -> tuple[str, Safe]:
@@ -119,8 +149,9 @@ async def letters_page(request: Request, settings: Settings, config: ConsoleConf
     params = request.query_params
     where = letter_filter(params)
     here = _here(params)
+    page_no = page_number(params.get("page"))
     if request.headers.get("X-Console-Fragment"):
-        return "", await _listing(settings, where, config)
+        return "", await _listing(settings, where, config, here, page_no)
     inputs = join(
         render(
             '<label>{n} <input name="{n}" value="{v}" placeholder="{p}"></label>', n=name, v=here.get(name, ""), p=hint
@@ -149,7 +180,7 @@ async def letters_page(request: Request, settings: Settings, config: ConsoleConf
             u="/dead-letters" + query(**here),
             ms=int(config.poll_seconds * 1000),
         )
-        + await _listing(settings, where, config)
+        + await _listing(settings, where, config, here, page_no)
         + "</div>"
         + render("<h2>Bulk action on {d}</h2>", d=where.describe())
         + action_form(config, "/actions/dead-letters/bulk", "run on the filter", bulk_fields)
@@ -173,8 +204,6 @@ def _letter_detail(letter: DeadLetter) -> Safe:
             )
     session_link = Safe("")
     if letter.object_name is not None:
-        from .session_pages import session_url
-
         session_link = render(
             ' · <a href="{h}">session {s}</a>',
             h=session_url(letter.object_name, letter.object_key or ""),

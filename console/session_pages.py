@@ -24,7 +24,7 @@ from .forms import read_form
 from .layout import action_form, badge, table
 from .markup import Safe, data, join, query, render, url_part
 
-__all__ = ["cancel", "restart", "session_list", "session_page", "timeline"]
+__all__ = ["cancel", "page_number", "restart", "session_list", "session_page", "session_url", "timeline"]
 
 
 def session_url(object_name: str, key: str) -> str:
@@ -71,7 +71,7 @@ async def session_list(request: Request, settings: Settings, config: ConsoleConf
         raise UsageError(f"unknown status {unknown[0]!r}: choose from {', '.join(STATUSES)}")
     since = params.get("since") or None
     search = params.get("q") or ""
-    page_no = _page(params.get("page"))
+    page_no = page_number(params.get("page"))
     found = await list_sessions(
         settings,
         object_name=object_name,
@@ -108,7 +108,12 @@ async def session_list(request: Request, settings: Settings, config: ConsoleConf
     return "Sessions", Safe(body)
 
 
-def _page(value: str | None) -> int:
+def page_number(value: str | None) -> int:
+    """The ``?page=`` number (0 when absent).
+
+    Raises:
+        UsageError: it is not a number.
+    """
     try:
         return max(0, int(value or 0))
     except ValueError:
@@ -170,9 +175,15 @@ def _entry(e: dict[str, Any]) -> Safe:
 
 
 async def timeline(request: Request, settings: Settings, config: ConsoleConfig, object_name: str, key: str) -> Safe:
-    """A session's history as a timeline, one page of it (newest page last)."""
-    history = await session_history(settings, object_name, key)
-    page_no = _page(request.query_params.get("page"))
+    """A session's history as a timeline, one page of it (the part the session page refreshes)."""
+    return timeline_html(request, config, object_name, key, await session_history(settings, object_name, key))
+
+
+def timeline_html(
+    request: Request, config: ConsoleConfig, object_name: str, key: str, history: list[dict[str, Any]]
+) -> Safe:
+    """One page of `history` (``?page=N``, in log order) as timeline entries."""
+    page_no = page_number(request.query_params.get("page"))
     start = page_no * config.page_size
     shown = history[start : start + config.page_size]
     return Safe(
@@ -208,7 +219,8 @@ async def session_page(
         page=request.query_params.get("page")
     )
     dead_letters = f"/dead-letters{query(session=f'{object_name}/{key}')}"
-    invocations = [e for e in await session_history(settings, object_name, key) if e["kind"] in ("done", "sus")]
+    history = await session_history(settings, object_name, key)
+    invocations = [e for e in history if e["kind"] in ("done", "sus")]
     choices = join(
         render('<option value="{i}">{i} ({n})</option>', i=e["invocation"], n=e.get("name") or "")
         for e in reversed(invocations)
@@ -244,7 +256,7 @@ async def session_page(
             u=fragment_url,
             ms=int(config.poll_seconds * 1000),
         )
-        + await timeline(request, settings, config, object_name, key)
+        + timeline_html(request, config, object_name, key, history)
         + "</div><h2>Cancel</h2>"
         + '<p class="meta">Ends the running or waiting invocation (or a queued message) with '
         "InvocationCancelledError at its next wait or new step; its caller gets the error, the history records "

@@ -180,6 +180,15 @@ async def test_bulk_discard_on_a_filter_reports_progress(runtime: Any) -> None:
     async with console(runtime.settings, token=SecretStr(TOKEN)) as web:
         listing = await web.get("/dead-letters", params={"session": "orders"})
         assert "3 dead letter(s)" in listing.text and "TerminalError" in listing.text
+        assert "Last failures by hour" in listing.text
+    async with console(runtime.settings, page_size=2) as web:
+        first = await web.get("/dead-letters", params={"session": "orders"})
+        assert first.text.count('<tr class="letter"') == 2 and "page 1 of 2" in first.text
+        older = re.findall(r'<a href="([^"]+)">older</a>', first.text)
+        assert older == ["/dead-letters?session=orders&amp;page=1"]
+        second = await web.get(html.unescape(older[0]))
+        assert second.text.count('<tr class="letter"') == 1 and "page 2 of 2" in second.text
+    async with console(runtime.settings, token=SecretStr(TOKEN)) as web:
         not_confirmed = await web.post(
             "/actions/dead-letters/bulk", data={"token": TOKEN, "action": "discard", "reason": "dup"}
         )
