@@ -116,6 +116,9 @@ def create_app(settings: Settings | None = None, config: ConsoleConfig | None = 
     async def cancel(request: Request) -> Safe:
         return await session_pages.cancel(request, settings, config, *key_params(request))
 
+    async def complete_awakeable(request: Request) -> Safe:
+        return await session_pages.complete_awakeable(request, settings, config, *key_params(request))
+
     async def letters(request: Request) -> tuple[str, Safe]:
         return await deadletter_pages.letters_page(request, settings, config)
 
@@ -179,6 +182,7 @@ def create_app(settings: Settings | None = None, config: ConsoleConfig | None = 
         Route("/fragments/timeline/{object}/{key:path}", guarded("sessions", timeline)),
         Route("/actions/restart/{object}/{key:path}", guarded("sessions", restart), methods=["POST"]),
         Route("/actions/cancel/{object}/{key:path}", guarded("sessions", cancel), methods=["POST"]),
+        Route("/actions/awakeable/{object}/{key:path}", guarded("sessions", complete_awakeable), methods=["POST"]),
         Route("/dead-letters", guarded("dead-letters", letters)),
         Route("/dead-letters/{id}", guarded("dead-letters", letter)),
         Route("/actions/dead-letters/bulk", bulk, methods=["POST"]),

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from actors import Client, Settings
 from actors.inspection.listing import STATUSES, SessionSummary, Status, list_sessions, session_summary
 from actors.inspection.times import parse_time, when
-from actors.inspection.views import restart_invocation, session_history, session_view
+from actors.inspection.views import awakeable_status, restart_invocation, session_history, session_view
 from actors.protocol.awakeables import cancel_awakeable_id
 from eventstore.errors import UsageError
 
@@ -24,7 +24,16 @@ from .forms import read_form
 from .layout import action_form, badge, table
 from .markup import Safe, data, join, query, render, url_part
 
-__all__ = ["cancel", "page_number", "restart", "session_list", "session_page", "session_url", "timeline"]
+__all__ = [
+    "cancel",
+    "complete_awakeable",
+    "page_number",
+    "restart",
+    "session_list",
+    "session_page",
+    "session_url",
+    "timeline",
+]
 
 
 def session_url(object_name: str, key: str) -> str:
@@ -257,7 +266,9 @@ async def session_page(
             ms=int(config.poll_seconds * 1000),
         )
         + timeline_html(request, config, object_name, key, history)
-        + "</div><h2>Cancel</h2>"
+        + "</div>"
+        + _awakeable_forms(config, object_name, key, view["waits"])
+        + "<h2>Cancel</h2>"
         + '<p class="meta">Ends the running or waiting invocation (or a queued message) with '
         "InvocationCancelledError at its next wait or new step; its caller gets the error, the history records "
         "who and why (<code>tether sessions cancel</code>).</p>"
@@ -348,6 +359,66 @@ async def cancel(request: Request, settings: Settings, config: ConsoleConfig, ob
     )
     return render(
         '<p class="{c}" id="cancel-result">{m}. <a href="{h}">back to the session</a></p>',
+        c="done" if accepted else "error",
+        m=message,
+        h=session_url(object_name, key),
+    )
+
+
+def _awakeable_forms(config: ConsoleConfig, object_name: str, key: str, waits: dict[str, dict[str, Any]]) -> Safe:
+    """A resolve/reject form per awakeable an invocation waits on (`tether awakeable`)."""
+    open_awakeables = [w["awakeable"] for w in waits.values() if w.get("awakeable") and not w.get("completed")]
+    if not open_awakeables:
+        return Safe("")
+    forms: list[Safe] = []
+    for awakeable in open_awakeables:
+        fields = Safe(
+            render('<input type="hidden" name="awakeable" value="{a}">', a=awakeable)
+            + '<label>outcome <select name="outcome"><option value="resolve">resolve</option>'
+            '<option value="reject">reject</option></select></label>'
+            '<label>value (JSON) or reason <input name="value" value="null"></label>'
+        )
+        url = f"/actions/awakeable/{url_part(object_name)}/{url_part(key)}"
+        forms.append(Safe(render("<p>awakeable {a}</p>", a=awakeable) + action_form(config, url, "complete", fields)))
+    return Safe(
+        "<h2>Complete an awakeable</h2>"
+        '<p class="meta">Resolves or rejects a durable promise the session waits on, such as a human approval '
+        "(<code>tether awakeable resolve|reject</code>); the first completion wins.</p>" + join(forms)
+    )
+
+
+async def complete_awakeable(
+    request: Request, settings: Settings, config: ConsoleConfig, object_name: str, key: str
+) -> Safe:
+    """Resolve or reject an awakeable of this session, checked against the log first."""
+    form = await read_form(request)
+    outcome = _field(form.get("outcome"))
+    who = authorize(config, _field(form.get("token")), f"awakeable {outcome or 'completion'}")
+    awakeable = _field(form.get("awakeable")) or ""
+    value = _field(form.get("value")) or ""
+    if outcome not in ("resolve", "reject"):
+        raise UsageError(f"outcome must be resolve or reject, not {outcome!r}")
+    status, completion = await awakeable_status(settings, awakeable)
+    if status == "unknown":
+        raise UsageError(f"no session waits on awakeable {awakeable!r}")
+    accepted = False
+    if status == "open":
+        async with Client.connect(settings) as client:
+            if outcome == "reject":
+                accepted = await client.reject(awakeable, value or "rejected by an operator", by=who)
+            else:
+                try:
+                    parsed = json.loads(value or "null")
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f'the value must be JSON ({exc}); quote strings: "yes"') from None
+                accepted = await client.resolve(awakeable, parsed, by=who)
+    audit(who, f"awakeable {outcome}", f"{awakeable}: {'done' if accepted else 'completed before'}")
+    before = f" by {completion.by}" if completion is not None and completion.by else ""
+    message = (
+        f"{outcome}d awakeable {awakeable} (by {who})" if accepted else f"already completed{before}; nothing changed"
+    )
+    return render(
+        '<p class="{c}" id="awakeable-result">{m}. <a href="{h}">back to the session</a></p>',
         c="done" if accepted else "error",
         m=message,
         h=session_url(object_name, key),

@@ -96,3 +96,13 @@ async def charge(s: Shipment, key: str) -> None:
 
 
 shipment_coordinator = shipment.coordinator()
+
+
+class Approval(BaseModel):
+    verdict: str
+
+
+@orders.handler()
+async def approve(ctx: ObjectContext[Orders], req: Hold) -> Approval:
+    decision = ctx.awakeable(str)  # a human approval an operator gives in the console
+    return Approval(verdict=await decision.result(timeout=req.seconds))

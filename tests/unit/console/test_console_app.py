@@ -15,7 +15,18 @@ from urllib.parse import quote
 import httpx
 import pytest
 from harness import console_sessions
-from harness.console_sessions import Hold, Order, Shipment, hold, orders, place, shipment, shipment_coordinator
+from harness.console_sessions import (
+    Approval,
+    Hold,
+    Order,
+    Shipment,
+    approve,
+    hold,
+    orders,
+    place,
+    shipment,
+    shipment_coordinator,
+)
 from pydantic import SecretStr
 
 from actors import InvocationError, Settings
@@ -300,3 +311,22 @@ async def test_sagas_by_status_a_saga_timeline_and_retry_of_a_stuck_one(runtime:
                 break
             await asyncio.sleep(0.05)
         assert 'data-status="compensated"' in page.text
+
+
+async def test_an_awakeable_is_resolved_from_the_session_page(runtime: Any) -> None:
+    call = asyncio.ensure_future(runtime.client.call(approve, "jo", Hold(seconds=60), timeout=60))
+    async with console(runtime.settings, token=SecretStr(TOKEN), token_holder="kim") as web:
+        for _ in range(300):
+            page = await web.get("/sessions/orders/jo")
+            if 'name="awakeable"' in page.text:
+                break
+            await asyncio.sleep(0.05)
+        [awakeable] = re.findall(r'name="awakeable" value="([^"]+)"', page.text)
+        form = {"token": TOKEN, "awakeable": html.unescape(awakeable), "outcome": "resolve"}
+        bad = await web.post("/actions/awakeable/orders/jo", data={**form, "value": "yes"})
+        assert bad.status_code == 400 and "must be JSON" in bad.text
+        done = await web.post("/actions/awakeable/orders/jo", data={**form, "value": '"yes"'})
+        assert done.status_code == 200 and "resolved awakeable" in done.text, done.text
+        assert await call == Approval(verdict="yes")
+        again = await web.post("/actions/awakeable/orders/jo", data={**form, "value": '"no"'})
+        assert "already completed by kim via console" in again.text
