@@ -30,6 +30,8 @@ def console(settings: Settings, host: str, port: int, read_only: bool) -> None:
     config = ConsoleConfig()
     if read_only:
         config = config.model_copy(update={"read_only": True})
+    if host not in config.allowed_hosts and host not in ("0.0.0.0", "::"):
+        config = config.model_copy(update={"allowed_hosts": (*config.allowed_hosts, host)})
     app = create_app(settings, config)
     mode = config.actions_off_reason or f"actions need the token (held by {config.token_holder})"
     click.echo(f"tether console on http://{host}:{port}/ (namespace {settings.namespace}); {mode}", err=True)

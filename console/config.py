@@ -22,6 +22,8 @@ class ConsoleConfig(BaseSettings):
     """Who holds the token: recorded with every action, beside the console's ``user@host``."""
     read_only: bool = False
     """Refuse every action even with a token (``--read-only``)."""
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    """Host names requests may name (a DNS-rebinding page gets 400); add the name a proxy uses."""
     page_size: int = Field(default=100, ge=1, le=5000)
     """Rows per page of a list or a timeline."""
     poll_seconds: float = Field(default=3.0, gt=0)

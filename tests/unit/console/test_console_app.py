@@ -42,7 +42,7 @@ NASTY = "</pre><script>alert(1)</script>\x1b[2J<img src=x onerror=alert(2)>"
 
 def console(settings: Settings, **config: Any) -> httpx.AsyncClient:
     app = create_app(settings, ConsoleConfig(**config))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8088")
 
 
 async def fail_one(runtime: Any, key: str, item: str = "anvil") -> None:
@@ -330,3 +330,9 @@ async def test_an_awakeable_is_resolved_from_the_session_page(runtime: Any) -> N
         assert await call == Approval(verdict="yes")
         again = await web.post("/actions/awakeable/orders/jo", data={**form, "value": '"no"'})
         assert "already completed by kim via console" in again.text
+
+
+async def test_a_request_naming_another_host_is_refused(runtime: Any) -> None:
+    async with console(runtime.settings) as web:
+        assert (await web.get("/sessions", headers={"host": "attacker.example"})).status_code == 400
+        assert (await web.get("/healthz", headers={"host": "localhost:8088"})).status_code == 200

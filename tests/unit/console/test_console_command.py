@@ -40,6 +40,9 @@ def test_it_is_a_tether_command_and_binds_localhost_read_only_without_a_token(
     result = CliRunner().invoke(console, ["--data-dir", str(tmp_path), "--read-only", "--port", "9000"])
     assert result.exit_code == 0, result.output
     assert ran["port"] == 9000 and "started read-only" in ran["app"].state.config.actions_off_reason
+    result = CliRunner().invoke(console, ["--data-dir", str(tmp_path), "--host", "console.internal"])
+    assert result.exit_code == 0, result.output
+    assert ran["app"].state.config.allowed_hosts == ("127.0.0.1", "localhost", "console.internal")
 
 
 def test_the_readme_shows_the_screenshots_the_browser_test_takes() -> None:
