@@ -187,17 +187,23 @@ async def test_an_operator_finds_a_failed_session_replays_its_dead_letter_and_se
     assert state["state"]["placed"] == ["anvil"]
 
 
-async def test_without_the_token_an_action_is_refused_and_the_page_says_why(
+async def test_a_new_dead_letter_appears_live_and_a_wrong_token_is_refused_with_why(
     runtime: Any, served: Served, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
 
+    def open_list() -> None:
+        browser.get(served.url + "/dead-letters")
+        assert not browser.find_elements(By.CSS_SELECTOR, "tr.letter")
+
+    await in_browser(open_list)
     with pytest.raises(InvocationError):
         await runtime.client.call(place, "order-8", Order(item="anvil", bad=True), timeout=60)
 
     def wrong_token() -> None:
-        browser.get(served.url + "/dead-letters")
-        browser.find_element(By.CSS_SELECTOR, "tr.letter a").click()
+        # The new dead letter shows up on the open page by itself (no reload).
+        rows = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#letters tr.letter"))
+        rows[0].find_element(By.TAG_NAME, "a").click()
         wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "pre.trace"))
         form = browser.find_element(By.CSS_SELECTOR, "form.action[action$='/discard']")
         form.find_element(By.NAME, "reason").send_keys("duplicate")
