@@ -336,3 +336,13 @@ async def test_a_request_naming_another_host_is_refused(runtime: Any) -> None:
     async with console(runtime.settings) as web:
         assert (await web.get("/sessions", headers={"host": "attacker.example"})).status_code == 400
         assert (await web.get("/healthz", headers={"host": "localhost:8088"})).status_code == 200
+
+
+def test_a_done_entry_without_a_start_time_shows_no_duration() -> None:
+    from actors.inspection.views import history_item
+    from actors.protocol.entries import Done
+
+    failed = Done("m1", "place", [], 1, 0, None, {"type": "TerminalError", "message": "x"}, 1, 0, 1_790_000_000_000)
+    assert history_item(5, failed)["duration_ms"] is None
+    timed = Done("m2", "place", [], 2, 1, {"ok": 1}, None, 1, 1_790_000_000_000, 1_790_000_000_250)
+    assert history_item(6, timed)["duration_ms"] == 250
