@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import re
 from typing import Any
 from urllib.parse import quote
@@ -223,7 +224,10 @@ async def test_bulk_discard_on_a_filter_reports_progress(runtime: Any) -> None:
     assert all(x.resolution is not None and x.resolution.reason == "duplicates" for x in letters)
 
 
-async def test_restart_from_a_step_needs_confirmation_and_runs_again(runtime: Any) -> None:
+async def test_restart_from_a_step_needs_confirmation_and_runs_again(
+    runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tether.console.audit")
     await fail_one(runtime, "gus")
     console_sessions.FIXED["value"] = True
     async with console(runtime.settings, token=SecretStr(TOKEN)) as web:
@@ -233,6 +237,8 @@ async def test_restart_from_a_step_needs_confirmation_and_runs_again(runtime: An
         assert unconfirmed.status_code == 400 and "not confirmed" in unconfirmed.text
         done = await web.post("/actions/restart/orders/gus", data={"token": TOKEN, "from_step": "1", "confirm": "yes"})
         assert done.status_code == 200 and "restarted as message" in done.text
+    audited = [r.getMessage() for r in caplog.records if r.name == "tether.console.audit"]
+    assert any(m.startswith("console-operator via console ") and "restart orders/gus from step 1" in m for m in audited)
     for _ in range(300):
         state = await runtime.client.state("orders", "gus")
         if state["state"]["placed"] == ["anvil"]:
