@@ -136,6 +136,8 @@ async def test_every_action_needs_the_right_token(runtime: Any) -> None:
         ("/actions/dead-letters/bulk", {"action": "discard", "reason": "dup", "confirm": "yes"}),
         ("/actions/restart/orders/dave", {"from_step": "0", "confirm": "yes"}),
         ("/actions/saga-retry/booking/trip-1", {}),
+        ("/actions/cancel/orders/dave", {"confirm": "yes"}),
+        ("/actions/awakeable/orders/dave", {"awakeable": "x", "outcome": "resolve", "value": "1"}),
     ]
     async with console(runtime.settings, token=SecretStr(TOKEN)) as web:
         page = await web.get(f"/dead-letters/{letter_id}")
