@@ -29,6 +29,9 @@ from .session_pages import page_number, session_url
 
 __all__ = ["bulk", "discard_one", "job_page", "letter_page", "letters_page", "replay_one"]
 
+HOURLY_SAMPLE = 1000
+"""The latest dead letters the hourly counts are made of (a poll must not read the whole topic)."""
+
 _FILTER_FIELDS = ("session", "handler", "error", "category", "status", "since")
 
 
@@ -82,7 +85,9 @@ async def _listing(
 ) -> Safe:
     async with DeadLetters(settings) as dead:
         try:
-            letters = await dead.list(where)
+            # `page` is what `tether dlq list` reads (the local index, when there is one): the
+            # latest dead letters only, enough for this page and for the hourly counts.
+            letters, total = await dead.page(where, limit=max((page_no + 1) * config.page_size, HOURLY_SAMPLE))
         except NoMatchError as exc:
             return render('<p class="empty">{m}</p>', m=str(exc))
         rows = await dead.stats(where)
@@ -107,14 +112,17 @@ async def _listing(
     return Safe(
         "<h2>Counts by error class and handler</h2>"
         + stats
-        + "<h2>Last failures by hour (UTC)</h2>"
+        + render(
+            "<h2>Last failures by hour (UTC)</h2><p>{what}</p>",
+            what=f"of the latest {len(letters)} dead letters" if total > len(letters) else "of every dead letter",
+        )
         + _by_hour(letters)
-        + render("<h2>Dead letters</h2><p>{n} dead letter(s), newest first</p>", n=len(letters))
+        + render("<h2>Dead letters</h2><p>{n} dead letter(s), newest first</p>", n=total)
         + table(
             ("id", "status", "session", "handler", "error", "message", "attempts", "last failure"),
             [_row(x) for x in newest],
         )
-        + _pager(here, page_no, len(letters), config.page_size)
+        + _pager(here, page_no, total, config.page_size)
     )
 
 
