@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import click
+from pydantic import ValidationError
 
 from actors import Settings
 from actors.cli.main import settings_options
+from eventstore.errors import UsageError
 
 from .config import ConsoleConfig
 
 __all__ = ["console"]
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it local; see README).")
 @click.option("--port", default=8088, show_default=True, type=int, help="Port to listen on.")
 @click.option("--read-only", is_flag=True, help="Refuse every action, even with the token.")
@@ -27,7 +29,10 @@ def console(settings: Settings, host: str, port: int, read_only: bool) -> None:
 
     from .app import create_app
 
-    config = ConsoleConfig()
+    try:
+        config = ConsoleConfig()
+    except ValidationError as exc:
+        raise UsageError(f"a TETHER_CONSOLE__* setting is wrong: {exc}") from None
     if read_only:
         config = config.model_copy(update={"read_only": True})
     if host not in config.allowed_hosts and host not in ("0.0.0.0", "::"):

@@ -54,3 +54,29 @@ def test_the_readme_shows_the_screenshots_the_browser_test_takes() -> None:
     browser_test = (ROOT / "tests/integration/test_console_browser.py").read_text()
     for path in shown:
         assert f'("{Path(path).stem}", ' in browser_test, f"{path} is not taken by the browser test"
+
+
+def test_a_bad_console_setting_is_exit_2_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TETHER_CONSOLE__PAGE_SIZE", "lots")
+    result = CliRunner().invoke(console, ["--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "TETHER_CONSOLE__" in result.output and "page_size" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_cli_contract_holds_for_the_console_command(tmp_path: Path) -> None:
+    from actors.cli.main import build
+
+    group = build()
+    group.add_command(console, "console")  # as the tether.commands entry point adds it once installed
+    run = CliRunner()
+    for flag in ("--help", "-h"):
+        assert run.invoke(group, ["console", flag]).exit_code == 0
+    wrong = run.invoke(group, ["console", "--no-such-option"])
+    assert wrong.exit_code == 2 and "No such option" in wrong.output
+    bad = run.invoke(group, ["console"], env={"TETHER_PARTITIONS": "many", "TETHER_DATA_DIR": str(tmp_path)})
+    assert bad.exit_code == 2 and "TETHER_PARTITIONS" in bad.output and "Traceback" not in bad.output
+    for partitions in ("0", "-1"):
+        flag = run.invoke(group, ["console", "--partitions", partitions, "--data-dir", str(tmp_path)])
+        assert flag.exit_code == 2 and "--partitions" in flag.output
+    contract = (ROOT / "tests/unit/test_cli_contract.py").read_text()
+    assert '("console",)' in contract  # listed among the commands without --json
