@@ -25,7 +25,7 @@ from actors import Settings
 from actors.errors import NamespaceNotFoundError, SessionNotFoundError
 from dlq import DlqError, NoDeadLetterTopicError, UnknownDeadLetterError
 from eventstore.errors import TetherError, UsageError
-from sagas import SagaNotFoundError
+from sagas import SagaError, SagaNotFoundError, SagaTimeoutError
 
 from . import deadletter_pages, saga_pages, session_pages
 from .config import ConsoleConfig
@@ -58,7 +58,7 @@ def _status(exc: TetherError) -> int:
         return 404
     if isinstance(exc, NamespaceNotFoundError | NoDeadLetterTopicError):
         return 404
-    if isinstance(exc, UsageError | DlqError):
+    if isinstance(exc, UsageError | DlqError | SagaError) and not isinstance(exc, SagaTimeoutError):
         return 400
     return 503 if getattr(exc, "retriable", False) else 500
 

@@ -354,3 +354,18 @@ def test_a_done_entry_without_a_start_time_shows_no_duration() -> None:
     assert history_item(5, failed)["duration_ms"] is None
     timed = Done("m2", "place", [], 2, 1, {"ok": 1}, None, 1, 1_790_000_000_000, 1_790_000_000_250)
     assert history_item(6, timed)["duration_ms"] == 250
+
+
+def test_errors_map_to_status_codes_that_say_whose_mistake_it_is() -> None:
+    from actors.errors import SessionNotFoundError
+    from console.app import _status
+    from console.errors import ActionRefusedError
+    from dlq import InvalidFilterError
+    from eventstore.errors import LogUnavailableError, UsageError
+    from sagas import SagaError, SagaNotFoundError
+
+    assert _status(ActionRefusedError("no")) == 403
+    assert _status(SessionNotFoundError("gone")) == 404 and _status(SagaNotFoundError("gone")) == 404
+    assert _status(UsageError("typo")) == 400 and _status(InvalidFilterError("bad")) == 400
+    assert _status(SagaError("two sagas have that id")) == 400
+    assert _status(LogUnavailableError("broker down")) == 503
