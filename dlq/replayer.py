@@ -359,6 +359,8 @@ class Replayer:
                     if error is not None:
                         done(ItemResult(outcome="failed", reason=f"send failed: {_error(error)}", **fields))
                     else:
+                        if dry_run:
+                            fields["payload"] = target.payload
                         done(ItemResult(outcome="would-replay" if dry_run else "replayed", **fields))
             if unavailable is not None:
                 raise unavailable

@@ -55,7 +55,8 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     """
     if isinstance(entry, Unknown):
         return {"offset": offset, "kind": entry.kind, "invocation": entry.message_id, "skipped": True}
-    timed = isinstance(entry, Done | Step) and entry.started_ms is not None
+    # A start of 0 (or None) was not recorded: a failure written without its start time.
+    timed = isinstance(entry, Done | Step) and bool(entry.started_ms)
     item: dict[str, Any] = {
         "offset": offset,
         "inbox_offset": getattr(entry, "inbox_offset", None),

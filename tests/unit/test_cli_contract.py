@@ -127,8 +127,8 @@ def test_the_readme_command_table_matches_tether_help() -> None:
     assert sorted(documented - actual) == [], "commands the README table lists that `tether --help` does not have"
 
 
-# The one command without --json: the demo, a show for people.
-NO_JSON = {("demo",)}
+# The commands without --json: the demo, a show for people, and the web console, a server for browsers.
+NO_JSON = {("demo",), ("console",)}
 JSON_COMMANDS = [(path, c) for path, c in WITH_SETTINGS if path not in NO_JSON]
 
 

@@ -15,7 +15,7 @@ from actors.runtime.deadletters import Failure, dead_letter
 from dlq import DeadLetter, Filter, Resolution, group_stats, parse_time
 from dlq.records import parse_id, render_bytes
 from dlq.replayer import POISON, Replayer, ReplayTarget, Transform
-from dlq.reports import Report
+from dlq.reports import ItemResult, Report
 from dlq.status import StatusStore, decode, resolve
 from eventstore import EmbeddedLog, OutRecord, Record, Topics
 
@@ -349,6 +349,10 @@ async def test_dry_run_plans_transforms_poison_and_skips(letters: list[DeadLette
     ]
     assert report.items[3].reason and "RuntimeError: cannot fix this one" in report.items[3].reason
     assert report.items[4].session == "orders/p"
+    assert report.items[0].payload == {**letters[0].payload, "fixed": True}  # what a dry run would send
+    assert report.items[4].payload == {"n": 0}
+    raw = ItemResult(id="0-1", outcome="would-replay", payload={"blob": b"\xc1\xff"})
+    assert raw.to_json()["payload"] == {"blob": "wf8="}  # bytes that are not UTF-8 still print as JSON
 
     def bare(payload: Any) -> Any:
         return payload
