@@ -147,6 +147,19 @@ async def _tether_all(opts: RunOptions, only: list[str] | None) -> None:
         console().print("[yellow]no Tether workload ran[/yellow]")
 
 
+async def _eos(opts: RunOptions, variants: list[str] | None, max_records: int) -> None:
+    from bench.raw_eos import VARIANTS, run_eos, table
+
+    results = await run_eos(
+        runs=opts.runs, scale=opts.scale, variants=tuple(variants or VARIANTS), max_records=max_records
+    )
+    entries = {f"pipeline-{v}": e for v, e in results["pipeline"].items()}
+    entries.update({f"request_reply-{v}": e for v, e in results["request_reply"].items()})
+    record("raw_eos", {**entries, "_meta": results["_broker"]}, path=opts.results_path)
+    for row in table(results):
+        console().print(row, markup=False)
+
+
 def _report(opts: RunOptions) -> None:
     from bench.report import generate
 
@@ -261,6 +274,22 @@ def raw(quick: bool, runs: int | None, scale: float | None, max_records: int | N
 
 
 @cli.command()
+@common
+@click.option("--only", default=None, help="Comma-separated variants (aiokafka-partition,aiokafka-worker,...).")
+@click.option(
+    "--max-records",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Cap on records per fetch, so per transaction, in the pipeline.",
+)
+def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, max_records: int) -> None:
+    """Exactly-once ceilings by client and transaction scheme: pipeline and W2 request/reply."""
+    opts = _options(quick, runs, scale)
+    _run(_eos(opts, _only(only), max_records))
+
+
+@cli.command()
 @click.option("--quick", is_flag=True, help="Report on results/quick.json instead.")
 def report(quick: bool) -> None:
     """Write results/latest.md and the PNG charts from results/latest.json."""
@@ -276,6 +305,7 @@ def list_cmd() -> None:
         peer_mark = " (also on Restate)" if name in WORKLOADS else ""
         click.echo(f"{name:12} {desc}{peer_mark}")
     click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
+    click.echo("eos          raw EOS pipeline and W2 request/reply per Kafka client and transaction scheme")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""A worker frozen with SIGSTOP past its session timeout, its partitions taken over, then resumed.
+
+The frozen worker is a zombie when it wakes: it still holds fetched messages, invocations in
+the middle of their steps and records waiting for their transaction, and it does not know yet
+that the group gave its partitions to another worker. Whatever it then tries to commit must be
+fenced: none of its writes becomes visible, no message is lost, none is applied twice. Its side
+effects may still run (fencing stops writes, not code already running), and the ledger check
+allows exactly that: late executions by the zombie's PID, never journaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
+
+from ledger_chaos import LedgerLoad, ledger_lines, verify  # noqa: E402
+from session_harness import WorkerProcess, assert_eventually, make_settings, worker_env  # noqa: E402
+
+from actors import Client, RuntimeSettings  # noqa: E402
+from eventstore import Topics, open_log  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+SESSION_TIMEOUT_MS = 6_000
+"""The broker's minimum (group.min.session.timeout.ms), so the takeover comes quickly."""
+FROZEN_FOR = 3 * SESSION_TIMEOUT_MS / 1000
+"""Seconds the worker stays stopped: well past its session timeout and the takeover."""
+
+
+@pytest.mark.kafka
+async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_takeover(
+    kafka_bootstrap: str, namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        "kafka",
+        tmp_path / "data",
+        namespace,
+        bootstrap=kafka_bootstrap,
+        partitions=4,
+        runtime=RuntimeSettings(checkpoint_every=30),
+    )
+    ledger = tmp_path / "ledger.jsonl"
+    env = worker_env(
+        settings,
+        TETHER_TEST_LEDGER=str(ledger),
+        TETHER_KAFKA__SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
+        TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+    )
+    a = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="a")
+    b = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="b")
+    log = open_log(settings)
+    a.start()
+    frozen = False
+    try:
+        await log.start()
+        async with Client.connect(settings) as client:
+            # Side effects take up to 0.3 s: the freeze lands inside invocations, between a step's
+            # effect and its journal commit, and with records waiting for their transaction.
+            load = LedgerLoad(client, [f"f{i}" for i in range(16)], 0, seed=23, pause=(0.02, 0.2), work=(0.05, 0.3))
+            stop = asyncio.Event()
+            running = asyncio.create_task(load.run(until=stop))
+
+            async def progress(lines: int = 20) -> None:
+                start = ledger_lines(ledger)
+
+                def grew() -> None:
+                    assert b.alive() or b.proc is None, b.output()[-3000:]
+                    assert ledger_lines(ledger) >= start + lines, "no progress"
+
+                await assert_eventually(grew, timeout=90)
+
+            await progress()
+            b.start()
+            await assert_eventually(lambda: _owns_partitions(b), timeout=60)
+            await progress()
+            restores_before = b.restored_partitions()
+
+            os.kill(a.pid, signal.SIGSTOP)
+            frozen = True
+            frozen_at = time.monotonic()
+            # b takes the frozen worker's partitions once the group has expelled it.
+            await assert_eventually(lambda: _restored_more(b, restores_before), timeout=60)
+            await progress()
+            await asyncio.sleep(max(0.0, FROZEN_FOR - (time.monotonic() - frozen_at)))
+            os.kill(a.pid, signal.SIGCONT)
+            frozen = False
+
+            # The zombie wakes, tries to commit what it held, is fenced, and rejoins the group.
+            await assert_eventually(lambda: _was_fenced(a), timeout=60)
+            await progress(40)
+            stop.set()
+            await asyncio.wait_for(running, 180)
+            await load.barriers()
+            try:
+                verdict = await verify(
+                    load, client, log, Topics(settings.namespace), ledger, late_from=frozenset({a.pid})
+                )
+            except AssertionError:
+                print(a.logs(), b.logs())
+                raise
+            print(
+                f"{load.done_ops} operations, {len(verdict.invocations.done)} invocations, "
+                f"{verdict.reexecuted} effects ran again, {load.call_retries} call retries; "
+                f"fenced partitions of the zombie: {a.output().count('fenced by a newer owner')}"
+            )
+            assert a.alive() and b.alive()
+    finally:
+        if frozen:
+            os.kill(a.pid, signal.SIGCONT)
+        a.cleanup()
+        b.cleanup()
+        await log.close()
+
+
+def _owns_partitions(worker: WorkerProcess) -> None:
+    assert worker.alive(), worker.output()[-3000:]
+    assert worker.restored_partitions() > 0, "no partition assigned yet"
+
+
+def _restored_more(worker: WorkerProcess, before: int) -> None:
+    assert worker.alive(), worker.output()[-3000:]
+    assert worker.restored_partitions() > before, "the frozen worker's partitions were not taken over"
+
+
+def _was_fenced(worker: WorkerProcess) -> None:
+    assert worker.alive(), worker.output()[-3000:]
+    out = worker.output()
+    assert "fenced" in out.lower(), "the resumed zombie never learnt it was fenced"
