@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..log import PartitionListener
 from ..records import Record
 from .adapt import to_record
+from .group_writer import GroupMetadata
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -101,6 +102,22 @@ class KafkaConsumer:
     def assignment(self) -> set[int]:
         """Partitions currently assigned."""
         return {tp.partition for tp in self._consumer.assignment()}
+
+    def group_metadata(self) -> GroupMetadata:
+        """This member's group id, generation, member id and instance id, as of now (KIP-447).
+
+        Raises:
+            UsageError: the consumer is not a group member (partitions assigned by hand).
+        """
+        coordinator = self._consumer._coordinator  # aiokafka has no public accessor
+        if self._rebalance is None or coordinator is None:
+            raise UsageError(f"the consumer of {self._topic!r} is no group member: it has no group metadata")
+        return GroupMetadata(
+            str(coordinator.group_id),
+            int(coordinator.generation),
+            str(coordinator.member_id),
+            coordinator._group_instance_id,
+        )
 
     async def close(self) -> None:
         """Tell the listener its partitions are revoked, leave the group, close connections."""

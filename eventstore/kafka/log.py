@@ -38,6 +38,7 @@ from ..settings import KafkaSettings
 from ..topics import TopicSpec
 from .adapt import MISSING, UNREACHABLE, to_record, translate
 from .consumer import KafkaConsumer, Rebalance
+from .group_writer import KafkaGroupWriter
 from .security import (
     addresses,
     authorization_error,
@@ -345,6 +346,18 @@ class KafkaLog:
                 return
             await asyncio.sleep(pause)
             pause = min(pause * 2, _MAX_POLL)
+
+    async def group_writer(self, transactional_id: str, consumer: KafkaConsumer) -> KafkaGroupWriter:
+        """A transactional writer whose offset commits carry `consumer`'s group metadata (KIP-447).
+
+        The broker refuses its commits once `consumer`'s generation is stale, so it fences a
+        zombie without a transactional id per partition (see `group_writer`). kafka-python's
+        producer, with the same connection settings as every other client of this log.
+        """
+        options = client_kwargs(self.settings, "kafka-python")
+        options["client_id"] = f"{self.settings.client_id}-{transactional_id}"
+        options["transaction_timeout_ms"] = self.settings.transaction_timeout_ms
+        return await KafkaGroupWriter.open(options, transactional_id, consumer.group_metadata)
 
     async def writer(self, transactional_id: str) -> KafkaWriter:
         """A transactional producer; starting it fences older producers with the same id."""
