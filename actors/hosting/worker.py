@@ -7,13 +7,17 @@ import importlib
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
-from eventstore.log import LogConsumer
+from eventstore.kafka import KafkaLog
+from eventstore.kafka.consumer import KafkaConsumer
+from eventstore.kafka.group_writer import KafkaGroupWriter
+from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
 from ..definitions import VirtualObject
@@ -62,6 +66,8 @@ class Worker:
         """Restores in flight, by partition: they run outside the group's rebalance callback."""
         self._restore_failed: set[int] = set()
         self._partitions = 0
+        self._group_writer: KafkaGroupWriter | None = None
+        """With ``kafka.transactions=per_worker``: the one producer of all partitions."""
         self.client = Client(self.settings, log=self._log)
         self._stopping = asyncio.Event()
         kafka = self.settings.resolved_backend == "kafka"
@@ -88,11 +94,22 @@ class Worker:
         self._partitions = await self._log.partition_count(self.topics.inbox)
         await self.client.start()
         self._consumer = await self._log.consumer(self.topics.inbox, group_id=self.topics.group(), listener=self)
+        self._group_writer = await self._open_group_writer(self._consumer)
         self._task = asyncio.create_task(self._run(), name="tether-worker")
         self.watchdog.start()
         log.info(
             "worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects)
         )
+
+    async def _open_group_writer(self, consumer: LogConsumer) -> KafkaGroupWriter | None:
+        """One transactional producer for every partition, fenced by the group (``per_worker``)."""
+        if self.settings.kafka.transactions != "per_worker":
+            return None
+        if not isinstance(self._log, KafkaLog) or not isinstance(consumer, KafkaConsumer):
+            raise UsageError("TETHER_KAFKA__TRANSACTIONS=per_worker needs the Kafka backend")
+        # A static member's restart fences its previous producer by id as well.
+        instance = self.settings.kafka.group_instance_id or uuid.uuid4().hex[:12]
+        return await self._log.group_writer(f"{self.settings.namespace}-worker-{instance}", consumer)
 
     async def wait(self) -> None:
         """Run until `stop` is called (or the fetch loop fails)."""
@@ -116,6 +133,9 @@ class Worker:
             await self._consumer.close()  # revokes, which stops the processors
             self._consumer = None
         await self.on_revoked(set(self.processors))
+        if self._group_writer is not None:
+            await self._group_writer.close()
+            self._group_writer = None
         await self.client.close()
         if self._owns_log:
             await self._log.close()
@@ -164,7 +184,16 @@ class Worker:
     async def _take(self, p: int, *, delay: float = 0.0) -> None:
         if delay:
             await asyncio.sleep(delay)
-        writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+        writer: TransactionalWriter
+        if self._group_writer is not None:
+            # No transactional id to fence a previous owner with: wait until its transactions
+            # are over (those that passed their offset commit before the rebalance may still
+            # commit); any it begins from now on is refused at its offset commit.
+            assert isinstance(self._log, KafkaLog)
+            await self._log.settle(self.topics.events, p)
+            writer = self._group_writer.shared()
+        else:
+            writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
         processor = PartitionProcessor(
             partition=p,
             partitions=self._partitions,
@@ -177,6 +206,7 @@ class Worker:
             on_failure=self._on_failure,
             on_commit=broker_answered,
             step_overrides=self.step_overrides,
+            offsets_in_every_commit=self._group_writer is not None,
         )
         try:
             resume = await processor.restore()
@@ -199,7 +229,7 @@ class Worker:
 
     def _on_failure(self, p: int, exc: BaseException) -> None:
         if isinstance(exc, ProducerFencedError):
-            log.warning("partition %d: fenced by a newer owner; giving it up", p)
+            log.warning("partition %d: fenced by a newer owner (%s)", p, exc)
         else:
             log.error("partition %d failed (%r); restoring it from the log", p, exc)
         self._failed[p] = exc
@@ -207,9 +237,14 @@ class Worker:
     async def _recover(self) -> None:
         failed, self._failed = self._failed, {}
         assert self._consumer is not None
+        # A group-fenced writer is refused when the group has moved on; the partitions it still
+        # holds after the rejoin are its own again (a newer producer with its id ends it all).
+        group_fenced = self._group_writer is not None and not self._group_writer.fenced
         for p, exc in failed.items():
             await self._release(p, flush=False)
-            if not isinstance(exc, ProducerFencedError) and p in self._consumer.assignment():
+            if group_fenced and isinstance(exc, ProducerFencedError) and p in self._consumer.assignment():
+                self._start_restore(p, delay=1.0)
+            elif not isinstance(exc, ProducerFencedError) and p in self._consumer.assignment():
                 # A failed restore waits a second before it is tried again; a failed partition not.
                 self._start_restore(p, delay=1.0 if p in self._restore_failed else 0.0)
             self._restore_failed.discard(p)

@@ -101,6 +101,7 @@ class PartitionProcessor:
         on_failure: Callable[[int, BaseException], None],
         on_commit: Callable[[], None] = lambda: None,
         step_overrides: StepOverrides | None = None,
+        offsets_in_every_commit: bool = False,
     ) -> None:
         self.partition = partition
         self.partitions = partitions
@@ -115,6 +116,9 @@ class PartitionProcessor:
         """Stubs of steps by name (`InvocationHost`; a test kit's, None in production)."""
         self._on_commit = on_commit
         """Called after each committed transaction: the broker answered (ends a logged outage)."""
+        self._offsets_always = offsets_in_every_commit
+        """Commit the inbox offset in every transaction: a writer fenced by the consumer group
+        (KIP-447) is fenced by its offset commits, so a transaction without one would not be."""
         self.group = topics.group()
         self.sessions: dict[bytes, Session] = {}
         self.journals: dict[str, Journal] = {}
@@ -833,10 +837,14 @@ class PartitionProcessor:
                 # Done entries record their inbox offset, so a restore skips what finished even
                 # if the committed offset lags; committing it only now and then saves two
                 # round trips per transaction. Dead letters carry no done entry: commit then.
-                commit_offsets = watermark != self._committed and (
-                    bool(extra)
-                    or batch.must_commit_offsets
-                    or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
+                commit_offsets = (
+                    self._offsets_always
+                    or watermark != self._committed
+                    and (
+                        bool(extra)
+                        or batch.must_commit_offsets
+                        or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
+                    )
                 )
                 await self._commit(batch.records + extra, watermark if commit_offsets else None)
                 self._on_commit()

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,24 +52,36 @@ class GroupMetadata:
     instance_id: str | None = None
 
 
+OnCommitted = Callable[[list[Any], dict[str, dict[TopicPartition, int]], str], None]
+"""Told what a transaction wrote (record metadata, offsets) and its transactional id, once it committed."""
+
+
 class KafkaGroupWriter:
     """A transactional writer whose offset commits are fenced by the consumer group's generation."""
 
     def __init__(
         self,
-        producer: Any,
+        producer: Any,  # noqa: ANN401 - kafka-python is untyped
         transactional_id: str,
-        membership: Callable[[], GroupMetadata],  # noqa: ANN401
+        membership: Callable[[], GroupMetadata],
+        on_committed: OnCommitted | None = None,
     ) -> None:
         self._producer = producer
         self._id = transactional_id
         self._membership = membership
+        self._on_committed = on_committed
         self._fenced = False
         self._lock = asyncio.Lock()
+        self._queue: list[tuple[GroupTransaction, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
-        cls, options: Mapping[str, Any], transactional_id: str, membership: Callable[[], GroupMetadata]
+        cls,
+        options: Mapping[str, Any],
+        transactional_id: str,
+        membership: Callable[[], GroupMetadata],
+        on_committed: OnCommitted | None = None,
     ) -> KafkaGroupWriter:
         """Start a kafka-python transactional producer with `options` (`client_kwargs(..., "kafka-python")`).
 
@@ -92,12 +104,17 @@ class KafkaGroupWriter:
             producer = await asyncio.to_thread(start)
         except kafka_errors.KafkaError as exc:
             raise LogUnavailableError(f"cannot open transactional producer {transactional_id!r}: {exc}") from exc
-        return cls(producer, transactional_id, membership)
+        return cls(producer, transactional_id, membership, on_committed)
 
     @property
     def transactional_id(self) -> str:
         """The producer's transactional id (fences older producers with the same id too)."""
         return self._id
+
+    @property
+    def fenced(self) -> bool:
+        """A newer producer took the transactional id: this writer can commit nothing more."""
+        return self._fenced
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[GroupTransaction]:
@@ -114,34 +131,83 @@ class KafkaGroupWriter:
         yield txn
         if not txn.offsets:
             raise UsageError("a group-fenced transaction must commit offsets: they are what fences it")
-        async with self._lock:
-            await asyncio.to_thread(self._commit, txn)
+        await self._run(txn)
 
     async def commit(
         self,
-        records: list[OutRecord],
+        records: Sequence[OutRecord],
         *,
         group_id: str | None = None,
         offsets: Mapping[TopicPartition, int] | None = None,
     ) -> None:
-        """Append `records` and commit `offsets` for `group_id` in one transaction."""
+        """Append `records` and commit `offsets` for `group_id`, atomically (group commit).
+
+        Calls made while a transaction is in flight share the next one: one transaction in
+        flight carries what all of them asked for, and each returns once it committed (or
+        raises what failed it: the same error for all of them).
+
+        Raises:
+            UsageError: no offsets or no group (nothing would fence the transaction).
+            ProducerFencedError: see `transaction`.
+        """
         if not offsets or group_id is None:
             raise UsageError("a group-fenced transaction must commit offsets for a group")
-        async with self.transaction() as txn:
-            for r in records:
-                await txn.send(r)
-            txn.commit_offsets(group_id, offsets)
+        if self._fenced:
+            raise ProducerFencedError(f"transactional writer {self._id} was fenced")
+        txn = GroupTransaction()
+        txn.records.extend(records)
+        txn.commit_offsets(group_id, offsets)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((txn, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"group-commit-{self._id}")
+        await asyncio.shield(done)
 
-    def _commit(self, txn: GroupTransaction) -> None:
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            merged = GroupTransaction()
+            for txn, _ in batch:
+                merged.records.extend(txn.records)
+                for group_id, offsets in txn.offsets.items():
+                    merged.commit_offsets(group_id, offsets)
+            try:
+                await self._run(merged)
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _run(self, txn: GroupTransaction) -> None:
+        async with self._lock:
+            metadata = await asyncio.to_thread(self._commit, txn)
+        if self._on_committed is not None:
+            self._on_committed(metadata, txn.offsets, self._id)
+
+    def _commit(self, txn: GroupTransaction) -> list[Any]:
         producer = self._producer
         try:
             producer.begin_transaction()
-            for r in txn.records:
+            futures = [
                 producer.send(r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers))
+                for r in txn.records
+            ]
             # Every record is in the log before the offsets commit: see the module docstring.
             producer.flush()
+            metadata = [f.get(0) for f in futures]
             for group_id, offsets in txn.offsets.items():
                 membership = self._membership()
+                if membership.generation < 0 or not membership.member_id:
+                    # The coordinator accepts a transactional commit that names no member and
+                    # generation (v0 compatibility): a consumer that lost its membership (it
+                    # resets both) must not send one.
+                    raise kafka_errors.CommitFailedError(f"not a member of group {group_id!r} now")
                 if membership.group_id != group_id:
                     raise UsageError(f"offsets for group {group_id!r}, but the membership is {membership.group_id!r}")
                 producer.send_offsets_to_transaction(
@@ -151,6 +217,7 @@ class KafkaGroupWriter:
                     ),
                 )
             producer.commit_transaction()
+            return metadata
         except (kafka_errors.CommitFailedError, kafka_errors.FencedInstanceIdError) as exc:
             self._abort()
             raise ProducerFencedError(
@@ -172,9 +239,44 @@ class KafkaGroupWriter:
         except kafka_errors.KafkaError:
             pass  # a fatal state: the producer cannot abort, the broker times the transaction out
 
+    def shared(self) -> SharedGroupWriter:
+        """A handle on this writer for one partition's processor; closing it leaves the writer open."""
+        return SharedGroupWriter(self)
+
     async def close(self) -> None:
         """Close the producer (an open transaction is aborted by the broker)."""
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await asyncio.to_thread(self._producer.close, 5)
+
+
+class SharedGroupWriter:
+    """One partition's view of a worker's `KafkaGroupWriter` (a `TransactionalWriter`)."""
+
+    def __init__(self, writer: KafkaGroupWriter) -> None:
+        self._writer = writer
+
+    @property
+    def transactional_id(self) -> str:
+        """The worker's transactional id."""
+        return self._writer.transactional_id
+
+    def transaction(self) -> AbstractAsyncContextManager[GroupTransaction]:
+        """A transaction of its own (not group committed)."""
+        return self._writer.transaction()
+
+    async def commit(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        group_id: str | None = None,
+        offsets: Mapping[TopicPartition, int] | None = None,
+    ) -> None:
+        """Group-commit `records` and `offsets` with what the worker's other partitions commit."""
+        await self._writer.commit(records, group_id=group_id, offsets=offsets)
+
+    async def close(self) -> None:
+        """Nothing: the worker closes its writer."""
 
 
 class GroupTransaction:

@@ -71,6 +71,7 @@ class KafkaLog:
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None
+        self._meta_uncommitted: AIOKafkaConsumer | None = None
         self._partitions: dict[str, int] = {}
         self._connection: dict[str, Any] | None = None
         # Read-your-writes: Kafka writes commit markers after `commit_transaction` returns, so
@@ -202,6 +203,9 @@ class KafkaLog:
         """Close every client; idempotent."""
         meta, producer, admin = self._meta, self._producer, self._admin
         self._admin = self._producer = self._meta = None
+        uncommitted, self._meta_uncommitted = self._meta_uncommitted, None
+        if uncommitted is not None:
+            await uncommitted.stop()
         try:
             if meta is not None:
                 await meta.stop()
@@ -357,7 +361,46 @@ class KafkaLog:
         options = client_kwargs(self.settings, "kafka-python")
         options["client_id"] = f"{self.settings.client_id}-{transactional_id}"
         options["transaction_timeout_ms"] = self.settings.transaction_timeout_ms
-        return await KafkaGroupWriter.open(options, transactional_id, consumer.group_metadata)
+        return await KafkaGroupWriter.open(options, transactional_id, consumer.group_metadata, self._wrote)
+
+    async def settle(self, topic: str, partition: int) -> None:
+        """Wait until no transaction is open on a partition (its last stable offset is its end).
+
+        A new owner of a partition calls it before it restores, when writers are fenced by the
+        group (`group_writer`) and not by a transactional id per partition: a zombie's
+        transaction that passed its offset commit before the rebalance may still commit, and
+        holds back the last stable offset until it ends (at the latest after the broker's
+        transaction timeout). Transactions begun later cannot commit (their offset commit is
+        refused), so waiting for this moment once is enough.
+        """
+        _, _, meta = self._require()
+        await self._check_partition(topic, partition)
+        if self._meta_uncommitted is None:
+            uncommitted = AIOKafkaConsumer(
+                **self._options(),
+                client_id=f"{self.settings.client_id}-meta-hw",
+                isolation_level="read_uncommitted",
+                enable_auto_commit=False,
+            )
+            await self._guard(uncommitted.start())
+            self._meta_uncommitted = uncommitted
+        tp = KafkaTP(topic, partition)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self.settings.transaction_timeout_ms / 1000
+        pause = _FIRST_POLL
+        warned = False
+        while True:
+            stable = int((await self._guard(meta.end_offsets([tp])))[tp])
+            end = int((await self._guard(self._meta_uncommitted.end_offsets([tp])))[tp])
+            if stable >= end:
+                return
+            if not warned and loop.time() > deadline - self.settings.transaction_timeout_ms / 1000:
+                log.warning("%s/%d: waiting for an open transaction of a previous owner to end", topic, partition)
+                warned = True
+            if loop.time() > deadline:
+                raise LogUnavailableError(f"{topic}/{partition}: a transaction stays open past the transaction timeout")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_POLL * 4)
 
     async def writer(self, transactional_id: str) -> KafkaWriter:
         """A transactional producer; starting it fences older producers with the same id."""

@@ -35,9 +35,9 @@ FROZEN_FOR = 3 * SESSION_TIMEOUT_MS / 1000
 """Seconds the worker stays stopped: well past its session timeout and the takeover."""
 
 
-@pytest.mark.kafka
+@pytest.mark.parametrize("transactions", ["per_partition", "per_worker"])
 async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_takeover(
-    kafka_bootstrap: str, namespace: str, tmp_path: Path
+    kafka_bootstrap: str, namespace: str, tmp_path: Path, transactions: str
 ) -> None:
     settings = make_settings(
         "kafka",
@@ -53,6 +53,7 @@ async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_tak
         TETHER_TEST_LEDGER=str(ledger),
         TETHER_KAFKA__SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
         TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+        TETHER_KAFKA__TRANSACTIONS=transactions,
     )
     a = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="a")
     b = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="b")
