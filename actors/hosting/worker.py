@@ -16,7 +16,7 @@ from typing import Any
 from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
 from eventstore.kafka import KafkaLog
 from eventstore.kafka.consumer import KafkaConsumer
-from eventstore.kafka.group_writer import KafkaGroupWriter
+from eventstore.kafka.group_writer import GroupCommitWriter
 from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
@@ -66,7 +66,7 @@ class Worker:
         """Restores in flight, by partition: they run outside the group's rebalance callback."""
         self._restore_failed: set[int] = set()
         self._partitions = 0
-        self._group_writer: KafkaGroupWriter | None = None
+        self._group_writer: GroupCommitWriter | None = None
         """With ``kafka.transactions=per_worker``: the one producer of all partitions."""
         self.client = Client(self.settings, log=self._log)
         self._stopping = asyncio.Event()
@@ -101,7 +101,7 @@ class Worker:
             "worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects)
         )
 
-    async def _open_group_writer(self, consumer: LogConsumer) -> KafkaGroupWriter | None:
+    async def _open_group_writer(self, consumer: LogConsumer) -> GroupCommitWriter | None:
         """One transactional producer for every partition, fenced by the group (``per_worker``)."""
         if self.settings.kafka.transactions != "per_worker":
             return None
@@ -109,7 +109,7 @@ class Worker:
             raise UsageError("TETHER_KAFKA__TRANSACTIONS=per_worker needs the Kafka backend")
         # A static member's restart fences its previous producer by id as well.
         instance = self.settings.kafka.group_instance_id or uuid.uuid4().hex[:12]
-        return await self._log.group_writer(f"{self.settings.namespace}-worker-{instance}", consumer)
+        return await self._log.group_writer(f"{self.settings.namespace}-worker-{instance}", consumer.group_metadata)
 
     async def wait(self) -> None:
         """Run until `stop` is called (or the fetch loop fails)."""

@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ..log import PartitionListener
 from ..records import Record
 from .adapt import to_record
-from .group_writer import GroupMetadata
+from .kip447 import GroupMetadata
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

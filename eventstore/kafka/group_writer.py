@@ -1,137 +1,86 @@
-"""One transactional producer for all of a worker's partitions, fenced by the group (KIP-447).
+"""One transaction in flight for all of a worker's partitions, fenced by the group (KIP-447).
 
-aiokafka commits offsets in a transaction with ``TxnOffsetCommit`` v0, which names only the
-group, so the broker accepts a zombie's commit after a rebalance; Tether's workers therefore
-fence with one transactional id per input partition (`KafkaWriter`). This writer sends the
-records and offsets of a transaction through kafka-python 3's producer instead, whose
-``TxnOffsetCommit`` v3 carries the member id, generation and group instance id of the consumer
-that read the input (`GroupMetadata`, from the aiokafka consumer's coordinator). Once the group
-has moved on, the coordinator rejects that commit, the transaction can only abort, and none of
-its records becomes visible: `ProducerFencedError`.
+`GroupCommitWriter` wraps the worker's one transactional writer (an aiokafka producer whose
+offset commits speak ``TxnOffsetCommit`` v3 with the consumer's membership: `kip447`) and
+group-commits: the partitions' commits made while a transaction is in flight share the next
+one. The coordinator refuses the offset commit of a member the group has moved on from, so a
+zombie's transaction can only abort and none of its records becomes visible
+(`ProducerFencedError`).
 
-Two rules make it safe to hand partitions over without fencing a transactional id:
+Two rules make it safe to hand partitions over without fencing a transactional id per
+partition:
 - every transaction commits offsets (the fence is the offset commit: a transaction without one
   would commit whatever the group did);
-- records are flushed before the offsets are sent, so a transaction that passed its offset
-  commit before a rebalance already holds back the last stable offset of every partition it
-  wrote: a new owner that waits for the LSO to reach the high watermark sees its outcome.
-
-kafka-python's producer is blocking; each transaction runs in a worker thread
-(`asyncio.to_thread`), one at a time. The runtime does not use this writer yet (see README,
-"What fences what").
+- a new owner waits until no transaction is open on the partition (`KafkaLog.settle`): one
+  that passed its offset commit before the rebalance may still commit, and its records hold
+  back the partition's last stable offset until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
-from ..errors import LogUnavailableError, ProducerFencedError, UsageError
+from ..errors import ProducerFencedError, UsageError
+from ..log import Transaction
 from ..records import OutRecord, TopicPartition
 
-with warnings.catch_warnings():
-    # kafka-python 3.0 loads its protocol schemas with importlib.resources' deprecated open_text.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaProducer
-    from kafka import errors as kafka_errors
-    from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
-    from kafka.structs import TopicPartition as KafkaPythonTP
 
-
-@dataclass(frozen=True, slots=True)
-class GroupMetadata:
-    """A consumer's group membership: what the coordinator checks an offset commit against."""
-
-    group_id: str
-    generation: int
-    member_id: str
-    instance_id: str | None = None
-
-
-OnCommitted = Callable[[list[Any], dict[str, dict[TopicPartition, int]], str], None]
-"""Told what a transaction wrote (record metadata, offsets) and its transactional id, once it committed."""
-
-
-class KafkaGroupWriter:
-    """A transactional writer whose offset commits are fenced by the consumer group's generation."""
-
-    def __init__(
-        self,
-        producer: Any,  # noqa: ANN401 - kafka-python is untyped
-        transactional_id: str,
-        membership: Callable[[], GroupMetadata],
-        on_committed: OnCommitted | None = None,
-    ) -> None:
-        self._producer = producer
-        self._id = transactional_id
-        self._membership = membership
-        self._on_committed = on_committed
-        self._fenced = False
-        self._lock = asyncio.Lock()
-        self._queue: list[tuple[GroupTransaction, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def open(
-        cls,
-        options: Mapping[str, Any],
-        transactional_id: str,
-        membership: Callable[[], GroupMetadata],
-        on_committed: OnCommitted | None = None,
-    ) -> KafkaGroupWriter:
-        """Start a kafka-python transactional producer with `options` (`client_kwargs(..., "kafka-python")`).
-
-        Raises:
-            LogUnavailableError: the cluster could not be reached or refused the producer.
-        """
-
-        def start() -> Any:  # noqa: ANN401 - kafka-python is untyped
-            producer = KafkaProducer(
-                **options, transactional_id=transactional_id, enable_idempotence=True, acks="all", linger_ms=1
-            )
-            try:
-                producer.init_transactions()
-            except BaseException:
-                producer.close(timeout=1)
-                raise
-            return producer
-
-        try:
-            producer = await asyncio.to_thread(start)
-        except kafka_errors.KafkaError as exc:
-            raise LogUnavailableError(f"cannot open transactional producer {transactional_id!r}: {exc}") from exc
-        return cls(producer, transactional_id, membership, on_committed)
+class FencingWriter(Protocol):
+    """The transactional writer a `GroupCommitWriter` commits through."""
 
     @property
     def transactional_id(self) -> str:
-        """The producer's transactional id (fences older producers with the same id too)."""
-        return self._id
+        """The id that fences older writers."""
 
     @property
     def fenced(self) -> bool:
-        """A newer producer took the transactional id: this writer can commit nothing more."""
-        return self._fenced
+        """A newer writer took the transactional id."""
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[GroupTransaction]:
-        """Collect a transaction's records and offsets; commit them on exit, in a thread.
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Open a transaction that commits on exit and aborts if the block raises."""
 
-        Raises:
-            UsageError: the transaction commits no offsets (nothing would fence it).
-            ProducerFencedError: the group moved on (stale generation or member) or a newer
-                producer took the transactional id; nothing of the transaction is visible.
-        """
-        if self._fenced:
-            raise ProducerFencedError(f"transactional writer {self._id} was fenced")
-        txn = GroupTransaction()
-        yield txn
-        if not txn.offsets:
-            raise UsageError("a group-fenced transaction must commit offsets: they are what fences it")
-        await self._run(txn)
+    async def close(self) -> None:
+        """Release the writer."""
+
+
+class _Commit:
+    __slots__ = ("done", "group_id", "offsets", "records")
+
+    def __init__(
+        self,
+        records: Sequence[OutRecord],
+        group_id: str,
+        offsets: Mapping[TopicPartition, int],
+        done: asyncio.Future[None],
+    ) -> None:
+        self.records = records
+        self.group_id = group_id
+        self.offsets = offsets
+        self.done = done
+
+
+class GroupCommitWriter:
+    """Group commit over one fencing writer: one transaction in flight, shared by every caller."""
+
+    def __init__(self, writer: FencingWriter) -> None:
+        self._writer = writer
+        self._queue: list[_Commit] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.transactions = 0
+        """Transactions committed (for tests and stats)."""
+
+    @property
+    def transactional_id(self) -> str:
+        """The worker's transactional id."""
+        return self._writer.transactional_id
+
+    @property
+    def fenced(self) -> bool:
+        """A newer producer took the transactional id: nothing more can be committed."""
+        return self._writer.fenced
 
     async def commit(
         self,
@@ -140,120 +89,66 @@ class KafkaGroupWriter:
         group_id: str | None = None,
         offsets: Mapping[TopicPartition, int] | None = None,
     ) -> None:
-        """Append `records` and commit `offsets` for `group_id`, atomically (group commit).
+        """Append `records` and commit `offsets` for `group_id` atomically, in a shared transaction.
 
-        Calls made while a transaction is in flight share the next one: one transaction in
-        flight carries what all of them asked for, and each returns once it committed (or
-        raises what failed it: the same error for all of them).
+        Calls made while a transaction is in flight share the next one; each returns once it
+        committed, or raises what failed it (the same error for every call it carried).
 
         Raises:
             UsageError: no offsets or no group (nothing would fence the transaction).
-            ProducerFencedError: see `transaction`.
+            ProducerFencedError: the group moved on from this member, or a newer producer took
+                the transactional id; nothing of the transaction is visible.
         """
         if not offsets or group_id is None:
             raise UsageError("a group-fenced transaction must commit offsets for a group")
-        if self._fenced:
-            raise ProducerFencedError(f"transactional writer {self._id} was fenced")
-        txn = GroupTransaction()
-        txn.records.extend(records)
-        txn.commit_offsets(group_id, offsets)
+        if self._writer.fenced:
+            raise ProducerFencedError(f"transactional writer {self.transactional_id} was fenced")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((txn, done))
+        self._queue.append(_Commit(records, group_id, offsets, done))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name=f"group-commit-{self._id}")
+            self._flusher = asyncio.create_task(self._flush(), name=f"group-commit-{self.transactional_id}")
         await asyncio.shield(done)
 
     async def _flush(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
-            merged = GroupTransaction()
-            for txn, _ in batch:
-                merged.records.extend(txn.records)
-                for group_id, offsets in txn.offsets.items():
-                    merged.commit_offsets(group_id, offsets)
             try:
-                await self._run(merged)
+                async with self._writer.transaction() as txn:
+                    for commit in batch:
+                        for record in commit.records:
+                            await txn.send(record)
+                    offsets: dict[str, dict[TopicPartition, int]] = {}
+                    for commit in batch:  # later commits of a partition carry its later offsets
+                        offsets.setdefault(commit.group_id, {}).update(commit.offsets)
+                    for group_id, group_offsets in offsets.items():
+                        txn.commit_offsets(group_id, group_offsets)
             except BaseException as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                for commit in batch:
+                    if not commit.done.done():
+                        commit.done.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-
-    async def _run(self, txn: GroupTransaction) -> None:
-        async with self._lock:
-            metadata = await asyncio.to_thread(self._commit, txn)
-        if self._on_committed is not None:
-            self._on_committed(metadata, txn.offsets, self._id)
-
-    def _commit(self, txn: GroupTransaction) -> list[Any]:
-        producer = self._producer
-        try:
-            producer.begin_transaction()
-            futures = [
-                producer.send(r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers))
-                for r in txn.records
-            ]
-            # Every record is in the log before the offsets commit: see the module docstring.
-            producer.flush()
-            metadata = [f.get(0) for f in futures]
-            for group_id, offsets in txn.offsets.items():
-                membership = self._membership()
-                if membership.generation < 0 or not membership.member_id:
-                    # The coordinator accepts a transactional commit that names no member and
-                    # generation (v0 compatibility): a consumer that lost its membership (it
-                    # resets both) must not send one.
-                    raise kafka_errors.CommitFailedError(f"not a member of group {group_id!r} now")
-                if membership.group_id != group_id:
-                    raise UsageError(f"offsets for group {group_id!r}, but the membership is {membership.group_id!r}")
-                producer.send_offsets_to_transaction(
-                    {KafkaPythonTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
-                    ConsumerGroupMetadata(
-                        membership.group_id, membership.generation, membership.member_id, membership.instance_id
-                    ),
-                )
-            producer.commit_transaction()
-            return metadata
-        except (kafka_errors.CommitFailedError, kafka_errors.FencedInstanceIdError) as exc:
-            self._abort()
-            raise ProducerFencedError(
-                f"transactional writer {self._id}: the group moved on, its offset commit was refused ({exc})"
-            ) from exc
-        except kafka_errors.ProducerFencedError as exc:
-            self._fenced = True
-            raise ProducerFencedError(f"transactional writer {self._id} was fenced by a newer producer") from exc
-        except kafka_errors.KafkaError as exc:
-            self._abort()
-            raise LogUnavailableError(f"transaction of {self._id} failed: {exc}") from exc
-        except BaseException:
-            self._abort()
-            raise
-
-    def _abort(self) -> None:
-        try:
-            self._producer.abort_transaction()
-        except kafka_errors.KafkaError:
-            pass  # a fatal state: the producer cannot abort, the broker times the transaction out
+            self.transactions += 1
+            for commit in batch:
+                if not commit.done.done():
+                    commit.done.set_result(None)
 
     def shared(self) -> SharedGroupWriter:
-        """A handle on this writer for one partition's processor; closing it leaves the writer open."""
+        """A handle for one partition's processor; closing it leaves this writer open."""
         return SharedGroupWriter(self)
 
     async def close(self) -> None:
-        """Close the producer (an open transaction is aborted by the broker)."""
+        """Finish the transaction in flight, then close the producer."""
         if self._flusher is not None and not self._flusher.done():
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await asyncio.to_thread(self._producer.close, 5)
+        await self._writer.close()
 
 
 class SharedGroupWriter:
-    """One partition's view of a worker's `KafkaGroupWriter` (a `TransactionalWriter`)."""
+    """One partition's view of a worker's `GroupCommitWriter` (a `TransactionalWriter`)."""
 
-    def __init__(self, writer: KafkaGroupWriter) -> None:
+    def __init__(self, writer: GroupCommitWriter) -> None:
         self._writer = writer
 
     @property
@@ -261,9 +156,9 @@ class SharedGroupWriter:
         """The worker's transactional id."""
         return self._writer.transactional_id
 
-    def transaction(self) -> AbstractAsyncContextManager[GroupTransaction]:
-        """A transaction of its own (not group committed)."""
-        return self._writer.transaction()
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Not offered: a partition's writes go through the shared, group-committed `commit`."""
+        raise UsageError("a shared group writer commits through commit() only")
 
     async def commit(
         self,
@@ -277,19 +172,3 @@ class SharedGroupWriter:
 
     async def close(self) -> None:
         """Nothing: the worker closes its writer."""
-
-
-class GroupTransaction:
-    """The records and offsets of one transaction of a `KafkaGroupWriter`."""
-
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []
-        self.offsets: dict[str, dict[TopicPartition, int]] = {}
-
-    async def send(self, record: OutRecord) -> None:
-        """Add a record; it becomes visible when the transaction commits."""
-        self.records.append(record)
-
-    def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit consumer offsets (next offset to read) as part of this transaction."""
-        self.offsets.setdefault(group_id, {}).update(offsets)

@@ -38,7 +38,8 @@ from ..settings import KafkaSettings
 from ..topics import TopicSpec
 from .adapt import MISSING, UNREACHABLE, to_record, translate
 from .consumer import KafkaConsumer, Rebalance
-from .group_writer import KafkaGroupWriter
+from .group_writer import GroupCommitWriter
+from .kip447 import GroupMetadata, install
 from .security import (
     addresses,
     authorization_error,
@@ -351,17 +352,21 @@ class KafkaLog:
             await asyncio.sleep(pause)
             pause = min(pause * 2, _MAX_POLL)
 
-    async def group_writer(self, transactional_id: str, consumer: KafkaConsumer) -> KafkaGroupWriter:
-        """A transactional writer whose offset commits carry `consumer`'s group metadata (KIP-447).
+    async def group_writer(self, transactional_id: str, membership: Callable[[], GroupMetadata]) -> GroupCommitWriter:
+        """The one transactional writer of a worker, fenced by its consumer group (KIP-447).
 
-        The broker refuses its commits once `consumer`'s generation is stale, so it fences a
-        zombie without a transactional id per partition (see `group_writer`). kafka-python's
-        producer, with the same connection settings as every other client of this log.
+        Its offset commits carry `membership()` (a group consumer's `group_metadata`) at the
+        moment of each commit, so the coordinator refuses them once the group has moved on;
+        commits made while one is in flight share the next transaction (see `group_writer`).
         """
-        options = client_kwargs(self.settings, "kafka-python")
-        options["client_id"] = f"{self.settings.client_id}-{transactional_id}"
-        options["transaction_timeout_ms"] = self.settings.transaction_timeout_ms
-        return await KafkaGroupWriter.open(options, transactional_id, consumer.group_metadata, self._wrote)
+        producer = self._transactional_producer(transactional_id)
+        install(producer, membership)
+        try:
+            await self._guard(producer.start())
+        except BaseException:
+            await producer.stop()
+            raise
+        return GroupCommitWriter(KafkaWriter(self, producer, transactional_id))
 
     async def settle(self, topic: str, partition: int) -> None:
         """Wait until no transaction is open on a partition (its last stable offset is its end).
@@ -402,9 +407,8 @@ class KafkaLog:
             await asyncio.sleep(pause)
             pause = min(pause * 2, _MAX_POLL * 4)
 
-    async def writer(self, transactional_id: str) -> KafkaWriter:
-        """A transactional producer; starting it fences older producers with the same id."""
-        producer = AIOKafkaProducer(
+    def _transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             **self._options(),
             client_id=f"{self.settings.client_id}-{transactional_id}",
             transactional_id=transactional_id,
@@ -414,6 +418,10 @@ class KafkaLog:
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
             max_batch_size=256 * 1024,
         )
+
+    async def writer(self, transactional_id: str) -> KafkaWriter:
+        """A transactional producer; starting it fences older producers with the same id."""
+        producer = self._transactional_producer(transactional_id)
         try:
             await self._guard(producer.start())
         except BaseException:

@@ -16,6 +16,7 @@ from ..errors import ProducerFencedError
 from ..log import TransactionalWriter
 from ..records import OutRecord, TopicPartition
 from .adapt import FENCED, translate
+from .kip447 import StaleMembershipError
 
 if TYPE_CHECKING:
     from .log import KafkaLog
@@ -36,6 +37,11 @@ class KafkaWriter(TransactionalWriter):
     def transactional_id(self) -> str:
         """The id that fences older writers."""
         return self._id
+
+    @property
+    def fenced(self) -> bool:
+        """A newer writer took the transactional id: this one can commit nothing more."""
+        return self._fenced
 
     def _fenced_error(self) -> ProducerFencedError:
         self._fenced = True
@@ -68,6 +74,9 @@ class KafkaWriter(TransactionalWriter):
         cause = self._sender_failure() or exc
         if isinstance(cause, ProducerFenced) or isinstance(exc, ProducerFenced):
             return self._fenced_error()
+        if isinstance(exc, StaleMembershipError):
+            # KIP-447: the group moved on; this transaction aborts, the writer stays usable.
+            return ProducerFencedError(f"transactional writer {self._id}: the group moved on ({exc})")
         return translate(cause, self._log.servers)
 
     @asynccontextmanager

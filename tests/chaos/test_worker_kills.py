@@ -40,10 +40,20 @@ WORK = {"embedded": (0.05, 0.3), "kafka": (0.0, 0.04)}
 """Seconds a side effect takes: long enough that kills land inside invocations."""
 
 
-@pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "embedded",
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("kafka-per-worker", marks=pytest.mark.kafka),
+    ],
+)
 async def test_exactly_once_under_repeated_kill_9(
     request: pytest.FixtureRequest, backend: str, namespace: str, tmp_path: Path
 ) -> None:
+    # kafka-per-worker: one transaction per worker, fenced by the group (TETHER_KAFKA__TRANSACTIONS).
+    transactions = "per_worker" if backend == "kafka-per-worker" else "per_partition"
+    backend = backend.removesuffix("-per-worker")
     rng = random.Random(SEED)
     settings = settings_for(
         request,
@@ -54,9 +64,8 @@ async def test_exactly_once_under_repeated_kill_9(
         runtime=RuntimeSettings(checkpoint_every=8, max_resident_sessions=3),
     )
     ledger = tmp_path / "ledger.jsonl"
-    worker = WorkerProcess(
-        "harness.ledger_sessions:ledger", worker_env(settings, TETHER_TEST_LEDGER=str(ledger)), tmp_path
-    )
+    env = worker_env(settings, TETHER_TEST_LEDGER=str(ledger), TETHER_KAFKA__TRANSACTIONS=transactions)
+    worker = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path)
     log = open_log(settings)
     worker.start()
     try:

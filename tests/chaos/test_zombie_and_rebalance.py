@@ -124,8 +124,9 @@ async def test_zombie_worker_is_fenced(
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("transactions", ["per_partition", "per_worker"])
 async def test_rebalance_under_load_loses_and_duplicates_nothing(
-    kafka_bootstrap: str, namespace: str, tmp_path: Path
+    kafka_bootstrap: str, namespace: str, tmp_path: Path, transactions: str
 ) -> None:
     """A second worker joins under load and later leaves on SIGTERM; exactly once throughout."""
     settings = make_settings(
@@ -137,7 +138,7 @@ async def test_rebalance_under_load_loses_and_duplicates_nothing(
         runtime=RuntimeSettings(checkpoint_every=30),
     )
     ledger = tmp_path / "ledger.jsonl"
-    env = worker_env(settings, TETHER_TEST_LEDGER=str(ledger))
+    env = worker_env(settings, TETHER_TEST_LEDGER=str(ledger), TETHER_KAFKA__TRANSACTIONS=transactions)
     a = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="a")
     b = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="b")
     log = open_log(settings)
