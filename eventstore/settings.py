@@ -51,8 +51,8 @@ class KafkaSettings(BaseModel):
     transactions: Literal["per_partition", "per_worker"] = "per_partition"
     """``per_partition`` (default): a transactional producer per partition, fenced by its
     transactional id. ``per_worker`` (experimental): one producer per worker and one transaction
-    in flight for all of its partitions, fenced by the consumer group's generation (KIP-447,
-    through kafka-python's producer); see README, "What fences what"."""
+    in flight for all of its partitions, fenced by the consumer group's generation (KIP-447:
+    ``TxnOffsetCommit`` v3 with the consumer's membership); see README, "What fences what"."""
     connect_timeout_ms: int = Field(default=10_000, ge=100)
     """How long connecting to the cluster may take at start-up (TCP, TLS, SASL, first metadata)
     before it fails with a typed error, instead of waiting for ``request_timeout_ms``."""

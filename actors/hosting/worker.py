@@ -241,7 +241,12 @@ class Worker:
         # holds after the rejoin are its own again (a newer producer with its id ends it all).
         group_fenced = self._group_writer is not None and not self._group_writer.fenced
         for p, exc in failed.items():
+            current = self.processors.get(p)
+            if current is not None and current.failed is None:
+                continue  # an older processor's failure: the partition was taken again since
             await self._release(p, flush=False)
+            if p in self._restoring:
+                continue  # (re)assigned meanwhile: its restore is under way
             if group_fenced and isinstance(exc, ProducerFencedError) and p in self._consumer.assignment():
                 self._start_restore(p, delay=1.0)
             elif not isinstance(exc, ProducerFencedError) and p in self._consumer.assignment():

@@ -27,6 +27,7 @@ import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaProducer
 from aiokafka.client import CoordinationType
 from aiokafka.producer.sender import TxnOffsetCommitHandler
+from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64, Schema, TaggedFields
 from aiokafka.structs import TopicPartition
@@ -144,6 +145,26 @@ _FENCING_CODES = {22: "ILLEGAL_GENERATION", 25: "UNKNOWN_MEMBER_ID", 82: "FENCED
 0.14 has no class for FENCED_INSTANCE_ID)."""
 
 
+def _refuse(txn_manager: Any, exc: BaseException) -> None:  # noqa: ANN401 - aiokafka is untyped
+    """Fail the transaction's offset commit: it can only abort now.
+
+    Not aiokafka's ``error_transaction``: that also forgets the partitions and group the
+    transaction added, so the abort that follows ends it locally without an ``EndTxn``, and the
+    broker keeps it open (holding back the last stable offset of its partitions) until the
+    transaction timeout, then bumps the producer's epoch.
+    """
+    txn_manager._transition_to(TransactionState.ABORTABLE_ERROR)
+    txn_manager._pending_txn_partitions.clear()  # never added: nothing to end on the broker
+    for _, _, fut in txn_manager._pending_txn_offsets:
+        if not fut.done():
+            fut.set_exception(exc)
+    txn_manager._pending_txn_offsets.clear()
+    waiter = txn_manager._transaction_waiter
+    if not waiter.done():
+        waiter.set_exception(exc)
+        waiter.exception()  # seen: the abort replaces this waiter without reading it
+
+
 class _FencedOffsetCommit(TxnOffsetCommitHandler):  # type: ignore[misc]  # aiokafka is untyped
     """aiokafka's offset-commit handler, speaking v3 with the membership of the moment."""
 
@@ -177,11 +198,12 @@ class _FencedOffsetCommit(TxnOffsetCommitHandler):  # type: ignore[misc]  # aiok
                 if error_type is kafka_errors.NoError:
                     txn_manager.offset_committed(tp, self._offsets[tp].offset, self._group_id)
                 elif error_code in _FENCING_CODES:
-                    txn_manager.error_transaction(
+                    _refuse(
+                        txn_manager,
                         StaleMembershipError(
                             f"offset commit refused: {_FENCING_CODES[error_code]} (group {self._group_id!r}, "
                             f"generation {self._membership.generation})"
-                        )
+                        ),
                     )
                     return None
                 elif error_type in (
@@ -200,11 +222,16 @@ class _FencedOffsetCommit(TxnOffsetCommitHandler):  # type: ignore[misc]  # aiok
                 elif error_type is kafka_errors.InvalidProducerEpoch:
                     raise kafka_errors.ProducerFenced()
                 elif error_type is kafka_errors.GroupAuthorizationFailedError:
-                    txn_manager.error_transaction(error_type(self._group_id))
+                    _refuse(txn_manager, error_type(self._group_id))
                     return None
+                elif getattr(error_type, "retriable", False):
+                    return float(self._default_backoff)
                 else:
+                    # Not raised here: an exception ends aiokafka's sender task, and with it the
+                    # producer, leaving the transaction open on the broker.
                     log.error("offset commit of %s failed: %s", tp, error_type)
-                    raise error_type()
+                    _refuse(txn_manager, error_type())
+                    return None
         return None
 
 
@@ -226,14 +253,12 @@ def install(producer: AIOKafkaProducer, membership: Callable[[], GroupMetadata])
             # The coordinator accepts a transactional commit that names no member and
             # generation -1 (v0 compatibility): a consumer that lost its membership must not
             # send one.
-            self._txn_manager.error_transaction(
-                StaleMembershipError(f"not a member of group {group_id!r} now ({current})")
-            )
+            _refuse(self._txn_manager, StaleMembershipError(f"not a member of group {group_id!r} now ({current})"))
             return None
         try:
             node_id = await self._find_coordinator(CoordinationType.GROUP, group_id)
         except kafka_errors.GroupAuthorizationFailedError as exc:
-            self._txn_manager.error_transaction(exc)
+            _refuse(self._txn_manager, exc)
             return None
         handler = _FencedOffsetCommit(self, offsets, group_id, current)
         await handler.do(node_id)  # a failed attempt leaves the offsets pending: the sender retries

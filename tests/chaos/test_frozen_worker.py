@@ -100,19 +100,16 @@ async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_tak
             stop.set()
             await asyncio.wait_for(running, 180)
             await load.barriers()
-            try:
-                verdict = await verify(
-                    load, client, log, Topics(settings.namespace), ledger, late_from=frozenset({a.pid})
-                )
-            except AssertionError:
-                print(a.logs(), b.logs())
-                raise
+            verdict = await verify(load, client, log, Topics(settings.namespace), ledger, late_from=frozenset({a.pid}))
             print(
                 f"{load.done_ops} operations, {len(verdict.invocations.done)} invocations, "
                 f"{verdict.reexecuted} effects ran again, {load.call_retries} call retries; "
                 f"fenced partitions of the zombie: {a.output().count('fenced by a newer owner')}"
             )
             assert a.alive() and b.alive()
+    except AssertionError:
+        print(a.logs(), b.logs())
+        raise
     finally:
         if frozen:
             os.kill(a.pid, signal.SIGCONT)

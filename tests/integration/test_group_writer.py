@@ -79,6 +79,10 @@ async def test_a_stale_generation_fences_the_group_writer(kafka_bootstrap: str) 
             await zombie.commit(
                 [OutRecord(out, 1, b"k", b"zombie")], group_id=group, offsets={TopicPartition(src, 1): 2}
             )
+        # The refused transaction is aborted on the broker as well (an EndTxn, not only in the
+        # client): nothing stays open on the partition until the transaction timeout (60 s).
+        async with asyncio.timeout(15):
+            await log.settle(out, 1)
         # The live member's writer, with the current generation, goes on.
         owned = next(iter(first_owned.owned))
         await live.commit(
@@ -139,6 +143,8 @@ async def test_concurrent_commits_share_transactions_and_a_member_without_member
             await zombie.commit(
                 [OutRecord(out, 0, b"k", b"zombie")], group_id=group, offsets={TopicPartition(src, 0): 99}
             )
+        async with asyncio.timeout(15):
+            await log.settle(out, 0)
         values = [r.value for p in (0, 1) async for r in log.read(out, p)]
         assert len(values) == 20 and b"zombie" not in values
         assert await log.committed(group, TopicPartition(src, 0)) == 18
