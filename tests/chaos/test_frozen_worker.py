@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from harness.ledger_chaos import LedgerLoad, ledger_lines, verify
+from harness.session_harness import WorkerProcess, assert_eventually, make_settings, worker_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-from ledger_chaos import LedgerLoad, ledger_lines, verify  # noqa: E402
-from session_harness import WorkerProcess, assert_eventually, make_settings, worker_env  # noqa: E402
-
-from actors import Client, RuntimeSettings  # noqa: E402
-from eventstore import Topics, open_log  # noqa: E402
+from actors import Client, RuntimeSettings
+from eventstore import Topics, open_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -55,8 +51,8 @@ async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_tak
         TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
         TETHER_KAFKA__TRANSACTIONS=transactions,
     )
-    a = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="a")
-    b = WorkerProcess("ledger_sessions:ledger", env, tmp_path, name="b")
+    a = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="a")
+    b = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="b")
     log = open_log(settings)
     a.start()
     frozen = False
