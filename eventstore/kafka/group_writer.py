@@ -12,8 +12,9 @@ partition:
 - every transaction commits offsets (the fence is the offset commit: a transaction without one
   would commit whatever the group did);
 - a new owner waits until no transaction is open on the partition (`KafkaLog.settle`): one
-  that passed its offset commit before the rebalance may still commit, and its records hold
-  back the partition's last stable offset until it ends.
+  that passed its offset commit before the rebalance may still commit, and its records (every
+  one acknowledged before the offsets are sent) hold back the partition's last stable offset
+  until it ends.
 """
 
 from __future__ import annotations

@@ -366,7 +366,7 @@ class KafkaLog:
         except BaseException:
             await producer.stop()
             raise
-        return GroupCommitWriter(KafkaWriter(self, producer, transactional_id))
+        return GroupCommitWriter(KafkaWriter(self, producer, transactional_id, records_before_offsets=True))
 
     async def settle(self, topic: str, partition: int) -> None:
         """Wait until no transaction is open on a partition (its last stable offset is its end).

@@ -27,11 +27,16 @@ log = logging.getLogger("eventstore.kafka.log")
 class KafkaWriter(TransactionalWriter):
     """`TransactionalWriter` over an aiokafka transactional producer; one transaction at a time."""
 
-    def __init__(self, log: KafkaLog, producer: AIOKafkaProducer, transactional_id: str) -> None:
+    def __init__(
+        self, log: KafkaLog, producer: AIOKafkaProducer, transactional_id: str, *, records_before_offsets: bool = False
+    ) -> None:
         self._log = log
         self._producer = producer
         self._id = transactional_id
         self._fenced = False
+        self._records_before_offsets = records_before_offsets
+        """Wait for every record's ack before committing offsets (a group-fenced writer: once its
+        offset commit is accepted, its records must already hold back the last stable offset)."""
 
     @property
     def transactional_id(self) -> str:
@@ -102,6 +107,8 @@ class KafkaWriter(TransactionalWriter):
         try:
             yield txn
             committing = True
+            if self._records_before_offsets and txn.futures:
+                await asyncio.gather(*txn.futures)
             for group_id, offsets in txn.offsets.items():
                 await producer.send_offsets_to_transaction(
                     {KafkaTP(tp.topic, tp.partition): o for tp, o in offsets.items()}, group_id
