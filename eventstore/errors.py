@@ -9,6 +9,7 @@ TetherError
 ├── UsageError                a definition or call that misuses the API
 ├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
 ├── ProducerFencedError       a newer writer took over this transactional id
+│   └── StaleMembershipError  the group moved on: this member's offset commit was refused (KIP-447)
 ├── TopicError                a topic is missing or misconfigured
 └── DecodeError               a record that cannot become a typed value
     ├── EnvelopeDecodeError   not a Tether envelope (bad msgpack, missing fields)

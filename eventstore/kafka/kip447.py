@@ -32,6 +32,8 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64, Schema, TaggedFields
 from aiokafka.structs import TopicPartition
 
+from ..errors import ProducerFencedError
+
 log = logging.getLogger(__name__)
 
 NO_LEADER_EPOCH = -1
@@ -52,10 +54,8 @@ class GroupMetadata:
         return self.generation >= 0 and bool(self.member_id)
 
 
-class StaleMembershipError(kafka_errors.KafkaError):  # type: ignore[misc]  # aiokafka is untyped
-    """The coordinator refused an offset commit: the group moved on from this member."""
-
-    retriable = False
+class StaleMembershipError(ProducerFencedError):
+    """The coordinator refused an offset commit: the group moved on from this member (KIP-447)."""
 
 
 class TxnOffsetCommitResponse_v3(Response):  # type: ignore[misc]  # noqa: N801 - Kafka's naming
