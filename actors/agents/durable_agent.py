@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic_ai import Agent
 from pydantic_ai.agent import AgentRunResult
@@ -23,6 +23,7 @@ __all__ = ["DurableAgent", "UsageCost", "durable_agent", "token_cost"]
 
 DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
+ToolMode = Literal["sequential", "parallel_ordered_events"]
 
 
 def token_cost(usage: RequestUsage) -> float:
@@ -98,11 +99,19 @@ class DurableAgent(Generic[DepsT, OutputT]):
             JournaledToolset(t, ctx, step_prefix=self.name, retry=self._tool_retry, timeout=self._tool_timeout)
             for t in self.agent.toolsets
         ]
-        mode = "sequential" if self._sequential else "parallel_ordered_events"
-        with self.agent.override(model=model, tools=(), toolsets=toolsets), self.agent.parallel_tool_call_execution_mode(mode):
+        mode: Literal["sequential", "parallel_ordered_events"] = (
+            "sequential" if self._sequential else "parallel_ordered_events"
+        )
+        with (
+            self.agent.override(model=model, tools=(), toolsets=toolsets),
+            self.agent.parallel_tool_call_execution_mode(mode),
+        ):
             return await self.agent.run(prompt, deps=deps, message_history=message_history)
 
 
 def durable_agent(agent: Agent[DepsT, OutputT], **options: Any) -> DurableAgent[DepsT, OutputT]:  # noqa: ANN401
-    """`DurableAgent(agent, **options)`: `result = await durable_agent(agent).run(ctx, prompt)`."""
+    """Make `agent` durable, the same as constructing `DurableAgent` with these options.
+
+    Inside a handler: ``result = await durable_agent(agent).run(ctx, prompt)``.
+    """
     return DurableAgent(agent, **options)

@@ -20,8 +20,11 @@ UsageCost = Callable[[RequestUsage], float]
 
 
 def encode_response(response: ModelResponse, cost: float) -> dict[str, Any]:
-    """The journaled form of one model request: the response (as Pydantic AI serializes
-    messages), its token usage and the cost charged, readable in `tether sessions history`."""
+    """The journaled form of one model request, as `tether sessions history` shows it.
+
+    The response (serialized as Pydantic AI serializes messages), its token usage and the cost
+    charged for it.
+    """
     usage = response.usage
     return {
         "response": ModelMessagesTypeAdapter.dump_python([response], mode="json"),
@@ -71,6 +74,8 @@ class JournaledModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
+        """The wrapped model's response, from the journal when this request already completed."""
+
         async def call_model() -> dict[str, Any]:
             response = await self.wrapped.request(messages, model_settings, model_request_parameters)
             return encode_response(response, float(self._cost(response.usage)))

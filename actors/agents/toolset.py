@@ -11,8 +11,9 @@ from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_jsonable_python
 
-from ..context import ObjectContext
 from eventstore.errors import UsageError
+
+from ..context import ObjectContext
 from ..policies import RetryPolicy
 
 _KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("tether_tool_idempotency_key", default=None)
@@ -59,6 +60,7 @@ class JournaledToolset(WrapperToolset[Any]):
     async def call_tool(
         self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any]
     ) -> Any:  # noqa: ANN401 - whatever the tool returns
+        """The tool's result, from the journal when this call already completed."""
         step = f"{self._prefix}:tool:{name}:{ctx.tool_call_id}"
         key = f"{self._ctx.invocation_id}:{step}"
 

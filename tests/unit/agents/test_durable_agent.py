@@ -16,8 +16,14 @@ from actors import InvocationError
 from actors.inspection.views import session_history
 
 EXPECTED_RUNS = Counter(
-    {("model", "0"): 1, ("model", "1"): 1, ("model", "2"): 1, ("tool", "search:web"): 1,
-     ("tool", "search:news"): 1, ("tool", "search:papers"): 1}
+    {
+        ("model", "0"): 1,
+        ("model", "1"): 1,
+        ("model", "2"): 1,
+        ("tool", "search:web"): 1,
+        ("tool", "search:news"): 1,
+        ("tool", "search:papers"): 1,
+    }
 )
 
 
