@@ -122,6 +122,16 @@ class ObjectContext(abc.ABC, Generic[S]):
         """
 
     @abc.abstractmethod
+    async def stream(self, data: Any) -> None:  # noqa: ANN401 - plain data
+        """Publish a chunk (a token, a progress note: plain data) to this invocation's stream.
+
+        Durable on return and visible to readers at once (`client.stream`), before the
+        invocation commits. Chunks carry the attempt: a retried attempt streams again from
+        its first chunk and supersedes what an earlier one streamed; the stream ends with the
+        committed attempt's reply or error.
+        """
+
+    @abc.abstractmethod
     def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel) -> str:
         """Send a message to another session; it is delivered once, after this invocation commits."""
 

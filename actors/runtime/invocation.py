@@ -35,6 +35,7 @@ from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
 from ..protocol.awakeables import awakeable_id, cancel_awakeable_id
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
+from ..protocol.streams import StreamChunk
 from .circuits import Breakers
 from .step_results import StepResults, declared_type
 from .waits import SLEEP_STEP, Suspended
@@ -107,6 +108,10 @@ class InvocationHost(Protocol):
         """The completion of `awakeable`, if it was resolved or rejected."""
         ...
 
+    async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
+        """Append a chunk `message`'s handler streamed; durable on return."""
+        ...
+
 
 class Invocation(ObjectContext[S]):
     """The context of one attempt of one message."""
@@ -143,6 +148,8 @@ class Invocation(ObjectContext[S]):
         self.events: list[BaseModel] = []
         self.outgoing: list[Message] = []
         self._random: random.Random | None = None  # seeded on first use: most handlers never ask
+        self._run_ms = now_ms()
+        self._streamed = 0
         self._logger = _ReplayQuietAdapter(_log, self)
 
     # -- identity and deterministic helpers ------------------------------------------------
@@ -162,6 +169,17 @@ class Invocation(ObjectContext[S]):
     def replaying(self) -> bool:
         """Whether the next step is already in the journal."""
         return self._step in self._journal
+
+    # -- streaming ---------------------------------------------------------------------------
+    async def stream(self, data: Any) -> None:  # noqa: ANN401 - plain data
+        chunk = StreamChunk(self.invocation_id, self._run_ms, self._attempt, self._streamed, data)
+        self._streamed += 1
+        await self._host.stream_chunk(self.message, chunk)
+
+    @property
+    def stream_position(self) -> tuple[int, int, int]:
+        """(run, attempt, chunks streamed) of this attempt, for the end of its stream."""
+        return (self._run_ms, self._attempt, self._streamed)
 
     # -- durable waits ----------------------------------------------------------------------
     async def sleep(self, seconds: float) -> None:

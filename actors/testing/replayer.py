@@ -26,6 +26,7 @@ from ..definitions import VirtualObject
 from ..errors import JournalMismatchError
 from ..protocol.entries import Completion, Done, Step, Suspend
 from ..protocol.inbox import Message
+from ..protocol.streams import StreamChunk
 from ..runtime.invocation import Invocation, StepOverrides
 from ..runtime.waits import Suspended
 from .clock import VirtualClock
@@ -122,6 +123,9 @@ class _ReplayHost:
 
     def completion(self, awakeable: str) -> Completion | None:
         return self.completions.get(awakeable)
+
+    async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
+        return None  # a replay streams nothing
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def never() -> Any:  # noqa: ANN401 - a step's result
