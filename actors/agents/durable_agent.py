@@ -44,6 +44,8 @@ class DurableAgent(Generic[DepsT, OutputT]):
     `cost` turns each response's usage into cost units charged with `ctx.charge` (default:
     input plus output tokens), so a handler's `Budget(cost=...)` stops a runaway agent with
     `BudgetExceededError`. `model_retry` / `tool_retry` and the timeouts are the steps' policies.
+    ``stream_text=True`` streams each model request and publishes its text with `ctx.stream`
+    as it arrives (read it with `client.stream`).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         model_timeout: float | None = None,
         tool_timeout: float | None = None,
         sequential_tools: bool = False,
+        stream_text: bool = False,
     ) -> None:
         step_prefix = name or agent.name
         if not step_prefix:
@@ -72,6 +75,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         self._model_timeout = model_timeout
         self._tool_timeout = tool_timeout
         self._sequential = sequential_tools
+        self._stream = stream_text
 
     async def run(
         self,
@@ -94,6 +98,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
             cost=self._cost,
             retry=self._model_retry,
             timeout=self._model_timeout,
+            stream=self._stream,
         )
         toolsets: list[AbstractToolset[Any]] = [
             JournaledToolset(t, ctx, step_prefix=self.name, retry=self._tool_retry, timeout=self._tool_timeout)
