@@ -109,7 +109,7 @@ class InvocationHost(Protocol):
         ...
 
     async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
-        """Append a chunk `message`'s handler streamed; durable on return."""
+        """Queue a chunk `message`'s handler streamed for an append (before its commit)."""
         ...
 
 

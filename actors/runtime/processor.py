@@ -537,6 +537,7 @@ class PartitionProcessor:
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
+        await self.streams.flush()  # the stream's chunks before its end
         records.extend(self.streams.end(message, reply["ok"], None, ctx.stream_position))
         oversize = self._oversize(message, records, events_record=lambda: _bulk(reply["ok"], events))
         if oversize is not None:
