@@ -10,6 +10,7 @@ TetherError
 ├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
 ├── ProducerFencedError       a newer writer took over this transactional id
 ├── TopicError                a topic is missing or misconfigured
+├── BlobError                 a referenced blob is missing or does not match its reference
 └── DecodeError               a record that cannot become a typed value
     ├── EnvelopeDecodeError   not a Tether envelope (bad msgpack, missing fields)
     ├── UnknownTypeError      an event/message type that nothing registered
@@ -82,6 +83,10 @@ class ProducerFencedError(TetherError):
 
 class TopicError(TetherError):
     """A topic is missing or misconfigured."""
+
+
+class BlobError(TetherError):
+    """A referenced blob (`eventstore.blobs`) is missing, or its bytes do not match its reference."""
 
 
 class DecodeError(TetherError):

@@ -59,6 +59,7 @@ from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
+from .step_blobs import StepBlobs
 from .streaming import StreamTracker
 from .waits import Suspended, WaitTable
 
@@ -120,6 +121,7 @@ class PartitionProcessor:
         self.group = topics.group()
         self.sessions: dict[bytes, Session] = {}
         self.streams = StreamTracker(log, topics, partition, settings.max_message_bytes)
+        self.step_blobs = StepBlobs.of(settings)
         self.journals: dict[str, Journal] = {}
         """Open invocations' journals by invocation id (session-scoped, see `Message.invocation_id`)."""
         self.legacy_journals: dict[str, Journal] = {}
