@@ -107,3 +107,16 @@ async def test_a_cost_cap_stops_a_runaway_agent(tmp_path: Path, namespace: str) 
             await rt.client.call(a.research_capped, "s4", a.Topic(topic="x"), timeout=WAIT)
     assert [r for r in a.RUNS if r[0] == "model"] == [("model", "0"), ("model", "1")]  # no third request
     assert not [r for r in a.RUNS if r[0] == "effect"], "the email after the second response never ran"
+
+
+async def test_sessions_run_one_durable_agent_concurrently(tmp_path: Path, namespace: str) -> None:
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    async with open_runtime([a.researcher], settings) as rt:
+        keys = [f"c{n}" for n in range(6)]
+        replies = await asyncio.gather(
+            *(rt.client.call(a.research, key, a.Topic(topic=key), timeout=WAIT) for key in keys)
+        )
+    assert [r.text for r in replies] == ["findings from web, news, papers"] * 6
+    assert Counter(kind for kind, _ in a.RUNS)["model"] == 3 * 6
+    keys_seen = {detail for kind, detail in a.RUNS if kind == "effect"}
+    assert len(keys_seen) == 6, "each session's email call has its own idempotency key"
