@@ -6,7 +6,7 @@ import contextvars
 from typing import Any
 
 from pydantic_ai import RunContext
-from pydantic_ai.exceptions import ModelRetry
+from pydantic_ai.exceptions import ApprovalRequired, CallDeferred, ModelRetry, ToolFailed
 from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_jsonable_python
@@ -37,8 +37,9 @@ class JournaledToolset(WrapperToolset[Any]):
 
     The tool call id comes from the (journaled) model response, so step names are the same on
     replay; a replay that reached the calls in another order would fail loudly with
-    `JournalMismatchError` instead of handing one call another's result. A tool's `ModelRetry`
-    is journaled as an outcome (not retried as a failure) and raised again, live and on replay.
+    `JournalMismatchError` instead of handing one call another's result. A tool's `ModelRetry`,
+    `ToolFailed`, `ApprovalRequired` and `CallDeferred` are journaled as outcomes (not retried
+    as failures) and raised again, live and on replay.
     Results are journaled as JSON-compatible data and given back in that form both times.
     """
 
@@ -70,11 +71,28 @@ class JournaledToolset(WrapperToolset[Any]):
                 result = await self.wrapped.call_tool(name, tool_args, ctx, tool)
             except ModelRetry as retry:
                 return {"retry": retry.message}
+            except ToolFailed as failed:
+                return {"failed": failed.message}
+            except ApprovalRequired as approval:
+                return {"approval": to_jsonable_python(approval.metadata)}
+            except CallDeferred as deferred:
+                return {"deferred": to_jsonable_python(deferred.metadata), "kind": deferred.kind}
             finally:
                 _KEY.reset(token)
             return {"result": to_jsonable_python(result)}
 
         outcome = await self._ctx.run(step, call, retry=self._retry, timeout=self._timeout)
-        if "retry" in outcome:
-            raise ModelRetry(str(outcome["retry"]))
-        return outcome.get("result")
+        return _given_back(outcome)
+
+
+def _given_back(outcome: dict[str, Any]) -> Any:  # noqa: ANN401 - whatever the tool returned
+    """A journaled tool outcome: its result, or the control-flow exception it raised, again."""
+    if "retry" in outcome:
+        raise ModelRetry(str(outcome["retry"]))
+    if "failed" in outcome:
+        raise ToolFailed(str(outcome["failed"]))
+    if "approval" in outcome:
+        raise ApprovalRequired(outcome["approval"])
+    if "deferred" in outcome:
+        raise CallDeferred(outcome["deferred"], kind="question" if outcome.get("kind") == "question" else "external")
+    return outcome.get("result")
