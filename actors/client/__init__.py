@@ -9,6 +9,6 @@ same idempotency key fetches the recorded reply later. The client loads no part 
 from ..protocol.streams import StreamChunk
 from .async_client import Client
 from .streams import InvocationStream, StreamPosition
-from .sync_client import SyncClient
+from .sync_client import SyncClient, SyncStream
 
-__all__ = ["Client", "InvocationStream", "StreamChunk", "StreamPosition", "SyncClient"]
+__all__ = ["Client", "InvocationStream", "StreamChunk", "StreamPosition", "SyncClient", "SyncStream"]

@@ -6,6 +6,7 @@ kill -9 in tests/chaos/test_stream_kills.py.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from harness import stream_sessions as ss
 from harness.session_harness import make_settings, open_runtime
 from harness.streaming import read_with_reconnects
 
-from actors import InvocationError
+from actors import InvocationError, SyncClient
 
 
 async def test_a_reader_that_reconnects_three_times_sees_every_chunk_once_in_order(
@@ -62,3 +63,16 @@ async def test_a_handler_that_streams_nothing_ends_with_its_reply(tmp_path: Path
             stream.result()
         assert [c async for c in stream] == []
         assert stream.end is None and stream.result().text == "nothing streamed"
+
+
+async def test_the_sync_client_streams_too(tmp_path: Path, namespace: str) -> None:
+    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
+    async with open_runtime([ss.streamer], settings):
+
+        def read() -> tuple[list[str], str]:
+            with SyncClient(settings) as client:
+                stream = client.stream(ss.tell, "sync", ss.Tell(tokens=5, pause=0.0))
+                return [c.data for c in stream], stream.result().text
+
+        chunks, text = await asyncio.to_thread(read)
+    assert chunks == [ss.token(n) for n in range(5)] and text == "".join(chunks)
