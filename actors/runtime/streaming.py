@@ -33,6 +33,7 @@ class StreamTracker:
         "_partition",
         "_limit",
         "_latest",
+        "_last_end",
         "_queued",
         "_queued_done",
         "_flusher",
@@ -46,6 +47,8 @@ class StreamTracker:
         self._limit = max_message_bytes
         self._latest: dict[str, tuple[int, int, int]] = {}
         """invocation id -> (run, attempt, chunks) of its latest attempt that streamed."""
+        self._last_end: tuple[str, tuple[int, int, int]] | None = None
+        """The stream last ended as a success: an oversize reply then ends it as a failure."""
         self._queued: list[OutRecord] = []
         """Chunks waiting for the next append."""
         self._queued_done: asyncio.Future[None] | None = None
@@ -103,12 +106,15 @@ class StreamTracker:
         success); a failure ends the stream of the last attempt that streamed.
         """
         latest = self._latest.pop(message.invocation_id, None)
+        if latest is None and self._last_end is not None and self._last_end[0] == message.invocation_id:
+            latest = self._last_end[1]  # its success record was refused (oversize): it fails now
         if attempt is None:  # a failure: end the stream of the last attempt that streamed
             if latest is None:
                 return []
             attempt = latest
         elif attempt[2] == 0 and latest is None:  # no attempt streamed anything
             return []
+        self._last_end = (message.invocation_id, attempt)
         run, number, chunks = attempt
         end = StreamEnd(message.invocation_id, run, number, chunks, result, error)
         return [OutRecord(self._topics.streams, self._partition, message.session.encode(), end.encode())]

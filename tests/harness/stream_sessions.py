@@ -63,3 +63,9 @@ async def silent(ctx: ObjectContext[Quiet], req: Tell) -> Told:
 async def broken(ctx: ObjectContext[Quiet], req: Tell) -> Told:
     await ctx.stream("partial ")
     raise TerminalError("the provider refused")
+
+
+@streamer.handler()
+async def bloated(ctx: ObjectContext[Quiet], req: Tell) -> Told:
+    await ctx.stream("a chunk ")
+    return Told(text="x" * 50_000)  # a reply over the test's max_message_bytes

@@ -14,7 +14,7 @@ from harness import stream_sessions as ss
 from harness.session_harness import make_settings, open_runtime
 from harness.streaming import read_with_reconnects
 
-from actors import InvocationError, SyncClient
+from actors import InvocationError, RuntimeSettings, SyncClient
 
 
 async def test_a_reader_that_reconnects_three_times_sees_every_chunk_once_in_order(
@@ -76,3 +76,15 @@ async def test_the_sync_client_streams_too(tmp_path: Path, namespace: str) -> No
 
         chunks, text = await asyncio.to_thread(read)
     assert chunks == [ss.token(n) for n in range(5)] and text == "".join(chunks)
+
+
+async def test_an_oversize_reply_ends_the_stream_with_its_error(tmp_path: Path, namespace: str) -> None:
+    settings = make_settings(
+        "embedded", tmp_path, namespace, partitions=2, runtime=RuntimeSettings(max_message_bytes=20_000)
+    )
+    async with open_runtime([ss.streamer], settings) as rt:
+        stream = rt.client.stream_of(ss.bloated, "big", await rt.client.send(ss.bloated, "big", ss.Tell()), timeout=30)
+        assert [c.data async for c in stream] == ["a chunk "]
+        assert stream.end is not None and stream.end.error is not None
+        with pytest.raises(InvocationError, match="max_message_bytes|bytes"):
+            stream.result()
