@@ -122,6 +122,17 @@ class ObjectContext(abc.ABC, Generic[S]):
         """
 
     @abc.abstractmethod
+    async def stream(self, data: Any) -> None:  # noqa: ANN401 - plain data
+        """Publish a chunk (a token, a progress note: plain data) to this invocation's stream.
+
+        Appended at once, without waiting for the broker per chunk (chunks queued meanwhile
+        go in one append, in order), and visible to readers (`client.stream`) before the
+        invocation commits; all are appended before it commits. Chunks carry the attempt: a
+        retried attempt streams again from its first chunk and supersedes what an earlier one
+        streamed; the stream ends with the committed attempt's reply or error.
+        """
+
+    @abc.abstractmethod
     def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel) -> str:
         """Send a message to another session; it is delivered once, after this invocation commits."""
 

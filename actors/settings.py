@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eventstore.settings import LogSettings
@@ -37,9 +39,27 @@ class RuntimeSettings(BaseModel):
     dead_letter_connect_headers: bool = False
     """Also write Kafka Connect's ``__connect.errors.*`` headers on dead letters (beside Spring
     Kafka's ``kafka_dlt-*``, always written), for tools made for Connect's dead-letter queues."""
+    blob_threshold_bytes: int | None = Field(default=None, ge=1)
+    """Step results whose encoded size passes this many bytes are stored in the blob store
+    (`blob_dir`) and journaled as a reference (claim check); None (the default) keeps every
+    result in its record, under `max_message_bytes`."""
+    blob_dir: Path | None = None
+    """The blob store's directory (every worker of the namespace must reach it); required with
+    `blob_threshold_bytes`."""
     stall_warning: float = Field(default=1.0, gt=0)
     """Seconds the worker's event loop may be blocked (by handler code that does not await)
     before the worker logs a warning: while it is blocked, the group's heartbeats stop too."""
+
+    @model_validator(mode="after")
+    def _blob_store_named(self) -> RuntimeSettings:
+        if self.blob_threshold_bytes is not None and self.blob_dir is None:
+            raise ValueError("blob_threshold_bytes needs blob_dir (TETHER_RUNTIME__BLOB_DIR): where blobs go")
+        if self.blob_threshold_bytes is not None and self.blob_threshold_bytes > self.max_message_bytes // 2:
+            raise ValueError(
+                f"blob_threshold_bytes ({self.blob_threshold_bytes}) must be at most half of max_message_bytes "
+                f"({self.max_message_bytes}), so a result under it always fits in its record"
+            )
+        return self
 
     @property
     def retention_ms(self) -> int:

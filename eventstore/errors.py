@@ -11,6 +11,7 @@ TetherError
 ├── ProducerFencedError       a newer writer took over this transactional id
 │   └── StaleMembershipError  the group moved on: this member's offset commit was refused (KIP-447)
 ├── TopicError                a topic is missing or misconfigured
+├── BlobError                 a referenced blob is missing or does not match its reference
 └── DecodeError               a record that cannot become a typed value
     ├── EnvelopeDecodeError   not a Tether envelope (bad msgpack, missing fields)
     ├── UnknownTypeError      an event/message type that nothing registered
@@ -83,6 +84,10 @@ class ProducerFencedError(TetherError):
 
 class TopicError(TetherError):
     """A topic is missing or misconfigured."""
+
+
+class BlobError(TetherError):
+    """A referenced blob (`eventstore.blobs`) is missing, or its bytes do not match its reference."""
 
 
 class DecodeError(TetherError):

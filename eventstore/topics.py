@@ -63,6 +63,11 @@ class Topics:
         return f"{self.namespace}.replies"
 
     @property
+    def streams(self) -> str:
+        """What handlers stream while they run (`ctx.stream`) and each stream's end; short retention."""
+        return f"{self.namespace}.streams"
+
+    @property
     def dlq(self) -> str:
         """Dead letters: original bytes plus failure headers; kept forever."""
         return f"{self.namespace}.dlq"
@@ -97,6 +102,7 @@ class Topics:
                 },
             ),
             TopicSpec(self.replies, partitions, {"retention.ms": str(3600 * 1000)}),
+            TopicSpec(self.streams, partitions, {"retention.ms": str(24 * 3600 * 1000)}),
             TopicSpec(self.dlq, 1, {"retention.ms": "-1"}),
             TopicSpec(self.control, 1, {"cleanup.policy": "compact"}),
         ]

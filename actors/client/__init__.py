@@ -6,7 +6,9 @@ same idempotency key fetches the recorded reply later. The client loads no part 
 (an import-linter contract holds it to that).
 """
 
+from ..protocol.streams import StreamChunk
 from .async_client import Client
-from .sync_client import SyncClient
+from .streams import InvocationStream, StreamPosition
+from .sync_client import SyncClient, SyncStream
 
-__all__ = ["Client", "SyncClient"]
+__all__ = ["Client", "InvocationStream", "StreamChunk", "StreamPosition", "SyncClient", "SyncStream"]

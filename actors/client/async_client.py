@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, unpack
+from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, partition_for, unpack
 from eventstore.log import LogConsumer
 
 from ..clock import now_ms
@@ -32,8 +32,9 @@ from ..errors import (
     UnknownObjectError,
 )
 from ..protocol.awakeables import parse_awakeable_id
-from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record
+from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record, invocation_id, session_key
 from ..settings import Settings
+from .streams import InvocationStream, StreamPosition
 
 log = logging.getLogger(__name__)
 SEND_DEADLINE_CHECK = 0.25
@@ -408,6 +409,81 @@ class Client:
                 attempts=err.get("attempts"),
             )
         return reply.get("ok")
+
+    def stream(
+        self,
+        handler: Handler[Any, Any, O],
+        key: str,
+        payload: BaseModel,
+        *,
+        timeout: float = 300.0,
+        idempotency_key: str | None = None,
+    ) -> InvocationStream[O]:
+        """Call a handler and read what it streams: ``async for chunk in client.stream(...)``.
+
+        The call is sent when the loop starts; the stream yields each chunk the handler
+        publishes with `ctx.stream` (a chunk with ``seq == 0`` after others: a retried attempt
+        starts over) and ends with the reply, which ``stream.result()`` then gives (or raises
+        the typed error). ``stream.position`` resumes a reader that left (`stream_of`).
+        """
+        message_id = idempotency_key or uuid.uuid4().hex
+        session = session_key(handler.object_name, key).decode()
+        stream: InvocationStream[O]
+
+        async def open_call() -> tuple[int, asyncio.Task[Any] | None]:
+            await self.start()
+            offset = await self._log.end_offset(self.topics.streams, stream.position.partition)
+            reply = asyncio.create_task(
+                self.call_raw(
+                    handler.object_name, key, handler.name, payload, timeout=timeout, idempotency_key=message_id
+                )
+            )
+            return offset, reply
+
+        position = StreamPosition(invocation_id(session, message_id), self._stream_partition(session), 0)
+        stream = InvocationStream(
+            self._log,
+            self.topics,
+            position,
+            names=(handler.object_name, key, handler.name),
+            output_type=handler.output_type,
+            timeout=timeout,
+            opener=open_call,
+        )
+        return stream
+
+    def stream_of(
+        self,
+        handler: Handler[Any, Any, O],
+        key: str,
+        message_id: str,
+        *,
+        after: StreamPosition | None = None,
+        timeout: float = 300.0,
+    ) -> InvocationStream[O]:
+        """Read the stream of the invocation of `message_id` (as `send` returned it) on `key`.
+
+        With `after` (a reader's `position`) it goes on after the last chunk that reader saw;
+        without, it reads the stream from its start. It ends with the invocation's end record: a
+        handler that streamed nothing has none (the read then ends with `CallTimeoutError`).
+        """
+        session = session_key(handler.object_name, key).decode()
+        inv = invocation_id(session, message_id)
+        if after is not None and after.invocation_id != inv:
+            raise UsageError(f"position {after.invocation_id} is not of the invocation {inv}")
+        position = after or StreamPosition(inv, self._stream_partition(session), 0)
+        return InvocationStream(
+            self._log,
+            self.topics,
+            position,
+            names=(handler.object_name, key, handler.name),
+            output_type=handler.output_type,
+            timeout=timeout,
+        )
+
+    def _stream_partition(self, session: str) -> int:
+        """The streams partition of `session`: its inbox partition, as the worker writes it."""
+        return partition_for(session.encode(), self._partitions or self.settings.partitions)
 
     async def resolve(
         self, awakeable_id: str, value: Any = None, *, timeout: float = 30.0, by: str | None = None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from ..definitions import Handler
+from ..protocol.streams import StreamChunk
 from ..settings import Settings
 from .async_client import Client
+from .streams import InvocationStream, StreamPosition
 
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
 T = TypeVar("T")
@@ -44,6 +46,14 @@ class SyncClient:
         """See `Client.send_many`."""
         return self._run(self._client.send_many(handler, messages, **kwargs))
 
+    def stream(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, **kwargs: Any) -> SyncStream[O]:
+        """See `Client.stream`: ``for chunk in client.stream(...)``, then ``.result()``."""
+        return SyncStream(self, self._client.stream(handler, key, payload, **kwargs))
+
+    def stream_of(self, handler: Handler[Any, Any, O], key: str, message_id: str, **kwargs: Any) -> SyncStream[O]:
+        """See `Client.stream_of`."""
+        return SyncStream(self, self._client.stream_of(handler, key, message_id, **kwargs))
+
     def state(self, object_name: str, key: str) -> dict[str, Any]:
         """See `Client.state`."""
         return self._run(self._client.state(object_name, key))
@@ -60,3 +70,31 @@ class SyncClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SyncStream(Generic[O]):
+    """A blocking reader of an `InvocationStream` (see `SyncClient.stream`)."""
+
+    def __init__(self, client: SyncClient, stream: InvocationStream[O]) -> None:
+        self._client = client
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        while True:
+            try:
+                yield self._client._run(self._stream.__anext__())
+            except StopAsyncIteration:
+                return
+
+    @property
+    def position(self) -> StreamPosition:
+        """See `InvocationStream.position`."""
+        return self._stream.position
+
+    def result(self) -> O | Any:  # noqa: ANN401 - the handler's reply
+        """See `InvocationStream.result`."""
+        return self._stream.result()
+
+    def close(self) -> None:
+        """See `InvocationStream.aclose`."""
+        self._client._run(self._stream.aclose())

@@ -68,6 +68,8 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     }
     if isinstance(entry, Step):
         item.update(name=entry.name, index=entry.index)
+        if entry.blob is not None:
+            item["blob"] = entry.blob
     elif isinstance(entry, Completion):
         item.update(name=f"awakeable {entry.awakeable}", by=entry.by)
     wait = wait_of(entry)
@@ -284,7 +286,15 @@ async def restart_invocation(
     old_id = target["invocation"]
     steps = [e for e in history if e["kind"] == "step" and e["invocation"] == old_id]
     seed = [
-        Step(old_id, e["index"], e["name"], e.get("result"), None, e.get("attempts") or 1).to_seed()
+        Step(
+            old_id,
+            e["index"],
+            e["name"],
+            None if e.get("blob") else e.get("result"),
+            None,
+            e.get("attempts") or 1,
+            blob=e.get("blob"),
+        ).to_seed()
         for e in steps
         if e["index"] < from_step and "error" not in e
     ]

@@ -6,7 +6,8 @@
 - `snapshot`: `Snapshot` (snapshots topic, per session);
 - `checkpoint`: `Checkpoint` (snapshots topic, `CHECKPOINT_KEY`);
 - `replies`: `Reply` (replies topic);
-- `deadletter`: `DeadLetterHeaders` (dead-letter topic; the value is the original record's).
+- `deadletter`: `DeadLetterHeaders` (dead-letter topic; the value is the original record's);
+- `streams`: `StreamChunk`, `StreamEnd` (streams topic: what handlers stream, and its end).
 
 Wire keys are short and stable, names in code descriptive. Golden bytes in
 ``tests/unit/actors/golden_formats.py`` pin every kind, as every release wrote it.
@@ -29,6 +30,7 @@ from .entries import (
 from .inbox import RESERVED_HANDLERS, RESOLVE_HANDLER, STATE_HANDLER, Message, invocation_id, session_key
 from .replies import Reply
 from .snapshot import SNAPSHOT_VERSION_HEADER, Remembered, Snapshot
+from .streams import StreamChunk, StreamEnd, decode_stream_record
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -50,9 +52,12 @@ __all__ = [
     "STATE_HANDLER",
     "Snapshot",
     "Step",
+    "StreamChunk",
+    "StreamEnd",
     "Suspend",
     "Unknown",
     "WaitEntry",
+    "decode_stream_record",
     "invocation_id",
     "session_key",
 ]

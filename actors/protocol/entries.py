@@ -158,6 +158,9 @@ class Step:
     """When its first attempt started (None in a seed, which records no times)."""
     ended_ms: int | None = 0
     """When it was journaled (None in a seed)."""
+    blob: str | None = None
+    """The blob store reference of its result, when the result was too large for the record
+    (``rb`` on the wire since Tether 0.3, instead of ``r``; older entries have none)."""
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
@@ -174,6 +177,8 @@ class Step:
             entry["t1"] = self.ended_ms
         if self.error is not None:
             entry["err"] = self.error
+        elif self.blob is not None:
+            entry["rb"] = self.blob
         else:
             entry["r"] = self.result
         return entry
@@ -184,7 +189,7 @@ class Step:
 
     def to_seed(self) -> dict[str, Any]:
         """The form ``tether sessions restart --from-step`` puts in a message's seed journal."""
-        return {
+        seed = {
             "k": STEP,
             "i": self.message_id,
             "n": self.index,
@@ -192,6 +197,9 @@ class Step:
             "r": self.result,
             "a": self.attempts,
         }
+        if self.blob is not None:
+            seed["rb"] = self.blob
+        return seed
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Step:
@@ -205,11 +213,14 @@ class Step:
             int(raw.get("a") or 1),
             raw.get("t0"),
             raw.get("t1"),
+            str(raw["rb"]) if raw.get("rb") is not None else None,
         )
 
     @property
     def outcome(self) -> tuple[Any, dict[str, Any] | None]:
-        """``(result, error)``."""
+        """``(result, error)``; a result in the blob store is shown as ``{"blob": ref}``."""
+        if self.blob is not None and self.error is None:
+            return {"blob": self.blob}, None
         return self.result, self.error
 
 

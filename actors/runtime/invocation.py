@@ -35,7 +35,9 @@ from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
 from ..protocol.awakeables import awakeable_id, cancel_awakeable_id
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
+from ..protocol.streams import StreamChunk
 from .circuits import Breakers
+from .step_blobs import StepBlobs
 from .step_results import StepResults, declared_type
 from .waits import SLEEP_STEP, Suspended
 
@@ -84,6 +86,10 @@ class StepOverrides(Protocol):
         ...
 
 
+_NO_LIMIT = 1 << 62
+"""The size limit of a step result that may go to the blob store."""
+
+
 class InvocationHost(Protocol):
     """What an invocation needs of the partition that runs it (the partition processor)."""
 
@@ -105,6 +111,15 @@ class InvocationHost(Protocol):
 
     def completion(self, awakeable: str) -> Completion | None:
         """The completion of `awakeable`, if it was resolved or rejected."""
+        ...
+
+    @property
+    def step_blobs(self) -> StepBlobs | None:
+        """Where step results over the threshold go (None: every result in its record)."""
+        ...
+
+    async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
+        """Queue a chunk `message`'s handler streamed for an append (before its commit)."""
         ...
 
 
@@ -143,6 +158,8 @@ class Invocation(ObjectContext[S]):
         self.events: list[BaseModel] = []
         self.outgoing: list[Message] = []
         self._random: random.Random | None = None  # seeded on first use: most handlers never ask
+        self._run_ms = now_ms()
+        self._streamed = 0
         self._logger = _ReplayQuietAdapter(_log, self)
 
     # -- identity and deterministic helpers ------------------------------------------------
@@ -162,6 +179,17 @@ class Invocation(ObjectContext[S]):
     def replaying(self) -> bool:
         """Whether the next step is already in the journal."""
         return self._step in self._journal
+
+    # -- streaming ---------------------------------------------------------------------------
+    async def stream(self, data: Any) -> None:  # noqa: ANN401 - plain data
+        chunk = StreamChunk(self.invocation_id, self._run_ms, self._attempt, self._streamed, data)
+        self._streamed += 1
+        await self._host.stream_chunk(self.message, chunk)
+
+    @property
+    def stream_position(self) -> tuple[int, int, int]:
+        """(run, attempt, chunks streamed) of this attempt, for the end of its stream."""
+        return (self._run_ms, self._attempt, self._streamed)
 
     # -- durable waits ----------------------------------------------------------------------
     async def sleep(self, seconds: float) -> None:
@@ -311,6 +339,8 @@ class Invocation(ObjectContext[S]):
                 raise JournalMismatchError(index=index, recorded=recorded.name, requested=name)
             if recorded.error is not None:
                 raise TerminalError(f"step {name!r} failed: {recorded.error['message']}")
+            if recorded.blob is not None:
+                return results.decode(await self._blob(name, recorded.blob))  # type: ignore[no-any-return]
             return results.decode(recorded.result)  # type: ignore[no-any-return]
         overrides = self._host.step_overrides
         if overrides is not None:
@@ -332,7 +362,13 @@ class Invocation(ObjectContext[S]):
                     breaker.succeeded()
                 # Encoded (and size-checked) inside the attempt: a result that cannot be
                 # journaled fails this attempt, under the step's retry policy.
-                plain = results.encode(value, self._host.step_limit(self.message, index))
+                blobs = self._host.step_blobs
+                if blobs is None:
+                    plain = results.encode(value, self._host.step_limit(self.message, index))
+                    ref = None
+                else:  # over the threshold, the result goes to the blob store: no record limit
+                    plain = results.encode(value, _NO_LIMIT)
+                    ref = await blobs.offload(plain)
                 break
             except Exception as exc:
                 transient = policy.retries(exc)
@@ -355,11 +391,21 @@ class Invocation(ObjectContext[S]):
                 if isinstance(exc, TerminalError):
                     raise
                 raise TerminalError(f"step {name!r} failed after {attempt} attempt(s): {exc!r}") from exc
+        journaled = None if ref is not None else plain
         await self._host.journal_step(
-            self.message, Step(self.message.id, index, name, plain, None, attempt, started, _ms())
+            self.message, Step(self.message.id, index, name, journaled, None, attempt, started, _ms(), ref)
         )
         # The live result is decoded from the journaled data, exactly as a replay decodes it.
         return results.decode(plain)  # type: ignore[no-any-return]
+
+    async def _blob(self, name: str, ref: str) -> Any:  # noqa: ANN401 - a step's journal form
+        blobs = self._host.step_blobs
+        if blobs is None:
+            raise TerminalError(
+                f"step {name!r} has its result in a blob store ({ref}), but this worker has none: "
+                "set TETHER_RUNTIME__BLOB_THRESHOLD_BYTES and TETHER_RUNTIME__BLOB_DIR"
+            )
+        return await blobs.load(name, ref)
 
     # -- other sessions --------------------------------------------------------------------
     def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel) -> str:

@@ -52,12 +52,15 @@ from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
 from ..protocol.inbox import invocation_id as invocation_id_of
 from ..protocol.replies import Reply
+from ..protocol.streams import StreamChunk
 from ..settings import RuntimeSettings
 from .deadletters import Failure, dead_letter
 from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
+from .step_blobs import StepBlobs
+from .streaming import StreamTracker
 from .waits import Suspended, WaitTable
 
 if TYPE_CHECKING:
@@ -121,6 +124,8 @@ class PartitionProcessor:
         (KIP-447) is fenced by its offset commits, so a transaction without one would not be."""
         self.group = topics.group()
         self.sessions: dict[bytes, Session] = {}
+        self.streams = StreamTracker(log, topics, partition, settings.max_message_bytes)
+        self.step_blobs = StepBlobs.of(settings)
         self.journals: dict[str, Journal] = {}
         """Open invocations' journals by invocation id (session-scoped, see `Message.invocation_id`)."""
         self.legacy_journals: dict[str, Journal] = {}
@@ -538,6 +543,8 @@ class PartitionProcessor:
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
+        await self.streams.flush()  # the stream's chunks before its end
+        records.extend(self.streams.end(message, reply["ok"], None, ctx.stream_position))
         oversize = self._oversize(message, records, events_record=lambda: _bulk(reply["ok"], events))
         if oversize is not None:
             self._fail_message(record, message, oversize, "oversize", attempt, [], session=session, offset=offset)
@@ -622,6 +629,7 @@ class PartitionProcessor:
                 session.blocked_by = parked.invocation_id
                 records.append(self._events_record(session, park_wait.encode()))
                 log.warning("%s is parked until dead letter of %s is resolved", message.session, message.id)
+        records.extend(self.streams.end(message, None, error))
         if message.reply_partition is not None:
             records.append(self._reply(message, {"err": error}))
         self._finish(offset, records, events_records=events_records)
@@ -798,6 +806,10 @@ class PartitionProcessor:
         if offset != NO_OFFSET:
             self.offsets.finish(offset)
         self._wake.set()
+
+    async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
+        """Append a streamed chunk at once, outside the transactions (`InvocationHost`)."""
+        await self.streams.publish(message, chunk)
 
     async def journal_step(self, message: Message, step: Step) -> None:
         """Make one step durable (group-committed); returns once it is committed (`InvocationHost`)."""

@@ -26,7 +26,9 @@ from ..definitions import VirtualObject
 from ..errors import JournalMismatchError
 from ..protocol.entries import Completion, Done, Step, Suspend
 from ..protocol.inbox import Message
+from ..protocol.streams import StreamChunk
 from ..runtime.invocation import Invocation, StepOverrides
+from ..runtime.step_blobs import StepBlobs
 from ..runtime.waits import Suspended
 from .clock import VirtualClock
 from .errors import ReplayDiverged, UnrecordedStepError
@@ -122,6 +124,13 @@ class _ReplayHost:
 
     def completion(self, awakeable: str) -> Completion | None:
         return self.completions.get(awakeable)
+
+    async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
+        return None  # a replay streams nothing
+
+    @property
+    def step_blobs(self) -> StepBlobs | None:
+        return None  # recorded histories carry results, not blob references
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def never() -> Any:  # noqa: ANN401 - a step's result

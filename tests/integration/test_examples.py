@@ -71,3 +71,20 @@ def test_booking_saga_example_runs_and_the_readme_shows_its_code() -> None:
     block = re.search(r"## Sagas.*?```python\n(.*?)```", readme, re.S)
     assert block is not None
     assert_shown_in(block.group(1), example, name="examples/booking_saga.py")
+
+
+def test_research_agent_example_streams_and_the_readme_shows_its_code() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    out = subprocess.run(
+        [sys.executable, "examples/research_agent.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Durable agents resume from their journal instead of starting over.")
+    assert "answer: 'Durable agents resume" in out.stdout and "tokens)" in out.stdout
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "examples/research_agent.py").read_text()
+    agents = re.search(r"## Agents\n.*?```python\n(.*?)```", readme, re.S)
+    streaming = re.search(r"### Streaming to the caller\n.*?```python\n(.*?)```", readme, re.S)
+    assert agents is not None and streaming is not None
+    assert_shown_in(agents.group(1), example, name="examples/research_agent.py")
+    assert_shown_in(streaming.group(1), example, name="examples/research_agent.py")

@@ -120,3 +120,44 @@ async def test_a_tether_0_1_checkpoint_journal_is_adopted_by_its_invocation(tmp_
         receipt = await rt.client.call(iso.add, "ka", iso.Add(by=0), timeout=WAIT)
         assert receipt.total == 5  # order-7 applied (before this call), once
         assert iso.STEPS["ka:effect"] == 1  # only this call's step ran: order-7's came from the journal
+
+
+# Streams records (since 0.3): a chunk, an end with a reply, an end with an error.
+STREAM_CHUNK = b"\x86\xa1k\xa5chunk\xa1i\xa5inv_a\xa1r\xcf\x00\x00\x01\x8f4\x06\x9e\x00\xa1a\x02\xa1n\x00\xa1d\xa3tok"
+STREAM_END_OK = (
+    b"\x86\xa1k\xa3end\xa1i\xa5inv_a\xa1r\xcf\x00\x00\x01\x8f4\x06\x9e\x00\xa1a\x02\xa1c\x03\xa2ok\x81\xa4text\xa2hi"
+)
+STREAM_END_ERR = (
+    b"\x86\xa1k\xa3end\xa1i\xa5inv_a\xa1r\xcf\x00\x00\x01\x8f4\x06\x9e\x00\xa1a\x01\xa1c\x00\xa3err\x83\xa4type"
+    b"\xadTerminalError\xa7message\xa2no\xa8attempts\x01"
+)
+
+
+def test_stream_records_golden_bytes() -> None:
+    from actors.protocol import StreamChunk, StreamEnd, decode_stream_record
+
+    chunk = StreamChunk("inv_a", 1_714_564_800_000, 2, 0, "tok")
+    ok = StreamEnd("inv_a", 1_714_564_800_000, 2, 3, {"text": "hi"})
+    err = StreamEnd("inv_a", 1_714_564_800_000, 1, 0, None, {"type": "TerminalError", "message": "no", "attempts": 1})
+    for record, golden in ((chunk, STREAM_CHUNK), (ok, STREAM_END_OK), (err, STREAM_END_ERR)):
+        assert record.encode() == golden
+        assert decode_stream_record(golden) == record
+    assert decode_stream_record(pack({"k": "marker", "i": "inv_a"})) is None  # a later release's kind: skipped
+
+
+def test_malformed_stream_records_raise_a_decode_error() -> None:
+    import pytest
+
+    from actors.protocol import decode_stream_record
+    from eventstore.errors import DecodeError
+
+    for garbage in (
+        b"\xc1",
+        pack([1, 2]),
+        pack({"k": "chunk", "i": "inv_a"}),
+        pack({"k": 7}),
+        pack({"k": "chunk", "i": "inv_a", "r": "x", "a": 1, "n": 0}),
+        pack({"k": "end", "i": "inv_a", "r": 1, "a": 1, "c": 0, "err": "no"}),
+    ):
+        with pytest.raises(DecodeError):
+            decode_stream_record(garbage)

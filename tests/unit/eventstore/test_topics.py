@@ -13,6 +13,7 @@ def test_names_of_a_namespace() -> None:
     assert topics.events == "acme-prod_1.events"
     assert topics.snapshots == "acme-prod_1.snapshots"
     assert topics.replies == "acme-prod_1.replies"
+    assert topics.streams == "acme-prod_1.streams"
     assert topics.dlq == "acme-prod_1.dlq"
     assert topics.control == "acme-prod_1.control"
     assert topics.group() == "acme-prod_1-workers"
@@ -35,11 +36,13 @@ def test_specs() -> None:
         "ns.events",
         "ns.snapshots",
         "ns.replies",
+        "ns.streams",
         "ns.dlq",
         "ns.control",
     ]
     # Inbox, events and snapshots share the partition count: partition p of each is one owner's.
-    assert [specs[t].partitions for t in ("ns.inbox", "ns.events", "ns.snapshots")] == [6, 6, 6]
+    assert [specs[t].partitions for t in ("ns.inbox", "ns.events", "ns.snapshots", "ns.streams")] == [6, 6, 6, 6]
+    assert specs["ns.streams"].config["retention.ms"] == str(24 * 3600 * 1000)
     assert specs["ns.dlq"].partitions == 1
     assert specs["ns.snapshots"].config["cleanup.policy"] == "compact"
     assert specs["ns.snapshots"].compacted

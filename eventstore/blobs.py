@@ -1,0 +1,88 @@
+"""Blob stores for values too large for a record (claim check): the record carries a reference.
+
+A reference is ``sha256:<hex>`` of the bytes: content-addressed, so a retried write (a step run
+again after a crash between its blob write and its record's commit) stores nothing new, and a
+reader can check what it got. `FileBlobStore` keeps one file per blob under a directory every
+worker of the namespace can reach (a local disk for one machine, a shared file system
+otherwise). A blob no committed record references (a crash right after its write) is never
+read; nothing deletes blobs yet, so retention is the operator's (keep them at least as long as
+the records that reference them: the events topic keeps those forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from .errors import BlobError
+
+__all__ = ["BlobError", "BlobStore", "FileBlobStore", "blob_ref"]
+
+_PREFIX = "sha256:"
+
+
+def blob_ref(data: bytes) -> str:
+    """The content address of `data`."""
+    return _PREFIX + hashlib.sha256(data).hexdigest()
+
+
+class BlobStore(Protocol):
+    """Where large values go; records carry `blob_ref` references to them."""
+
+    async def put(self, data: bytes) -> str:
+        """Store `data` (durably, once per content) and return its reference."""
+        ...
+
+    async def get(self, ref: str) -> bytes:
+        """The bytes of `ref`; raises `BlobError` if missing or corrupt."""
+        ...
+
+
+class FileBlobStore:
+    """Blobs as files ``<root>/<2 hex>/<62 hex>``, written to a temporary file and renamed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, ref: str) -> Path:
+        digest = ref[len(_PREFIX) :] if ref.startswith(_PREFIX) else ""
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise BlobError(f"not a blob reference: {ref[:80]!r}")
+        return self.root / digest[:2] / digest[2:]
+
+    async def put(self, data: bytes) -> str:
+        """Store `data` unless a blob with its content exists; return its reference."""
+        ref = blob_ref(data)
+        await asyncio.to_thread(self._write, self._path(ref), data)
+        return ref
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def get(self, ref: str) -> bytes:
+        """The bytes of `ref`, checked against it."""
+        path = self._path(ref)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise BlobError(f"blob {ref} is missing from {self.root}") from None
+        if blob_ref(data) != ref:
+            raise BlobError(f"blob {ref} in {self.root} does not match its reference (corrupt)")
+        return data
