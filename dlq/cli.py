@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from actors import Settings
-from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, exit_code, settings_options
+from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, HELP_OPTIONS, exit_code, settings_options
 from actors.inspection.terminal import data_text, plain
 from actors.inspection.times import iso
 from eventstore import LogUnavailableError, TetherError
@@ -173,7 +173,7 @@ def _where(item: DeadLetter | ItemResult) -> Text:
 
 
 # -- the group ---------------------------------------------------------------------------------
-@click.group()
+@click.group(context_settings=HELP_OPTIONS)
 def dlq() -> None:
     """Dead letters: list, stats, show, replay and discard what failed for good.
 

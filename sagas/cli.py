@@ -18,7 +18,7 @@ import click
 from rich.text import Text
 
 from actors import Client, Settings
-from actors.cli.main import EXIT_FAILURE, EXIT_USAGE, fail, settings_options
+from actors.cli.main import EXIT_FAILURE, EXIT_USAGE, HELP_OPTIONS, fail, settings_options
 from actors.inspection.terminal import data_text, plain, printable
 
 from .client import SagaClient
@@ -71,7 +71,7 @@ def _summary(rec: SagaRecord) -> dict[str, Any]:
     }
 
 
-@click.group()
+@click.group(context_settings=HELP_OPTIONS)
 def saga() -> None:
     """Inspect sagas and resume stuck ones."""
 

@@ -33,6 +33,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK = 0
 """Done."""
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+"""Every group and command takes -h as well as --help, however it is reached (click caches each
+command's help option the first time it is used, so inheriting it from the root is not enough)."""
+
 EXIT_FAILURE = 1
 """The operation ran and failed (or some of its items did)."""
 EXIT_USAGE = 2
@@ -165,7 +169,7 @@ def settings_options(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.command()
+@click.command(context_settings=HELP_OPTIONS)
 @click.argument("target", metavar="MODULE:OBJECT")
 @click.option("--ray", "use_ray", is_flag=True, help="Run the workers as Ray actors.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Workers (with --ray).")
@@ -211,7 +215,7 @@ def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_addr
     asyncio.run(serve_worker(objects, settings, on_ready=ready))
 
 
-@click.command()
+@click.command(context_settings=HELP_OPTIONS)
 @click.option(
     "--kafka",
     is_flag=True,
@@ -238,7 +242,7 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
-@click.group()
+@click.group(context_settings=HELP_OPTIONS)
 def sessions() -> None:
     """Inspect sessions: current state and history."""
 
@@ -436,7 +440,7 @@ def sessions_restart(
     click.echo(json.dumps({"invocation_id": new_id}) if as_json else new_id)
 
 
-@click.group()
+@click.group(context_settings=HELP_OPTIONS)
 def awakeable() -> None:
     """Complete awakeables (durable promises a handler waits on, e.g. human approval)."""
 
@@ -566,7 +570,7 @@ def awakeable_reject(
     )
 
 
-@click.command("replay-check")
+@click.command("replay-check", context_settings=HELP_OPTIONS)
 @click.argument("target", metavar="MODULE:OBJECT")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
@@ -615,7 +619,7 @@ def build() -> click.Group:
     group = click.Group(
         "tether",
         help="Durable AI-agent sessions on Apache Kafka.\n\n" + EXIT_CODES_HELP,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        context_settings=HELP_OPTIONS,
     )
     group = click.version_option(_version(), "--version", prog_name="tether", message="%(prog)s %(version)s")(group)
     for command in (serve, demo, sessions, awakeable, replay_check):

@@ -118,7 +118,7 @@ class _Progress:
         self._last = message
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def kafka() -> None:
     """Run the real Apache Kafka broker locally (a JVM on 127.0.0.1; no Docker).
 
