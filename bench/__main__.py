@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import click
 
 from bench._harness import LATEST_JSON, QUICK_JSON, console, record
+from bench.registry import Workload
 
 QUICK_SCALE = 0.1
 
@@ -32,67 +32,6 @@ class RunOptions:
     """A smoke run: small sizes, results kept apart in results/quick.json."""
     results_path: Path
     """The JSON file results are merged into."""
-
-
-Workload = Callable[[RunOptions], Awaitable[dict[str, Any] | None]]
-"""Runs one workload; returns its entry for the results file, or None if it was skipped."""
-
-
-# --------------------------------------------------------------------------------------------
-# Tether workloads: each looks up bench.tether_workloads lazily, so the bench works (and skips
-# them) before Tether's runtime exists.
-#
-# Contract for bench/tether_workloads.py: a module-level
-#     WORKLOADS: dict[str, Callable[[RunOptions], Awaitable[dict]]]
-# whose callables return {"params": {...}, "median": {...}, "runs": [...], "correct": bool}
-# (see bench/report.py for the figures the report reads; a recovery workload adds
-# "recovery_points": [{"events": n, "seconds": s}, ...]).
-# --------------------------------------------------------------------------------------------
-
-TETHER_MODULE = "bench.tether_workloads"
-
-TETHER_DESCRIPTIONS: dict[str, str] = {
-    "W1": "2,000 sequential calls on one key",
-    "W2": "20,000 calls, 64 in flight, keys seeded from 1,000",
-    "W3": "5,000 calls, 64 in flight, one key",
-    "W2-step": "W2 with one journaled ctx.run step per call",
-    "W2-3step": "W2 with three journaled ctx.run steps per call",
-    "W4": "100,000 one-way sends to 10,000 sessions, 1 worker process, first send to last commit",
-    "W4-2workers": "W4 with 2 worker processes (one consumer group)",
-    "W4-ray": "W4 with 2 workers as Ray actors (tether serve --ray --workers 2)",
-    "W5": "restore a partition of 100,000 and 1,000,000 events (10,000 sessions), with and without snapshots",
-    "W6": "1,000 three-step sagas, 5% failing at the third step (compensated)",
-    "W7": "replay 10,000 dead letters from the DLQ (dlq.DeadLetters.replay)",
-    "W1-embedded": "W1 on the embedded (SQLite) backend, worker in-process",
-    "W2-embedded": "W2 on the embedded backend",
-    "W4-embedded": "W4 on the embedded backend",
-}
-
-
-def _tether(name: str) -> Workload:
-    async def run(opts: RunOptions) -> dict[str, Any] | None:
-        try:
-            module = importlib.import_module(TETHER_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name != TETHER_MODULE:
-                raise  # the module exists but something it imports does not: a real error
-            console().print(f"[yellow]skip tether {name}: {TETHER_MODULE} does not exist yet[/yellow]")
-            return None
-        workloads = getattr(module, "WORKLOADS", {})
-        fn = workloads.get(name)
-        if fn is None:
-            console().print(f"[yellow]skip tether {name}: not in {TETHER_MODULE}.WORKLOADS[/yellow]")
-            return None
-        result: dict[str, Any] = await fn(opts)
-        return result
-
-    run.__name__ = f"tether_{name}"
-    run.__doc__ = TETHER_DESCRIPTIONS.get(name)
-    return run
-
-
-TETHER_WORKLOADS: dict[str, Workload] = {name: _tether(name) for name in TETHER_DESCRIPTIONS}
-"""Tether's workloads by name; add entries here (and in bench.tether_workloads)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,28 +62,34 @@ async def _raw(opts: RunOptions, max_records: int | None = None) -> None:
 
 
 async def _tether_all(opts: RunOptions, only: list[str] | None) -> None:
-    done: dict[str, dict[str, Any]] = {}
-    selected = [name for name in TETHER_WORKLOADS if not only or name in only]
-    unknown = [name for name in only or () if name not in TETHER_WORKLOADS]
+    from bench.registry import load
+    from bench.tether_workloads import lifespan
+
+    workloads = load()
+    unknown = [name for name in only or () if name not in workloads]
     if unknown:
-        console().print(f"[yellow]unknown Tether workloads {unknown}; known: {list(TETHER_WORKLOADS)}[/yellow]")
-    # The module may offer ``lifespan(opts)``: set-up shared by its workloads (one broker).
-    try:
-        module = importlib.import_module(TETHER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != TETHER_MODULE:
-            raise
-        module = None
-    lifespan = getattr(module, "lifespan", None)
-    async with lifespan(opts) if lifespan is not None and selected else contextlib.nullcontext():
-        for name in selected:
-            result = await TETHER_WORKLOADS[name](opts)
-            if result is not None:
-                done[name] = result
-                # Record as we go: a crash in W5 must not lose W1..W4.
-                record("tether", {name: result}, path=opts.results_path)
+        console().print(f"[yellow]unknown Tether workloads {unknown}; known: {list(workloads)}[/yellow]")
+    # W8 and W9 are long and set up their own environment: `all` runs them only when named.
+    selected = [w for w in workloads.values() if (w.name in only if only else w.shared_broker)]
+    shared = [w for w in selected if w.shared_broker]
+    done = 0
+    async with lifespan(opts) if shared else contextlib.nullcontext():
+        for workload in shared:
+            done += await _run_one(workload, opts)
+    for workload in selected:
+        if not workload.shared_broker:
+            done += await _run_one(workload, opts)
     if not done:
         console().print("[yellow]no Tether workload ran[/yellow]")
+
+
+async def _run_one(workload: Workload, opts: RunOptions) -> int:
+    console().print(f"[bold]{workload.name}[/bold]: {workload.description}")
+    result = await workload.run(opts)
+    if result is None:
+        return 0
+    record("tether", {workload.name: result}, path=opts.results_path)  # as we go: a crash loses nothing run
+    return 1
 
 
 async def _eos(opts: RunOptions, variants: list[str] | None, max_records: int) -> None:
@@ -300,10 +245,12 @@ def report(quick: bool) -> None:
 def list_cmd() -> None:
     """List the workloads."""
     from bench.peer_restate import WORKLOADS
+    from bench.registry import load
 
-    for name, desc in TETHER_DESCRIPTIONS.items():
-        peer_mark = " (also on Restate)" if name in WORKLOADS else ""
-        click.echo(f"{name:12} {desc}{peer_mark}")
+    for workload in load().values():
+        peer_mark = " (also on Restate)" if workload.name in WORKLOADS else ""
+        alone = "" if workload.shared_broker else " (run when named: --only)"
+        click.echo(f"{workload.name:12} {workload.description}{peer_mark}{alone}")
     click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
     click.echo("eos          raw EOS pipeline and W2 request/reply per Kafka client and transaction scheme")
 

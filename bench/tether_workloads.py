@@ -61,6 +61,7 @@ from bench._tether_harness import (
 )
 from bench.peer_restate.driver import SEED, WARMUP_CALLS, Workload, check_counters, key_sequence
 from bench.peer_restate.driver import WORKLOADS as PEER_WORKLOADS
+from bench.registry import register
 
 COUNTER_TARGET = "bench.tether_apps:counter"
 CALL_TIMEOUT = 120.0
@@ -532,7 +533,25 @@ async def _w7(opts: Any) -> dict[str, Any]:
     return await dlq_workload(opts)
 
 
-WORKLOADS: dict[str, Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
+DESCRIPTIONS: dict[str, str] = {
+    "W1": "2,000 sequential calls on one key",
+    "W2": "20,000 calls, 64 in flight, keys seeded from 1,000",
+    "W3": "5,000 calls, 64 in flight, one key",
+    "W2-step": "W2 with one journaled ctx.run step per call",
+    "W2-3step": "W2 with three journaled ctx.run steps per call",
+    "W4": "100,000 one-way sends to 10,000 sessions, 1 worker process, first send to last commit",
+    "W4-2workers": "W4 with 2 worker processes (one consumer group)",
+    "W4-ray": "W4 with 2 workers as Ray actors (tether serve --ray --workers 2)",
+    "W5": "restore a partition of 100,000 and 1,000,000 events (10,000 sessions), with and without snapshots",
+    "W6": "1,000 three-step sagas, 5% failing at the third step (compensated)",
+    "W7": "replay 10,000 dead letters from the DLQ (dlq.DeadLetters.replay)",
+    "W1-embedded": "W1 on the embedded (SQLite) backend, worker in-process",
+    "W2-embedded": "W2 on the embedded backend",
+    "W4-embedded": "W4 on the embedded backend",
+}
+"""What each workload does (bench/README.md has the sizes and why)."""
+
+for _name, _run in {
     "W1": _rr("W1"),
     "W2": _rr("W2"),
     "W3": _rr("W3"),
@@ -547,6 +566,7 @@ WORKLOADS: dict[str, Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
     "W1-embedded": _rr("W1-embedded", "embedded"),
     "W2-embedded": _rr("W2-embedded", "embedded"),
     "W4-embedded": _w4("W4-embedded", backend="embedded"),
-}
+}.items():
+    register(_name, DESCRIPTIONS[_name], _run)
 
-__all__ = ["WORKLOADS", "lifespan"]
+__all__ = ["DESCRIPTIONS", "lifespan"]
