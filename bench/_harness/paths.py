@@ -1,0 +1,12 @@
+"""Where the bench and its results live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+LATEST_JSON = RESULTS_DIR / "latest.json"
+QUICK_JSON = RESULTS_DIR / "quick.json"
+RUNS_DIR = RESULTS_DIR / "runs"
