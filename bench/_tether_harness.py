@@ -28,6 +28,9 @@ from eventstore import EventLog, KafkaSettings, Record, TopicPartition, Topics, 
 from eventstore.kafka import client_kwargs
 from eventstore.settings import REVEAL_SECRETS
 
+METRICS_PORT_ENV = "TETHER_BENCH_METRICS_PORT"
+"""Set to a port to run the bench's worker subprocesses with metrics on (served on it)."""
+
 PARTITIONS = 8
 """Partitions of every Tether namespace here: as many as the raw pipeline's topics."""
 LOG_DIR = BENCH_DIR / ".tether" / "logs"
@@ -194,6 +197,9 @@ class WorkerProcess:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
+        metrics_port = os.environ.get(METRICS_PORT_ENV)
+        if metrics_port:  # measure the cost of metrics: the worker records and serves them
+            env["TETHER_RUNTIME__METRICS_PORT"] = metrics_port
         env.update(self.extra_env)
         cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", self.target, "-v"]
         if self.ray_workers:
