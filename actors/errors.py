@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from eventstore.errors import TetherError, UsageError
+
 from .observability.redaction import redact
 
 __all__ = [

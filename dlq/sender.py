@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors import Settings
-from actors.protocol.awakeables import parse_awakeable_id
 from actors.observability import tracing
+from actors.protocol.awakeables import parse_awakeable_id
 from actors.protocol.inbox import RESOLVE_HANDLER, Message, inbox_record
 from eventstore import EventLog, OutRecord, ProducerFencedError, Topics
 from eventstore.log import TransactionalWriter

@@ -117,19 +117,25 @@ class Metrics:
         self.circuit_opens = Counter(
             "tether_circuit_opens", "Times a step's circuit breaker opened.", ["object", "step"], registry=r
         )
-        self.dead_letters = Counter("tether_dead_letters", "Records dead-lettered, by category.", ["category"], registry=r)
+        self.dead_letters = Counter(
+            "tether_dead_letters", "Records dead-lettered, by category.", ["category"], registry=r
+        )
         self.restore_seconds = Histogram(
             "tether_restore_duration_seconds", "Time to restore a partition.", buckets=_RESTORE, registry=r
         )
         self.restore_records = Counter("tether_restore_records", "Records read by partition restores.", registry=r)
-        self.transactions = Counter("tether_transactions", "Transactions committed by partition processors.", registry=r)
+        self.transactions = Counter(
+            "tether_transactions", "Transactions committed by partition processors.", registry=r
+        )
         self.transaction_records = Histogram(
             "tether_transaction_records", "Records per committed transaction.", buckets=_SIZES, registry=r
         )
         self.commit_seconds = Histogram(
             "tether_transaction_commit_duration_seconds", "Time to commit a transaction.", buckets=_LATENCY, registry=r
         )
-        self.stalls = Counter("tether_event_loop_stalls", "Times the event loop was blocked past the warning.", registry=r)
+        self.stalls = Counter(
+            "tether_event_loop_stalls", "Times the event loop was blocked past the warning.", registry=r
+        )
         self.stall_seconds = Histogram(
             "tether_event_loop_stall_seconds", "How long the event loop was blocked.", buckets=_RESTORE, registry=r
         )

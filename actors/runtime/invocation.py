@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import BaseModel
-
 from opentelemetry.trace import SpanKind
+from pydantic import BaseModel
 
 from ..context import Awakeable, ObjectContext
 from ..definitions import Handler, VirtualObject

@@ -44,6 +44,8 @@ from ..errors import (
     UnknownObjectError,
     error_payload,
 )
+from ..observability.metrics import METRICS, UNKNOWN
+from ..observability.scope import InvocationScope, set_outcome
 from ..protocol.awakeables import awakeable_id, parse_awakeable_id
 from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
@@ -53,8 +55,6 @@ from ..protocol.replies import Reply
 from ..settings import RuntimeSettings
 from .deadletters import Failure, dead_letter
 from .invocation import Invocation
-from ..observability.metrics import METRICS, UNKNOWN
-from ..observability.scope import InvocationScope, set_outcome
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
@@ -297,9 +297,7 @@ class PartitionProcessor:
             object_label = message.object
             known = message.handler in obj.handlers or message.handler in RESERVED_HANDLERS
             handler_label = message.handler if known else UNKNOWN
-        return InvocationScope(
-            self.topics.namespace, message, object_label=object_label, handler_label=handler_label
-        )
+        return InvocationScope(self.topics.namespace, message, object_label=object_label, handler_label=handler_label)
 
     async def _drain(self, session: Session) -> None:
         try:
