@@ -7,8 +7,9 @@ reads the same ``TETHER_*`` settings (the embedded log in ``./.tether`` by defau
 import asyncio
 import sys
 
-from actors import Client, Settings
 from quickstart import Ask, ask
+
+from actors import Client, Settings
 
 
 async def main(count: int) -> None:

@@ -8,20 +8,16 @@ no events-topic record and not in the error the caller gets.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from harness import observed_sessions as obs
+from harness.session_harness import WorkerProcess, assert_eventually, settings_for, worker_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import observed_sessions as obs  # noqa: E402
-from session_harness import WorkerProcess, assert_eventually, settings_for, worker_env  # noqa: E402
-
-from actors import Client, InvocationError  # noqa: E402
-from actors.messages import invocation_id  # noqa: E402
-from actors.runtime.deadletters import MESSAGE_ID  # noqa: E402
-from eventstore import Record, Topics, open_log  # noqa: E402
+from actors import Client, InvocationError
+from actors.messages import invocation_id
+from actors.runtime.deadletters import MESSAGE_ID
+from eventstore import Record, Topics, open_log
 
 BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 
@@ -31,7 +27,9 @@ async def test_json_logs_parse_and_a_secret_reaches_no_log_dead_letter_or_caller
     request: pytest.FixtureRequest, backend: str, namespace: str, tmp_path: Path
 ) -> None:
     settings = settings_for(request, backend, tmp_path / "data", namespace, partitions=2)
-    worker = WorkerProcess("observed_sessions:objects", worker_env(settings), tmp_path, args=["--log-format", "json"])
+    worker = WorkerProcess(
+        "harness.observed_sessions:objects", worker_env(settings), tmp_path, args=["--log-format", "json"]
+    )
     worker.start()
     log = open_log(settings)
     try:

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from harness import observed_sessions as obs
+from harness.session_harness import WorkerProcess, assert_eventually, settings_for, worker_env
 from prometheus_client.parser import text_string_to_metric_families
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import observed_sessions as obs  # noqa: E402
-from session_harness import WorkerProcess, assert_eventually, settings_for, worker_env  # noqa: E402
-
-from actors import Client, InvocationError  # noqa: E402
-from actors.messages import session_key  # noqa: E402
-from eventstore import OutRecord, Topics, open_log, partition_for  # noqa: E402
+from actors import Client, InvocationError
+from actors.messages import session_key
+from eventstore import OutRecord, Topics, open_log, partition_for
 
 BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 CALLS = 120
@@ -61,7 +57,7 @@ async def test_a_scraped_worker_counts_the_workload_exactly(
     settings = settings_for(request, backend, tmp_path / "data", namespace, partitions=4)
     port = free_port()
     env = worker_env(settings, TETHER_RUNTIME__METRICS_INTERVAL="0.2")
-    worker = WorkerProcess("observed_sessions:objects", env, tmp_path, args=["--metrics-port", str(port)])
+    worker = WorkerProcess("harness.observed_sessions:objects", env, tmp_path, args=["--metrics-port", str(port)])
     worker.start()
     log = open_log(settings)
     try:

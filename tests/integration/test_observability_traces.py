@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads"))
-
-import observed_sessions as obs  # noqa: E402
-from session_harness import (  # noqa: E402
+from harness import observed_sessions as obs
+from harness.session_harness import (
     WorkerProcess,
     assert_eventually,
     make_settings,
@@ -33,10 +24,15 @@ from session_harness import (  # noqa: E402
     settings_for,
     worker_env,
 )
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 
-from actors import Client, RuntimeSettings  # noqa: E402
-from actors.messages import Message  # noqa: E402
-from sagas import SagaClient  # noqa: E402
+from actors import Client, RuntimeSettings
+from actors.messages import Message
+from sagas import SagaClient
 
 BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 
@@ -163,7 +159,7 @@ async def test_a_kill_between_steps_2_and_3_gives_one_execution_span_per_step(
     env = worker_env(
         settings, TETHER_TEST_SPANS=str(span_file), TETHER_TEST_STEPS_LOG=str(steps_log), TETHER_TEST_GATE=str(gate)
     )
-    worker = WorkerProcess("observed_sessions:objects", env, tmp_path)
+    worker = WorkerProcess("harness.observed_sessions:objects", env, tmp_path)
     worker.start()
     try:
         async with Client.connect(settings) as client:

@@ -15,11 +15,11 @@ from pathlib import Path
 from harness import isolation_sessions as iso
 from harness.session_harness import WAIT, make_settings, open_runtime
 
-from actors import Client, Settings  # noqa: E402
-from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key  # noqa: E402
-from actors.runtime.sessions import Session  # noqa: E402
-from actors.runtime.waits import now_ms  # noqa: E402
-from eventstore import OutRecord, Topics, pack, partition_for, unpack  # noqa: E402
+from actors import Client, Settings
+from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key
+from actors.runtime.sessions import Session
+from actors.runtime.waits import now_ms
+from eventstore import OutRecord, Topics, pack, partition_for, unpack
 
 DAY_MS = 86_400_000
 
@@ -132,8 +132,7 @@ NEW_MESSAGE_TRACED = (
 
 
 def test_traced_message_golden_bytes_and_messages_without_trace_context() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import golden_formats as golden
+    from harness import golden_formats as golden
 
     traced = Message(id="m1", o="agent", k="k1", h="ask", p={"q": 1}, rp=3, ts=1_714_564_800_000, tp=TRACEPARENT)
     assert traced.encode() == NEW_MESSAGE_TRACED
