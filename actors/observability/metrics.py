@@ -24,6 +24,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from eventstore.errors import ConfigurationError
+
 MAX_STEP_NAMES = 64
 """Distinct step names per object before further ones are counted as ``other``."""
 UNKNOWN = "unknown"
@@ -241,11 +243,19 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> int:  # noqa: S104 - scra
     """Expose `METRICS` on ``http://addr:port/metrics`` (once per port per process); return the port.
 
     Port 0 picks a free one. Recording is enabled too.
+
+    Raises:
+        ConfigurationError: the port cannot be listened on (taken by another process).
     """
     METRICS.enable()
     if port and port in _servers:
         return port
-    server, thread = start_http_server(port, addr, registry=METRICS.registry)
+    try:
+        server, thread = start_http_server(port, addr, registry=METRICS.registry)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"TETHER_RUNTIME__METRICS_PORT / --metrics-port: cannot serve metrics on {addr}:{port}: {exc}"
+        ) from exc
     bound = int(server.server_address[1])
     _servers[bound] = _Server(bound, server, thread)
     return bound

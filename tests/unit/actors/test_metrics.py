@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.observability.metrics import MAX_STEP_NAMES, Metrics, WorkerSnapshot
+from actors.observability.metrics import MAX_STEP_NAMES, METRICS, Metrics, WorkerSnapshot, serve_metrics, stop_serving
+from eventstore.errors import ConfigurationError
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "observability" / "grafana-dashboard.json"
 
@@ -82,3 +85,17 @@ def test_the_dashboard_queries_only_metrics_that_exist() -> None:
     assert used and used <= exposed, sorted(used - exposed)
     for name in ("tether_invocations_total", "tether_dead_letters_total", "tether_consumer_lag_records"):
         assert name in used, f"the dashboard shows no {name}"
+
+
+def test_a_taken_metrics_port_is_a_configuration_error() -> None:
+    enabled = METRICS.enabled
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            with pytest.raises(ConfigurationError, match="METRICS_PORT"):
+                serve_metrics(port)
+        finally:
+            stop_serving()
+            METRICS.enable(enabled)
