@@ -88,6 +88,7 @@ class Worker:
         redaction.install(redaction.load_redactor(runtime.redact))
         if runtime.metrics_port is not None:
             self.metrics_port = serve_metrics(runtime.metrics_port)
+            log.info("metrics on http://0.0.0.0:%d/metrics", self.metrics_port)
             METRICS.watch(self)
             self._gauges = asyncio.create_task(self._refresh_gauges(runtime.metrics_interval), name="tether-gauges")
         if self._owns_log:
