@@ -99,3 +99,20 @@ def test_a_taken_metrics_port_is_a_configuration_error() -> None:
         finally:
             stop_serving()
             METRICS.enable(enabled)
+
+
+def test_histograms_are_cumulative_with_le_bounds_inclusive() -> None:
+    metrics = Metrics()
+    for seconds in (0.001, 0.0011, 0.3, 1000.0):
+        metrics.step("agent", "llm", "ok", seconds)
+    samples = _samples(metrics)
+    labels = (("object", "agent"), ("outcome", "ok"), ("step", "llm"))
+    buckets = {
+        dict(k)["le"]: v
+        for k, v in samples["tether_step_duration_seconds_bucket"].items()
+        if tuple(p for p in k if p[0] != "le") == labels
+    }
+    assert buckets["0.001"] == 1 and buckets["0.0025"] == 2 and buckets["0.25"] == 2 and buckets["0.5"] == 3
+    assert buckets["300.0"] == 3 and buckets["+Inf"] == 4
+    assert samples["tether_step_duration_seconds_count"][labels] == 4
+    assert abs(samples["tether_step_duration_seconds_sum"][labels] - 1000.3021) < 1e-9
