@@ -231,6 +231,9 @@ class Worker:
     async def _refresh_gauges(self, interval: float) -> None:
         """Take `metrics_snapshot` on the event loop (a scrape thread must not walk the sessions)."""
         while True:
+            if not METRICS.enabled:  # turned off in this process (`METRICS.enable(False)`)
+                await asyncio.sleep(interval)
+                continue
             snap = WorkerSnapshot(partitions=len(self.processors))
             for p, processor in list(self.processors.items()):
                 snap.resident += sum(1 for s in list(processor.sessions.values()) if s.state is not None)

@@ -28,9 +28,22 @@ _tracer: trace.Tracer | None = None
 _provider: object | None = None
 
 
+trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, if any
+_UNKNOWN = object()
+
+
 def enabled() -> bool:
-    """Whether an application set a tracer provider (until then spans would all be no-ops)."""
-    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | trace.NoOpTracerProvider)
+    """Whether an application set a tracer provider (until then spans would all be no-ops).
+
+    Asked a few times per invocation: it reads the API's global first (``get_tracer_provider``
+    also looks up an environment variable on every call while no provider is set).
+    """
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None:
+        return False
+    if provider is _UNKNOWN:  # an API version without that global
+        provider = trace.get_tracer_provider()
+    return not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def tracer() -> trace.Tracer:
