@@ -3,6 +3,7 @@
     TetherError (eventstore.errors)
     ├── UsageError                      definition-time misuse (re-exported)
     │   ├── NamespaceNotFoundError      a read-only command found no such namespace (nothing is created)
+    │   ├── InvalidTimeError            a time an operator typed that is no time (``2h``, ISO 8601, ms)
     │   └── SessionNotFoundError        a read-only command found no record of the session
     └── ActorError
         ├── TerminalError               raised by user code: do not retry
@@ -10,6 +11,7 @@
         │   ├── BudgetExceededError     retries or cost past the handler's budget
         │   ├── DeadlineExceededError   past the handler's deadline
         │   ├── JournalMismatchError    the handler no longer matches its journal on replay
+        │   ├── InvocationCancelledError  an operator cancelled it (`tether sessions cancel`)
         │   └── StateMutationError      a handler wrote to ``ctx.state`` (also a UsageError)
         ├── RetryableError              raised by user code: retry (optionally after `retry_after`)
         │   ├── CircuitOpenError        the step's breaker is open (actors.runtime.circuits)
@@ -44,6 +46,8 @@ __all__ = [
     "CircuitOpenError",
     "DeadlineExceededError",
     "InvalidPayloadError",
+    "InvalidTimeError",
+    "InvocationCancelledError",
     "InvocationError",
     "JournalMismatchError",
     "MessageTooLargeError",
@@ -174,6 +178,14 @@ class DeadlineExceededError(TerminalError):
     """The invocation ran past its handler's deadline (across waits and restarts)."""
 
 
+class InvocationCancelledError(TerminalError):
+    """An operator cancelled the invocation (``tether sessions cancel``).
+
+    It ends at its next wait or new step with this error, which its caller gets; it is recorded
+    in the session's history, not dead-lettered. A handler may catch it to undo what it did.
+    """
+
+
 class JournalMismatchError(TerminalError):
     """On replay, the handler asked for a different step than its journal recorded."""
 
@@ -190,6 +202,10 @@ class JournalMismatchError(TerminalError):
 
 class NamespaceNotFoundError(UsageError):
     """A read-only command found no topics (or no embedded log) for the namespace; it created none."""
+
+
+class InvalidTimeError(UsageError):
+    """A time given on the command line is none of ``2h`` (ago), ISO 8601 or epoch milliseconds."""
 
 
 class SessionNotFoundError(UsageError):

@@ -36,6 +36,9 @@ class RuntimeSettings(BaseModel):
     """Fail an invocation whose handler wrote `ctx.state` directly (a change in no event, lost on
     restart) with `StateMutationError`. Costs one dump of the state per read; turn off only for
     handlers known to treat state as read-only."""
+    dead_letter_connect_headers: bool = False
+    """Also write Kafka Connect's ``__connect.errors.*`` headers on dead letters (beside Spring
+    Kafka's ``kafka_dlt-*``, always written), for tools made for Connect's dead-letter queues."""
     stall_warning: float = Field(default=1.0, gt=0)
     """Seconds the worker's event loop may be blocked (by handler code that does not await)
     before the worker logs a warning: while it is blocked, the group's heartbeats stop too."""

@@ -12,13 +12,14 @@ from .errors import (
     TransformLoadError,
     UnknownDeadLetterError,
 )
-from .inspector import GROUP_FIELDS, Filter, StatsRow, group_stats, parse_time
+from .inspector import DEFAULT_GROUP_BY, GROUP_FIELDS, Filter, StatsRow, group_stats, parse_time
 from .records import DeadLetter
 from .replayer import ReplayTarget, Transform
 from .reports import ItemResult, Report
 from .status import STATUSES, Resolution, Status, Transition
 
 __all__ = [
+    "DEFAULT_GROUP_BY",
     "DeadLetter",
     "DeadLetters",
     "DlqError",

@@ -18,14 +18,15 @@ from rich.table import Table
 from rich.text import Text
 
 from actors import Settings
-from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, settings_options
+from actors.cli.main import EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE, exit_code, settings_options
 from actors.inspection.terminal import data_text, plain
+from actors.inspection.times import iso
 from eventstore import LogUnavailableError, TetherError
 
 from .deadletters import DeadLetters
 from .errors import DlqError, InvalidFilterError
-from .inspector import GROUP_FIELDS, Filter, GroupField, StatsRow, parse_time
-from .records import DeadLetter, iso, render_bytes
+from .inspector import DEFAULT_GROUP_BY, GROUP_FIELDS, Filter, GroupField, StatsRow, parse_time
+from .records import DeadLetter, render_bytes, render_header
 from .replayer import Transform
 from .reports import ItemResult, Report
 from .status import STATUSES
@@ -38,7 +39,7 @@ EXIT_OK = 0
 EXIT_ITEMS_FAILED = EXIT_FAILURE
 """Some items failed (see the report); the rest were done."""
 
-CATEGORIES = ("terminal", "exhausted", "poison", "oversize")
+CATEGORIES = ("terminal", "exhausted", "poison", "oversize", "foreign")
 ITEM_ROWS = 50
 """Per-item rows a person sees; --json always has every item."""
 NOTHING_SELECTED = (
@@ -75,8 +76,19 @@ def _run(as_json: bool, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         _fail(exc, EXIT_USAGE, as_json)
     except LogUnavailableError as exc:
         _fail(exc, EXIT_UNAVAILABLE, as_json)
-    except TetherError as exc:
-        _fail(exc, EXIT_UNAVAILABLE if exc.retriable else EXIT_FAILURE, as_json)
+    except TetherError as exc:  # the one contract of `tether` (a bad setting is 2, and so on)
+        _fail(exc, exit_code(exc), as_json)
+
+
+def topic_option(fn: F) -> F:
+    """``--topic``: another dead-letter topic than the namespace's (Spring Kafka, Kafka Connect)."""
+    return click.option(
+        "--topic",
+        default=None,
+        metavar="TOPIC",
+        help="Read this dead-letter topic instead of the namespace's (one written by Spring Kafka "
+        "or Kafka Connect; replay it with --transform returning dlq.ReplayTarget).",
+    )(fn)
 
 
 def filter_options(fn: F) -> F:
@@ -174,16 +186,15 @@ def dlq() -> None:
 @filter_options
 @click.option("--limit", type=int, default=100, show_default=True, help="Show the latest N matches (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topic_option
 @settings_options
-def list_command(settings: Settings, limit: int, as_json: bool, **filters: Any) -> None:
+def list_command(settings: Settings, limit: int, as_json: bool, topic: str | None, **filters: Any) -> None:
     """List dead letters (oldest first), optionally filtered."""
 
     async def work() -> tuple[list[DeadLetter], int]:
         where = _filter(**filters)
-        async with DeadLetters(settings) as dead:
-            letters = await dead.list(where)
-        total = len(letters)
-        return (letters[-limit:] if limit > 0 else letters), total
+        async with DeadLetters(settings, topic=topic) as dead:
+            return await dead.page(where, limit=limit)
 
     letters, total = _run(as_json, work)
     if as_json:
@@ -215,15 +226,16 @@ def list_command(settings: Settings, limit: int, as_json: bool, **filters: Any) 
 @click.option(
     "--by",
     "group_by",
-    default=",".join(GROUP_FIELDS),
+    default=",".join(DEFAULT_GROUP_BY),
     show_default=True,
     metavar="FIELDS",
     help="Group by these, comma-separated: error_class, handler, message.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topic_option
 @settings_options
-def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: Any) -> None:
-    """Count dead letters by error class, handler and first message line."""
+def stats_command(settings: Settings, group_by: str, as_json: bool, topic: str | None, **filters: Any) -> None:
+    """Count dead letters by error class and handler (--by adds the message's first line)."""
     fields = [f.strip() for f in group_by.split(",") if f.strip()]
 
     async def work() -> tuple[list[StatsRow], int]:
@@ -231,7 +243,7 @@ def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: A
             if name not in GROUP_FIELDS:
                 raise InvalidFilterError(f"--by {name!r}: choose from {', '.join(GROUP_FIELDS)}")
         where = _filter(**filters)
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             rows = await dead.stats(where, by=cast(list[GroupField], fields))
         return rows, sum(r.count for r in rows)
 
@@ -260,12 +272,13 @@ def stats_command(settings: Settings, group_by: str, as_json: bool, **filters: A
 @dlq.command("show")
 @click.argument("dead_letter_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topic_option
 @settings_options
-def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None:
+def show_command(settings: Settings, dead_letter_id: str, as_json: bool, topic: str | None) -> None:
     """Show one dead letter: payload, headers, stack trace, status."""
 
     async def work() -> DeadLetter:
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             return await dead.show(dead_letter_id)
 
     letter = _run(as_json, work)
@@ -293,6 +306,8 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None
             f"{letter.original_topic}/{letter.original_partition}@{letter.original_offset}",
         ),
         ("consumer group", letter.consumer_group),
+        ("written by", None if letter.producer == "tether" else letter.producer),
+        ("connect", ", ".join(f"{k}={v}" for k, v in letter.connect.items()) if letter.connect else None),
         ("dead-lettered", data["dead_lettered_at"]),
         ("record key", render_bytes(letter.key)),
     ):
@@ -324,7 +339,7 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool) -> None
     headers = Table("header", "value", title="headers")
     for k, v in letter.headers:
         if k != "kafka_dlt-exception-stacktrace":
-            headers.add_row(plain(k), plain(render_bytes(v), limit=200))
+            headers.add_row(plain(k), plain(render_header(k, v), limit=200))
     console.print(headers)
     if letter.stacktrace:
         console.print("[bold]stack trace:[/]")
@@ -443,6 +458,7 @@ class _ProgressBar:
 )
 @click.option("--include-discarded", is_flag=True, help="Replay discarded dead letters too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
+@topic_option
 @settings_options
 def replay_command(
     settings: Settings,
@@ -453,6 +469,7 @@ def replay_command(
     transform: str | None,
     include_discarded: bool,
     as_json: bool,
+    topic: str | None,
     **filters: Any,
 ) -> None:
     """Send dead letters back to their inbox (IDs, --all or filters).
@@ -465,7 +482,7 @@ def replay_command(
     async def work() -> Report:
         chosen, where = _selection("replay", ids, select_all, _filter(**filters))
         loaded = Transform.load(transform) if transform else None  # fail before connecting
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             with bar:
                 return await dead.replay(
                     chosen,
@@ -487,6 +504,7 @@ def replay_command(
 @click.option("--reason", required=True, metavar="TEXT", help="Why, for the audit trail.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
+@topic_option
 @settings_options
 def discard_command(
     settings: Settings,
@@ -495,6 +513,7 @@ def discard_command(
     reason: str,
     dry_run: bool,
     as_json: bool,
+    topic: str | None,
     **filters: Any,
 ) -> None:
     """Resolve dead letters without replay (nothing is deleted).
@@ -504,7 +523,7 @@ def discard_command(
 
     async def work() -> Report:
         chosen, where = _selection("discard", ids, select_all, _filter(**filters))
-        async with DeadLetters(settings) as dead:
+        async with DeadLetters(settings, topic=topic) as dead:
             return await dead.discard(chosen, where, reason=reason, dry_run=dry_run)
 
     _print_report(_run(as_json, work), as_json=as_json)

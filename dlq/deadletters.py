@@ -12,6 +12,8 @@ Example::
 from __future__ import annotations
 
 import builtins
+import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -21,11 +23,14 @@ from eventstore import EmbeddedLog, EventLog, Topics, open_log
 
 from .discard import discard as discard_letters
 from .errors import InvalidFilterError, NoDeadLetterTopicError, NoMatchError
-from .inspector import GROUP_FIELDS, Filter, GroupField, Inspector, StatsRow, group_stats
+from .index import index_path as dlq_index_path
+from .inspector import DEFAULT_GROUP_BY, Filter, GroupField, Inspector, StatsRow, group_stats
 from .records import DeadLetter
 from .replayer import CHUNK, Replayer, Transform, unpark
 from .reports import Progress, Report
 from .status import StatusStore
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetters:
@@ -43,14 +48,35 @@ class DeadLetters:
         *,
         log: EventLog | None = None,
         chunk_size: int = CHUNK,
+        topic: str | None = None,
+        index: bool = True,
     ) -> None:
+        """Dead letters of the namespace of `settings`.
+
+        Args:
+            settings: Where the log is and which namespace (default: the ``TETHER_*`` variables).
+            log: An open log to use instead of one from `settings`.
+            chunk_size: Replays per transaction.
+            topic: Read dead letters from this topic instead of the namespace's (one that Spring
+                Kafka or Kafka Connect wrote); their ids are then ``{topic}:{partition}-{offset}``
+                and their statuses live on the namespace's control topic as usual.
+            index: Keep a local index of the topic (under ``{data_dir}/dlq-index``) for `page`
+                and `stats`; False scans the topic each time.
+        """
         self.settings = settings or Settings()
         self.topics = Topics(self.settings.namespace)
         self._log = log or open_log(self.settings)
         self._owns_log = log is None
         self._client: Client | None = None
         self.statuses = StatusStore(self._log, self.topics, partitions=self.settings.partitions)
-        self.inspector = Inspector(self._log, self.topics, self.statuses)
+        index_path = None
+        if index:
+            if isinstance(self._log, EmbeddedLog):
+                identity = f"embedded:{self._log.path.resolve()}"
+            else:
+                identity = f"kafka:{self.settings.kafka.bootstrap_servers}"
+            index_path = dlq_index_path(self.settings.data_dir, identity, topic or self.topics.dlq)
+        self.inspector = Inspector(self._log, self.topics, self.statuses, topic=topic, index_path=index_path)
         self._replayer = Replayer(self._log, self.settings, self.statuses, chunk_size=chunk_size)
 
     async def __aenter__(self) -> DeadLetters:
@@ -81,6 +107,7 @@ class DeadLetters:
     async def close(self) -> None:
         """Close the client (if a discard started one), the replay writer and the log; idempotent."""
         await self._replayer.close()
+        self.inspector.close()
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
@@ -112,14 +139,57 @@ class DeadLetters:
         """
         return await self.select(where=where)
 
-    async def stats(
-        self, where: Filter | None = None, *, by: Sequence[GroupField] = GROUP_FIELDS
-    ) -> builtins.list[StatsRow]:
-        """Counts, first and last seen, grouped by `by` (error class, handler, message line).
+    async def page(self, where: Filter | None = None, *, limit: int = 100) -> tuple[builtins.list[DeadLetter], int]:
+        """The latest `limit` dead letters `where` selects (0: all) in log order, and their count.
+
+        With a `since` time only that part of the topic is read; otherwise the local index
+        (caught up first) says which to read.
 
         Raises:
             NoMatchError: a non-empty filter matched nothing.
         """
+        where = where or Filter()
+        if where.since_ms is None and self.inspector.index is not None:
+            try:
+                letters, total = await self.inspector.page(where, limit)
+            except sqlite3.Error as exc:
+                self._index_failed(exc)
+            else:
+                if total == 0 and not where.empty:
+                    _, everything = await self.inspector.page(Filter(), 1)
+                    raise NoMatchError(where.describe(), total=everything, namespace=self.topics.namespace)
+                return letters, total
+        letters = await self.select(where=where)
+        return (letters[-limit:] if limit > 0 else letters), len(letters)
+
+    def _index_failed(self, exc: sqlite3.Error) -> None:
+        """The index cannot be used (locked by another command for too long, damaged): scan."""
+        index = self.inspector.index
+        path = index.path if index is not None else "?"
+        log.warning("dead-letter index %s unusable (%s); reading the topic instead (delete it to rebuild)", path, exc)
+        if index is not None:
+            index.close()
+        self.inspector.index = None
+
+    async def stats(
+        self, where: Filter | None = None, *, by: Sequence[GroupField] = DEFAULT_GROUP_BY
+    ) -> builtins.list[StatsRow]:
+        """Counts, first and last seen, grouped by `by` (default: error class and handler).
+
+        Raises:
+            NoMatchError: a non-empty filter matched nothing.
+        """
+        where = where or Filter()
+        if where.since_ms is None and self.inspector.index is not None:
+            try:
+                rows = await self.inspector.indexed_stats(where, by)
+            except sqlite3.Error as exc:
+                self._index_failed(exc)
+            else:
+                if not rows and not where.empty:
+                    _, everything = await self.inspector.page(Filter(), 1)
+                    raise NoMatchError(where.describe(), total=everything, namespace=self.topics.namespace)
+                return rows
         return group_stats(await self.select(where=where), by)
 
     async def show(self, dead_letter_id: str) -> DeadLetter:
@@ -137,7 +207,12 @@ class DeadLetters:
             UnknownDeadLetterError: an id names no dead letter.
             NoMatchError: a non-empty filter matched nothing.
         """
-        letters = await self.inspector.get_many(ids) if ids else await self.inspector.all()
+        if ids:
+            letters = await self.inspector.get_many(ids)
+        elif where is not None and where.since_ms is not None:
+            letters = await self.inspector.since(where.since_ms)  # only the range the time needs
+        else:
+            letters = await self.inspector.all()
         if where is None or where.empty:
             return letters
         selected = [letter for letter in letters if where.matches(letter)]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from actors.inspection.audit import operator
+from actors.inspection.times import iso
+
 from .errors import InvalidFilterError
-from .records import DeadLetter, iso
+from .records import DeadLetter
 from .reports import ItemResult, Progress, Report
-from .status import StatusStore, operator, resolve
+from .status import StatusStore, resolve
 
 CHUNK = 1000
 """Status records per append."""

@@ -2,55 +2,46 @@
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from eventstore import EventLog, TopicError, Topics
+from actors.errors import InvalidTimeError
+from actors.inspection import times
+from actors.inspection.times import iso
+from eventstore import EventLog, Record, TopicError, Topics
 
 from .errors import InvalidFilterError, NoDeadLetterTopicError, UnknownDeadLetterError
-from .records import DeadLetter, iso, parse_id
-from .status import Status, StatusStore
+from .index import LetterIndex, qualified_handler
+from .records import DeadLetter, dead_letter_id, parse_id
+from .status import Resolution, Status, StatusStore
 
 GroupField = Literal["error_class", "handler", "message"]
 GROUP_FIELDS: tuple[GroupField, ...] = ("error_class", "handler", "message")
-"""What `stats` groups by unless told otherwise."""
+"""What `stats` can group by."""
+DEFAULT_GROUP_BY: tuple[GroupField, ...] = ("error_class", "handler")
+"""What `stats` groups by unless told otherwise (a message embeds offsets and keys: a group
+per letter)."""
+CLOCK_SKEW_MS = 300_000
+"""A time filter reads from this much before its time: record times may be a little out of
+order (producers' clocks), and the filter itself is applied exactly afterwards."""
 
-# Reading a few ids one by one is cheaper than a scan; beyond this many, scan once.
-_LOOKUP_LIMIT = 8
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+# Offsets this close together are read as one range rather than one read each.
+_RUN_GAP = 256
 
 
 def parse_time(text: str, *, now: float | None = None) -> int:
-    """A time in ms since the epoch from ``2026-07-01T12:00``, ``15m``/``2h``/``3d`` ago, or ms.
-
-    ISO times without a zone are UTC.
+    """`actors.inspection.times.parse_time`, its mistake reported as a filter error.
 
     Raises:
-        InvalidFilterError: `text` is none of those.
+        InvalidFilterError: `text` is no time.
     """
-    value = text.strip()
-    match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return int(((now if now is not None else time.time()) - seconds) * 1000)
-    if value.isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidFilterError(
-            f"cannot read {text!r} as a time: use ISO 8601 (2026-07-01T12:00:00, UTC unless a "
-            "zone is given), a duration ago (30s, 15m, 2h, 3d, 1w) or epoch milliseconds"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+        return times.parse_time(text, now=now)
+    except InvalidTimeError as exc:
+        raise InvalidFilterError(str(exc)) from None
 
 
 class Filter(BaseModel):
@@ -173,13 +164,7 @@ class StatsRow(BaseModel):
         return out
 
 
-def _qualified_handler(letter: DeadLetter) -> str:
-    if letter.handler is None:
-        return "(none)" if letter.object_name is None else f"{letter.object_name}.(none)"
-    return f"{letter.object_name}.{letter.handler}" if letter.object_name else letter.handler
-
-
-def group_stats(letters: Iterable[DeadLetter], by: Sequence[GroupField] = GROUP_FIELDS) -> list[StatsRow]:
+def group_stats(letters: Iterable[DeadLetter], by: Sequence[GroupField] = DEFAULT_GROUP_BY) -> list[StatsRow]:
     """Count `letters` grouped by `by`; the biggest groups first, then the most recent."""
     for field in by:
         if field not in GROUP_FIELDS:
@@ -188,7 +173,7 @@ def group_stats(letters: Iterable[DeadLetter], by: Sequence[GroupField] = GROUP_
     for letter in letters:
         values = {
             "error_class": letter.error_class,
-            "handler": _qualified_handler(letter),
+            "handler": qualified_handler(letter),
             "message": letter.summary_line,
         }
         key = tuple(values[f] if f in by else None for f in GROUP_FIELDS)
@@ -216,29 +201,124 @@ def group_stats(letters: Iterable[DeadLetter], by: Sequence[GroupField] = GROUP_
 
 
 class Inspector:
-    """Reads the dead letters of one namespace, with their status."""
+    """Reads the dead letters of one namespace (or another dead-letter topic), with their status.
 
-    def __init__(self, log: EventLog, topics: Topics, statuses: StatusStore) -> None:
+    `all` scans the topic; `since` reads only the offsets a time filter needs (the log's
+    offsets-for-times); `page` and `stats` go through a local `LetterIndex` when one is given.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        topics: Topics,
+        statuses: StatusStore,
+        *,
+        topic: str | None = None,
+        index_path: Path | None = None,
+    ) -> None:
         self._log = log
         self._topics = topics
         self._statuses = statuses
+        self.topic = topic or topics.dlq
+        """The dead-letter topic read."""
+        self._foreign = self.topic != topics.dlq
+        self.index = (
+            LetterIndex(index_path, log, self.topic, foreign_topic=self._foreign) if index_path is not None else None
+        )
+
+    def close(self) -> None:
+        """Close the index file, if one is open."""
+        if self.index is not None:
+            self.index.close()
 
     async def _partitions(self) -> int:
         try:
-            return await self._log.partition_count(self._topics.dlq)
+            return await self._log.partition_count(self.topic)
         except TopicError:
-            raise NoDeadLetterTopicError(self._topics.dlq, namespace=self._topics.namespace) from None
+            raise NoDeadLetterTopicError(self.topic, namespace=self._topics.namespace) from None
+
+    def _letter(self, record: Record, resolutions: Mapping[str, Resolution]) -> DeadLetter:
+        letter_id = dead_letter_id(record.partition, record.offset, self.topic if self._foreign else None)
+        return DeadLetter.from_record(record, resolutions.get(letter_id), foreign_topic=self._foreign)
 
     async def all(self) -> list[DeadLetter]:
-        """Every dead letter of the namespace in log order, with its status."""
+        """Every dead letter of the topic in log order, with its status."""
+        return await self._read_from(None)
+
+    async def since(self, since_ms: int) -> list[DeadLetter]:
+        """The dead letters written at or after `since_ms` (less `CLOCK_SKEW_MS`), in log order.
+
+        Only that offset range of each partition is read (the log's offsets-for-times).
+        """
+        return await self._read_from(since_ms - CLOCK_SKEW_MS)
+
+    async def _read_from(self, from_ms: int | None) -> list[DeadLetter]:
         count = await self._partitions()
         resolutions = await self._statuses.load()
         out: list[DeadLetter] = []
         for partition in range(count):
-            async for record in self._log.read(self._topics.dlq, partition):
-                letter_id = f"{partition}-{record.offset}"
-                out.append(DeadLetter.from_record(record, resolutions.get(letter_id)))
+            start = 0 if from_ms is None else await self._log.offset_for_time(self.topic, partition, from_ms)
+            async for record in self._log.read(self.topic, partition, start):
+                out.append(self._letter(record, resolutions))
         return out
+
+    async def at(self, positions: Sequence[tuple[int, int]]) -> list[DeadLetter]:
+        """The dead letters at these ``(partition, offset)`` positions, in the order given.
+
+        Runs of nearby offsets are read as one range. Positions where no record is are left out.
+        """
+        resolutions = await self._statuses.load()
+        found: dict[tuple[int, int], DeadLetter] = {}
+        by_partition: dict[int, list[int]] = {}
+        for partition, offset in positions:
+            by_partition.setdefault(partition, []).append(offset)
+        for partition, offsets in by_partition.items():
+            offsets = sorted(set(offsets))
+            wanted = set(offsets)
+            runs: list[list[int]] = [[offsets[0], offsets[0]]]
+            for offset in offsets[1:]:
+                if offset - runs[-1][1] <= _RUN_GAP:
+                    runs[-1][1] = offset
+                else:
+                    runs.append([offset, offset])
+            end = await self._log.end_offset(self.topic, partition)
+            for first, last in runs:
+                # Never read past the end: a reader waits there for records that may not come.
+                async for record in self._log.read(self.topic, partition, first, min(last + 1, end)):
+                    if record.offset in wanted:
+                        found[(partition, record.offset)] = self._letter(record, resolutions)
+        return [found[p] for p in positions if p in found]
+
+    async def page(self, where: Filter, limit: int) -> tuple[list[DeadLetter], int]:
+        """The latest `limit` dead letters `where` selects (0: all) in log order, and their count.
+
+        Through the index, caught up first.
+        """
+        assert self.index is not None
+        count = await self._partitions()
+        await self.index.sync(count)
+        positions, total = self.index.locate(where, await self._statuses.load(), limit)
+        return await self.at(positions), total
+
+    async def indexed_stats(self, where: Filter, by: Sequence[GroupField]) -> list[StatsRow]:
+        """`group_stats` of what `where` selects, computed by the index (caught up first)."""
+        assert self.index is not None
+        for field in by:
+            if field not in GROUP_FIELDS:
+                raise InvalidFilterError(f"cannot group by {field!r}; choose from {', '.join(GROUP_FIELDS)}")
+        count = await self._partitions()
+        await self.index.sync(count)
+        rows = []
+        for group in self.index.stats(where, await self._statuses.load(), by):
+            partition, offset = group.pop("latest")
+            rows.append(
+                StatsRow(
+                    **group,
+                    example_id=dead_letter_id(partition, offset, self.topic if self._foreign else None),
+                )
+            )
+        rows.sort(key=lambda r: (-r.count, -r.last_seen_ms))
+        return rows
 
     async def get_many(self, ids: Sequence[str]) -> list[DeadLetter]:
         """The dead letters with these ids, in the order given (duplicates dropped).
@@ -247,29 +327,18 @@ class Inspector:
             UnknownDeadLetterError: one of the ids names no dead letter.
         """
         wanted = list(dict.fromkeys(i.strip() for i in ids))
+        topic = self.topic if self._foreign else None
+        positions = []
         for letter_id in wanted:
-            if parse_id(letter_id) is None:
+            parsed = parse_id(letter_id, topic)
+            if parsed is None:
                 raise UnknownDeadLetterError(letter_id, namespace=self._topics.namespace)
-        if len(wanted) > _LOOKUP_LIMIT:
-            by_id = {letter.id: letter for letter in await self.all()}
-        else:
-            count = await self._partitions()
-            resolutions = await self._statuses.load()
-            by_id = {}
-            for letter_id in wanted:
-                parsed = parse_id(letter_id)
-                assert parsed is not None
-                partition, offset = parsed
-                if partition >= count:
-                    continue
-                # Never read past the end: a reader waits there for records that may not come.
-                end = min(offset + 1, await self._log.end_offset(self._topics.dlq, partition))
-                async for record in self._log.read(self._topics.dlq, partition, offset, end):
-                    if record.offset == offset:
-                        by_id[letter_id] = DeadLetter.from_record(record, resolutions.get(letter_id))
+            positions.append(parsed)
+        count = await self._partitions()
+        by_id = {letter.id: letter for letter in await self.at([p for p in positions if p[0] < count])}
         out = []
-        for letter_id in wanted:
-            letter = by_id.get(letter_id)
+        for letter_id, (partition, offset) in zip(wanted, positions, strict=True):
+            letter = by_id.get(dead_letter_id(partition, offset, topic))
             if letter is None:
                 raise UnknownDeadLetterError(letter_id, namespace=self._topics.namespace)
             out.append(letter)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from actors.inspection.times import iso
 from actors.protocol import Message
-from actors.protocol import deadletter as h
-from actors.protocol.deadletter import DeadLetterHeaders
+from actors.protocol.deadletter import (
+    DEAD_LETTER_HEADER_NAMES,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TIMESTAMP,
+    DeadLetterHeaders,
+    Producer,
+)
 from eventstore import DecodeError, Record
 
 from .status import Resolution, Status
@@ -18,50 +24,33 @@ from .status import Resolution, Status
 REPLAY_PREFIX = "dlq-replay:"
 """Message ids of replays are ``dlq-replay:{dead letter id}``: a second replay is a duplicate."""
 
-_OWN_HEADERS = frozenset(
-    {
-        h.ORIGINAL_TOPIC,
-        h.ORIGINAL_PARTITION,
-        h.ORIGINAL_OFFSET,
-        h.ORIGINAL_TIMESTAMP,
-        h.ORIGINAL_CONSUMER_GROUP,
-        h.EXCEPTION_FQCN,
-        h.EXCEPTION_CAUSE_FQCN,
-        h.EXCEPTION_MESSAGE,
-        h.EXCEPTION_STACKTRACE,
-        h.OBJECT,
-        h.KEY,
-        h.HANDLER,
-        h.MESSAGE_ID,
-        h.ATTEMPTS,
-        h.FIRST_FAILURE,
-        h.LAST_FAILURE,
-        h.ERROR_CLASS,
-        h.CATEGORY,
-        h.SCHEMA_VERSION,
-        h.PARK_AWAKEABLE,
-    }
-)
+_OWN_HEADERS = DEAD_LETTER_HEADER_NAMES
 
 
-def dead_letter_id(partition: int, offset: int) -> str:
-    """The id of the dead letter at `offset` of dead-letter topic partition `partition`."""
-    return f"{partition}-{offset}"
+def dead_letter_id(partition: int, offset: int, topic: str | None = None) -> str:
+    """The id of the dead letter at `offset` of partition `partition` of the dead-letter topic.
+
+    ``{partition}-{offset}`` on the namespace's own dead-letter topic; ``{topic}:{partition}-{offset}``
+    on another one (a DLT that Spring Kafka or Kafka Connect wrote): ``:`` is never part of a
+    Kafka topic name.
+    """
+    return f"{partition}-{offset}" if topic is None else f"{topic}:{partition}-{offset}"
 
 
-def parse_id(value: str) -> tuple[int, int] | None:
-    """``(partition, offset)`` of a dead-letter id, or None if it is not one."""
-    partition, sep, offset = value.strip().partition("-")
+def parse_id(value: str, topic: str | None = None) -> tuple[int, int] | None:
+    """``(partition, offset)`` of a dead-letter id of `topic` (None: the namespace's own), or None."""
+    text = value.strip()
+    prefix, colon, rest = text.rpartition(":")
+    if colon:
+        if topic is None or prefix != topic:
+            return None
+        text = rest
+    elif topic is not None:
+        return None
+    partition, sep, offset = text.partition("-")
     if not sep or not partition.isdigit() or not offset.isdigit():
         return None
     return int(partition), int(offset)
-
-
-def iso(ms: int | None) -> str | None:
-    """An epoch-ms time as ISO 8601 UTC, for people and JSON."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def first_line(text: str, limit: int = 200) -> str:
@@ -81,6 +70,16 @@ def render_bytes(value: bytes | None) -> str | None:
         return value.decode()
     except UnicodeDecodeError:
         return "base64:" + base64.b64encode(value).decode()
+
+
+_NUMBERS = frozenset({ORIGINAL_PARTITION, ORIGINAL_OFFSET, ORIGINAL_TIMESTAMP})
+
+
+def render_header(name: str, value: bytes | None) -> str | None:
+    """A header value for people: Spring's binary numbers as decimal, the rest as `render_bytes`."""
+    if name in _NUMBERS and value is not None and len(value) in (4, 8) and not value.isdigit():
+        return str(int.from_bytes(value, "big", signed=True))
+    return render_bytes(value)
 
 
 class DeadLetter(BaseModel):
@@ -111,6 +110,8 @@ class DeadLetter(BaseModel):
     """Its offset there."""
     original_timestamp_ms: int | None = None
     """Its timestamp there."""
+    original_timestamp_type: str | None = None
+    """``CreateTime`` or ``LogAppendTime`` (Spring's header; Tether writes ``CreateTime``)."""
     consumer_group: str | None = None
     """The consumer group that gave up on it."""
     key: bytes | None = None
@@ -150,15 +151,25 @@ class DeadLetter(BaseModel):
     handler: str | None = None
     """The handler the message named."""
     category: str = "unknown"
-    """Why it was dead-lettered: terminal, exhausted, poison or oversize."""
+    """Why it was dead-lettered: terminal, exhausted, poison or oversize; ``foreign`` for one that
+    Spring Kafka or Kafka Connect wrote (its value is not a Tether message)."""
+    producer: Producer = "tether"
+    """Who wrote it: tether, spring or connect (from its headers), or unknown."""
+    connect: dict[str, str] | None = None
+    """Kafka Connect's context (connector, task, stage, class), when its headers are there."""
     status: Status = "pending"
     """pending (no status record), replayed or discarded."""
     resolution: Resolution | None = None
     """The latest status record with its audit trail; None while pending."""
 
     @classmethod
-    def from_record(cls, record: Record, resolution: Resolution | None = None) -> DeadLetter:
-        """Parse a record of the dead-letter topic (and attach its status, if resolved)."""
+    def from_record(
+        cls, record: Record, resolution: Resolution | None = None, *, foreign_topic: bool = False
+    ) -> DeadLetter:
+        """Parse a record of the dead-letter topic (and attach its status, if resolved).
+
+        With `foreign_topic` (a topic other than the namespace's own) the id names the topic.
+        """
         message: Message | None = None
         decode_error: str | None = None
         try:
@@ -179,8 +190,24 @@ class DeadLetter(BaseModel):
                 object_name, object_key = text.split("/", 1)
         fqcn = dl.exception_fqcn
         error_class = dl.error_class or (fqcn.rsplit(".", 1)[-1] if fqcn else "unknown")
+        if dl.category:
+            category = dl.category
+        elif dl.producer in ("spring", "connect") and message is None:
+            category = "foreign"
+        else:
+            category = "poison" if message is None else "unknown"
+        connect = {
+            name: value
+            for name, value in (
+                ("connector", dl.connect_connector),
+                ("task", dl.connect_task_id),
+                ("stage", dl.connect_stage),
+                ("class", dl.connect_executing_class),
+            )
+            if value is not None
+        }
         return cls(
-            id=dead_letter_id(record.partition, record.offset),
+            id=dead_letter_id(record.partition, record.offset, record.topic if foreign_topic else None),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -189,6 +216,7 @@ class DeadLetter(BaseModel):
             original_partition=dl.original_partition,
             original_offset=dl.original_offset,
             original_timestamp_ms=dl.original_timestamp_ms,
+            original_timestamp_type=dl.original_timestamp_type,
             consumer_group=dl.consumer_group,
             key=record.key,
             value=record.value,
@@ -208,7 +236,9 @@ class DeadLetter(BaseModel):
             object_name=object_name,
             object_key=object_key,
             handler=handler,
-            category=dl.category or ("poison" if message is None else "unknown"),
+            category=category,
+            producer=dl.producer,
+            connect=connect or None,
             status=resolution.status if resolution is not None else "pending",
             resolution=resolution,
         )
@@ -300,11 +330,13 @@ class DeadLetter(BaseModel):
             "last_failure": iso(self.seen_ms),
             "message_id": self.message_id,
             "replay_of": self.replay_of,
+            "producer": self.producer,
             "original": {
                 "topic": self.original_topic,
                 "partition": self.original_partition,
                 "offset": self.original_offset,
                 "timestamp": iso(self.original_timestamp_ms),
+                "timestamp_type": self.original_timestamp_type,
             },
             "resolution": (
                 self.resolution.model_dump(mode="json", exclude_none=True) if self.resolution is not None else None
@@ -316,11 +348,12 @@ class DeadLetter(BaseModel):
                 error_fqcn=self.error_fqcn,
                 error_cause_fqcn=self.error_cause_fqcn,
                 consumer_group=self.consumer_group,
+                connect=self.connect,
                 payload=self.payload,
                 decode_error=self.decode_error,
                 record_key=render_bytes(self.key),
                 record_value=render_bytes(self.value) if self.poison else None,
-                headers=[[k, render_bytes(v)] for k, v in self.headers],
+                headers=[[k, render_header(k, v)] for k, v in self.headers],
                 stacktrace=self.stacktrace,
             )
         return out

@@ -41,13 +41,15 @@ from pydantic import BaseModel
 
 from actors import Client, Settings
 from actors.errors import MessageTooLargeError
+from actors.inspection.audit import operator
+from actors.inspection.times import iso
 from eventstore import EventLog, LogUnavailableError, OutRecord, pack
 
 from .errors import InvalidFilterError, TransformLoadError
-from .records import DeadLetter, iso
+from .records import DeadLetter
 from .reports import ItemResult, Progress, Report
 from .sender import UNPARKED, ReplaySender, replay_message
-from .status import Resolution, StatusStore, operator, resolve
+from .status import Resolution, StatusStore, resolve
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +359,8 @@ class Replayer:
                     if error is not None:
                         done(ItemResult(outcome="failed", reason=f"send failed: {_error(error)}", **fields))
                     else:
+                        if dry_run:
+                            fields["payload"] = target.payload
                         done(ItemResult(outcome="would-replay" if dry_run else "replayed", **fields))
             if unavailable is not None:
                 raise unavailable

@@ -26,7 +26,8 @@ OUTCOMES: tuple[Outcome, ...] = (
 class ItemResult(BaseModel):
     """The outcome for one dead letter."""
 
-    model_config = ConfigDict(frozen=True)
+    # A payload may hold bytes that are not UTF-8 (a transform's choice): JSON shows them base64.
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64")
 
     id: str
     """The dead letter."""
@@ -42,6 +43,8 @@ class ItemResult(BaseModel):
     """...session key..."""
     handler: str | None = None
     """...and handler."""
+    payload: Any = None
+    """In a dry run: the payload the replay would send (after the transform, if any)."""
 
     @classmethod
     def of(cls, letter: DeadLetter, outcome: Outcome, reason: str | None = None) -> ItemResult:

@@ -9,16 +9,15 @@ earlier transitions in `Resolution.history`, and compaction never loses the audi
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from actors.inspection.audit import operator
 from eventstore import EventLog, OutRecord, TopicError, Topics, UsageError, partition_for
 
 log = logging.getLogger(__name__)
@@ -96,15 +95,6 @@ class Resolution(Transition):
 def now_ms() -> int:
     """Wall-clock time in ms since the epoch."""
     return int(time.time() * 1000)
-
-
-def operator() -> str:
-    """``user@host``: who acts, for the audit trail."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in a bare container: still record the host
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def resolve(

@@ -126,6 +126,12 @@ class EventLog(Protocol):
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset after the last committed record (Kafka: last stable offset)."""
 
+    async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
+        """The earliest offset whose record's time is at or after `timestamp_ms`.
+
+        Kafka's offsets-for-times; the end offset when there is none.
+        """
+
     async def committed(self, group_id: str, tp: TopicPartition) -> int | None:
         """The committed offset of a group on a partition, or None."""
 

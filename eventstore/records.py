@@ -44,6 +44,9 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default=())
+    timestamp_ms: int | None = None
+    """The record's time (Kafka's CreateTime); None: when it is written. `EventLog.append` honours
+    it (tools that import or generate history); the runtime's transactional writes leave it None."""
 
     @property
     def size(self) -> int:

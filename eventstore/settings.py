@@ -164,6 +164,10 @@ class LogSettings(BaseSettings):
     """Partitions of the inbox, events and snapshots topics (fixed once created)."""
     data_dir: Path = Path(".tether")
     """Where the embedded log (and local worker state) lives."""
+    embedded_fsync: bool = False
+    """The embedded log's durability: False (SQLite ``synchronous=NORMAL`` in WAL mode) survives
+    any crash of the process but may lose the last commits to a power loss or an OS crash; True
+    (``synchronous=FULL``) syncs every commit to disk, slower."""
     kafka: KafkaSettings = KafkaSettings()
     """Broker connection, when the backend is Kafka."""
 

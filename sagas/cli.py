@@ -1,8 +1,9 @@
 """`tether saga list|show|retry`: thin commands over `sagas.inspect` and `SagaClient`.
 
 `list` and `show` read the log directly (no worker needed, no saga code imported); `retry`
-asks the worker that serves the saga's coordinator to resume it. Exit codes: 0 done, 1 failed
-(no such saga, nothing to retry), 3 unavailable (log or worker unreachable).
+asks the worker that serves the saga's coordinator to resume it. Exit codes as for every
+`tether` command: 0 done, 1 failed (nothing to retry), 2 no such saga, 3 unavailable (log or
+worker unreachable).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import click
 from rich.text import Text
 
 from actors import Client, Settings
-from actors.cli.main import EXIT_FAILURE, settings_options
+from actors.cli.main import EXIT_FAILURE, EXIT_USAGE, fail, settings_options
 from actors.inspection.terminal import data_text, plain, printable
 
 from .client import SagaClient
+from .errors import SagaNotFoundError
 from .events import SagaStatus, StepState
 from .inspect import SagaRecord, find_saga, read_sagas
 
@@ -136,7 +138,10 @@ def _step_json(step: StepState) -> dict[str, Any]:
 @settings_options
 def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool) -> None:
     """One saga: input, steps with results, errors, attempts and timings."""
-    rec = asyncio.run(find_saga(settings, saga_id, saga=saga_name))
+    try:
+        rec = asyncio.run(find_saga(settings, saga_id, saga=saga_name))
+    except SagaNotFoundError as exc:  # an operator mistake (a typo in the id): exit 2
+        fail(exc, EXIT_USAGE)
     s = rec.state
     if as_json:
         out = {
@@ -207,8 +212,9 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
 @click.argument("saga_id")
 @click.option("--saga", "saga_name", default=None, metavar="NAME", help="The definition (skips the log scan).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: float) -> None:
+def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: float, as_json: bool) -> None:
     """Resume a stuck saga: its compensation, or its failed step, after the cause is fixed.
 
     A worker serving the saga must be running. A running saga is nudged (harmless).
@@ -219,7 +225,14 @@ def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: floa
         async with Client.connect(settings) as client:
             return name, await SagaClient(client).retry(name, saga_id, timeout=timeout)
 
-    name, result = asyncio.run(go())
+    try:
+        name, result = asyncio.run(go())
+    except SagaNotFoundError as exc:
+        fail(exc, EXIT_USAGE)
+    if as_json:
+        out = {"saga": name, "saga_id": saga_id, "resumed": result.resumed, "status": result.status}
+        click.echo(json.dumps({**out, "message": result.message}, ensure_ascii=True))
+        sys.exit(0 if result.resumed else EXIT_FAILURE)
     if result.resumed:
         click.echo(printable(f"saga {name}/{saga_id}: {result.message} (now {result.status})"))
         return

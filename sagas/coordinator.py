@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
+from actors.clock import clock
 from actors.observability.redaction import redact
 
 from .events import (
@@ -110,7 +111,7 @@ class Outcome(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.fromtimestamp(clock().time(), tz=UTC)
 
 
 def _error(exc: BaseException, policy: RetryPolicy, timeout: float | None) -> ErrorInfo:
@@ -164,11 +165,11 @@ async def _attempt(
     async def once() -> Outcome:
         if previous is not None:
             # The backoff lives inside the journaled step: a replay skips it with the attempt.
-            await asyncio.sleep(policy.delay(attempt - 1, previous.retry_after))
+            await clock().sleep(policy.delay(attempt - 1, previous.retry_after))
         started = _now()
         try:
             pending = call()
-            value = await (asyncio.wait_for(pending, timeout) if timeout else pending)
+            value = await (clock().within(pending, timeout) if timeout else pending)
             result = _check_result(step, phase, value)
         except Exception as exc:
             ended = _now()

@@ -25,12 +25,13 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from harness.session_harness import Runtime, open_runtime, settings_for
 
 from eventstore import KafkaSettings
 from eventstore.kafka.localbroker import (
@@ -317,3 +318,26 @@ def keep_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
+    """The session types the test's ``serves`` marker names, on an in-process worker, with a client.
+
+    One fixture for every module: ``pytestmark = pytest.mark.serves(obj, ..., reset=fn,
+    backend="kafka", partitions=2)``. ``reset`` (called first) forgets what the workloads keep in
+    the process. The backend is the test's ``backend`` parameter when it has one, else the
+    marker's, else the embedded log.
+    """
+    marker = request.node.get_closest_marker("serves")
+    assert marker is not None, "the runtime fixture needs @pytest.mark.serves(session types...)"
+    reset = marker.kwargs.get("reset")
+    if reset is not None:
+        reset()
+    if "backend" in request.fixturenames:
+        backend = request.getfixturevalue("backend")
+    else:
+        backend = marker.kwargs.get("backend", "embedded")
+    settings = settings_for(request, backend, tmp_path, namespace, partitions=marker.kwargs.get("partitions", 2))
+    async with open_runtime(list(marker.args), settings) as rt:
+        yield rt

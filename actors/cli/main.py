@@ -9,28 +9,104 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from pydantic import ValidationError
 
-from eventstore.errors import TetherError
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from ..errors import NamespaceNotFoundError, SessionNotFoundError
+from eventstore import Topics
+from eventstore.errors import ConfigurationError, LogUnavailableError, TetherError, UsageError
+
 from ..hosting.logs import configure_logging
 from ..inspection.terminal import printable
 from ..observability import redaction
+from ..protocol.inbox import RESOLVE_HANDLER
 from ..settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_OK = 0
+"""Done."""
 EXIT_FAILURE = 1
+"""The operation ran and failed (or some of its items did)."""
 EXIT_USAGE = 2
+"""An operator mistake: bad arguments or settings, an unknown namespace, session, id or filter."""
 EXIT_UNAVAILABLE = 3
+"""The broker or data directory could not be reached, or no worker answered in time."""
+
+EXIT_CODES_HELP = (
+    "Exit codes, the same in every command: 0 done; 1 the operation failed (or some of its "
+    "items did); 2 an operator mistake (bad arguments or TETHER_* settings, unknown namespace, "
+    "session, id or filter); 3 the broker or data directory unreachable, or no worker answered."
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code that `exc` means under the contract in `EXIT_CODES_HELP`."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, UsageError | ConfigurationError | ValidationError | click.UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, LogUnavailableError) or getattr(exc, "retriable", False):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILURE
+
+
+def json_error(exc: BaseException | str, code: int) -> dict[str, Any]:
+    """The one JSON shape of an error, for every command's ``--json``."""
+    kind = "UsageError" if isinstance(exc, str) else type(exc).__name__
+    return {"error": {"type": kind, "message": str(exc), "exit_code": code}}
+
+
+def say(as_json: bool, text: str, **fields: Any) -> None:
+    """Print a command's outcome: `text` for people, or one JSON document with `as_json`.
+
+    The document holds `fields` and the text as ``message``.
+    """
+    if as_json:
+        click.echo(json.dumps({**fields, "message": text}, ensure_ascii=True, default=str))
+    else:
+        click.echo(printable(text))
+
+
+def fail(exc: BaseException | str, code: int) -> NoReturn:
+    """Print `exc` as one line on stderr (no traceback) and exit with `code`.
+
+    Under a command run with ``--json`` the error is also printed to stdout as JSON
+    (`json_error`), so a script reads one JSON document whatever happened.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("as_json"):
+        click.echo(json.dumps(json_error(exc, code), ensure_ascii=True))
+    click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
+    sys.exit(code)
+
+
+def where(settings: Settings) -> str:
+    """Which log and namespace `settings` point at, for messages."""
+    if settings.resolved_backend == "kafka":
+        return f"Kafka at {settings.kafka.bootstrap_servers}, namespace {settings.namespace!r}"
+    return f"the embedded log in {Path(settings.data_dir).resolve()}, namespace {settings.namespace!r}"
+
+
+def load_settings() -> Settings:
+    """`Settings()` from the ``TETHER_*`` variables; a bad value exits 2 naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TETHER_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        fail(f"bad setting: {problems}", EXIT_USAGE)
 
 
 def settings_options(fn: F) -> F:
@@ -48,7 +124,12 @@ def settings_options(fn: F) -> F:
     @click.option(
         "--data-dir", type=click.Path(path_type=Path), default=None, help="Embedded log directory (TETHER_DATA_DIR)."
     )
-    @click.option("--partitions", type=int, default=None, help="Partitions of a new namespace (TETHER_PARTITIONS).")
+    @click.option(
+        "--partitions",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Partitions of a new namespace (TETHER_PARTITIONS).",
+    )
     @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
     @click.option(
         "--log-format",
@@ -66,20 +147,14 @@ def settings_options(fn: F) -> F:
         log_format: str | None,
         **kwargs: Any,
     ) -> Any:
-        try:
-            base = Settings()
-        except ValidationError as exc:
-            configure_logging(verbose)
-            click.secho(f"error: invalid settings: {printable(str(exc))}", fg="red", err=True)
-            sys.exit(EXIT_USAGE)
+        configure_logging(verbose)  # until the settings say which format (a bad one is reported)
+        base = load_settings()
         if log_format is not None:
             base = base.model_copy(update={"runtime": base.runtime.model_copy(update={"log_format": log_format})})
         try:
             redaction.install(redaction.load_redactor(base.runtime.redact))
         except TetherError as exc:
-            configure_logging(verbose)
-            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
-            sys.exit(EXIT_USAGE)
+            fail(exc, EXIT_USAGE)
         configure_logging(verbose, log_format=base.runtime.log_format)
         overrides: dict[str, Any] = {}
         if namespace:
@@ -94,12 +169,13 @@ def settings_options(fn: F) -> F:
         settings = base.model_copy(update=overrides)
         try:
             return fn(settings=settings, **kwargs)
-        except (NamespaceNotFoundError, SessionNotFoundError) as exc:
-            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
-            sys.exit(EXIT_USAGE)
+        except UsageError as exc:  # an operator mistake: a namespace, key, time or value that is wrong
+            fail(exc, EXIT_USAGE)
         except TetherError as exc:
-            click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
-            sys.exit(EXIT_UNAVAILABLE if getattr(exc, "retriable", False) else EXIT_FAILURE)
+            code = exit_code(exc)
+            if code == EXIT_UNAVAILABLE:  # say where it looked: a wrong -b/--data-dir/-n is common
+                fail(f"{exc} (looked at {where(settings)})", code)
+            fail(exc, code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,6 +185,7 @@ def settings_options(fn: F) -> F:
 @click.option("--ray", "use_ray", is_flag=True, help="Run the workers as Ray actors.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Workers (with --ray).")
 @click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ready line (and errors) as JSON.")
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -117,7 +194,13 @@ def settings_options(fn: F) -> F:
 )
 @settings_options
 def serve(
-    settings: Settings, target: str, use_ray: bool, workers: int, ray_address: str | None, metrics_port: int | None
+    settings: Settings,
+    target: str,
+    use_ray: bool,
+    workers: int,
+    ray_address: str | None,
+    as_json: bool,
+    metrics_port: int | None,
 ) -> None:
     """Serve the session types in MODULE:OBJECT until SIGTERM or Ctrl-C."""
     from ..hosting.worker import load_objects
@@ -130,11 +213,35 @@ def serve(
     sys.path.insert(0, ".")
     objects = load_objects(target)
     if use_ray:
-        from ..hosting.ray import serve_on_ray
+        try:
+            from ..hosting.ray import serve_on_ray
+        except ModuleNotFoundError as exc:
+            if exc.name != "ray" and not (exc.name or "").startswith("ray."):
+                raise
+            fail("--ray needs Ray, which is an extra: pip install 'tether[ray]'", EXIT_USAGE)
 
         serve_on_ray(target, settings, workers=workers, address=ray_address)
         return
-    asyncio.run(serve_worker(objects, settings))
+
+    def ready(line: str) -> None:
+        if as_json:
+            inbox = Topics(settings.namespace).inbox
+            click.echo(
+                json.dumps(
+                    {
+                        "ready": True,
+                        "namespace": settings.namespace,
+                        "where": where(settings),
+                        "inbox": inbox,
+                        "pid": os.getpid(),
+                        "line": line,
+                    }
+                )
+            )
+        else:
+            click.echo(line)
+
+    asyncio.run(serve_worker(objects, settings, on_ready=ready))
 
 
 @click.command()
@@ -151,9 +258,118 @@ def demo(settings: Settings, kafka: bool) -> None:
     sys.exit(run_demo(settings, use_kafka=kafka))
 
 
+def _json_lines(items: list[dict[str, Any]]) -> None:
+    """One JSON document per line: what `sessions list|history --json` print."""
+    for item in items:
+        click.echo(json.dumps(item, default=str))
+
+
+def _console() -> Console:
+    """A console for people (no highlighting: record text is printed as it is, escaped)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
 @click.group()
 def sessions() -> None:
     """Inspect sessions: current state and history."""
+
+
+@sessions.command("list")
+@click.option("--object", "object_name", default=None, metavar="TYPE", help="Only sessions of this type.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["parked", "suspended", "waiting", "running", "failed", "idle"]),
+    help="Only sessions in this status (repeatable).",
+)
+@click.option("--since", default=None, metavar="TIME", help="Only sessions active since TIME (2h, ISO 8601, ms).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@settings_options
+def sessions_list(
+    settings: Settings, object_name: str | None, statuses: tuple[str, ...], since: str | None, as_json: bool
+) -> None:
+    """The namespace's sessions, most recently active first, read from the log (no worker needed).
+
+    Status: parked (behind a dead letter), suspended (on an awakeable), waiting (on a timer),
+    running (steps journaled, not finished), failed (last invocation failed), idle.
+    """
+    from ..inspection.listing import list_sessions
+    from ..inspection.times import iso, parse_time
+
+    since_ms = parse_time(since) if since is not None else None
+    found = asyncio.run(
+        list_sessions(settings, object_name=object_name, statuses=statuses, since_ms=since_ms)  # type: ignore[arg-type]
+    )
+    if as_json:
+        items = []
+        for summary in found:
+            item = summary.to_json()
+            item["last_activity"] = iso(summary.last_activity_ms)
+            if item["wait"] is not None:
+                item["wait"]["until"] = iso(summary.wait.until_ms if summary.wait else None)
+            items.append(item)
+        _json_lines(items)
+        return
+    from ..inspection.show import print_sessions
+
+    print_sessions(_console(), found)
+
+
+@sessions.command("cancel")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@click.option(
+    "--invocation", default=None, metavar="ID", help="Which message's invocation (default: the one running or waiting)."
+)
+@click.option(
+    "--reason", default="cancelled by an operator", show_default=True, help="Recorded, and given to the caller."
+)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the session.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def sessions_cancel(
+    settings: Settings, object_name: str, key: str, invocation: str | None, reason: str, timeout: float, as_json: bool
+) -> None:
+    """Cancel the running or waiting invocation of TYPE KEY (or a queued message's, --invocation).
+
+    It ends at its next wait or new step with InvocationCancelledError, which its caller gets and
+    the session's history records (who, when, why); journaled steps are not run again, nothing is
+    dead-lettered. Exit 2 when nothing of that id is open, 1 when it was cancelled before.
+    """
+    from ..client import Client
+    from ..inspection.audit import operator
+    from ..inspection.listing import session_summary
+    from ..protocol.awakeables import cancel_awakeable_id
+
+    summary = asyncio.run(session_summary(settings, object_name, key))
+    open_ids = summary.open_invocations
+    if invocation is None:
+        if not open_ids:
+            raise UsageError(f"{object_name}/{key} has nothing running or waiting to cancel (status {summary.status})")
+        invocation = open_ids[0][0]
+    elif invocation not in {mid for mid, _ in open_ids}:
+        listed = ", ".join(f"{mid} ({what})" for mid, what in open_ids) or "none"
+        raise UsageError(f"{object_name}/{key} has no open invocation {invocation!r}; open: {listed}")
+    by = operator()
+
+    async def go() -> bool:
+        async with Client.connect(settings) as client:
+            cancel_id = cancel_awakeable_id(object_name, key, invocation)
+            return await client.reject(cancel_id, reason, timeout=timeout, by=by)
+
+    fields = {"object": object_name, "key": key, "invocation": invocation, "by": by, "reason": reason}
+    if not asyncio.run(go()):
+        say(as_json, f"invocation {invocation} was cancelled before; nothing changed", cancelled=False, **fields)
+        sys.exit(EXIT_FAILURE)
+    say(
+        as_json,
+        f"cancelled invocation {invocation} of {object_name}/{key} (by {by}): {reason}",
+        cancelled=True,
+        **fields,
+    )
 
 
 @sessions.command("show")
@@ -185,11 +401,9 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
     if as_json:
         click.echo(json.dumps(view, indent=2, default=str))
         return
-    from rich.console import Console
-
     from ..inspection.show import print_view
 
-    print_view(Console(highlight=False), view, app=app)
+    print_view(_console(), view, app=app)
 
 
 @sessions.command("history")
@@ -203,14 +417,26 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
 
     entries = asyncio.run(session_history(settings, object_name, key))
     if as_json:
-        for entry in entries:
-            click.echo(json.dumps(entry, default=str))
+        _json_lines(entries)
         return
-    from rich.console import Console
-
     from ..inspection.show import print_history
 
-    print_history(Console(highlight=False), entries)
+    print_history(_console(), entries)
+
+
+@sessions.command("export")
+@click.argument("object_name", metavar="TYPE")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for the contract: the output is JSON anyway.")
+@settings_options
+def sessions_export(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
+    """Print the history of TYPE KEY as JSON (its messages and journal), for `tether replay-check`.
+
+    Read-only. The document is versioned (``tether.session-history``, version 1).
+    """
+    from ..testing.history import export_session
+
+    click.echo(asyncio.run(export_session(settings, object_name, key)).dumps(), nl=False)
 
 
 @sessions.command("restart")
@@ -219,18 +445,28 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
 @click.option("--from-step", type=int, required=True, help="First step to run again; earlier ones are reused.")
 @click.option("--invocation", default=None, help="Which invocation (default: the latest).")
 @click.option("--payload", default=None, help="Replacement input as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def sessions_restart(
-    settings: Settings, object_name: str, key: str, from_step: int, invocation: str | None, payload: str | None
+    settings: Settings,
+    object_name: str,
+    key: str,
+    from_step: int,
+    invocation: str | None,
+    payload: str | None,
+    as_json: bool,
 ) -> None:
     """Re-run an invocation of TYPE KEY from step N, reusing the journaled steps before it."""
     from ..inspection.views import restart_invocation
 
-    replacement = json.loads(payload) if payload is not None else None
+    try:
+        replacement = json.loads(payload) if payload is not None else None
+    except json.JSONDecodeError as exc:
+        fail(f"--payload must be JSON ({exc}); quote strings: '\"text\"'", EXIT_USAGE)
     new_id = asyncio.run(
         restart_invocation(settings, object_name, key, from_step=from_step, invocation=invocation, payload=replacement)
     )
-    click.echo(new_id)
+    click.echo(json.dumps({"invocation_id": new_id}) if as_json else new_id)
 
 
 @click.group()
@@ -238,49 +474,184 @@ def awakeable() -> None:
     """Complete awakeables (durable promises a handler waits on, e.g. human approval)."""
 
 
+def _complete_awakeable(
+    settings: Settings,
+    awakeable_id: str,
+    outcome: dict[str, Any],
+    *,
+    timeout: float,
+    wait: bool,
+    force: bool,
+    verb: str,
+    as_json: bool = False,
+) -> None:
+    """Resolve or reject: check the id is open, send the completion, report; exit codes as documented."""
+    from ..client import Client
+    from ..inspection.audit import operator
+    from ..inspection.views import awakeable_status
+
+    if not force:
+        status, completion = asyncio.run(awakeable_status(settings, awakeable_id))
+        if status == "completed" and completion is not None:
+            who = f" by {completion.by}" if completion.by else ""
+            say(as_json, f"already completed{who}; nothing changed", id=awakeable_id, accepted=False, by=completion.by)
+            sys.exit(EXIT_FAILURE)
+        if status == "unknown":
+            raise UsageError(
+                f"no session waits on awakeable {awakeable_id!r} in namespace {settings.namespace!r} "
+                "(a typo? `tether sessions list --status suspended` shows the open ones); "
+                "--force sends the completion anyway"
+            )
+    by = operator()
+
+    async def go() -> bool | None:
+        async with Client.connect(settings) as client:
+            if not wait:
+                await client.send_raw(
+                    *_awakeable_session(awakeable_id),
+                    RESOLVE_HANDLER,
+                    {"id": awakeable_id, **outcome, "by": by},
+                    idempotency_key=f"{awakeable_id}:complete",
+                )
+                return None
+            if "err" in outcome:
+                return await client.reject(awakeable_id, outcome["err"]["message"], timeout=timeout, by=by)
+            return await client.resolve(awakeable_id, outcome["ok"], timeout=timeout, by=by)
+
+    accepted = asyncio.run(go())
+    if accepted is None:
+        say(as_json, f"sent ({verb} by {by}); not waiting for the session", id=awakeable_id, sent=True, by=by)
+        return
+    text = f"{verb} by {by}" if accepted else "already completed; nothing changed"
+    say(as_json, text, id=awakeable_id, accepted=bool(accepted), by=by)
+    sys.exit(0 if accepted else EXIT_FAILURE)
+
+
+def _awakeable_session(awakeable_id: str) -> tuple[str, str]:
+    from ..protocol.awakeables import parse_awakeable_id
+
+    object_name, key, _ = parse_awakeable_id(awakeable_id)
+    return object_name, key
+
+
+_AWAKEABLE_OPTIONS = [
+    click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the session."),
+    click.option("--no-wait", "no_wait", is_flag=True, help="Send the completion and return at once."),
+    click.option("--force", is_flag=True, help="Send even if the log shows no session waiting on ID."),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+]
+
+
+def _awakeable_options(fn: F) -> F:
+    for option in reversed(_AWAKEABLE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
 @awakeable.command("resolve")
 @click.argument("awakeable_id", metavar="ID")
 @click.argument("value", default="null")
+@_awakeable_options
 @settings_options
-def awakeable_resolve(settings: Settings, awakeable_id: str, value: str) -> None:
-    """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it."""
-    from ..client import Client
+def awakeable_resolve(
+    settings: Settings, awakeable_id: str, value: str, timeout: float, no_wait: bool, force: bool, as_json: bool
+) -> None:
+    """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it.
 
+    Checks first that a session waits on ID (exit 2 if none does, 1 if it was completed before);
+    records who resolved it (user@host) with the completion.
+    """
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"VALUE must be JSON ({exc}); quote strings: '\"yes\"'") from exc
-
-    async def go() -> bool:
-        async with Client.connect(settings) as client:
-            return await client.resolve(awakeable_id, parsed)
-
-    accepted = asyncio.run(go())
-    click.echo("resolved" if accepted else "already completed; nothing changed")
-    sys.exit(0 if accepted else EXIT_FAILURE)
+    _complete_awakeable(
+        settings,
+        awakeable_id,
+        {"ok": parsed},
+        timeout=timeout,
+        wait=not no_wait,
+        force=force,
+        verb="resolved",
+        as_json=as_json,
+    )
 
 
 @awakeable.command("reject")
 @click.argument("awakeable_id", metavar="ID")
 @click.argument("reason")
+@_awakeable_options
 @settings_options
-def awakeable_reject(settings: Settings, awakeable_id: str, reason: str) -> None:
-    """Reject awakeable ID; the waiting handler fails with REASON."""
-    from ..client import Client
+def awakeable_reject(
+    settings: Settings, awakeable_id: str, reason: str, timeout: float, no_wait: bool, force: bool, as_json: bool
+) -> None:
+    """Reject awakeable ID; the waiting handler fails with REASON (checked and recorded as resolve)."""
+    error = {"type": "Rejected", "message": reason}
+    _complete_awakeable(
+        settings,
+        awakeable_id,
+        {"err": error},
+        timeout=timeout,
+        wait=not no_wait,
+        force=force,
+        verb="rejected",
+        as_json=as_json,
+    )
 
-    async def go() -> bool:
-        async with Client.connect(settings) as client:
-            return await client.reject(awakeable_id, reason)
 
-    accepted = asyncio.run(go())
-    click.echo("rejected" if accepted else "already completed; nothing changed")
-    sys.exit(0 if accepted else EXIT_FAILURE)
+@click.command("replay-check")
+@click.argument("target", metavar="MODULE:OBJECT")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (errors too).")
+def replay_check(target: str, files: tuple[Path, ...], verbose: int, as_json: bool) -> None:
+    """Replay recorded histories (`tether sessions export`) against the current code of MODULE:OBJECT.
+
+    Exits 0 when every history replays, 1 when one does not (each mismatch is printed with
+    the recorded and the new step side by side), 2 when a file is not a history it can read.
+    """
+    from ..hosting.worker import load_objects
+    from ..testing.replayer import Replayer
+
+    configure_logging(verbose)
+    sys.path.insert(0, ".")
+    try:
+        replayer = Replayer(load_objects(target))
+        reports = [asyncio.run(replayer.replay(path)) for path in files]
+    except TetherError as exc:
+        fail(exc, EXIT_USAGE)
+    ok = all(r.ok for r in reports)
+    if as_json:
+        items = [
+            {"file": str(path), "object": r.object_name, "key": r.key, "invocations": r.invocations, "ok": r.ok}
+            | {"report": r.render()}
+            for path, r in zip(files, reports, strict=True)
+        ]
+        click.echo(json.dumps({"ok": ok, "histories": items}, ensure_ascii=True))
+    else:
+        for report in reports:
+            click.echo(printable(report.render()))
+    sys.exit(0 if ok else EXIT_FAILURE)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tether")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def build() -> click.Group:
     """The `tether` group with its own commands and every installed `tether.commands` group."""
-    group = click.Group("tether", help="Durable AI-agent sessions on Apache Kafka.")
-    for command in (serve, demo, sessions, awakeable):
+    group = click.Group(
+        "tether",
+        help="Durable AI-agent sessions on Apache Kafka.\n\n" + EXIT_CODES_HELP,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    group = click.version_option(_version(), "--version", prog_name="tether", message="%(prog)s %(version)s")(group)
+    for command in (serve, demo, sessions, awakeable, replay_check):
         group.add_command(command)
     for entry in entry_points(group="tether.commands"):
         try:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, unpack
 from eventstore.log import LogConsumer
 
+from ..clock import now_ms
 from ..definitions import Handler
 from ..errors import (
     CallTimeoutError,
@@ -133,6 +134,11 @@ class Client:
             for record in records:
                 self._deliver(record.value, record.offset)
 
+    @property
+    def awaiting(self) -> list[tuple[str, str]]:
+        """The calls waiting for their reply now: (session, message id) each."""
+        return list(self._waiting)
+
     def _deliver(self, value: bytes | None, offset: int) -> None:
         """Hand one reply record to the call waiting for it; a malformed record is skipped."""
         try:
@@ -162,7 +168,7 @@ class Client:
         reply: bool,
         delay: float | None = None,
     ) -> Message:
-        now = int(time.time() * 1000)
+        now = now_ms()
         return Message(
             nb=now + int(delay * 1000) if delay else None,
             id=message_id or uuid.uuid4().hex,
@@ -177,6 +183,14 @@ class Client:
 
     def _record(self, message: Message) -> OutRecord:
         return inbox_record(message, self.topics.inbox, self._partitions, self.settings.runtime.max_message_bytes)
+
+    async def send_messages(self, *messages: Message, timeout: float | None = None) -> None:
+        """Make prepared inbox `messages` durable, within `timeout` s (default: `send_timeout`).
+
+        For tools that build a `Message` themselves (`tether sessions restart` seeds a journal);
+        applications use `send`/`call`, which build and check the message.
+        """
+        await self._append(*messages, timeout=timeout)
 
     async def _append(self, *messages: Message, timeout: float | None = None) -> None:
         """Make `messages` durable, within `timeout` s (default: `send_timeout`)."""
@@ -454,20 +468,25 @@ class Client:
             )
         return reply.get("ok")
 
-    async def resolve(self, awakeable_id: str, value: Any = None, *, timeout: float = 30.0) -> bool:
+    async def resolve(
+        self, awakeable_id: str, value: Any = None, *, timeout: float = 30.0, by: str | None = None
+    ) -> bool:
         """Resolve an awakeable; the waiting handler resumes with `value` (JSON-like or model).
 
-        Returns False if it was already completed (the first resolution wins).
+        `by` (who resolved it) is recorded with the completion. Returns False if it was
+        already completed (the first resolution wins).
         """
         plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-        return await self._complete(awakeable_id, {"id": awakeable_id, "ok": plain}, timeout)
+        return await self._complete(awakeable_id, {"id": awakeable_id, "ok": plain}, timeout, by)
 
-    async def reject(self, awakeable_id: str, reason: str, *, timeout: float = 30.0) -> bool:
+    async def reject(self, awakeable_id: str, reason: str, *, timeout: float = 30.0, by: str | None = None) -> bool:
         """Reject an awakeable; the waiting handler gets a `TerminalError` with `reason`."""
         error = {"type": "Rejected", "message": reason}
-        return await self._complete(awakeable_id, {"id": awakeable_id, "err": error}, timeout)
+        return await self._complete(awakeable_id, {"id": awakeable_id, "err": error}, timeout, by)
 
-    async def _complete(self, awakeable_id: str, payload: dict[str, Any], timeout: float) -> bool:
+    async def _complete(self, awakeable_id: str, payload: dict[str, Any], timeout: float, by: str | None) -> bool:
+        if by is not None:
+            payload["by"] = by
         try:
             object_name, key, _ = parse_awakeable_id(awakeable_id)
         except ValueError as exc:

@@ -7,7 +7,8 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..client import Client
 from ..definitions import VirtualObject
 from ..observability import redaction
 from ..observability.metrics import METRICS, WorkerSnapshot, serve_metrics
+from ..runtime.invocation import StepOverrides
 from ..runtime.processor import PartitionProcessor
 from ..runtime.stalls import LoopWatchdog
 from ..settings import Settings
@@ -41,7 +43,9 @@ class Worker:
         settings: Settings | None = None,
         *,
         log: EventLog | None = None,
+        step_overrides: StepOverrides | None = None,
     ) -> None:
+        """Serve `objects`; `step_overrides` replaces steps by name (test kits only)."""
         if not objects:
             raise UsageError("a worker needs at least one session type to serve")
         self.objects = {o.name: o for o in objects}
@@ -51,6 +55,7 @@ class Worker:
         self.topics = Topics(self.settings.namespace)
         self._log = log or open_log(self.settings)
         self._owns_log = log is None
+        self.step_overrides = step_overrides
         self.processors: dict[int, PartitionProcessor] = {}
         self._consumer: LogConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -190,6 +195,7 @@ class Worker:
             client=self.client,
             on_failure=self._on_failure,
             on_commit=broker_answered,
+            step_overrides=self.step_overrides,
         )
         try:
             resume = await processor.restore()
@@ -309,9 +315,28 @@ def load_objects(spec: str) -> list[VirtualObject[Any]]:
     raise UsageError(f"{spec} is neither a VirtualObject nor a list of them")
 
 
-async def serve(objects: Sequence[VirtualObject[Any]], settings: Settings | None = None) -> None:
-    """Run a worker until SIGTERM or SIGINT, then stop it cleanly."""
+async def serve(
+    objects: Sequence[VirtualObject[Any]],
+    settings: Settings | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run a worker until SIGTERM or SIGINT, then stop it cleanly.
+
+    `on_ready` is called once the worker has started, with one line saying what it serves:
+    namespace, backend (and where), partitions and process id.
+    """
     async with Worker(objects, settings) as worker:
+        if on_ready is not None:
+            s = worker.settings
+            if s.resolved_backend == "kafka":
+                where = f"kafka at {s.kafka.bootstrap_servers}"
+            else:
+                where = f"embedded log in {Path(s.data_dir).resolve()}"
+            partitions = await worker._log.partition_count(worker.topics.inbox)
+            on_ready(
+                f"tether serve: ready; namespace {s.namespace}, {where}, {partitions} partitions, pid {os.getpid()}"
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker._stopping.set)

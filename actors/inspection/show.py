@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .listing import SessionSummary
 from .terminal import data_text, plain
-
-
-def when(ms: int | None) -> str:
-    """An epoch-ms time as UTC ``YYYY-MM-DD HH:MM:SS`` (empty for None)."""
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+from .times import when
 
 
 def _short(value: Any, limit: int) -> str:
@@ -88,5 +82,34 @@ def print_history(console: Console, entries: list[dict[str, Any]]) -> None:
             "" if attempts is None else str(attempts),
             "" if ms is None else str(ms),
             plain(outcome if isinstance(outcome, str) else _short(outcome, 80), limit=80),
+        )
+    console.print(table)
+
+
+def print_sessions(console: Console, sessions: list[SessionSummary]) -> None:
+    """Print a `list_sessions` listing for people."""
+    if not sessions:
+        console.print("no session matches")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("type", "key", "status", "last activity", "wait", "attempts", "last error"):
+        table.add_column(column)
+    for s in sessions:
+        wait = ""
+        if s.wait is not None:
+            wait = s.wait.label
+            if s.wait.until_ms is not None:
+                wait += f" until {when(s.wait.until_ms)}"
+            if s.wait.awakeable is not None:
+                wait += f" {plain(s.wait.awakeable)}"
+        error = plain(str((s.last_error or {}).get("type", ""))) if s.status == "failed" else ""
+        table.add_row(
+            plain(s.object),
+            plain(s.key),
+            s.status,
+            when(s.last_activity_ms),
+            wait,
+            str(s.attempts or ""),
+            error,
         )
     console.print(table)

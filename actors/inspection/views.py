@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from eventstore import Record, Topics, UsageError, open_log, partition_for
 
@@ -18,6 +18,7 @@ from ..client import Client
 from ..definitions import VirtualObject
 from ..errors import SessionNotFoundError
 from ..protocol import entries
+from ..protocol.awakeables import parse_awakeable_id
 from ..protocol.checkpoint import CHECKPOINT_KEY
 from ..protocol.entries import (
     Completion,
@@ -39,6 +40,14 @@ from ..settings import Settings
 from .reading import partitions_of, read_only_log
 
 
+class Logged(NamedTuple):
+    """A session's events-topic entry with where and when the log holds it."""
+
+    offset: int
+    entry: Entry | Unknown
+    timestamp_ms: int
+
+
 def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     """One events-topic entry of a session as `tether sessions history` shows it.
 
@@ -46,7 +55,8 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     """
     if isinstance(entry, Unknown):
         return {"offset": offset, "kind": entry.kind, "invocation": entry.message_id, "skipped": True}
-    timed = isinstance(entry, Done | Step) and entry.started_ms is not None
+    # A start of 0 (or None) was not recorded: a failure written without its start time.
+    timed = isinstance(entry, Done | Step) and bool(entry.started_ms)
     item: dict[str, Any] = {
         "offset": offset,
         "inbox_offset": getattr(entry, "inbox_offset", None),
@@ -59,7 +69,7 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     if isinstance(entry, Step):
         item.update(name=entry.name, index=entry.index)
     elif isinstance(entry, Completion):
-        item.update(name=f"awakeable {entry.awakeable}")
+        item.update(name=f"awakeable {entry.awakeable}", by=entry.by)
     wait = wait_of(entry)
     if wait is not None:
         item.update(wake_ms=wait.until_ms, awakeable=wait.awakeable)
@@ -73,9 +83,9 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
     return item
 
 
-async def _session_records(
+async def session_records(
     settings: Settings, object_name: str, key: str
-) -> tuple[int, Record | None, list[tuple[int, Entry | Unknown]], set[str]]:
+) -> tuple[int, Record | None, list[Logged], set[str]]:
     """The session's partition, its latest snapshot record and its events entries.
 
     Also the other session types with records on that partition, to help with a typo.
@@ -93,13 +103,13 @@ async def _session_records(
                 snapshot = record if record.value is not None else None
             elif record.key is not None and record.key != CHECKPOINT_KEY:
                 others.add(record.key.decode(errors="replace").partition("/")[0])
-        found: list[tuple[int, Entry | Unknown]] = []
+        found: list[Logged] = []
         async for record in log.read(topics.events, partition):
             if record.key != wanted:
                 if record.key is not None:
                     others.add(record.key.decode(errors="replace").partition("/")[0])
             elif record.value is not None:
-                found.append((record.offset, entries.read(record.value)))
+                found.append(Logged(record.offset, entries.read(record.value), record.timestamp_ms))
     return partition, snapshot, found, others
 
 
@@ -109,13 +119,44 @@ async def session_history(settings: Settings, object_name: str, key: str) -> lis
     Raises:
         NamespaceNotFoundError: the namespace has no topics (nothing is created).
     """
-    _, _, found, _ = await _session_records(settings, object_name, key)
-    return [history_item(offset, entry) for offset, entry in found]
+    _, _, found, _ = await session_records(settings, object_name, key)
+    return [history_item(offset, entry) for offset, entry, _ in found]
 
 
-def _not_found(
-    settings: Settings, object_name: str, key: str, partition: int, others: set[str]
-) -> SessionNotFoundError:
+AwakeableStatus = Literal["open", "completed", "unknown"]
+
+
+async def awakeable_status(settings: Settings, awakeable_id: str) -> tuple[AwakeableStatus, Completion | None]:
+    """Whether a session waits on `awakeable_id` now, completed it before, or never saw it.
+
+    Read from the session's events entries (the id names its session): ``open`` while a ``sus``
+    entry waits on it, ``completed`` (with the completion: its outcome and who) once an ``awk``
+    entry recorded it, ``unknown`` otherwise - a typo, or an id not yet committed.
+
+    Raises:
+        UsageError: `awakeable_id` is not an awakeable id.
+        NamespaceNotFoundError: the namespace has no topics.
+    """
+    try:
+        object_name, key, _ = parse_awakeable_id(awakeable_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _, _, found, _ = await session_records(settings, object_name, key)
+    waits = OpenWaits()
+    completion: Completion | None = None
+    for _, entry, _ in found:
+        waits.see(entry)
+        if isinstance(entry, Completion) and entry.awakeable == awakeable_id and completion is None:
+            completion = entry
+    if completion is not None:
+        return "completed", completion
+    if any(w.awakeable == awakeable_id for w in waits.open):
+        return "open", None
+    return "unknown", None
+
+
+def not_found(settings: Settings, object_name: str, key: str, partition: int, others: set[str]) -> SessionNotFoundError:
+    """The error for a session the log holds no record of, naming the types that partition has."""
     types = ", ".join(sorted(others)) or "none"
     return SessionNotFoundError(
         f"no session {object_name}/{key} in namespace {settings.namespace!r}: partition {partition} "
@@ -157,9 +198,9 @@ async def session_view(
         UsageError: `objects` has no session type `object_name`.
         DecodeError: with `objects`, an event that the definition cannot decode.
     """
-    partition, snapshot, found, others = await _session_records(settings, object_name, key)
+    partition, snapshot, found, others = await session_records(settings, object_name, key)
     if snapshot is None and not found:
-        raise _not_found(settings, object_name, key, partition, others)
+        raise not_found(settings, object_name, key, partition, others)
     covered = 0
     if snapshot is not None:
         assert snapshot.value is not None
@@ -170,7 +211,7 @@ async def session_view(
     in_flight: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
     version = covered
-    for offset, entry in found:
+    for offset, entry, _ in found:
         if isinstance(entry, Unknown):
             skipped.append(entry.kind)
             continue
@@ -273,7 +314,7 @@ async def restart_invocation(
             }
         )
         async with Client.connect(settings, log=log) as client:
-            await client._append(message)
+            await client.send_messages(message)
         return message.id
     finally:
         await log.close()

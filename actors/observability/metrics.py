@@ -33,9 +33,10 @@ MAX_STEP_NAMES = 64
 UNKNOWN = "unknown"
 """The label of an object or handler that no served definition has (a caller's mistake)."""
 
-OUTCOMES = ("ok", "error", "dead_lettered", "suspended", "duplicate", "interrupted")
+OUTCOMES = ("ok", "error", "dead_lettered", "suspended", "cancelled", "duplicate", "interrupted")
 """Values of the ``outcome`` label of `tether_invocations_total`: ``error`` is a call answered
-with an error (unknown handler, invalid payload) and nothing dead-lettered; ``duplicate`` a
+with an error (unknown handler, invalid payload) and nothing dead-lettered; ``cancelled`` an
+invocation an operator cancelled (recorded, not dead-lettered); ``duplicate`` a
 message id already finished (answered again); ``interrupted`` an invocation cut short by its
 partition being lost or the worker stopping (it runs again where the partition goes)."""
 

@@ -381,6 +381,9 @@ class Completion:
     """The resolution (when `error` is None)."""
     error: dict[str, Any] | None = None
     """The rejection."""
+    by: str | None = None
+    """Who completed it, when the resolution said (``tether awakeable`` records ``user@host``;
+    ``b`` on the wire, since Tether 0.3; absent before)."""
 
     def outcome_wire(self) -> dict[str, Any]:
         """``{"ok": result}`` or ``{"err": error}``: the outcome as entries and checkpoints hold it."""
@@ -390,7 +393,10 @@ class Completion:
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
-        return {"k": COMPLETION, "i": self.message_id, "id": self.awakeable, **self.outcome_wire()}
+        entry = {"k": COMPLETION, "i": self.message_id, "id": self.awakeable, **self.outcome_wire()}
+        if self.by is not None:
+            entry["b"] = self.by
+        return entry
 
     def encode(self) -> bytes:
         """Msgpack bytes of this entry."""
@@ -399,12 +405,16 @@ class Completion:
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Completion:
         """Decode an unpacked ``awk`` entry."""
-        return cls(str(raw.get("i", "")), str(raw["id"]), raw.get("ok"), _error(raw))
+        by = raw.get("b")
+        return cls(
+            str(raw.get("i", "")), str(raw["id"]), raw.get("ok"), _error(raw), str(by) if by is not None else None
+        )
 
     @classmethod
     def from_outcome(cls, awakeable: str, outcome: dict[str, Any], message_id: str = "") -> Completion:
         """The completion of `awakeable` from an outcome map (a resolution's payload, a checkpoint's ``c``)."""
-        return cls(message_id, awakeable, outcome.get("ok"), _error(outcome))
+        by = outcome.get("by")
+        return cls(message_id, awakeable, outcome.get("ok"), _error(outcome), str(by)[:200] if by is not None else None)
 
     @property
     def outcome(self) -> tuple[Any, dict[str, Any] | None]:

@@ -10,9 +10,9 @@ opens it again.
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
+from ..clock import clock
 from ..errors import CircuitOpenError
 from ..policies import CircuitPolicy
 
@@ -32,7 +32,7 @@ class CircuitBreaker:
         """``closed``, ``open`` or ``half-open``."""
         if self.opened_at is None:
             return "closed"
-        if time.monotonic() - self.opened_at >= self.policy.reset_timeout:
+        if clock().monotonic() - self.opened_at >= self.policy.reset_timeout:
             return "half-open"
         return "open"
 
@@ -45,7 +45,7 @@ class CircuitBreaker:
             self._trial = True
             return
         assert self.opened_at is not None
-        left = max(0.05, self.policy.reset_timeout - (time.monotonic() - self.opened_at))
+        left = max(0.05, self.policy.reset_timeout - (clock().monotonic() - self.opened_at))
         raise CircuitOpenError(
             f"circuit {self.name!r} is open after {self.failures} consecutive failures; next trial in {left:.1f} s",
             retry_after=left,
@@ -61,7 +61,7 @@ class CircuitBreaker:
         """A call failed: count it, and open (again) at the threshold or after a failed trial."""
         self.failures += 1
         if self._trial or self.failures >= self.policy.failure_threshold:
-            self.opened_at = time.monotonic()
+            self.opened_at = clock().monotonic()
         self._trial = False
 
 

@@ -6,12 +6,12 @@ here, where the `dlq` package and tests have always imported them).
 
 from __future__ import annotations
 
-import time
 import traceback
 from dataclasses import dataclass
 
 from eventstore.records import OutRecord, Record
 
+from ..clock import now_ms
 from ..observability.redaction import redact
 from ..protocol.deadletter import (
     ATTEMPTS,
@@ -32,6 +32,7 @@ from ..protocol.deadletter import (
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,
     ORIGINAL_TIMESTAMP,
+    ORIGINAL_TIMESTAMP_TYPE,
     ORIGINAL_TOPIC,
     PARK_AWAKEABLE,
     SCHEMA_VERSION,
@@ -57,6 +58,7 @@ __all__ = [
     "ORIGINAL_OFFSET",
     "ORIGINAL_PARTITION",
     "ORIGINAL_TIMESTAMP",
+    "ORIGINAL_TIMESTAMP_TYPE",
     "ORIGINAL_TOPIC",
     "PARK_AWAKEABLE",
     "SCHEMA_VERSION",
@@ -82,17 +84,25 @@ class Failure:
     park_awakeable: str | None = None
 
 
-def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str) -> OutRecord:
-    """A dead-letter record for `source`, keeping its key, value and headers unchanged."""
+def dead_letter(
+    source: Record, failure: Failure, *, dlq_topic: str, group: str, connect_headers: bool = False
+) -> OutRecord:
+    """A dead-letter record for `source`, keeping its key, value and headers unchanged.
+
+    With `connect_headers`, Kafka Connect's ``__connect.errors.*`` headers are added too
+    (connector name: the consumer group; task id: the partition; stage ``VALUE_CONVERTER`` for a
+    poison record, else ``TASK_PUT``; class: ``{object}.{handler}``).
+    """
     exc = failure.exc
     cls = type(exc)
     cause = exc.__cause__ or exc.__context__
-    now = int(time.time() * 1000)
+    now = now_ms()
     fields = DeadLetterHeaders(
         original_topic=source.topic,
         original_partition=source.partition,
         original_offset=source.offset,
         original_timestamp_ms=source.timestamp_ms,
+        original_timestamp_type="CreateTime",
         consumer_group=group,
         exception_fqcn=f"{cls.__module__}.{cls.__qualname__}",
         exception_cause_fqcn=f"{type(cause).__module__}.{type(cause).__qualname__}" if cause is not None else None,
@@ -108,6 +118,11 @@ def dead_letter(source: Record, failure: Failure, *, dlq_topic: str, group: str)
         error_class=cls.__name__,
         category=failure.category,
         park_awakeable=failure.park_awakeable,
+        connect_task_id=str(source.partition),
+        connect_stage="VALUE_CONVERTER" if failure.category == "poison" else "TASK_PUT",
+        connect_executing_class=(
+            f"{failure.object_name}.{failure.handler}" if failure.object_name and failure.handler else None
+        ),
     )
-    headers = (*source.headers, *fields.encode())
+    headers = (*source.headers, *fields.encode(connect_headers=connect_headers))
     return OutRecord(dlq_topic, 0, source.key, source.value, headers)

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
+from ..clock import clock, now_ms
 from ..context import Awakeable, ObjectContext
 from ..definitions import Handler, VirtualObject
 from ..errors import (
     BudgetExceededError,
     CircuitOpenError,
+    InvocationCancelledError,
     JournalMismatchError,
     StateMutationError,
     StepTimeoutError,
@@ -35,12 +37,12 @@ from ..observability import tracing
 from ..observability.metrics import METRICS
 from ..observability.scope import current as current_scope
 from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
-from ..protocol.awakeables import awakeable_id
+from ..protocol.awakeables import awakeable_id, cancel_awakeable_id
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
 from .circuits import Breakers
 from .step_results import StepResults, declared_type
-from .waits import SLEEP_STEP, Suspended, now_ms
+from .waits import SLEEP_STEP, Suspended
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -52,6 +54,8 @@ S = TypeVar("S", bound=BaseModel)
 _log = logging.getLogger("tether.handler")
 
 STEP_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.05)
+CANCEL_STEP = "cancelled"
+"""The journal entry that records where an operator's cancellation reached the invocation."""
 
 
 class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -74,8 +78,22 @@ class _ReplayQuietAdapter(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+class StepOverrides(Protocol):
+    """Replaces the function of a step by its name: a test kit's stubs and injected failures.
+
+    Consulted only for steps that run live (a journaled step returns its recorded result).
+    """
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The function to run for one live attempt sequence of step `name` instead of `fn`."""
+        ...
+
+
 class InvocationHost(Protocol):
     """What an invocation needs of the partition that runs it (the partition processor)."""
+
+    step_overrides: StepOverrides | None
+    """Stubs of steps by name (a test kit's; None in production)."""
 
     @property
     def client(self) -> Client:
@@ -123,6 +141,7 @@ class Invocation(ObjectContext[S]):
         self._uuids = 0
         self._sends = 0
         self._awakeables = 0
+        self._cancel_delivered = False
         self.skip_emits = 0
         self._retries = 0
         self._cost = 0.0
@@ -153,6 +172,7 @@ class Invocation(ObjectContext[S]):
     async def sleep(self, seconds: float) -> None:
         wake_ms = await self.run(SLEEP_STEP, lambda: now_ms() + int(seconds * 1000), result_type=int)
         if now_ms() < wake_ms:
+            await self.check_cancelled()
             raise Suspended(wake_ms=wake_ms)
 
     def awakeable(self, result_type: type[T] | None = None) -> Awakeable[T]:
@@ -164,6 +184,39 @@ class Invocation(ObjectContext[S]):
     def cost(self) -> float:
         """Cost units charged so far by this run (`charge`)."""
         return self._cost
+
+    async def check_cancelled(self) -> None:
+        """Raise `InvocationCancelledError` once, if an operator cancelled this invocation.
+
+        Checked where the invocation would do new work or wait (a step not in the journal, a
+        sleep, an awakeable not yet completed) and when it starts. The delivery is itself a
+        journaled step (`CANCEL_STEP`), so a replay raises at the same point and never again
+        after it: a handler that catches the error (a saga coordinator) runs its clean-up steps.
+        """
+        if self._cancel_delivered:
+            return
+        recorded = self._journal.get(self._step)
+        if recorded is not None:
+            if recorded.name != CANCEL_STEP:
+                return  # replaying past this point: the cancellation, if any, comes later
+            self._step += 1
+            self._cancel_delivered = True
+            raise InvocationCancelledError((recorded.error or {}).get("message") or "cancelled")
+        message = self.message
+        cancel = self._host.completion(cancel_awakeable_id(message.object, message.key, message.id))
+        if cancel is None:
+            return
+        reason = (cancel.error or {}).get("message") or "no reason given"
+        by = f" by {cancel.by}" if cancel.by else ""
+        error = InvocationCancelledError(f"cancelled{by}: {reason}")
+        index = self._step
+        self._step += 1
+        self._cancel_delivered = True
+        now = _ms()
+        await self._host.journal_step(
+            message, Step(message.id, index, CANCEL_STEP, None, error_payload(error), 1, now, now)
+        )
+        raise error
 
     def charge(self, cost: float) -> None:
         self._cost += cost
@@ -264,6 +317,7 @@ class Invocation(ObjectContext[S]):
         fallback_after: int = 1,
         circuit: CircuitPolicy | None = None,
     ) -> T:
+        await self.check_cancelled()
         index = self._step
         self._step += 1
         results = StepResults.of(name, result_type if result_type is not None else declared_type(fn))
@@ -274,9 +328,12 @@ class Invocation(ObjectContext[S]):
             if recorded.error is not None:
                 raise TerminalError(f"step {name!r} failed: {recorded.error['message']}")
             return results.decode(recorded.result)  # type: ignore[no-any-return]
+        overrides = self._host.step_overrides
+        if overrides is not None:
+            fn = overrides.wrap(name, fn)
         policy = retry or STEP_RETRY
-        started = int(time.time() * 1000)
-        clock = time.perf_counter()
+        started = now_ms()
+        t0 = time.perf_counter()
         cost_before = self._cost
         span = self._step_span(name, index) if tracing.enabled() else None
         try:
@@ -285,13 +342,13 @@ class Invocation(ObjectContext[S]):
             )
         except BaseException as exc:
             if METRICS.enabled and not isinstance(exc, asyncio.CancelledError):
-                METRICS.step(self._obj.name, name, "error", time.perf_counter() - clock)
+                METRICS.step(self._obj.name, name, "error", time.perf_counter() - t0)
             if span is not None:
                 error = None if isinstance(exc, asyncio.CancelledError) else exc
                 span.end(error, {"tether.cost": self._cost - cost_before})
             raise
         if METRICS.enabled:
-            METRICS.step(self._obj.name, name, "ok", time.perf_counter() - clock)
+            METRICS.step(self._obj.name, name, "ok", time.perf_counter() - t0)
         if span is not None:
             span.end(attributes={"tether.attempts": attempt, "tether.cost": self._cost - cost_before})
         # The live result is decoded from the journaled data, exactly as a replay decodes it.
@@ -362,7 +419,7 @@ class Invocation(ObjectContext[S]):
                 if delay is not None:
                     self._count_retry(name)
                     self.logger.warning("step %s attempt %d failed: %r; retrying in %.2f s", name, attempt, exc, delay)
-                    await asyncio.sleep(delay)
+                    await clock().sleep(delay)
                     continue
                 failed = Step(self.message.id, index, name, None, error_payload(exc), attempt, started, _ms())
                 await self._host.journal_step(self.message, failed)
@@ -428,20 +485,22 @@ class _Awakeable(Awakeable[T]):
             return StepResults.of(f"awakeable {self._id}", self._type).decode(done.result)  # type: ignore[no-any-return]
         if deadline is not None and now_ms() >= deadline:
             raise TerminalError(f"awakeable {self._id} timed out after {timeout} s")
+        await inv.check_cancelled()
         raise Suspended(wake_ms=deadline, awakeable=self._id)
 
 
 def _ms() -> int:
-    return int(time.time() * 1000)
+    return now_ms()
 
 
 async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_timeout: float | None) -> Any:
     """Run one attempt of a step under its timeout and heartbeat watchdog."""
-    last_beat = time.monotonic()
+    clk = clock()
+    last_beat = clk.monotonic()
 
     def heartbeat() -> None:
         nonlocal last_beat
-        last_beat = time.monotonic()
+        last_beat = clk.monotonic()
 
     try:
         required = [
@@ -456,21 +515,20 @@ async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_time
     if not inspect.isawaitable(value):
         return value
     task = asyncio.ensure_future(value)
-    started = time.monotonic()
+    started = clk.monotonic()
     try:
         while True:
-            waits = [timeout - (time.monotonic() - started)] if timeout else []
+            waits = [timeout - (clk.monotonic() - started)] if timeout else []
             if heartbeat_timeout:
-                waits.append(heartbeat_timeout - (time.monotonic() - last_beat))
+                waits.append(heartbeat_timeout - (clk.monotonic() - last_beat))
             if waits and min(waits) <= 0:
                 what = (
                     "stopped heartbeating"
-                    if heartbeat_timeout and time.monotonic() - last_beat >= heartbeat_timeout
+                    if heartbeat_timeout and clk.monotonic() - last_beat >= heartbeat_timeout
                     else "timed out"
                 )
                 raise StepTimeoutError(f"step attempt {what}")
-            done, _ = await asyncio.wait({task}, timeout=min(waits) if waits else None)
-            if done:
+            if await clk.wait_done(task, min(waits) if waits else None):
                 return task.result()
     finally:
         if not task.done():

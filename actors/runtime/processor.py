@@ -31,10 +31,12 @@ from eventstore.log import EventLog, TransactionalWriter
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics, partition_for
 
+from ..clock import clock, now_ms, wait_for_event
 from ..definitions import Handler, VirtualObject
 from ..errors import (
     DeadlineExceededError,
     InvalidPayloadError,
+    InvocationCancelledError,
     MessageTooLargeError,
     PartitionLost,
     RecordTooLargeError,
@@ -46,7 +48,7 @@ from ..errors import (
 )
 from ..observability.metrics import METRICS, UNKNOWN
 from ..observability.scope import InvocationScope, set_outcome
-from ..protocol.awakeables import awakeable_id, parse_awakeable_id
+from ..protocol.awakeables import awakeable_id, cancelled_message, parse_awakeable_id
 from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import RESERVED_HANDLERS, RESOLVE_HANDLER, STATE_HANDLER, Message
@@ -54,11 +56,11 @@ from ..protocol.inbox import invocation_id as invocation_id_of
 from ..protocol.replies import Reply
 from ..settings import RuntimeSettings
 from .deadletters import Failure, dead_letter
-from .invocation import Invocation
+from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
 from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
 from .sessions import Session, session_of
-from .waits import Suspended, WaitTable, now_ms, wait_event
+from .waits import Suspended, WaitTable
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -100,6 +102,7 @@ class PartitionProcessor:
         client: Client,
         on_failure: Callable[[int, BaseException], None],
         on_commit: Callable[[], None] = lambda: None,
+        step_overrides: StepOverrides | None = None,
     ) -> None:
         self.partition = partition
         self.partitions = partitions
@@ -110,6 +113,8 @@ class PartitionProcessor:
         self.settings = settings
         self.client = client
         self._on_failure = on_failure
+        self.step_overrides = step_overrides
+        """Stubs of steps by name (`InvocationHost`; a test kit's, None in production)."""
         self._on_commit = on_commit
         """Called after each committed transaction: the broker answered (ends a logged outage)."""
         self.group = topics.group()
@@ -198,6 +203,16 @@ class PartitionProcessor:
     def backlog(self) -> int:
         """Messages fetched but not finished."""
         return len(self.offsets)
+
+    @property
+    def running(self) -> int:
+        """Session drains and shared handlers running now (a test kit's view of activity)."""
+        return len(self._tasks)
+
+    @property
+    def committing(self) -> bool:
+        """Whether records or step journals wait for the next transaction."""
+        return bool(self._pending.records or self._pending.waiters)
 
     # -- intake ----------------------------------------------------------------------------
     def submit(self, record: Record) -> None:
@@ -444,7 +459,7 @@ class PartitionProcessor:
         policy = handler.retry
         first_failure = 0
         attempt = 0
-        started = int(time.time() * 1000)
+        started = now_ms()
         while True:
             attempt += 1
             scope.attempt = attempt
@@ -461,6 +476,7 @@ class PartitionProcessor:
             ctx.skip_emits = parked.emitted if parked is not None else 0
             deadline_ms: int | None = None
             try:
+                await ctx.check_cancelled()
                 if handler.deadline is not None:
                     seconds = handler.deadline
                     deadline_ms = await ctx.run("deadline", lambda s=seconds: now_ms() + int(s * 1000), result_type=int)
@@ -468,7 +484,7 @@ class PartitionProcessor:
                     if remaining <= 0:
                         raise DeadlineExceededError(f"deadline of {seconds} s passed")
                     try:
-                        result = await asyncio.wait_for(handler.fn(ctx, payload), remaining)
+                        result = await clock().within(handler.fn(ctx, payload), remaining)
                     except TimeoutError:
                         raise DeadlineExceededError(f"deadline of {seconds} s passed") from None
                 else:
@@ -497,7 +513,7 @@ class PartitionProcessor:
                         ctx.verify_state()  # a write before a failure must not leak into the retry
                     except StateMutationError as mutation:
                         exc = mutation
-                now = int(time.time() * 1000)
+                now = now_ms()
                 first_failure = first_failure or now
                 delay = policy.next_delay(attempt, exc)
                 if delay is not None:
@@ -509,7 +525,7 @@ class PartitionProcessor:
                         exc,
                         delay,
                     )
-                    await asyncio.sleep(delay)
+                    await clock().sleep(delay)
                     continue
                 category = "exhausted" if policy.retries(exc) else "terminal"
                 self._fail_message(
@@ -576,32 +592,39 @@ class PartitionProcessor:
         park: bool = False,
     ) -> None:
         offset = record.offset if offset is None else offset
+        cancelled = isinstance(exc, InvocationCancelledError)
+        park = park and not cancelled
         park_id = awakeable_id(message.object, message.key, f"park-{message.id}", 0) if park and session else None
         inv_id = message.invocation_id
         error = error_payload(exc)
         error["attempts"] = attempts
-        log.error(
-            "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
-            message.session,
-            message.handler,
-            category,
-            attempts,
-            exc,
-        )
-        set_outcome("dead_lettered", exc)
-        failure = Failure(
-            exc,
-            category,
-            attempts,
-            first_failure_ms,
-            last_failure_ms,
-            message.object,
-            message.key,
-            message.handler,
-            message.id,
-            park_id,
-        )
-        records.append(self._dead_letter(record, failure))
+        if cancelled:
+            # An operator's decision, recorded in the session's history: no dead letter.
+            log.warning("%s.%s %s", message.session, message.handler, exc)
+            set_outcome("cancelled", exc)
+        else:
+            log.error(
+                "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
+                message.session,
+                message.handler,
+                category,
+                attempts,
+                exc,
+            )
+            set_outcome("dead_lettered", exc)
+            failure = Failure(
+                exc,
+                category,
+                attempts,
+                first_failure_ms,
+                last_failure_ms,
+                message.object,
+                message.key,
+                message.handler,
+                message.id,
+                park_id,
+            )
+            records.append(self._dead_letter(record, failure))
         self._pending.must_commit_offsets = True
         events_records = 0
         if session is not None and session.state is not None:
@@ -645,7 +668,13 @@ class PartitionProcessor:
     def _dead_letter(self, record: Record, failure: Failure) -> OutRecord:
         if METRICS.enabled:
             METRICS.dead_letter(failure.category)
-        return dead_letter(record, failure, dlq_topic=self.topics.dlq, group=self.group)
+        return dead_letter(
+            record,
+            failure,
+            dlq_topic=self.topics.dlq,
+            group=self.group,
+            connect_headers=self.settings.dead_letter_connect_headers,
+        )
 
     # -- waits -----------------------------------------------------------------------------
     # An invocation that sleeps or awaits an awakeable is suspended: its message moves into the
@@ -721,14 +750,18 @@ class PartitionProcessor:
         invocation_id = invocation_id_of(message.session, waiting_id)
         records: list[OutRecord] = []
         outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
-        completion = Completion.from_outcome(awk_id, outcome, waiting_id)
+        completion = Completion.from_outcome(awk_id, {**outcome, "by": payload.get("by")}, waiting_id)
         if self.waits.complete(completion):
             records.append(self._events_record(session, completion.encode()))
         if message.reply_partition is not None:
             records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
         self._finish(record.offset, records, events_records=1 if records else 0)
+        cancelled = cancelled_message(awk_id)
+        if cancelled is not None:
+            # A cancellation wakes its invocation whatever it waits on: it ends at that wait.
+            invocation_id = invocation_id_of(message.session, cancelled)
         waiting = self.waits.suspended.get(invocation_id)
-        if waiting is not None and waiting.awakeable == awk_id:
+        if waiting is not None and (waiting.awakeable == awk_id or (cancelled is not None and not waiting.parked)):
             self._timer_due(invocation_id)
 
     def _timer_due(self, invocation_id: str) -> None:
@@ -816,7 +849,7 @@ class PartitionProcessor:
     async def _commit_loop(self) -> None:
         try:
             while True:
-                if not await wait_event(self._wake, self.settings.offset_commit_interval):
+                if not await wait_for_event(self._wake, self.settings.offset_commit_interval):
                     self._pending.must_commit_offsets = True  # idle: let the offset catch up
                 self._wake.clear()
                 watermark = self.offsets.watermark()

@@ -24,6 +24,7 @@ from eventstore.log import EventLog
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics
 
+from ..clock import now_ms
 from ..definitions import VirtualObject
 from ..protocol import entries
 from ..protocol.checkpoint import CHECKPOINT_KEY, Checkpoint, Journal
@@ -33,7 +34,7 @@ from ..protocol.snapshot import SNAPSHOT_VERSION_HEADER, snapshot_version
 from ..settings import RuntimeSettings
 from .offsets import NO_OFFSET, OffsetTracker
 from .sessions import Session, session_of
-from .waits import WaitTable, now_ms
+from .waits import WaitTable
 
 YIELD_EVERY = 1000
 """Records a restore handles between two yields to the event loop: a fetch hands it tens of

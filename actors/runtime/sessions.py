@@ -10,11 +10,11 @@ from pydantic import BaseModel
 
 from eventstore.records import Record
 
+from ..clock import now_ms
 from ..definitions import VirtualObject
 from ..protocol.entries import Done, Suspend
 from ..protocol.inbox import Message
 from ..protocol.snapshot import Remembered, Snapshot
-from .waits import now_ms
 
 
 @dataclass

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import time
 from collections.abc import Callable
 
+from ..clock import clock
+from ..clock import now_ms as now_ms  # where the runtime has always imported it from
 from ..protocol.entries import Completion, Delayed, Suspend
 
 SLEEP_STEP = "sleep"
@@ -31,25 +32,6 @@ class Suspended(BaseException):  # noqa: N818 - control flow, not an error
         super().__init__("invocation suspended")
         self.wake_ms = wake_ms
         self.awakeable = awakeable
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds (timers are wall-clock: they must survive restarts)."""
-    return int(time.time() * 1000)
-
-
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for `event` up to `timeout` s; True if it was set.
-
-    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just as the
-    event is set, and a loop cancelled that way (a stopping processor) never ends.
-    """
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        done, _ = await asyncio.wait({waiter}, timeout=timeout)
-    finally:
-        waiter.cancel()
-    return bool(done)
 
 
 class Timers:
@@ -79,6 +61,12 @@ class Timers:
     def __len__(self) -> int:
         return len(self._due)
 
+    def next_ms(self) -> int | None:
+        """When the next scheduled timer fires, if any."""
+        while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # replaced or cancelled
+        return self._heap[0][0] if self._heap else None
+
     def start(self, on_due: Callable[[str], None]) -> None:
         """Run the timer loop, calling `on_due(id)` for each timer that fires.
 
@@ -103,7 +91,7 @@ class Timers:
                     del self._due[timer_id]
                     self._on_due(timer_id)
             wait = (self._heap[0][0] - now) / 1000 if self._heap else 3600.0
-            await wait_event(self._changed, min(wait, 3600.0))
+            await clock().wait_event(self._changed, min(wait, 3600.0))
 
 
 class WaitTable:

@@ -73,8 +73,12 @@ class EmbeddedLog:
         if self._db is not None:
             return
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Only its owner reads a data directory: it holds every payload and reply.
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            created = not self.path.exists()
             self._db = self._connect()
+            if created:
+                os.chmod(self.path, 0o600)  # SQLite gives its -wal and -shm files the same mode
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailableError(
                 f"cannot open the embedded log at {self.path}: {exc}; check that the data "
@@ -176,7 +180,7 @@ class EmbeddedLog:
                     rows[earlier] = None
                 latest[(r.topic, r.partition, r.key)] = len(rows)
             headers = pack([list(h) for h in r.headers]) if r.headers else None
-            rows.append((r.topic, r.partition, offset, r.key, r.value, headers, now))
+            rows.append((r.topic, r.partition, offset, r.key, r.value, headers, r.timestamp_ms or now))
         db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", [r for r in rows if r is not None])
         db.executemany(
             "INSERT INTO ends VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
@@ -264,6 +268,33 @@ class EmbeddedLog:
             "SELECT next_offset FROM ends WHERE topic = ? AND partition = ?", (topic, partition)
         ).fetchone()
         return int(row[0]) if row else 0
+
+    async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
+        """The earliest offset whose record's time is at or after `timestamp_ms`, else the end.
+
+        A binary search over offsets (records get their time when appended, so times grow with
+        offsets as Kafka's time index assumes); a few primary-key lookups, whatever the size.
+        """
+        end = await self.end_offset(topic, partition)
+
+        def first(at: int) -> tuple[int, int] | None:
+            row = self.db.execute(
+                "SELECT offset, ts FROM records WHERE topic = ? AND partition = ? AND offset >= ? "
+                "ORDER BY offset LIMIT 1",
+                (topic, partition, at),
+            ).fetchone()
+            return (int(row[0]), int(row[1])) if row else None
+
+        low, high = 0, end  # invariant: the answer is the first record at or after some o in [low, high]
+        while low < high:
+            middle = (low + high) // 2
+            found = first(middle)
+            if found is None or found[1] >= timestamp_ms:
+                high = middle
+            else:
+                low = found[0] + 1
+        found = first(low)
+        return found[0] if found is not None else end
 
     async def committed(self, group_id: str, tp: TopicPartition) -> int | None:
         """The offset a group committed on a partition, or None."""

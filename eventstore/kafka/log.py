@@ -297,7 +297,14 @@ class KafkaLog:
             await self._check_partition(*tp)
         futures = [
             await self._guard(
-                producer.send(r.topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers))
+                producer.send(
+                    r.topic,
+                    r.value,
+                    key=r.key,
+                    partition=r.partition,
+                    headers=list(r.headers),
+                    timestamp_ms=r.timestamp_ms,
+                )
             )
             for r in records
         ]
@@ -426,6 +433,19 @@ class KafkaLog:
                     yield to_record(msg)
         finally:
             await consumer.stop()
+
+    async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
+        """The earliest offset whose record's time is at or after `timestamp_ms`, else the end.
+
+        The broker's time index answers (ListOffsets).
+        """
+        _, _, meta = self._require()
+        await self._check_partition(topic, partition)
+        tp = KafkaTP(topic, partition)
+        found = (await self._guard(meta.offsets_for_times({tp: max(0, timestamp_ms)}))).get(tp)
+        if found is None:
+            return await self.end_offset(topic, partition)
+        return int(found.offset)
 
     async def committed(self, group_id: str, tp: TopicPartition) -> int | None:
         """The offset a group committed on a partition, or None."""

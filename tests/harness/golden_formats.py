@@ -66,6 +66,9 @@ DELAYED = (
     b"\xa1t\xcf\x00\x00\x01\x8f4\x08$\xa0"
 )
 COMPLETION_OK = b"\x84\xa1k\xa3awk\xa1i\xa2m1\xa2id\xb1awk:agent/k1#m1#1\xa2ok\x81\xa8approved\xc3"
+COMPLETION_BY = (  # since 0.3: who completed it (``b``)
+    b"\x85\xa1k\xa3awk\xa1i\xa2m1\xa2id\xb1awk:agent/k1#m1#1\xa2ok\x81\xa8approved\xc3\xa1b\xa8ops@host"
+)
 COMPLETION_ERR = (
     b"\x84\xa1k\xa3awk\xa1i\xa2m1\xa2id\xb1awk:agent/k1#m1#1\xa3err\x82\xa4type\xa8Rejected\xa7message\xa2no"
 )
@@ -115,4 +118,33 @@ DEAD_LETTER_HEADERS = (
     ("tether.error-class", b"TerminalError"),
     ("tether.category", b"terminal"),
     ("tether.schema-version", b"1"),
+)
+DEAD_LETTER_HEADERS_V2 = (
+    # Written since schema version 2: Spring Kafka's encoding of its numbers (a 4-byte big-endian
+    # int, 8-byte big-endian longs) and its timestamp type; the rest as in version 1.
+    ("trace", b"abc"),
+    ("kafka_dlt-original-topic", b"ns.inbox"),
+    ("kafka_dlt-original-partition", b"\x00\x00\x00\x01"),
+    ("kafka_dlt-original-offset", b"\x00\x00\x00\x00\x00\x00\x00\x0c"),
+    ("kafka_dlt-original-timestamp", b"\x00\x00\x01\x8f4\x06\x9e\x00"),
+    ("kafka_dlt-original-timestamp-type", b"CreateTime"),
+    ("kafka_dlt-original-consumer-group", b"ns-workers"),
+    ("kafka_dlt-exception-fqcn", b"actors.errors.TerminalError"),
+    ("kafka_dlt-exception-cause-fqcn", b"builtins.ValueError"),
+    ("kafka_dlt-exception-message", b"no"),
+    (
+        "kafka_dlt-exception-stacktrace",
+        b"ValueError: inner\n\nThe above exception was the direct cause of the following exception:\n\nactors"
+        b".errors.TerminalError: no\n",
+    ),
+    ("tether.object", b"agent"),
+    ("tether.key", b"k1"),
+    ("tether.handler", b"ask"),
+    ("tether.message-id", b"m1"),
+    ("tether.attempts", b"2"),
+    ("tether.first-failure-ms", b"1714564800000"),
+    ("tether.last-failure-ms", b"1714564800250"),
+    ("tether.error-class", b"TerminalError"),
+    ("tether.category", b"terminal"),
+    ("tether.schema-version", b"2"),
 )

@@ -7,6 +7,7 @@ real broker. Each takes a started `Runtime` serving `probe_sessions.probe`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -287,8 +288,10 @@ async def exhausted_retries_dead_letter(rt: Runtime) -> None:
     assert letter.key == original.key
     assert letter.value == original.value  # the original bytes, untouched
     assert letter.header(dl.ORIGINAL_TOPIC) == rt.topics.inbox.encode()
-    assert letter.header(dl.ORIGINAL_PARTITION) == str(original.partition).encode()
-    assert letter.header(dl.ORIGINAL_OFFSET) == str(original.offset).encode()
+    # Spring Kafka's encoding: a 4-byte and an 8-byte big-endian number.
+    assert letter.header(dl.ORIGINAL_PARTITION) == original.partition.to_bytes(4, "big")
+    assert letter.header(dl.ORIGINAL_OFFSET) == original.offset.to_bytes(8, "big")
+    assert letter.header(dl.ORIGINAL_TIMESTAMP_TYPE) == b"CreateTime"
     assert letter.header(dl.ORIGINAL_CONSUMER_GROUP) == rt.topics.group().encode()
     assert letter.header(dl.EXCEPTION_FQCN) == b"builtins.RuntimeError"
     assert b"broken on purpose" in (letter.header(dl.EXCEPTION_MESSAGE) or b"")
@@ -323,7 +326,7 @@ async def poison_record(rt: Runtime) -> None:
     found = await assert_eventually(letter)
     assert found.value == garbage and found.key == key  # type: ignore[attr-defined]
     assert found.header(dl.ORIGINAL_TOPIC) == rt.topics.inbox.encode()  # type: ignore[attr-defined]
-    assert found.header(dl.ORIGINAL_PARTITION) == str(partition).encode()  # type: ignore[attr-defined]
+    assert found.header(dl.ORIGINAL_PARTITION) == partition.to_bytes(4, "big")  # type: ignore[attr-defined]
     assert found.header(dl.EXCEPTION_FQCN) == b"eventstore.errors.EnvelopeDecodeError"  # type: ignore[attr-defined]
     # The partition keeps going: the same key and another key of the partition.
     assert (await rt.client.call(append, "poisoned", Item(value="fine"), timeout=WAIT)).values == ["fine"]
@@ -334,3 +337,22 @@ async def poison_record(rt: Runtime) -> None:
     assert (await rt.client.call(append, "poisoned", Item(value="again"), timeout=WAIT)).values == ["fine", "again"]
     await asyncio.sleep(0)
     assert len([r for r in await rt.dead_letters() if r.header(dl.CATEGORY) == b"poison"]) == 1
+
+
+SCENARIOS: tuple[Callable[[Runtime], Awaitable[None]], ...] = (
+    order_per_key,
+    send_many_in_one_append,
+    keys_run_in_parallel,
+    steps_replay_after_retry,
+    journal_mismatch,
+    typed_errors,
+    idempotency_key,
+    send_delivers_once,
+    call_returns_reply,
+    deterministic_context,
+    replay_after_restart,
+    retry_after_honoured,
+    exhausted_retries_dead_letter,
+    poison_record,
+)
+"""Every scenario, run on both backends by tests/integration/test_session_scenarios.py."""

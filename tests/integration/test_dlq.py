@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -28,9 +29,9 @@ from actors import (
     Worker,
 )
 from actors.messages import session_key
-from dlq import DeadLetter, DeadLetters, Filter, NoMatchError, UnknownDeadLetterError
+from dlq import DeadLetter, DeadLetters, Filter, NoMatchError, ReplayTarget, UnknownDeadLetterError
 from dlq.cli import dlq as dlq_cli
-from eventstore import KafkaSettings, OutRecord, Topics, open_log, partition_for
+from eventstore import KafkaSettings, OutRecord, Topics, TopicSpec, open_log, partition_for
 
 T = TypeVar("T")
 WAIT = 60.0
@@ -86,6 +87,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> 
         namespace=namespace,
         partitions=2,
         backend="kafka",
+        data_dir=tmp_path,  # where the dead-letter index goes
         kafka=KafkaSettings(bootstrap_servers=bootstrap, client_id="dlq-test"),
     )
 
@@ -183,7 +185,13 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
             "ValueError": 1,
             "EnvelopeDecodeError": 1,
         }
-        grouped = await dead.stats()
+        by_default = await dead.stats()  # error class and handler
+        assert {(r.error_class, r.handler, r.count) for r in by_default} == {
+            ("TerminalError", "items.apply", 3),
+            ("ValueError", "items.flaky", 1),
+            ("EnvelopeDecodeError", "items.(none)", 1),
+        }
+        grouped = await dead.stats(by=["error_class", "handler", "message"])
         assert len(grouped) == 5  # the first message line differs per bad item
         first_lines = {r.message for r in grouped}
         assert "bad item 1" in first_lines and "flaky 4" in first_lines
@@ -394,3 +402,50 @@ def test_cli_broker_unreachable(keep_logging: None) -> None:
     result = CliRunner().invoke(dlq_cli, ["list", "--json", "-b", "127.0.0.1:1", "-n", "x"])
     assert result.exit_code == 3, result.output
     assert json.loads(result.stdout)["error"]["type"] == "LogUnavailableError"
+
+
+async def test_a_spring_topic_by_time_and_by_index(settings: Settings) -> None:
+    """A Spring Kafka DLT with records over ten days: --since reads from offsets-for-times, stats
+    come from the index, and a replay with a transform lands in a Tether session type."""
+    topic = f"{settings.namespace}-orders.DLT"
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    times = [now - (10 - n) * day for n in range(10)] + [now - 60_000, now - 30_000]
+    records = []
+    for n, at in enumerate(times):
+        headers = (
+            ("kafka_dlt-original-topic", b"orders"),
+            ("kafka_dlt-original-partition", struct.pack(">i", 0)),
+            ("kafka_dlt-original-offset", struct.pack(">q", 100 + n)),
+            ("kafka_dlt-original-timestamp", struct.pack(">q", at - 5)),
+            ("kafka_dlt-original-timestamp-type", b"CreateTime"),
+            ("kafka_dlt-exception-fqcn", b"java.lang.IllegalStateException"),
+            ("kafka_dlt-exception-message", f"no stock for order o-{n}".encode()),
+        )
+        value = json.dumps({"orderId": f"o-{n}"}).encode()
+        records.append(OutRecord(topic, 0, f"o-{n}".encode(), value, headers, at))
+    log = open_log(settings)
+    await log.start()
+    try:
+        await log.create_topics([*Topics(settings.namespace).specs(settings.partitions), TopicSpec(topic, 1)])
+        await log.append(records)
+        assert await log.offset_for_time(topic, 0, now - 3_600_000) == 10
+        assert await log.offset_for_time(topic, 0, now + day) == 12  # none: the end
+    finally:
+        await log.close()
+    async with DeadLetters(settings, topic=topic) as dead:
+        recent, total = await dead.page(Filter(since_ms=now - 3_600_000))
+        assert total == 2 and [x.original_offset for x in recent] == [110, 111]
+        assert recent[0].id == f"{topic}:0-10" and recent[0].producer == "spring"
+        rows = await dead.stats()
+        assert [(r.error_class, r.count) for r in rows] == [("IllegalStateException", 12)]
+        assert dead.inspector.index is not None and dead.inspector.index.read_records == 12
+        again = await dead.stats()
+        assert sum(r.count for r in again) == 12 and dead.inspector.index.read_records == 0
+
+        def to_item(payload: Any, letter: DeadLetter) -> ReplayTarget:
+            return ReplayTarget("items", json.loads(payload)["orderId"], "apply", {"n": letter.original_offset})
+
+        report = await dead.replay(where=Filter(since_ms=now - 3_600_000), transform=to_item, dry_run=True)
+        assert [i.outcome for i in report.items] == ["would-replay", "would-replay"]
+        assert [i.object_key for i in report.items] == ["o-10", "o-11"]

@@ -8,7 +8,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_shown_in(block: str, example: str, *, name: str, skip_imports: bool = False) -> None:
+    """Every line of the README's `block` is a whole line of `example`, in the same order.
+
+    Blank lines and ``...`` elisions in the README may stand for any number of lines; nothing else
+    may differ (a fragment such as ``)`` only matches a line that is exactly that, after the
+    line matched before it).
+    """
+    lines = [line.rstrip() for line in example.splitlines()]
+    at = 0
+    for shown in block.splitlines():
+        text = shown.rstrip()
+        if not text.strip() or text.strip() == "..." or (skip_imports and text.startswith(("import ", "from "))):
+            continue
+        try:
+            at = lines.index(text, at) + 1
+        except ValueError:
+            raise AssertionError(f"README line not in {name} (or out of order): {text!r}") from None
+
+
+def test_the_readme_check_fails_on_a_changed_or_reordered_line() -> None:
+    example = "def f():\n    x = g(\n        1,\n    )\n    return x\n"
+    assert_shown_in("def f():\n    x = g(\n        1,\n    )\n", example, name="ex")
+    for wrong in ("def f():\n    x = g(2)\n", "    return x\ndef f():\n", "def f():\n  )\n"):
+        with pytest.raises(AssertionError):
+            assert_shown_in(wrong, example, name="ex")
 
 
 def test_quickstart_example_runs_on_the_embedded_log() -> None:
@@ -27,9 +56,7 @@ def test_readme_session_type_matches_the_example_file() -> None:
     example = (ROOT / "examples/quickstart.py").read_text()
     block = re.search(r"## A session type\n\n```python\n(.*?)```", readme, re.S)
     assert block is not None
-    for line in block.group(1).splitlines():
-        if line.strip() and not line.startswith(("import", "from")):
-            assert line in example, f"README line not in examples/quickstart.py: {line!r}"
+    assert_shown_in(block.group(1), example, name="examples/quickstart.py", skip_imports=True)
 
 
 def test_booking_saga_example_runs_and_the_readme_shows_its_code() -> None:
@@ -43,6 +70,4 @@ def test_booking_saga_example_runs_and_the_readme_shows_its_code() -> None:
     example = (ROOT / "examples/booking_saga.py").read_text()
     block = re.search(r"## Sagas.*?```python\n(.*?)```", readme, re.S)
     assert block is not None
-    for line in block.group(1).splitlines():
-        if line.strip():
-            assert line in example, f"README line not in examples/booking_saga.py: {line!r}"
+    assert_shown_in(block.group(1), example, name="examples/booking_saga.py")

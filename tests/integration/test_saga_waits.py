@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from harness.cli import run as run_tether
-from harness.session_harness import Runtime, assert_eventually, cli_options, open_runtime, settings_for
+from harness.session_harness import Runtime, assert_eventually, cli_options
 from harness.transfer_saga import Receipt, Transfer
 
 from actors import RetryableError, RetryPolicy  # noqa: E402
@@ -28,7 +26,12 @@ ATTEMPTS: list[int] = []
 lingering = Saga("lingering", input=Transfer)
 
 
-@lingering.step("settle", retry=RetryPolicy(max_attempts=2, initial_interval=6.0, jitter=0.0))
+BACKOFF = 15.0
+"""The step's one backoff: long enough for a `tether` subprocess to start on a loaded machine and
+queue its message behind the wait (the test looks at the wait, so it must still be there)."""
+
+
+@lingering.step("settle", retry=RetryPolicy(max_attempts=2, initial_interval=BACKOFF, max_interval=BACKOFF, jitter=0.0))
 async def settle(t: Transfer, key: str) -> Receipt:
     ATTEMPTS.append(1)
     if len(ATTEMPTS) == 1:
@@ -39,17 +42,13 @@ async def settle(t: Transfer, key: str) -> Receipt:
 coordinator = lingering.coordinator()
 
 
-BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Both backends, for the `runtime` fixture."""
+    return str(request.param)
 
 
-@pytest.fixture
-async def runtime(
-    request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str
-) -> AsyncIterator[Runtime]:
-    ATTEMPTS.clear()
-    settings = settings_for(request, backend, tmp_path, namespace, partitions=2)
-    async with open_runtime([coordinator], settings) as rt:
-        yield rt
+pytestmark = pytest.mark.serves(coordinator, reset=ATTEMPTS.clear)
 
 
 def cli(runtime: Runtime, *args: str) -> Any:
@@ -67,18 +66,17 @@ async def waiting(runtime: Runtime, *, queued: int) -> SagaRecord:
     return records[0]
 
 
-@BOTH
-@pytest.mark.usefixtures("keep_logging")
+@pytest.mark.usefixtures("keep_logging", "backend")
 async def test_list_and_show_work_and_show_the_wait_while_messages_queue(runtime: Runtime) -> None:
     sagas = SagaClient(runtime.client)
     handle = await sagas.start(lingering, "w1", Transfer())
     await assert_eventually(lambda: waiting(runtime, queued=0), timeout=10)
 
     retry = asyncio.create_task(
-        run_tether(runtime.settings, "saga", "retry", "w1", "--saga", "lingering", "--timeout", "30")
+        run_tether(runtime.settings, "saga", "retry", "w1", "--saga", "lingering", "--timeout", str(BACKOFF + 30))
     )
     await sagas.start(lingering, "w1", Transfer())  # a retried start: the same message again
-    record = await assert_eventually(lambda: waiting(runtime, queued=2), timeout=10)
+    record = await assert_eventually(lambda: waiting(runtime, queued=2), timeout=BACKOFF)
     assert record.state.status == "running"
     assert record.waiting is not None and record.waiting.startswith("backoff until ")
 
@@ -95,7 +93,7 @@ async def test_list_and_show_work_and_show_the_wait_while_messages_queue(runtime
 
     retried = await retry
     assert "Traceback" not in retried.output, retried.output
-    assert (await handle.result(timeout=30)).status == "completed"
+    assert (await handle.result(timeout=BACKOFF + 30)).status == "completed"
 
     await assert_eventually(lambda: asyncio.to_thread(settled_sync, runtime), timeout=10)
 

@@ -6,7 +6,6 @@ that timed out after acting is compensated; a long backoff is a durable timer ac
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,7 @@ from harness.session_harness import Runtime, assert_eventually, make_settings, o
 from actors.runtime.deadletters import CATEGORY, EXCEPTION_MESSAGE, HANDLER, KEY, OBJECT  # noqa: E402
 from sagas import SagaClient  # noqa: E402
 
-pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-async def runtime(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> AsyncIterator[Runtime]:
-    reset()
-    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
-    async with open_runtime([coordinator, agent], settings) as rt:
-        yield rt
+pytestmark = [pytest.mark.kafka, pytest.mark.serves(coordinator, agent, reset=reset, backend="kafka")]
 
 
 def effects(saga_id: str) -> list[str]:
@@ -116,8 +107,8 @@ async def test_stuck_compensation_is_dead_lettered_and_finished_by_tether_saga_r
 async def test_a_step_that_timed_out_after_acting_is_compensated(
     kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
-    from transfer_saga import LEDGER, UNDONE, Transfer, careful, careful_coordinator
-    from transfer_saga import reset as reset_bank
+    from harness.transfer_saga import LEDGER, UNDONE, Transfer, careful, careful_coordinator
+    from harness.transfer_saga import reset as reset_bank
 
     reset_bank()
     settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
@@ -132,8 +123,8 @@ async def test_a_step_that_timed_out_after_acting_is_compensated(
 async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
     kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
-    from transfer_saga import CALLS, Transfer, patient, patient_coordinator
-    from transfer_saga import reset as reset_bank
+    from harness.transfer_saga import CALLS, Transfer, patient, patient_coordinator
+    from harness.transfer_saga import reset as reset_bank
 
     from actors.errors import SessionNotFoundError
     from actors.inspection.views import session_view

@@ -1,19 +1,16 @@
-"""The session runtime on the real broker: the embedded scenarios again on Kafka, plus restore
-from checkpoints after a worker restart and poison records, on both backends."""
+"""Restore on both backends: a restarted worker's sessions equal the fold of their events.
+
+The shared scenarios run on both backends in test_session_scenarios.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from harness import session_scenarios as scenarios
 from harness.ledger_chaos import fold
 from harness.ledger_sessions import Op, apply, ledger, relay
-from harness.probe_sessions import PROBE, probe
 from harness.session_harness import (
     WAIT,
-    Runtime,
     open_runtime,
     read_invocations,
     settings_for,
@@ -21,89 +18,8 @@ from harness.session_harness import (
 
 from actors import RuntimeSettings  # noqa: E402
 
-
-@pytest.fixture
-async def kafka_runtime(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    """The probe sessions served by an in-process worker on the real broker."""
-    PROBE.reset()
-    async with open_runtime([probe], settings_for(request, "kafka", tmp_path, namespace)) as rt:
-        yield rt
-
-
 BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 kafka = pytest.mark.kafka
-
-
-@kafka
-async def test_order_per_key(kafka_runtime: Runtime) -> None:
-    await scenarios.order_per_key(kafka_runtime)
-
-
-@kafka
-async def test_send_many_in_one_append(kafka_runtime: Runtime) -> None:
-    await scenarios.send_many_in_one_append(kafka_runtime)
-
-
-@kafka
-async def test_keys_in_parallel_one_key_serialized_shared_alongside(kafka_runtime: Runtime) -> None:
-    await scenarios.keys_run_in_parallel(kafka_runtime)
-
-
-@kafka
-async def test_steps_replay_after_handler_retry(kafka_runtime: Runtime) -> None:
-    await scenarios.steps_replay_after_retry(kafka_runtime)
-
-
-@kafka
-async def test_journal_mismatch(kafka_runtime: Runtime) -> None:
-    await scenarios.journal_mismatch(kafka_runtime)
-
-
-@kafka
-async def test_typed_errors_and_worker_keeps_serving(kafka_runtime: Runtime) -> None:
-    await scenarios.typed_errors(kafka_runtime)
-
-
-@kafka
-async def test_idempotency_key(kafka_runtime: Runtime) -> None:
-    await scenarios.idempotency_key(kafka_runtime)
-
-
-@kafka
-async def test_send_delivers_once(kafka_runtime: Runtime) -> None:
-    await scenarios.send_delivers_once(kafka_runtime)
-
-
-@kafka
-async def test_call_returns_reply(kafka_runtime: Runtime) -> None:
-    await scenarios.call_returns_reply(kafka_runtime)
-
-
-@kafka
-async def test_deterministic_uuid_now_random(kafka_runtime: Runtime) -> None:
-    await scenarios.deterministic_context(kafka_runtime)
-
-
-@kafka
-async def test_replay_after_worker_restart(kafka_runtime: Runtime) -> None:
-    await scenarios.replay_after_restart(kafka_runtime)
-
-
-@kafka
-async def test_retry_after_honoured(kafka_runtime: Runtime) -> None:
-    await scenarios.retry_after_honoured(kafka_runtime)
-
-
-@kafka
-async def test_exhausted_retries_dead_letter(kafka_runtime: Runtime) -> None:
-    await scenarios.exhausted_retries_dead_letter(kafka_runtime)
-
-
-@BOTH
-async def test_poison_record(request: pytest.FixtureRequest, backend: str, tmp_path: Path, namespace: str) -> None:
-    PROBE.reset()
-    async with open_runtime([probe], settings_for(request, backend, tmp_path, namespace)) as rt:
-        await scenarios.poison_record(rt)
 
 
 @BOTH

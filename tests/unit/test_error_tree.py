@@ -17,7 +17,7 @@ import pytest
 
 from eventstore.errors import TetherError
 
-PACKAGES = ("eventstore", "actors", "sagas", "dlq")
+PACKAGES = ("eventstore", "actors", "sagas", "dlq", "console")
 NODE = re.compile(r"^(?P<indent>[\s│├└─]*?)(?:[├└]── )?(?P<name>[A-Z]\w*(?:Error|Exception))\b")
 
 

@@ -6,7 +6,7 @@ import grimp
 import pytest
 
 
-@pytest.mark.parametrize("package", ["eventstore", "actors", "sagas", "dlq"])
+@pytest.mark.parametrize("package", ["eventstore", "actors", "sagas", "dlq", "console"])
 def test_no_import_cycle(package: str) -> None:
     graph = grimp.build_graph(package, exclude_type_checking_imports=True)
     cycles = sorted(

@@ -15,11 +15,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_strict_on_packages_and_typing_checks() -> None:
-    result = run(str(BIN / "mypy"), "eventstore", "actors", "sagas", "dlq", "tests/typing")
+    result = run(str(BIN / "mypy"), "eventstore", "actors", "sagas", "dlq", "console", "tests/typing")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-SOURCES = ("eventstore", "actors", "sagas", "dlq", "tests", "bench", "examples")
+SOURCES = ("eventstore", "actors", "sagas", "dlq", "console", "tests", "bench", "examples")
 
 
 def test_ruff_lint_and_docstrings() -> None:
@@ -38,12 +38,12 @@ def test_import_layers_point_one_way() -> None:
 
 
 def test_every_package_ships_py_typed() -> None:
-    for package in ("eventstore", "actors", "sagas", "dlq"):
+    for package in ("eventstore", "actors", "sagas", "dlq", "console"):
         assert (ROOT / package / "py.typed").exists()
 
 
 def test_nothing_unpickles_wire_data() -> None:
-    for package in ("eventstore", "actors", "sagas", "dlq"):
+    for package in ("eventstore", "actors", "sagas", "dlq", "console"):
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text()
             assert "pickle.loads" not in text and "pickle.load(" not in text, path

@@ -28,9 +28,9 @@ EXIT_NOT_RUNNING = 1
 EXIT_USAGE = 2
 """Bad arguments (click's own code)."""
 EXIT_SETUP = 3
-"""Java or Maven is missing, or the Kafka jars could not be resolved."""
-EXIT_BROKER = 4
-"""The broker failed to start or to stop."""
+"""Java or Maven is missing, or the Kafka jars could not be resolved (nothing to run it with)."""
+EXIT_BROKER = 1
+"""The broker failed to start or to stop (was 4 before the one exit-code contract of `tether`)."""
 
 DATA_DIR_ENV = "TETHER_KAFKA_DATA_DIR"
 DEFAULT_DATA_DIR = Path(".tether") / "kafka"
@@ -39,9 +39,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def data_dir_option(func: F) -> F:
-    """Add the shared `--data-dir` option."""
+    """Add the shared `--broker-dir` option (also `--data-dir`, as before)."""
     option = click.option(
-        "--data-dir",
+        "--broker-dir",
+        "--data-dir",  # its older name; elsewhere --data-dir is the embedded log's
+        "data_dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=DATA_DIR_ENV,
         default=DEFAULT_DATA_DIR,
@@ -56,9 +58,38 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _fail(console: Console, exc: BrokerError) -> NoReturn:
+def _fail(console: Console, exc: BrokerError, as_json: bool = False) -> NoReturn:
+    code = EXIT_SETUP if isinstance(exc, BrokerSetupError) else EXIT_BROKER
+    if as_json:  # the one error shape of every `tether` command's --json
+        click.echo(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code}}))
     console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-    raise SystemExit(EXIT_SETUP if isinstance(exc, BrokerSetupError) else EXIT_BROKER)
+    raise SystemExit(code)
+
+
+def _json_option(func: F) -> F:
+    option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document (errors too).")
+    return option(func)
+
+
+def _info_json(info: BrokerInfo) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "running": True,
+        "pid": info.pid,
+        "bootstrap": info.bootstrap,
+        "port": info.port,
+        "controller_port": info.controller_port,
+        "cluster_id": info.cluster_id,
+        "accepting": getattr(info, "accepting", True),  # a broker `up` just started accepts
+        "log": str(info.log_path),
+    }
+    if info.sasl_ssl is not None:
+        payload.update(
+            sasl_ssl_bootstrap=info.sasl_ssl_bootstrap,
+            sasl_ssl_ca_file=str(info.sasl_ssl.ca_file),
+            sasl_ssl_username=info.sasl_ssl.username,
+            sasl_ssl_password_file=str(info.sasl_ssl.password_file),
+        )
+    return payload
 
 
 class _Progress:
@@ -106,18 +137,22 @@ def kafka() -> None:
     is_flag=True,
     help="Also listen for SASL_SSL (SCRAM-SHA-512, a local CA); only for a new data directory.",
 )
-def up(data_dir: Path, port: int | None, heap: str, timeout: float, sasl_ssl: bool) -> None:
+@_json_option
+def up(data_dir: Path, port: int | None, heap: str, timeout: float, sasl_ssl: bool, as_json: bool) -> None:
     """Start the broker; print its bootstrap address (127.0.0.1:PORT) as the last line.
 
     With --sasl-ssl the last line is the SASL_SSL address, and the TETHER_KAFKA__* variables
     that connect to it are printed before (the password stays in its file). Running it again
     while the broker runs just prints the address. Exit codes: 0 running, 3 Java/Maven/jars
-    or openssl missing, 4 the broker failed to start.
+    or openssl missing, 1 the broker failed to start.
     """
     console = _stderr()
     try:
         running = LocalBroker().status(data_dir)
         if running is not None and (port is None or port == running.port) and (running.sasl_ssl or not sasl_ssl):
+            if as_json:
+                click.echo(json.dumps({**_info_json(running), "data_dir": str(data_dir), "started": False}))
+                return
             console.print(f"Kafka broker already running (pid {running.pid}) in {data_dir}")
             _print_sasl_ssl(console, running)
             click.echo(running.sasl_ssl_bootstrap if sasl_ssl and running.sasl_ssl_bootstrap else running.bootstrap)
@@ -125,7 +160,10 @@ def up(data_dir: Path, port: int | None, heap: str, timeout: float, sasl_ssl: bo
         with _Progress(console) as progress:
             info = LocalBroker(progress=progress).start(data_dir, port, heap=heap, timeout=timeout, sasl_ssl=sasl_ssl)
     except BrokerError as exc:
-        _fail(console, exc)
+        _fail(console, exc, as_json)
+    if as_json:
+        click.echo(json.dumps({**_info_json(info), "data_dir": str(data_dir), "started": True}))
+        return
     console.print(
         f"Kafka {kafka_version()} broker running (pid {info.pid}); "
         f"log {info.log_path}; stop it with `tether kafka down`"
@@ -155,14 +193,17 @@ def _print_sasl_ssl(console: Console, info: BrokerInfo) -> None:
 @data_dir_option
 @click.option("--kill", is_flag=True, help="SIGKILL at once instead of a clean SIGTERM shutdown.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds before SIGKILL.")
-def down(data_dir: Path, kill: bool, timeout: float) -> None:
-    """Stop the broker (exit 0 also when none was running; 4 if it would not stop)."""
+@_json_option
+def down(data_dir: Path, kill: bool, timeout: float, as_json: bool) -> None:
+    """Stop the broker (exit 0 also when none was running; 1 if it would not stop)."""
     console = _stderr()
     try:
         stopped = LocalBroker().stop(data_dir, kill=kill, timeout=timeout)
     except BrokerError as exc:
-        _fail(console, exc)
-    if stopped:
+        _fail(console, exc, as_json)
+    if as_json:
+        click.echo(json.dumps({"stopped": bool(stopped), "data_dir": str(data_dir), "kill": kill}))
+    elif stopped:
         console.print(f"Kafka broker stopped ({'SIGKILL' if kill else 'SIGTERM'}) in {data_dir}")
     else:
         console.print(f"no Kafka broker was running in {data_dir}")
@@ -175,24 +216,8 @@ def status(data_dir: Path, as_json: bool) -> None:
     """Show whether the broker runs (exit 0) or not (exit 1)."""
     info = LocalBroker().status(data_dir)
     if as_json:
-        payload: dict[str, Any] = {"running": info is not None, "data_dir": str(data_dir)}
-        if info is not None:
-            payload.update(
-                pid=info.pid,
-                bootstrap=info.bootstrap,
-                port=info.port,
-                controller_port=info.controller_port,
-                cluster_id=info.cluster_id,
-                accepting=info.accepting,
-                log=str(info.log_path),
-            )
-            if info.sasl_ssl is not None:
-                payload.update(
-                    sasl_ssl_bootstrap=info.sasl_ssl_bootstrap,
-                    sasl_ssl_ca_file=str(info.sasl_ssl.ca_file),
-                    sasl_ssl_username=info.sasl_ssl.username,
-                    sasl_ssl_password_file=str(info.sasl_ssl.password_file),
-                )
+        payload: dict[str, Any] = {"running": False} if info is None else _info_json(info)
+        payload["data_dir"] = str(data_dir)
         click.echo(json.dumps(payload))
     elif info is None:
         click.echo(f"not running ({data_dir}); start it with `tether kafka up`")
@@ -204,27 +229,32 @@ def status(data_dir: Path, as_json: bool) -> None:
 
 
 @kafka.command()
-def jars() -> None:
+@_json_option
+def jars(as_json: bool) -> None:
     """Download the broker jars if needed (Maven); print their directory."""
     console = _stderr()
     try:
         with _Progress(console) as progress:
             libs = resolve_jars(progress=progress)
     except BrokerError as exc:
-        _fail(console, exc)
-    click.echo(str(libs))
+        _fail(console, exc, as_json)
+    click.echo(json.dumps({"libs": str(libs), "kafka": kafka_version()}) if as_json else str(libs))
 
 
 @kafka.command()
 @data_dir_option
-@click.option("-n", "--lines", type=click.IntRange(1), default=60, show_default=True)
-def logs(data_dir: Path, lines: int) -> None:
+@click.option("--lines", type=click.IntRange(1), default=60, show_default=True)
+@_json_option
+def logs(data_dir: Path, lines: int, as_json: bool) -> None:
     """Print the last lines of the broker's output."""
     text = log_tail(data_dir, lines)
     if not text:
+        if as_json:
+            message = f"no broker log in {data_dir}"
+            click.echo(json.dumps({"error": {"type": "NoLog", "message": message, "exit_code": EXIT_NOT_RUNNING}}))
         _stderr().print(f"no broker log in {data_dir}")
         raise SystemExit(EXIT_NOT_RUNNING)
-    click.echo(text)
+    click.echo(json.dumps({"data_dir": str(data_dir), "lines": text.splitlines()}) if as_json else text)
 
 
 if __name__ == "__main__":  # `python -m eventstore.kafka.localbroker.cli jars`, before `tether` exists

@@ -190,7 +190,7 @@ class LocalBroker:
         if not re.fullmatch(r"\d+[kKmMgG]?", heap):
             raise BrokerStartError(f"heap {heap!r} is not a JVM size such as '512m' or '1g'", data_dir=data_dir)
         paths = BrokerPaths(data_dir.expanduser().resolve())
-        paths.data_dir.mkdir(parents=True, exist_ok=True)
+        paths.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with file_lock(paths.lock_file):
             running = self._running(paths)
             if running is not None:
@@ -350,7 +350,7 @@ class LocalBroker:
         paths.properties_file.write_text(render_properties(props), encoding="utf-8")
         log4j = resources.files(__package__).joinpath("log4j2.yaml").read_bytes()
         paths.log4j_file.write_bytes(log4j)
-        paths.logs_dir.mkdir(exist_ok=True)
+        paths.logs_dir.mkdir(mode=0o700, exist_ok=True)
 
     def _jvm_options(self, paths: BrokerPaths, heap: str) -> list[str]:
         # As Kafka's bin/kafka-run-class.sh does for the server.
@@ -419,6 +419,8 @@ class LocalBroker:
         timeout: float,
     ) -> BrokerInfo:
         _rotate(paths.log_file)
+        paths.log_file.touch(mode=0o600)  # the broker's output: its owner's only
+        os.chmod(paths.log_file, 0o600)
         cmd = [
             str(java),
             *self._jvm_options(paths, heap),

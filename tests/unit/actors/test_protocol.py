@@ -3,6 +3,7 @@ the typed protocol, and those bytes (and the older forms) decode."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import Any
 
@@ -66,12 +67,13 @@ def encoders() -> dict[str, Any]:
         "QUEUED": lambda: Queued(M2, 8).encode(),
         "DELAYED": lambda: Delayed(M3, 9, T0 + 100_000).encode(),
         "COMPLETION_OK": lambda: Completion("m1", AWK, {"approved": True}).encode(),
+        "COMPLETION_BY": lambda: Completion("m1", AWK, {"approved": True}, by="ops@host").encode(),
         "COMPLETION_ERR": lambda: Completion("m1", AWK, None, {"type": "Rejected", "message": "no"}).encode(),
         "REPLY_OK": lambda: Reply("m1", "agent/k1", {"text": "hi"}).encode(),
         "REPLY_ERR": lambda: Reply("m1", "agent/k1", None, ERR).encode(),
         "SNAPSHOT": snapshot,
         "CHECKPOINT": checkpoint,
-        "DEAD_LETTER_HEADERS": dead_letter_headers,
+        "DEAD_LETTER_HEADERS_V2": dead_letter_headers,
     }
 
 
@@ -136,6 +138,7 @@ EVENTS = {
     "QUEUED": Queued(M2, 8),
     "DELAYED": Delayed(M3, 9, T0 + 100_000),
     "COMPLETION_OK": Completion("m1", AWK, {"approved": True}),
+    "COMPLETION_BY": Completion("m1", AWK, {"approved": True}, by="ops@host"),
     "COMPLETION_ERR": Completion("m1", AWK, None, {"type": "Rejected", "message": "no"}),
 }
 
@@ -163,10 +166,20 @@ def test_other_golden_records_decode() -> None:
     assert [w.kind for w in cp.waits] == ["sus", "dly", "q"]
     assert cp.completions[AWK].result == {"approved": True}
     assert cp.encode() == golden.CHECKPOINT
-    headers = dict(golden.DEAD_LETTER_HEADERS)
-    dl = DeadLetterHeaders.decode(headers.get)
-    assert dl.attempts == 2 and dl.message_id == "m1" and dl.schema_version == 1 and dl.park_awakeable is None
-    assert tuple(dl.encode()) == golden.DEAD_LETTER_HEADERS[1:]
+    dl = DeadLetterHeaders.decode(dict(golden.DEAD_LETTER_HEADERS_V2).get)
+    assert dl.attempts == 2 and dl.message_id == "m1" and dl.schema_version == 2 and dl.park_awakeable is None
+    assert (dl.original_partition, dl.original_offset, dl.original_timestamp_ms) == (1, 12, T0)
+    assert dl.original_timestamp_type == "CreateTime" and dl.producer == "tether"
+    assert tuple(dl.encode()) == golden.DEAD_LETTER_HEADERS_V2[1:]
+
+
+def test_tether_0_2_dead_letter_headers_decode() -> None:
+    # Schema version 1 (Tether 0.1 and 0.2) wrote Spring's numbers as decimal text.
+    old = DeadLetterHeaders.decode(dict(golden.DEAD_LETTER_HEADERS).get)
+    new = DeadLetterHeaders.decode(dict(golden.DEAD_LETTER_HEADERS_V2).get)
+    assert old.schema_version == 1 and old.original_timestamp_type is None
+    assert (old.original_partition, old.original_offset, old.original_timestamp_ms) == (1, 12, T0)
+    assert old == dataclasses.replace(new, schema_version=1, original_timestamp_type=None)
 
 
 # -- older forms: Tether 0.1 (f0dfbbc) and the development releases before it -----------------

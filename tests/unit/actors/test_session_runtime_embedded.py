@@ -1,83 +1,17 @@
-"""The session runtime on the embedded log: ordering, parallelism, journaled steps, failures,
-idempotency, passivation and restarts. No broker; the same scenarios run on Kafka in
-tests/integration/test_sessions.py."""
+"""The session runtime on the embedded log: passivation, rehydration and restarts.
+
+The shared scenarios run on both backends in tests/integration/test_session_scenarios.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from harness import session_scenarios as scenarios
 from harness.probe_sessions import PROBE, Item, append, probe
-from harness.session_harness import WAIT, Runtime, make_settings, open_runtime, read_invocations
+from harness.session_harness import WAIT, make_settings, open_runtime, read_invocations
 
 from actors import RuntimeSettings  # noqa: E402
 from actors.runtime.sessions import Session  # noqa: E402
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    PROBE.reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([probe], settings) as rt:
-        yield rt
-
-
-async def test_order_per_key(runtime: Runtime) -> None:
-    await scenarios.order_per_key(runtime)
-
-
-async def test_send_many_in_one_append(runtime: Runtime) -> None:
-    await scenarios.send_many_in_one_append(runtime)
-
-
-async def test_keys_in_parallel_one_key_serialized_shared_alongside(runtime: Runtime) -> None:
-    await scenarios.keys_run_in_parallel(runtime)
-
-
-async def test_steps_replay_after_handler_retry(runtime: Runtime) -> None:
-    await scenarios.steps_replay_after_retry(runtime)
-
-
-async def test_journal_mismatch(runtime: Runtime) -> None:
-    await scenarios.journal_mismatch(runtime)
-
-
-async def test_typed_errors_and_worker_keeps_serving(runtime: Runtime) -> None:
-    await scenarios.typed_errors(runtime)
-
-
-async def test_idempotency_key(runtime: Runtime) -> None:
-    await scenarios.idempotency_key(runtime)
-
-
-async def test_send_delivers_once(runtime: Runtime) -> None:
-    await scenarios.send_delivers_once(runtime)
-
-
-async def test_call_returns_reply(runtime: Runtime) -> None:
-    await scenarios.call_returns_reply(runtime)
-
-
-async def test_deterministic_uuid_now_random(runtime: Runtime) -> None:
-    await scenarios.deterministic_context(runtime)
-
-
-async def test_replay_after_worker_restart(runtime: Runtime) -> None:
-    await scenarios.replay_after_restart(runtime)
-
-
-async def test_retry_after_honoured(runtime: Runtime) -> None:
-    await scenarios.retry_after_honoured(runtime)
-
-
-async def test_exhausted_retries_dead_letter(runtime: Runtime) -> None:
-    await scenarios.exhausted_retries_dead_letter(runtime)
-
-
-async def test_poison_record(runtime: Runtime) -> None:
-    await scenarios.poison_record(runtime)
 
 
 async def test_passivation_and_rehydration(tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,9 +52,9 @@ async def end_offsets(settings: Settings, namespace: str | None = None) -> dict[
 @pytest.mark.usefixtures("keep_logging")
 def test_an_unknown_session_is_reported_and_nothing_is_written(settings: Settings) -> None:
     before = asyncio.run(end_offsets(settings))
-    for command in ("show", "history"):
+    for command in ("show", "history", "export"):
         result = tether(settings, "sessions", command, "countr", "k1")
-        if command == "show":
+        if command in ("show", "export"):
             assert result.exit_code == 2, result.output
             assert "no session countr/k1" in result.output and "probe" in result.output
     assert asyncio.run(end_offsets(settings)) == before, "a read-only command wrote to the log"
@@ -62,7 +62,12 @@ def test_an_unknown_session_is_reported_and_nothing_is_written(settings: Setting
 
 @pytest.mark.usefixtures("keep_logging")
 def test_a_missing_namespace_or_data_dir_is_reported_and_not_created(settings: Settings, tmp_path: Path) -> None:
-    for args in (("sessions", "show", "probe", "k1"), ("sessions", "history", "probe", "k1"), ("saga", "list")):
+    for args in (
+        ("sessions", "show", "probe", "k1"),
+        ("sessions", "history", "probe", "k1"),
+        ("sessions", "export", "probe", "k1"),
+        ("saga", "list"),
+    ):
         result = tether(settings, *args, namespace="typo")
         assert result.exit_code == 2, result.output
         assert "namespace 'typo' has no" in result.output

@@ -15,7 +15,7 @@ from actors.runtime.deadletters import Failure, dead_letter
 from dlq import DeadLetter, Filter, Resolution, group_stats, parse_time
 from dlq.records import parse_id, render_bytes
 from dlq.replayer import POISON, Replayer, ReplayTarget, Transform
-from dlq.reports import Report
+from dlq.reports import ItemResult, Report
 from dlq.status import StatusStore, decode, resolve
 from eventstore import EmbeddedLog, OutRecord, Record, Topics
 
@@ -138,7 +138,7 @@ def test_spring_only_headers_parse_too() -> None:
     assert letter.error_class == "BoomException"
     assert letter.original_topic == "payments" and letter.original_offset == 41
     assert letter.attempts == 1 and letter.seen_ms == 77 and letter.first_seen_ms == 77
-    assert letter.category == "poison"  # the value is no Tether message
+    assert letter.category == "foreign" and letter.producer == "spring"  # the value is no Tether message
 
 
 def test_a_failed_replay_knows_what_it_replayed() -> None:
@@ -241,7 +241,12 @@ def test_parse_time() -> None:
 # -- grouping --------------------------------------------------------------------------------
 def test_stats_group_by_class_handler_and_first_line(letters: list[DeadLetter]) -> None:
     base = 1_700_000_000_000
-    rows = group_stats(letters)
+    # By default: error class and handler (a message line embeds ids and keys).
+    assert [(r.error_class, r.handler, r.message, r.count) for r in group_stats(letters)] == [
+        ("ValueError", "orders.charge", None, 2),
+        ("TerminalError", "orders.apply", None, 2),
+    ]
+    rows = group_stats(letters, dlq.GROUP_FIELDS)
     assert [(r.error_class, r.handler, r.message, r.count) for r in rows] == [
         ("ValueError", "orders.charge", "card declined", 2),
         ("TerminalError", "orders.apply", "bad item 2", 1),
@@ -344,6 +349,10 @@ async def test_dry_run_plans_transforms_poison_and_skips(letters: list[DeadLette
     ]
     assert report.items[3].reason and "RuntimeError: cannot fix this one" in report.items[3].reason
     assert report.items[4].session == "orders/p"
+    assert report.items[0].payload == {**letters[0].payload, "fixed": True}  # what a dry run would send
+    assert report.items[4].payload == {"n": 0}
+    raw = ItemResult(id="0-1", outcome="would-replay", payload={"blob": b"\xc1\xff"})
+    assert raw.to_json()["payload"] == {"blob": "wf8="}  # bytes that are not UTF-8 still print as JSON
 
     def bare(payload: Any) -> Any:
         return payload

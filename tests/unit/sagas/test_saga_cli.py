@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,7 @@ from sagas import SagaClient  # noqa: E402
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([coordinator, agent], settings) as rt:
-        yield rt
+pytestmark = pytest.mark.serves(coordinator, agent, reset=reset)
 
 
 async def _three_sagas(settings: Settings) -> None:
@@ -92,7 +86,7 @@ def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
     assert "stuck" in human.output and "flight" in human.output and "dead-lettered" in human.output
 
     missing = tether_saga("show", "nope")
-    assert missing.exit_code == 1 and "no saga 'nope'" in missing.output
+    assert missing.exit_code == 2 and "no saga 'nope'" in missing.output
 
 
 async def test_retry_resumes_a_stuck_saga(runtime: Runtime) -> None:

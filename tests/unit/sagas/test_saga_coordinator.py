@@ -5,8 +5,6 @@ worker stops mid-group. The same saga runs on Kafka in tests/integration/test_sa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from harness.saga_workload import (
@@ -27,19 +25,13 @@ from harness.saga_workload import (
     plan,
     reset,
 )
-from harness.session_harness import Runtime, assert_eventually, make_settings, open_runtime
+from harness.session_harness import Runtime, assert_eventually
 
 from actors.runtime.deadletters import HANDLER, KEY  # noqa: E402
 from sagas import SagaClient, SagaNotFoundError, find_saga, read_sagas  # noqa: E402
 
-
 # -- fixtures and helpers ----------------------------------------------------------------------
-@pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([coordinator, agent], settings) as rt:
-        yield rt
+pytestmark = pytest.mark.serves(coordinator, agent, reset=reset)
 
 
 def effects(saga_id: str) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,13 +34,7 @@ from actors.errors import SessionNotFoundError  # noqa: E402
 from actors.inspection.views import session_view  # noqa: E402
 from sagas import Saga, SagaClient  # noqa: E402
 
-
-@pytest.fixture
-async def runtime(tmp_path: Path, namespace: str) -> AsyncIterator[Runtime]:
-    reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([careful_coordinator, plain_coordinator, patient_coordinator], settings) as rt:
-        yield rt
+pytestmark = pytest.mark.serves(careful_coordinator, plain_coordinator, patient_coordinator, reset=reset)
 
 
 async def test_a_timed_out_step_is_compensated_before_the_ones_it_followed(runtime: Runtime) -> None:
