@@ -28,7 +28,7 @@ async def test_json_logs_parse_and_a_secret_reaches_no_log_dead_letter_or_caller
 ) -> None:
     settings = settings_for(request, backend, tmp_path / "data", namespace, partitions=2)
     worker = WorkerProcess(
-        "harness.observed_sessions:objects", worker_env(settings), tmp_path, args=["--log-format", "json"]
+        "harness.observed_sessions:objects", worker_env(settings), tmp_path, args=["--log-format", "json", "--json"]
     )
     worker.start()
     log = open_log(settings)
@@ -62,7 +62,9 @@ async def test_json_logs_parse_and_a_secret_reaches_no_log_dead_letter_or_caller
         finally:
             worker.cleanup()
     lines = [line for line in worker.output().splitlines() if line.strip()]
-    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    parsed = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert [r for r in parsed if r.get("ready")], "no ready line (--json)"
+    records = [r for r in parsed if not r.get("ready")]
     assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records)
     assert obs.SECRET not in worker.output()
     leaky = [r for r in records if r.get("object") == "leaky"]
