@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 
 from eventstore.errors import TetherError, UsageError
 
+from .observability.redaction import redact
+
 __all__ = [
     "ActorError",
     "BudgetExceededError",
@@ -224,7 +226,7 @@ MAX_ERROR_CHARS = 8192
 def error_payload(exc: BaseException) -> dict[str, Any]:
     """A failure as plain data for replies, journals and dead letters."""
     cls = type(exc)
-    message = str(exc)
+    message = redact(str(exc))  # it reaches the caller, the journal and the dead-letter headers
     if len(message) > MAX_ERROR_CHARS:  # an error message must never make its record too large
         message = f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -49,6 +50,17 @@ class RuntimeSettings(BaseModel):
     stall_warning: float = Field(default=1.0, gt=0)
     """Seconds the worker's event loop may be blocked (by handler code that does not await)
     before the worker logs a warning: while it is blocked, the group's heartbeats stop too."""
+
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus metrics on ``http://0.0.0.0:PORT/metrics`` (``tether serve --metrics-port``);
+    None: no endpoint and nothing recorded. Ray workers listen on PORT + their index."""
+    metrics_interval: float = Field(default=2.0, gt=0)
+    """Seconds between refreshes of the gauges (sessions, partitions, consumer lag)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, with the invocation's context (``--log-format``)."""
+    redact: str | None = None
+    """``module:function`` from text to text that masks secrets in error messages and stack
+    traces (logs, dead-letter headers, caller errors); default: `default_redact`."""
 
     @model_validator(mode="after")
     def _blob_store_named(self) -> RuntimeSettings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -27,6 +28,11 @@ from bench._harness import BENCH_DIR, REPO_ROOT, console
 from eventstore import EventLog, KafkaSettings, Record, TopicPartition, Topics, open_log, unpack
 from eventstore.kafka import client_kwargs
 from eventstore.settings import REVEAL_SECRETS
+
+METRICS_PORT_ENV = "TETHER_BENCH_METRICS_PORT"
+"""Set to a port to run the bench's worker subprocesses with metrics on (served on it and the
+15 ports above it: each subprocess takes the next, so workers of one workload never collide)."""
+_METRICS_OFFSETS = itertools.count()
 
 PARTITIONS = 8
 """Partitions of every Tether namespace here: as many as the raw pipeline's topics."""
@@ -194,6 +200,9 @@ class WorkerProcess:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
+        metrics_port = os.environ.get(METRICS_PORT_ENV)
+        if metrics_port:  # measure the cost of metrics: the worker records and serves them
+            env["TETHER_RUNTIME__METRICS_PORT"] = str(int(metrics_port) + next(_METRICS_OFFSETS) % 16)
         env.update(self.extra_env)
         cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", self.target, "-v"]
         if self.ray_workers:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors import Settings
+from actors.observability import tracing
 from actors.protocol.awakeables import parse_awakeable_id
 from actors.protocol.inbox import RESOLVE_HANDLER, Message, inbox_record
 from eventstore import EventLog, OutRecord, ProducerFencedError, Topics
@@ -38,7 +39,12 @@ UNPARKED = "resolved by an operator"
 
 
 def replay_message(letter: DeadLetter, object_name: str, key: str, handler: str, payload: Any) -> Message:
-    """The inbox message that replays `letter` (its id is ``dlq-replay:{dead letter id}``)."""
+    """The inbox message that replays `letter` (its id is ``dlq-replay:{dead letter id}``).
+
+    It carries the trace context of the message that failed, so the replayed invocation joins
+    the trace it failed in (the replayer's own, when the original had none).
+    """
+    original = letter.message.trace_parent if letter.message is not None else None
     return Message(
         id=letter.replay_message_id,
         o=object_name,
@@ -46,6 +52,7 @@ def replay_message(letter: DeadLetter, object_name: str, key: str, handler: str,
         h=handler,
         p=payload,
         ts=int(time.time() * 1000),
+        tp=original or tracing.current_traceparent(),
     )
 
 

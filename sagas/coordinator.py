@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
 from actors.clock import clock
+from actors.observability.redaction import redact
 
 from .events import (
     FOLDS,
@@ -114,7 +115,7 @@ def _now() -> datetime:
 
 
 def _error(exc: BaseException, policy: RetryPolicy, timeout: float | None) -> ErrorInfo:
-    message = str(exc)
+    message = redact(str(exc))  # kept in the saga's events and shown by `tether saga show`
     if isinstance(exc, TimeoutError) and not message:
         message = f"attempt timed out after {timeout} s"
     return ErrorInfo(type=type(exc).__name__, message=message[:2000], retryable=policy.retries(exc))

@@ -26,6 +26,7 @@ from eventstore.errors import ConfigurationError, LogUnavailableError, TetherErr
 
 from ..hosting.logs import configure_logging
 from ..inspection.terminal import printable
+from ..observability import redaction
 from ..protocol.inbox import RESOLVE_HANDLER
 from ..settings import Settings
 
@@ -134,6 +135,12 @@ def settings_options(fn: F) -> F:
         help="Partitions of a new namespace (TETHER_PARTITIONS).",
     )
     @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
+    @click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default=None,
+        help="Log lines as text or one JSON object each (TETHER_RUNTIME__LOG_FORMAT; default text).",
+    )
     @functools.wraps(fn)
     def wrapper(
         namespace: str | None,
@@ -141,9 +148,18 @@ def settings_options(fn: F) -> F:
         data_dir: Path | None,
         partitions: int | None,
         verbose: int,
+        log_format: str | None,
         **kwargs: Any,
     ) -> Any:
-        configure_logging(verbose)
+        configure_logging(verbose)  # until the settings say which format (a bad one is reported)
+        base = load_settings()
+        if log_format is not None:
+            base = base.model_copy(update={"runtime": base.runtime.model_copy(update={"log_format": log_format})})
+        try:
+            redaction.install(redaction.load_redactor(base.runtime.redact))
+        except TetherError as exc:
+            fail(exc, EXIT_USAGE)
+        configure_logging(verbose, log_format=base.runtime.log_format)
         overrides: dict[str, Any] = {}
         if namespace:
             overrides["namespace"] = namespace
@@ -151,7 +167,6 @@ def settings_options(fn: F) -> F:
             overrides["data_dir"] = data_dir
         if partitions:
             overrides["partitions"] = partitions
-        base = load_settings()
         if bootstrap:
             overrides["kafka"] = base.kafka.model_copy(update={"bootstrap_servers": bootstrap})
             overrides["backend"] = "kafka"
@@ -175,11 +190,29 @@ def settings_options(fn: F) -> F:
 @click.option("--workers", type=int, default=1, show_default=True, help="Workers (with --ray).")
 @click.option("--ray-address", default=None, help="An existing Ray cluster (default: start a local one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ready line (and errors) as JSON.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (TETHER_RUNTIME__METRICS_PORT); Ray workers use PORT + index.",
+)
 @settings_options
-def serve(settings: Settings, target: str, use_ray: bool, workers: int, ray_address: str | None, as_json: bool) -> None:
+def serve(
+    settings: Settings,
+    target: str,
+    use_ray: bool,
+    workers: int,
+    ray_address: str | None,
+    as_json: bool,
+    metrics_port: int | None,
+) -> None:
     """Serve the session types in MODULE:OBJECT until SIGTERM or Ctrl-C."""
     from ..hosting.worker import load_objects
     from ..hosting.worker import serve as serve_worker
+
+    if metrics_port is not None:
+        runtime = settings.runtime.model_copy(update={"metrics_port": metrics_port})
+        settings = settings.model_copy(update={"runtime": runtime})
 
     sys.path.insert(0, ".")
     objects = load_objects(target)

@@ -31,6 +31,7 @@ from ..errors import (
     UnknownHandlerError,
     UnknownObjectError,
 )
+from ..observability import tracing
 from ..protocol.awakeables import parse_awakeable_id
 from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record, invocation_id, session_key
 from ..settings import Settings
@@ -178,6 +179,7 @@ class Client:
             p=payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload,
             rp=self._reply_partition if reply else None,
             ts=now,
+            tp=tracing.current_traceparent(),
         )
 
     def _record(self, message: Message) -> OutRecord:
@@ -270,8 +272,18 @@ class Client:
         timeout: float | None = None,
     ) -> str:
         """`send` by names, with a JSON-like payload (for tools and dynamic callers)."""
-        message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
-        await self._append(message, timeout=timeout)
+        span = tracing.client_span(
+            f"send {object_name}.{handler}", one_way=True, attributes=_span_attributes(object_name, key, handler)
+        )
+        try:
+            message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
+            await self._append(message, timeout=timeout)
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end(attributes={"tether.message_id": message.id})
         return message.id
 
     async def send_many(
@@ -304,6 +316,28 @@ class Client:
         items = list(messages)
         if idempotency_keys is not None and len(idempotency_keys) != len(items):
             raise UsageError(f"{len(idempotency_keys)} idempotency keys for {len(items)} messages; give one each")
+        span = tracing.client_span(
+            f"send {handler.object_name}.{handler.name}",
+            one_way=True,
+            attributes={**_span_attributes(handler.object_name, None, handler.name), "tether.batch_size": len(items)},
+        )
+        try:
+            ids = await self._send_batch(handler, items, idempotency_keys, timeout)
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end()
+        return ids
+
+    async def _send_batch(
+        self,
+        handler: Handler[Any, Any, Any],
+        items: list[tuple[str, BaseModel]],
+        idempotency_keys: Sequence[str] | None,
+        timeout: float | None,
+    ) -> list[str]:
         batch = [
             self._message(
                 handler.object_name,
@@ -376,6 +410,31 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Any:
         """`call` by names; returns the JSON-like result."""
+        span = tracing.client_span(
+            f"call {object_name}.{handler}", one_way=False, attributes=_span_attributes(object_name, key, handler)
+        )
+        try:
+            result = await self._call_raw(
+                object_name, key, handler, payload, timeout=timeout, idempotency_key=idempotency_key
+            )
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end()
+        return result
+
+    async def _call_raw(
+        self,
+        object_name: str,
+        key: str,
+        handler: str,
+        payload: Any,
+        *,
+        timeout: float,
+        idempotency_key: str | None,
+    ) -> Any:
         message = self._message(object_name, key, handler, payload, idempotency_key, reply=True)
         waiting = (message.session, message.id)
         future = self._waiting.get(waiting)
@@ -523,3 +582,10 @@ class Client:
         result = await self.call_raw(object_name, key, STATE_HANDLER, None, timeout=timeout)
         assert isinstance(result, dict)
         return result
+
+
+def _span_attributes(object_name: str, key: str | None, handler: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"tether.object": object_name, "tether.handler": handler}
+    if key is not None:
+        out["tether.key"] = key
+    return out

@@ -6,26 +6,49 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
+
+from ..observability.redaction import redact
+from ..observability.scope import InvocationLogFilter
 
 CLIENT_LOGGERS = ("aiokafka", "kafka")
 """Loggers of the Kafka clients: during a broker outage they log hundreds of lines a second."""
 
 
-class _JsonFormatter(logging.Formatter):
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the invocation's context, exception.
+
+    The context (``namespace``, ``object``, ``key``, ``handler``, ``invocation_id``, ``attempt``,
+    ``trace_id``) is there when an invocation's task logs (see `InvocationLogFilter`). Message and
+    exception text are redacted.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+        """The record as one line of JSON."""
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
-        for key in ("session", "handler", "invocation"):
-            if hasattr(record, key):
-                out[key] = getattr(record, key)
+        context = getattr(record, "tether", None)
+        if isinstance(context, dict):
+            out.update(context)
+        else:
+            for key in ("session", "handler", "invocation"):
+                if hasattr(record, key):
+                    out[key] = getattr(record, key)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+class RedactingFormatter(logging.Formatter):
+    """The text format, with secrets masked in the message and the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted."""
+        return redact(super().format(record))
 
 
 class OutageFilter(logging.Filter):
@@ -86,16 +109,23 @@ def broker_answered() -> None:
             installed.recovered()
 
 
-def configure_logging(verbose: int = 0, *, json_lines: bool = False) -> None:
-    """Log to stderr: INFO with `verbose >= 1`, DEBUG with 2; aiokafka stays at WARNING."""
+LogFormat = Literal["text", "json"]
+
+
+def configure_logging(verbose: int = 0, *, json_lines: bool = False, log_format: LogFormat | None = None) -> None:
+    """Log to stderr: INFO with `verbose >= 1`, DEBUG with 2; aiokafka stays at WARNING.
+
+    `log_format` ``json`` (or `json_lines`) writes one JSON object per line (`JsonFormatter`).
+    """
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(_JsonFormatter())
+    if json_lines or log_format == "json":
+        handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     outage = OutageFilter()
     handler.addFilter(outage)
+    handler.addFilter(InvocationLogFilter())
     _INSTALLED[:] = [outage]
     root = logging.getLogger()
     root.handlers[:] = [handler]

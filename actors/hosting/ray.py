@@ -103,13 +103,13 @@ class WorkerHost:
         sys_paths: Sequence[str] = (),
         verbose: int = 0,
     ) -> None:
-        configure_logging(verbose)
+        self._settings = Settings.model_validate(dict(settings))
+        configure_logging(verbose, log_format=self._settings.runtime.log_format)
         for path in reversed(sys_paths):
             if path not in sys.path and os.path.isdir(path):
                 sys.path.insert(0, path)
         self._name = name
         self._objects = load_objects(target)
-        self._settings = Settings.model_validate(dict(settings))
         self._worker: _CountingWorker | None = None
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -397,6 +397,8 @@ class RayWorkerPool:
             data = settings.model_dump(mode="json", context={REVEAL_SECRETS: True})
             if settings.kafka.group_instance_id:  # static membership: one stable id per worker
                 data["kafka"]["group_instance_id"] = f"{settings.kafka.group_instance_id}-{i}"
+            if settings.runtime.metrics_port:  # one endpoint per worker: PORT + index
+                data["runtime"]["metrics_port"] = settings.runtime.metrics_port + i
             try:
                 handle = WorkerActor.options(name=name, namespace=RAY_NAMESPACE).remote(
                     target, data, name=name, sys_paths=[root] if root else [], verbose=_verbosity()

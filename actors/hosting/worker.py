@@ -21,6 +21,8 @@ from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
 from ..definitions import VirtualObject
+from ..observability import redaction
+from ..observability.metrics import METRICS, WorkerSnapshot, serve_metrics
 from ..runtime.invocation import StepOverrides
 from ..runtime.processor import PartitionProcessor
 from ..runtime.stalls import LoopWatchdog
@@ -76,6 +78,11 @@ class Worker:
             session_timeout=self.settings.kafka.session_timeout_ms / 1000 if kafka else None,
         )
         """Counts (and logs) the times handler code blocked this worker's event loop."""
+        self.metrics_snapshot = WorkerSnapshot()
+        """Gauges for the metrics endpoint, refreshed every `metrics_interval` s while it is served."""
+        self._gauges: asyncio.Task[None] | None = None
+        self.metrics_port: int | None = None
+        """The port metrics are served on (None: not served)."""
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -88,6 +95,13 @@ class Worker:
 
     async def start(self) -> None:
         """Join the group; partitions are restored as they are assigned."""
+        runtime = self.settings.runtime
+        redaction.install(redaction.load_redactor(runtime.redact))
+        if runtime.metrics_port is not None:
+            self.metrics_port = serve_metrics(runtime.metrics_port)
+            log.info("metrics on http://0.0.0.0:%d/metrics", self.metrics_port)
+            METRICS.watch(self)
+            self._gauges = asyncio.create_task(self._refresh_gauges(runtime.metrics_interval), name="tether-gauges")
         if self._owns_log:
             await self._log.start()
         await self._log.create_topics(self.topics.specs(self.settings.partitions))
@@ -124,6 +138,11 @@ class Worker:
         """Commit what finished, leave the group, release every partition."""
         self._stopping.set()
         await self.watchdog.stop()
+        if self._gauges is not None:
+            self._gauges.cancel()
+            await asyncio.gather(self._gauges, return_exceptions=True)
+            self._gauges = None
+        METRICS.unwatch(self)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -253,6 +272,31 @@ class Worker:
                 # A failed restore waits a second before it is tried again; a failed partition not.
                 self._start_restore(p, delay=1.0 if p in self._restore_failed else 0.0)
             self._restore_failed.discard(p)
+
+    # -- gauges ----------------------------------------------------------------------------
+    async def _refresh_gauges(self, interval: float) -> None:
+        """Take `metrics_snapshot` on the event loop (a scrape thread must not walk the sessions)."""
+        while True:
+            if not METRICS.enabled:  # turned off in this process (`METRICS.enable(False)`)
+                await asyncio.sleep(interval)
+                continue
+            snap = WorkerSnapshot(partitions=len(self.processors))
+            for p, processor in list(self.processors.items()):
+                snap.resident += sum(1 for s in list(processor.sessions.values()) if s.state is not None)
+                snap.suspended += len(processor.waits.suspended)
+                snap.timers += len(processor.waits.timers)
+                try:
+                    end = await self._log.end_offset(self.topics.inbox, p)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # an outage: keep the last value of this partition
+                    end = None
+                if end is not None:
+                    snap.lag[p] = max(0, end - processor.offsets.watermark())
+                elif p in self.metrics_snapshot.lag:
+                    snap.lag[p] = self.metrics_snapshot.lag[p]
+            self.metrics_snapshot = snap
+            await asyncio.sleep(interval)
 
     # -- fetch loop ------------------------------------------------------------------------
     async def _run(self) -> None:

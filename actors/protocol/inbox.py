@@ -1,8 +1,10 @@
 """Inbox records: a message to a session, and the ids derived from it.
 
 Key ``{object}/{key}``; value `Message` as a msgpack map with short keys (``id``, ``o``, ``k``,
-``h``, ``p``, ``rp``, ``ts``, ``nb``, ``sj``). Messages written before ``nb`` and ``sj`` existed
-decode with their defaults.
+``h``, ``p``, ``rp``, ``ts``, ``nb``, ``sj``, ``tp``). Messages written before ``nb`` and ``sj``
+existed decode with their defaults. ``tp`` (since 0.3: the sender's W3C ``traceparent``) is
+written only when the sender traced the message, so an untraced message has the bytes it had
+before; messages without it decode with None.
 
 Message ids (and so idempotency keys) are scoped to their session: the same id sent to two
 sessions is two messages. Everything the runtime derives from a message (`invocation_id`,
@@ -56,6 +58,8 @@ class Message(BaseModel):
     seed_journal: list[dict[str, Any]] | None = Field(default=None, alias="sj")
     """Steps to reuse instead of running them (`tether sessions restart --from-step`), in the
     seed form of `actors.protocol.entries.Step.to_seed`."""
+    trace_parent: str | None = Field(default=None, alias="tp", max_length=128)
+    """The W3C ``traceparent`` of the span that sent it (None when the sender traced nothing)."""
 
     @property
     def session(self) -> str:
@@ -68,8 +72,14 @@ class Message(BaseModel):
         return invocation_id(self.session, self.id)
 
     def to_wire(self) -> dict[str, Any]:
-        """The msgpack map of this message (also embedded in wait entries)."""
-        return self.model_dump(by_alias=True)
+        """The msgpack map of this message (also embedded in wait entries).
+
+        ``tp`` is left out when None: an untraced message keeps the bytes of earlier releases.
+        """
+        wire = self.model_dump(by_alias=True)
+        if wire["tp"] is None:
+            del wire["tp"]
+        return wire
 
     @classmethod
     def from_wire(cls, raw: Any) -> Message:  # noqa: ANN401 - any unpacked value

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from eventstore.records import OutRecord, Record
 
 from ..clock import now_ms
+from ..observability.redaction import redact
 from ..protocol.deadletter import (
     ATTEMPTS,
     CATEGORIES,
@@ -105,8 +106,8 @@ def dead_letter(
         consumer_group=group,
         exception_fqcn=f"{cls.__module__}.{cls.__qualname__}",
         exception_cause_fqcn=f"{type(cause).__module__}.{type(cause).__qualname__}" if cause is not None else None,
-        exception_message=str(exc)[:4000],
-        stacktrace="".join(traceback.format_exception(exc))[-16000:],
+        exception_message=redact(str(exc))[:4000],
+        stacktrace=redact("".join(traceback.format_exception(exc)))[-16000:],
         object_name=failure.object_name,
         key=failure.key,
         handler=failure.handler,

@@ -11,11 +11,13 @@ import asyncio
 import inspect
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from ..clock import clock, now_ms
@@ -31,6 +33,9 @@ from ..errors import (
     TerminalError,
     error_payload,
 )
+from ..observability import tracing
+from ..observability.metrics import METRICS
+from ..observability.scope import current as current_scope
 from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
 from ..protocol.awakeables import awakeable_id, cancel_awakeable_id
 from ..protocol.entries import Completion, Step
@@ -203,6 +208,11 @@ class Invocation(ObjectContext[S]):
         awk_id = awakeable_id(self.message.object, self.message.key, self.message.id, self._awakeables)
         return _Awakeable(self, awk_id, result_type)
 
+    @property
+    def cost(self) -> float:
+        """Cost units charged so far by this run (`charge`)."""
+        return self._cost
+
     async def check_cancelled(self) -> None:
         """Raise `InvocationCancelledError` once, if an operator cancelled this invocation.
 
@@ -238,6 +248,10 @@ class Invocation(ObjectContext[S]):
 
     def charge(self, cost: float) -> None:
         self._cost += cost
+        if not self.replaying:  # a charge the journal shows was made before is not counted twice
+            scope = current_scope()
+            if scope is not None:
+                scope.cost += cost
         budget = self._budget
         if budget is not None and budget.cost is not None and self._cost > budget.cost:
             raise BudgetExceededError(f"cost {self._cost:g} exceeds the invocation budget of {budget.cost:g}")
@@ -247,7 +261,9 @@ class Invocation(ObjectContext[S]):
         handler = self._obj.handlers.get(self.message.handler)
         return handler.budget if handler is not None else None
 
-    def _count_retry(self) -> None:
+    def _count_retry(self, step: str) -> None:
+        if METRICS.enabled:
+            METRICS.step_retry(self._obj.name, step)
         self._retries += 1
         budget = self._budget
         if budget is not None and budget.retries is not None and self._retries > budget.retries:
@@ -347,6 +363,58 @@ class Invocation(ObjectContext[S]):
             fn = overrides.wrap(name, fn)
         policy = retry or STEP_RETRY
         started = now_ms()
+        t0 = time.perf_counter()
+        cost_before = self._cost
+        span = self._step_span(name, index) if tracing.enabled() else None
+        try:
+            plain, attempt = await self._execute(
+                name, index, fn, results, policy, started, timeout, heartbeat_timeout, fallback, fallback_after, circuit
+            )
+        except BaseException as exc:
+            if METRICS.enabled and not isinstance(exc, asyncio.CancelledError):
+                METRICS.step(self._obj.name, name, "error", time.perf_counter() - t0)
+            if span is not None:
+                error = None if isinstance(exc, asyncio.CancelledError) else exc
+                span.end(error, {"tether.cost": self._cost - cost_before})
+            raise
+        if METRICS.enabled:
+            METRICS.step(self._obj.name, name, "ok", time.perf_counter() - t0)
+        if span is not None:
+            span.end(attributes={"tether.attempts": attempt, "tether.cost": self._cost - cost_before})
+        # The live result is decoded from the journaled data, exactly as a replay decodes it.
+        return results.decode(plain)  # type: ignore[no-any-return]
+
+    def _step_span(self, name: str, index: int) -> tracing.SpanScope:
+        m = self.message
+        return tracing.SpanScope(
+            f"step {name}",
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "tether.object": m.object,
+                "tether.key": m.key,
+                "tether.handler": m.handler,
+                "tether.invocation_id": m.invocation_id,
+                "tether.attempt": self._attempt,
+                "tether.step": name,
+                "tether.step_index": index,
+            },
+        )
+
+    async def _execute(
+        self,
+        name: str,
+        index: int,
+        fn: Callable[[], Awaitable[T]] | Callable[[], T],
+        results: StepResults,
+        policy: RetryPolicy,
+        started: int,
+        timeout: float | None,
+        heartbeat_timeout: float | None,
+        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None,
+        fallback_after: int,
+        circuit: CircuitPolicy | None,
+    ) -> tuple[Any, int]:
+        """Run a step that is not in the journal until it succeeds or fails for good; journal it."""
         attempt = 0
         failures = 0
         breaker = Breakers.get(name, circuit) if circuit is not None else None
@@ -373,7 +441,10 @@ class Invocation(ObjectContext[S]):
             except Exception as exc:
                 transient = policy.retries(exc)
                 if breaker is not None and not on_fallback and not isinstance(exc, CircuitOpenError):
+                    was_open = breaker.opened_at
                     breaker.failed()
+                    if METRICS.enabled and breaker.opened_at is not None and breaker.opened_at != was_open:
+                        METRICS.circuit_opened(self._obj.name, name)
                 failures += 1
                 if fallback is not None and not on_fallback and transient and failures >= fallback_after:
                     # A cheaper model, a cached answer: used once the primary kept failing.
@@ -382,7 +453,7 @@ class Invocation(ObjectContext[S]):
                     continue
                 delay = policy.next_delay(attempt, exc)
                 if delay is not None:
-                    self._count_retry()
+                    self._count_retry(name)
                     self.logger.warning("step %s attempt %d failed: %r; retrying in %.2f s", name, attempt, exc, delay)
                     await clock().sleep(delay)
                     continue
@@ -395,8 +466,7 @@ class Invocation(ObjectContext[S]):
         await self._host.journal_step(
             self.message, Step(self.message.id, index, name, journaled, None, attempt, started, _ms(), ref)
         )
-        # The live result is decoded from the journaled data, exactly as a replay decodes it.
-        return results.decode(plain)  # type: ignore[no-any-return]
+        return plain, attempt
 
     async def _blob(self, name: str, ref: str) -> Any:  # noqa: ANN401 - a step's journal form
         blobs = self._host.step_blobs
@@ -417,6 +487,7 @@ class Invocation(ObjectContext[S]):
             h=handler.name,
             p=payload.model_dump(mode="json"),
             ts=self.message.timestamp_ms,
+            tp=tracing.current_traceparent(),
         )
         self.outgoing.append(message)
         return message.id

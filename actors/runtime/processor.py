@@ -46,10 +46,12 @@ from ..errors import (
     UnknownObjectError,
     error_payload,
 )
+from ..observability.metrics import METRICS, UNKNOWN
+from ..observability.scope import InvocationScope, set_outcome
 from ..protocol.awakeables import awakeable_id, cancelled_message, parse_awakeable_id
 from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
-from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
+from ..protocol.inbox import RESERVED_HANDLERS, RESOLVE_HANDLER, STATE_HANDLER, Message
 from ..protocol.inbox import invocation_id as invocation_id_of
 from ..protocol.replies import Reply
 from ..protocol.streams import StreamChunk
@@ -148,7 +150,10 @@ class PartitionProcessor:
 
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
+        clock = time.perf_counter()
         restored = await restore(self.log, self.topics, self.partition, self.group)
+        if METRICS.enabled:
+            METRICS.restored(time.perf_counter() - clock, restored.records)
         self.adopt(restored)
         return restored.resume
 
@@ -307,6 +312,17 @@ class PartitionProcessor:
         return handler
 
     # -- running ---------------------------------------------------------------------------
+    def _scope(self, message: Message) -> InvocationScope:
+        """The log context, span and outcome metrics of one run of `message`'s invocation."""
+        obj = self.objects.get(message.object)
+        if obj is None:
+            object_label = handler_label = UNKNOWN
+        else:
+            object_label = message.object
+            known = message.handler in obj.handlers or message.handler in RESERVED_HANDLERS
+            handler_label = message.handler if known else UNKNOWN
+        return InvocationScope(self.topics.namespace, message, object_label=object_label, handler_label=handler_label)
+
     async def _drain(self, session: Session) -> None:
         try:
             while session.queue and session.blocked_by is None:
@@ -323,6 +339,10 @@ class PartitionProcessor:
             session.last_used = time.monotonic()
 
     async def _shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:
+        with self._scope(message):
+            await self._run_shared(session, record, message, handler)
+
+    async def _run_shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:
         obj = self.objects.get(message.object)
         if isinstance(handler, BaseException) or obj is None:
             assert isinstance(handler, BaseException)
@@ -364,6 +384,7 @@ class PartitionProcessor:
             self._fail_message(record, message, error, "terminal", 1, [], offset=offset)
             return
         log.info("%s.%s refused: %s", message.session, message.handler, error)
+        set_outcome("error", error)
         self._finish(offset, [self._reply(message, {"err": error_payload(error)})])
 
     def step_limit(self, message: Message, index: int) -> int:
@@ -415,6 +436,12 @@ class PartitionProcessor:
         )
 
     async def _invoke(self, session: Session, offset: int, message: Message, record: Record) -> None:
+        with self._scope(message) as scope:
+            await self._run_invocation(scope, session, offset, message, record)
+
+    async def _run_invocation(
+        self, scope: InvocationScope, session: Session, offset: int, message: Message, record: Record
+    ) -> None:
         handler = self._handler(message)
         if isinstance(handler, BaseException) or handler is None:
             self._refuse(record, message, handler or TerminalError("no handler"), offset)
@@ -424,6 +451,7 @@ class PartitionProcessor:
         previous = session.recorded(message.id, now_ms(), self.settings.retention_ms)
         if previous is not None:
             # A duplicate (client retry or redelivery): answer again, change nothing.
+            scope.outcome = "duplicate"
             records = [self._reply(message, previous)] if message.reply_partition is not None else []
             self._finish(offset, records)
             return
@@ -443,6 +471,7 @@ class PartitionProcessor:
         started = now_ms()
         while True:
             attempt += 1
+            scope.attempt = attempt
             journal = self.journals.setdefault(inv_id, {})
             legacy = self.legacy_journals.pop(message.id, None) if self.legacy_journals else None
             for n, entry in (legacy or {}).items():
@@ -583,6 +612,7 @@ class PartitionProcessor:
         if cancelled:
             # An operator's decision, recorded in the session's history: no dead letter.
             log.warning("%s.%s %s", message.session, message.handler, exc)
+            set_outcome("cancelled", exc)
         else:
             log.error(
                 "%s.%s failed for good (%s after %d attempt(s)): %s; dead-lettered",
@@ -592,6 +622,7 @@ class PartitionProcessor:
                 attempts,
                 exc,
             )
+            set_outcome("dead_lettered", exc)
             failure = Failure(
                 exc,
                 category,
@@ -647,6 +678,8 @@ class PartitionProcessor:
         return inbox_record(self.topics, self.partition, message, offset)
 
     def _dead_letter(self, record: Record, failure: Failure) -> OutRecord:
+        if METRICS.enabled:
+            METRICS.dead_letter(failure.category)
         return dead_letter(
             record,
             failure,
@@ -702,6 +735,7 @@ class PartitionProcessor:
         if self.waits.completed(awakeable):
             self._timer_due(inv_id)  # resolved while it was still running
         log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
+        set_outcome("suspended")
         self._finish(offset, [record], events_records=1)
 
     def _adopt_queued(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
@@ -858,7 +892,10 @@ class PartitionProcessor:
                         or time.monotonic() - self._offsets_at >= self.settings.offset_commit_interval
                     )
                 )
+                clock = time.perf_counter()
                 await self._commit(batch.records + extra, watermark if commit_offsets else None)
+                if METRICS.enabled:
+                    METRICS.committed(len(batch.records) + len(extra), time.perf_counter() - clock)
                 self._on_commit()
                 self._since_checkpoint = 0 if checkpointed else self._since_checkpoint + batch.events_records
                 if commit_offsets:

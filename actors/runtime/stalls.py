@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ..observability.metrics import METRICS
+
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +56,8 @@ class LoopWatchdog:
         """Record (and log) a stall of `late` seconds."""
         self.stalls += 1
         self.longest = max(self.longest, late)
+        if METRICS.enabled:
+            METRICS.stall(late)
         risk = ""
         if self.session_timeout is not None:
             risk = (

@@ -295,8 +295,11 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 class WorkerProcess:
     """One `tether serve` subprocess at a time; every (re)start logs to a new file."""
 
-    def __init__(self, target: str, env: dict[str, str], log_dir: Path, name: str = "worker") -> None:
+    def __init__(
+        self, target: str, env: dict[str, str], log_dir: Path, name: str = "worker", args: Sequence[str] = ()
+    ) -> None:
         self.target = target
+        self.args = list(args)
         self.env = env
         self.log_dir = log_dir
         self.name = name
@@ -315,6 +318,7 @@ class WorkerProcess:
             "serve",
             self.target,
             os.environ.get("TETHER_TEST_WORKER_VERBOSITY", "-v"),
+            *self.args,
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)

@@ -15,11 +15,11 @@ from pathlib import Path
 from harness import isolation_sessions as iso
 from harness.session_harness import WAIT, make_settings, open_runtime
 
-from actors import Client, Settings  # noqa: E402
-from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key  # noqa: E402
-from actors.runtime.sessions import Session  # noqa: E402
-from actors.runtime.waits import now_ms  # noqa: E402
-from eventstore import OutRecord, Topics, pack, partition_for, unpack  # noqa: E402
+from actors import Client, Settings
+from actors.protocol import CHECKPOINT_KEY, Message, Reply, invocation_id, session_key
+from actors.runtime.sessions import Session
+from actors.runtime.waits import now_ms
+from eventstore import OutRecord, Topics, pack, partition_for, unpack
 
 DAY_MS = 86_400_000
 
@@ -161,3 +161,29 @@ def test_malformed_stream_records_raise_a_decode_error() -> None:
     ):
         with pytest.raises(DecodeError):
             decode_stream_record(garbage)
+
+
+# Since 0.3: a traced message carries its sender's W3C traceparent (``tp``); an untraced one is
+# written without the key, byte for byte as before.
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+NEW_MESSAGE_TRACED = (
+    b"\x8a\xa2id\xa2m1\xa1o\xa5agent\xa1k\xa2k1\xa1h\xa3ask\xa1p\x81\xa1q\x01\xa2rp\x03\xa2ts\xcf\x00\x00\x01"
+    b"\x8f4\x06\x9e\x00\xa2nb\xc0\xa2sj\xc0\xa2tp\xd9700-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+)
+
+
+def test_traced_message_golden_bytes_and_messages_without_trace_context() -> None:
+    from harness import golden_formats as golden
+
+    traced = Message(id="m1", o="agent", k="k1", h="ask", p={"q": 1}, rp=3, ts=1_714_564_800_000, tp=TRACEPARENT)
+    assert traced.encode() == NEW_MESSAGE_TRACED
+    assert Message.decode(NEW_MESSAGE_TRACED) == traced
+    # Written before ``tp`` existed: decoded without trace context, and written back unchanged.
+    old = Message.decode(golden.MESSAGE)
+    assert old.trace_parent is None and old.encode() == golden.MESSAGE
+    assert old.model_copy(update={"trace_parent": TRACEPARENT}).encode() == NEW_MESSAGE_TRACED
+    # The context survives a wait: the suspended message is embedded in its entry.
+    from actors.protocol.entries import Suspend, decode
+
+    entry = decode(Suspend(traced, 7, 5, None, [], 0, 2).encode())
+    assert isinstance(entry, Suspend) and entry.message.trace_parent == TRACEPARENT

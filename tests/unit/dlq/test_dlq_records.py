@@ -394,3 +394,20 @@ def test_exports_are_sorted_and_resolve() -> None:
         assert getattr(dlq, name) is not None
     assert issubclass(dlq.DlqError, dlq.TetherError)
     assert Resolution.model_fields["history"].default == ()
+
+
+def test_a_replay_keeps_the_trace_context_of_the_message_that_failed() -> None:
+    from actors.messages import Message, session_key
+    from actors.runtime.deadletters import Failure, dead_letter
+    from dlq.records import DeadLetter
+    from dlq.sender import replay_message
+    from eventstore import Record
+
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    for tp in (traceparent, None):
+        message = Message(id="m-1", o="agent", k="k1", h="ask", p={"q": 1}, ts=1, tp=tp)
+        source = Record("ns.inbox", 0, 4, session_key("agent", "k1"), message.encode(), (), 1)
+        letter = dead_letter(source, Failure(RuntimeError("down"), "terminal"), dlq_topic="ns.dlq", group="g")
+        parsed = DeadLetter.from_record(Record("ns.dlq", 0, 9, letter.key, letter.value, letter.headers, 2))
+        replay = replay_message(parsed, "agent", "k1", "ask", {"q": 1})
+        assert replay.id == parsed.replay_message_id and replay.trace_parent == tp

@@ -1,0 +1,134 @@
+"""OpenTelemetry traces: a span per invocation and per executed step, context in messages.
+
+Tether uses the OpenTelemetry *API* only; the SDK and its exporters are the application's
+choice (``opentelemetry.trace.set_tracer_provider``). Until a tracer provider is set, nothing
+is created or propagated: `enabled` is one check per invocation.
+
+The trace context of a message travels in the message itself (``tp``: a W3C ``traceparent``),
+so it survives what the runtime does with messages: suspensions and timers (the message is
+kept in the wait entry), delayed sends, dead letters (their value is the original record) and
+their replays. A step replayed from the journal makes no span: a trace shows what ran, once.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import ProxyTracerProvider, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .redaction import redact
+
+TRACER_NAME = "tether"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_tracer: trace.Tracer | None = None
+_provider: object | None = None
+
+
+trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, if any
+_UNKNOWN = object()
+
+
+def enabled() -> bool:
+    """Whether an application set a tracer provider (until then spans would all be no-ops).
+
+    Asked a few times per invocation: it reads the API's global first (``get_tracer_provider``
+    also looks up an environment variable on every call while no provider is set).
+    """
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None:
+        return False
+    if provider is _UNKNOWN:  # an API version without that global
+        provider = trace.get_tracer_provider()
+    return not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def tracer() -> trace.Tracer:
+    """Tether's tracer from the current provider (re-fetched when the provider changes)."""
+    global _tracer, _provider
+    provider = trace.get_tracer_provider()
+    if _tracer is None or provider is not _provider:
+        _tracer = trace.get_tracer(TRACER_NAME, tracer_provider=provider)
+        _provider = provider
+    return _tracer
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, or None (no tracing or no span)."""
+    if not enabled():
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def parent_of(traceparent: str | None) -> otel_context.Context | None:
+    """The context a ``traceparent`` names (None for None or a malformed one: a new trace)."""
+    if not traceparent:
+        return None
+    ctx = _PROPAGATOR.extract({"traceparent": traceparent})
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        return None
+    return ctx
+
+
+def trace_id_of(span: Span | None) -> str | None:
+    """The 32 hex digits of `span`'s trace id (None without a valid span)."""
+    if span is None:
+        return None
+    sc = span.get_span_context()
+    return format(sc.trace_id, "032x") if sc.is_valid else None
+
+
+def record_error(span: Span, exc: BaseException) -> None:
+    """Mark `span` failed the OpenTelemetry way, with the exception's text redacted."""
+    message = redact(str(exc))
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": message,
+            "exception.stacktrace": redact("".join(traceback.format_exception(exc))),
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"[:1024]))
+
+
+class SpanScope:
+    """A span made current in the running task until `end` (for spans that outlive a ``with``)."""
+
+    __slots__ = ("span", "_token")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        parent: otel_context.Context | None = None,
+    ) -> None:
+        self.span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes)
+        self._token: object | None = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def end(self, error: BaseException | None = None, attributes: dict[str, Any] | None = None) -> None:
+        """Record `error` (if any) and `attributes`, end the span, restore the previous context."""
+        if attributes:
+            self.span.set_attributes(attributes)
+        if error is not None:
+            record_error(self.span, error)
+        self.span.end()
+        if self._token is not None:
+            try:
+                otel_context.detach(self._token)  # type: ignore[arg-type]
+            except ValueError:  # ended in another context than it started in: nothing to restore
+                pass
+            self._token = None
+
+
+def client_span(name: str, *, one_way: bool, attributes: dict[str, Any]) -> SpanScope | None:
+    """A span around a client's call (CLIENT) or send (PRODUCER), if tracing is on."""
+    if not enabled():
+        return None
+    return SpanScope(name, kind=SpanKind.PRODUCER if one_way else SpanKind.CLIENT, attributes=attributes)
