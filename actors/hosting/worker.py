@@ -323,9 +323,19 @@ class Worker:
             if fetch_failing:
                 log.warning("fetching the inbox again")
                 fetch_failing = False
+            # Only the processors that owned their partition when the batch was fetched get
+            # its records. A restore that ends while the batch is handed out (at a slice
+            # boundary below) seeks its partition back to where it resumes: the records of
+            # this batch before that point were dropped, and handing it the ones after would
+            # make it see offset n+1 before n, and skip n when the consumer re-reads it.
+            owners = dict(self.processors)
             for n, record in enumerate(records, 1):
-                processor = self.processors.get(record.partition)
-                if processor is not None and processor.failed is None:
+                processor = owners.get(record.partition)
+                if (
+                    processor is not None
+                    and processor.failed is None
+                    and self.processors.get(record.partition) is processor
+                ):
                     processor.submit(record)
                 if n % SUBMIT_SLICE == 0:
                     # A fetch can hold thousands of records (a backlog after a restore): let
