@@ -85,15 +85,14 @@ def saga() -> None:
     help="Only sagas in this status.",
 )
 @click.option("--saga", "saga_name", default=None, metavar="NAME", help="Only sagas of this definition.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document).")
 @settings_options
 def list_sagas(settings: Settings, status: str | None, saga_name: str | None, as_json: bool) -> None:
     """Every saga in the namespace, read from the log."""
     records = asyncio.run(read_sagas(settings, saga=saga_name))
     rows = [_summary(r) for r in records if status is None or r.state.status == status]
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
+    if as_json:  # one document, as every listing prints it: {"total": n, "items": [...]}
+        click.echo(json.dumps({"total": len(rows), "items": rows}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table

@@ -262,10 +262,9 @@ def demo(settings: Settings, kafka: bool) -> None:
     sys.exit(run_demo(settings, use_kafka=kafka))
 
 
-def _json_lines(items: list[dict[str, Any]]) -> None:
-    """One JSON document per line: what `sessions list|history --json` print."""
-    for item in items:
-        click.echo(json.dumps(item, default=str))
+def _json_items(items: list[dict[str, Any]]) -> None:
+    """One JSON document, ``{"total": n, "items": [...]}``, as `tether dlq list --json` prints."""
+    click.echo(json.dumps({"total": len(items), "items": items}, indent=2, default=str))
 
 
 def _console() -> Console:
@@ -290,7 +289,7 @@ def sessions() -> None:
     help="Only sessions in this status (repeatable).",
 )
 @click.option("--since", default=None, metavar="TIME", help="Only sessions active since TIME (2h, ISO 8601, ms).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document).")
 @settings_options
 def sessions_list(
     settings: Settings, object_name: str | None, statuses: tuple[str, ...], since: str | None, as_json: bool
@@ -315,7 +314,7 @@ def sessions_list(
             if item["wait"] is not None:
                 item["wait"]["until"] = iso(summary.wait.until_ms if summary.wait else None)
             items.append(item)
-        _json_lines(items)
+        _json_items(items)
         return
     from ..inspection.show import print_sessions
 
@@ -413,7 +412,7 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
 @sessions.command("history")
 @click.argument("object_name", metavar="TYPE")
 @click.argument("key")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document).")
 @settings_options
 def sessions_history(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
     """Invocations, steps, waits and events of session TYPE KEY in log order (writes nothing)."""
@@ -421,7 +420,7 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
 
     entries = asyncio.run(session_history(settings, object_name, key))
     if as_json:
-        _json_lines(entries)
+        _json_items(entries)
         return
     from ..inspection.show import print_history
 

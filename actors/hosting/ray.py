@@ -378,11 +378,19 @@ class RayWorkerPool:
                 "--ray-address / RAY_ADDRESS"
             )
         started = time.monotonic()
+        # `ray.init` installs signal handlers of its own (SIGTERM: log and exit at once): keep the
+        # Python handlers set before it, so a SIGTERM during start-up still stops gracefully.
+        main_thread = threading.current_thread() is threading.main_thread()
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
         try:
             ray.init(**options)
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray's own choice
             where = "start a local Ray" if address == "local" else f"join the Ray cluster at {address}"
             raise WorkerPoolError(f"could not {where}: {exc}") from exc
+        finally:
+            for sig, handler in handlers.items():
+                if callable(handler) and handler not in (signal.default_int_handler,):
+                    signal.signal(sig, handler)
         self._owns_ray = True
         log.info(
             "ray %s in %.1f s", "started" if address == "local" else f"joined at {address}", time.monotonic() - started
@@ -510,13 +518,19 @@ def serve_on_ray(target: str, settings: Settings, *, workers: int, address: str 
     """
     stop = threading.Event()
     pool = RayWorkerPool()
-    pool.start(target, settings, workers=workers, address=address)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    # After `ray.init`, which installs a SIGTERM handler of its own that just exits.
+    # Before the pool starts (it keeps them across `ray.init`): a SIGTERM while the workers
+    # start stops them once they are up, instead of Ray's handler ending the process at once.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        pool.start(target, settings, workers=workers, address=address)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
     try:
         log.info("serving %s on %d Ray workers (namespace %s)", target, workers, settings.namespace)
         last = ""

@@ -197,3 +197,56 @@ async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: 
     # ray.shutdown() took down the local Ray it started (actors, raylet, GCS).
     _, alive = psutil.wait_procs(ray_processes, timeout=30)
     assert not alive, [p.info for p in alive if p.is_running()]
+
+
+@pytest.mark.ray
+@pytest.mark.kafka
+async def test_cli_sigterm_while_the_ray_workers_start_stops_them_gracefully(
+    kafka_bootstrap: str, namespace: str
+) -> None:
+    """A SIGTERM after Ray is up but before every worker joined: a graceful stop, not Ray's abort.
+
+    `ray.init` installs a SIGTERM handler of its own that ends the process at once (exit -6
+    with an actor half created, seen in a CI run); the serve command's handler now survives it.
+    """
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TETHER_", "RAY_ADDRESS"))},
+        "TETHER_NAMESPACE": namespace,
+        "TETHER_PARTITIONS": "2",
+    }
+    cmd = [
+        sys.executable,
+        "-c",
+        "from actors.cli.main import main; main()",
+        "serve",
+        TARGET,
+        "--ray",
+        "--workers",
+        "2",
+        "-b",
+        kafka_bootstrap,
+        "-v",
+    ]
+    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+
+    def until_ray_started() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "ray started" in line:
+                return
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(until_ray_started), timeout=120)
+        assert not any("serving" in line for line in seen), "the workers were up already: no start-up window"
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = await asyncio.to_thread(proc.communicate, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    output = "".join(seen) + rest
+    assert proc.returncode == 0, output
+    assert "SIGTERM received" not in output, output
+    assert "stopped 2 Ray workers" in output, output

@@ -80,7 +80,7 @@ async def test_list_and_show_work_and_show_the_wait_while_messages_queue(runtime
     assert record.state.status == "running"
     assert record.waiting is not None and record.waiting.startswith("backoff until ")
 
-    rows = [json.loads(line) for line in (await asyncio.to_thread(cli, runtime, "list", "--json")).splitlines()]
+    rows = json.loads(await asyncio.to_thread(cli, runtime, "list", "--json"))["items"]
     assert [(r["saga_id"], r["status"]) for r in rows] == [("w1", "running")]
     assert rows[0]["waiting"].startswith("backoff until ") and "2 message(s) queued" in rows[0]["waiting"]
     table = await asyncio.to_thread(cli, runtime, "list")
@@ -99,5 +99,5 @@ async def test_list_and_show_work_and_show_the_wait_while_messages_queue(runtime
 
 
 def settled_sync(runtime: Runtime) -> None:
-    rows = [json.loads(line) for line in cli(runtime, "list", "--json").splitlines()]
+    rows = json.loads(cli(runtime, "list", "--json"))["items"]
     assert [(r["status"], r["waiting"]) for r in rows] == [("completed", None)], rows

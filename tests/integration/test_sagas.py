@@ -101,7 +101,7 @@ async def test_stuck_compensation_is_dead_lettered_and_finished_by_tether_saga_r
     assert effects("trip-stuck")[-1] == "flight:compensation"
     assert CALLS["booking/trip-stuck:flight:compensation"] == 4  # 3 failed before the fix, 1 after
     listed = await tether(runtime, "saga", "list", "--status", "compensated", "--json")
-    assert [json.loads(line)["saga_id"] for line in listed.splitlines()] == ["trip-stuck"]
+    assert [item["saga_id"] for item in json.loads(listed)["items"]] == ["trip-stuck"]
 
 
 async def test_a_step_that_timed_out_after_acting_is_compensated(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 from harness.cli import invoke, invoke_ok
@@ -170,17 +171,14 @@ async def test_the_command_lists_filters_and_prints_json(runtime: Runtime) -> No
     settings = runtime.settings
     table = await asyncio.to_thread(invoke_ok, settings, "sessions", "list")
     assert "desk" in table and "waiting" in table and "suspended invocation until" in table
-    rows = [
-        json.loads(line)
-        for line in (await asyncio.to_thread(invoke_ok, settings, "sessions", "list", "--json")).splitlines()
-    ]
+    rows: list[dict[str, Any]] = _items(await asyncio.to_thread(invoke_ok, settings, "sessions", "list", "--json"))
     assert {(r["key"], r["status"]) for r in rows} == {("a", "idle"), ("b", "waiting")}
     waiting = next(r for r in rows if r["key"] == "b")
     assert waiting["wait"]["until"].startswith("20") and waiting["last_activity"].startswith("20")
     only = await asyncio.to_thread(invoke_ok, settings, "sessions", "list", "--status", "idle", "--json")
-    assert [json.loads(line)["key"] for line in only.splitlines()] == ["a"]
+    assert [item["key"] for item in _items(only)] == ["a"]
     recent = await asyncio.to_thread(invoke_ok, settings, "sessions", "list", "--since", "1h", "--json")
-    assert len(recent.splitlines()) == 2
+    assert len(_items(recent)) == 2
     wrong = await asyncio.to_thread(invoke, settings, "sessions", "list", "--since", "yesterday-ish")
     assert wrong.exit_code == 2 and "cannot read 'yesterday-ish' as a time" in wrong.output
 
@@ -210,13 +208,7 @@ async def test_awakeable_resolve_checks_the_id_and_records_who(runtime: Runtime)
 
     again = await asyncio.to_thread(invoke, settings, "awakeable", "reject", awk, "too late")
     assert again.exit_code == 1 and f"already completed by {who}" in again.output, again.output
-    history = json.loads(
-        "["
-        + ",".join(
-            (await asyncio.to_thread(invoke_ok, settings, "sessions", "history", "desk", "s1", "--json")).splitlines()
-        )
-        + "]"
-    )
+    history = _items(await asyncio.to_thread(invoke_ok, settings, "sessions", "history", "desk", "s1", "--json"))
     completions = [item for item in history if item["kind"] == "awk"]
     assert [(c["by"], c["result"]) for c in completions] == [(who, "yes")]
 
@@ -287,7 +279,14 @@ async def test_cancel_a_queued_message_by_id_and_refuse_an_unknown_one(runtime: 
 
     async def both_ended() -> None:
         history = await asyncio.to_thread(invoke_ok, settings, "sessions", "history", "desk", "q-1", "--json")
-        errors = [json.loads(line).get("error") for line in history.splitlines() if json.loads(line)["kind"] == "done"]
+        errors = [item.get("error") for item in _items(history) if item["kind"] == "done"]
         assert [e["type"] for e in errors if e] == ["InvocationCancelledError", "InvocationCancelledError"], errors
 
     await assert_eventually(both_ended, timeout=30)
+
+
+def _items(output: str) -> list[dict[str, Any]]:
+    """The items of a `--json` listing (one document: ``{"total": n, "items": [...]}``)."""
+    document = json.loads(output)
+    assert document["total"] == len(document["items"])
+    return list(document["items"])

@@ -56,7 +56,7 @@ def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
 
     listed = tether_saga("list", "--json")
     assert listed.exit_code == 0, listed.output
-    rows = {r["saga_id"]: r for r in map(json.loads, listed.output.splitlines())}
+    rows = {r["saga_id"]: r for r in json.loads(listed.output)["items"]}
     assert {k: r["status"] for k, r in rows.items()} == {
         "ok-1": "completed",
         "bad-1": "compensated",
@@ -65,7 +65,7 @@ def test_list_and_show_read_the_log(tmp_path: Path, namespace: str) -> None:
     assert rows["bad-1"]["note"].startswith("car: TerminalError")
     assert rows["ok-1"]["steps_done"] == rows["ok-1"]["steps"] == 5
     only = tether_saga("list", "--status", "stuck", "--json")
-    assert [json.loads(line)["saga_id"] for line in only.output.splitlines()] == ["stuck-1"]
+    assert [item["saga_id"] for item in json.loads(only.output)["items"]] == ["stuck-1"]
     table = tether_saga("list")
     assert table.exit_code == 0 and "stuck-1" in table.output and "3 saga(s)" in table.output
 
