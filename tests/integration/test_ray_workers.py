@@ -7,7 +7,6 @@ import collections
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import psutil
 import pytest
 import ray
 from click.testing import CliRunner
+from harness.cli import TETHER
 from harness.ray_counter import Add, Total, add
 
 from actors import CallTimeoutError, Client, Settings, UsageError
@@ -149,30 +149,23 @@ def test_cli_ray_without_a_broker_is_a_usage_error() -> None:
     assert NEEDS_KAFKA in result.output
 
 
-@pytest.mark.ray
-@pytest.mark.kafka
-async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: str) -> None:
-    """`tether serve --ray` as a user runs it: answers calls, stops on SIGTERM, takes Ray down."""
+def _serve_on_ray(kafka_bootstrap: str, namespace: str) -> subprocess.Popen[str]:
+    """`tether serve --ray --workers 2` as a user runs it, without the test session's TETHER_* env."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TETHER_", "RAY_ADDRESS"))},
         "TETHER_NAMESPACE": namespace,
         "TETHER_PARTITIONS": "2",
     }
-    cmd = [
-        sys.executable,
-        "-c",
-        "from actors.cli.main import main; main()",
-        "serve",
-        TARGET,
-        "--ray",
-        "--workers",
-        "2",
-        "-b",
-        kafka_bootstrap,
-        "-v",
-    ]
+    cmd = [*TETHER, "serve", TARGET, "--ray", "--workers", "2", "-b", kafka_bootstrap, "-v"]
     # cwd: `tether serve` imports MODULE from the current directory, like the user's app.
-    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.ray
+@pytest.mark.kafka
+async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: str) -> None:
+    """`tether serve --ray` as a user runs it: answers calls, stops on SIGTERM, takes Ray down."""
+    proc = _serve_on_ray(kafka_bootstrap, namespace)
     ray_processes: list[psutil.Process] = []
     try:
         settings = Settings(
@@ -209,25 +202,7 @@ async def test_cli_sigterm_while_the_ray_workers_start_stops_them_gracefully(
     `ray.init` installs a SIGTERM handler of its own that ends the process at once (exit -6
     with an actor half created, seen in a CI run); the serve command's handler now survives it.
     """
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TETHER_", "RAY_ADDRESS"))},
-        "TETHER_NAMESPACE": namespace,
-        "TETHER_PARTITIONS": "2",
-    }
-    cmd = [
-        sys.executable,
-        "-c",
-        "from actors.cli.main import main; main()",
-        "serve",
-        TARGET,
-        "--ray",
-        "--workers",
-        "2",
-        "-b",
-        kafka_bootstrap,
-        "-v",
-    ]
-    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _serve_on_ray(kafka_bootstrap, namespace)
     seen: list[str] = []
 
     def until_ray_started() -> None:
