@@ -13,10 +13,10 @@ from typing import Any, cast
 from starlette.requests import Request
 
 from actors import Client, Settings
+from actors.inspection.cancelling import cancel_invocation
 from actors.inspection.listing import STATUSES, SessionSummary, Status, list_sessions, session_summary
 from actors.inspection.times import parse_time, when
 from actors.inspection.views import awakeable_status, restart_invocation, session_history, session_view
-from actors.protocol.awakeables import cancel_awakeable_id
 from eventstore.errors import UsageError
 
 from .auth import audit, authorize
@@ -348,14 +348,9 @@ async def cancel(request: Request, settings: Settings, config: ConsoleConfig, ob
     if _field(form.get("confirm")) != "yes":
         raise UsageError("cancel not confirmed: tick the confirm box")
     reason = (_field(form.get("reason")) or "").strip() or "cancelled by an operator"
-    summary = await session_summary(settings, object_name, key)
-    open_ids = summary.open_invocations
-    invocation = _field(form.get("invocation")) or (open_ids[0][0] if open_ids else None)
-    if invocation is None or invocation not in {mid for mid, _ in open_ids}:
-        listed = ", ".join(f"{mid} ({what})" for mid, what in open_ids) or "none"
-        raise UsageError(f"{object_name}/{key} has no open invocation {invocation or ''!r}; open: {listed}")
-    async with Client.connect(settings) as client:
-        accepted = await client.reject(cancel_awakeable_id(object_name, key, invocation), reason, by=who)
+    invocation, accepted = await cancel_invocation(
+        settings, object_name, key, invocation=_field(form.get("invocation")) or None, reason=reason, by=who
+    )
     audit(who, "cancel", f"{object_name}/{key} invocation {invocation}: {reason} ({'done' if accepted else 'before'})")
     message = (
         f"cancelled invocation {invocation} (by {who}): {reason}"

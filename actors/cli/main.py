@@ -342,29 +342,15 @@ def sessions_cancel(
     the session's history records (who, when, why); journaled steps are not run again, nothing is
     dead-lettered. Exit 2 when nothing of that id is open, 1 when it was cancelled before.
     """
-    from ..client import Client
     from ..inspection.audit import operator
-    from ..inspection.listing import session_summary
-    from ..protocol.awakeables import cancel_awakeable_id
+    from ..inspection.cancelling import cancel_invocation
 
-    summary = asyncio.run(session_summary(settings, object_name, key))
-    open_ids = summary.open_invocations
-    if invocation is None:
-        if not open_ids:
-            raise UsageError(f"{object_name}/{key} has nothing running or waiting to cancel (status {summary.status})")
-        invocation = open_ids[0][0]
-    elif invocation not in {mid for mid, _ in open_ids}:
-        listed = ", ".join(f"{mid} ({what})" for mid, what in open_ids) or "none"
-        raise UsageError(f"{object_name}/{key} has no open invocation {invocation!r}; open: {listed}")
     by = operator()
-
-    async def go() -> bool:
-        async with Client.connect(settings) as client:
-            cancel_id = cancel_awakeable_id(object_name, key, invocation)
-            return await client.reject(cancel_id, reason, timeout=timeout, by=by)
-
+    invocation, accepted = asyncio.run(
+        cancel_invocation(settings, object_name, key, invocation=invocation, reason=reason, by=by, timeout=timeout)
+    )
     fields = {"object": object_name, "key": key, "invocation": invocation, "by": by, "reason": reason}
-    if not asyncio.run(go()):
+    if not accepted:
         say(as_json, f"invocation {invocation} was cancelled before; nothing changed", cancelled=False, **fields)
         sys.exit(EXIT_FAILURE)
     say(
