@@ -235,6 +235,18 @@ def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, ma
 
 
 @cli.command()
+@common
+@click.option("--pairs", type=click.IntRange(min=1), default=4, show_default=True, help="Off/on pairs of W2 runs.")
+def overhead(quick: bool, runs: int | None, scale: float | None, pairs: int) -> None:
+    """What metrics and tracing cost: W2 off and on in alternating pairs (W2-observability)."""
+    from bench.observability_cost import run_and_record
+
+    opts = _options(quick, runs, scale)
+    _run(run_and_record(opts, pairs))
+    _report(opts)
+
+
+@cli.command()
 @click.option("--quick", is_flag=True, help="Report on results/quick.json instead.")
 def report(quick: bool) -> None:
     """Write results/latest.md and the PNG charts from results/latest.json."""
@@ -252,6 +264,7 @@ def list_cmd() -> None:
         alone = "" if workload.shared_broker else " (run when named: --only)"
         click.echo(f"{workload.name:12} {workload.description}{peer_mark}{alone}")
     click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
+    click.echo("overhead     W2 with metrics and tracing off and on, in pairs (W2-observability)")
     click.echo("eos          raw EOS pipeline and W2 request/reply per Kafka client and transaction scheme")
 
 
