@@ -102,7 +102,7 @@ async def observability_cost(opts: Any, pairs: int) -> dict[str, Any]:
         "system": "tether",
         "params": {"workload": "W2", "pairs": pairs, "scale": opts.scale, "arms": list(ARMS)},
         "median": median,
-        "runs": runs,
+        "runs": [dict(r, arm=arm, pair=i + 1) for arm in ARMS for i, r in enumerate(runs[arm])],
         "correct": traced and all(r["correct"] for arm in ARMS for r in runs[arm]),
     }
 
