@@ -236,13 +236,13 @@ def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, ma
 
 @cli.command()
 @common
-@click.option("--pairs", type=click.IntRange(min=1), default=4, show_default=True, help="Off/on pairs of W2 runs.")
-def overhead(quick: bool, runs: int | None, scale: float | None, pairs: int) -> None:
-    """What metrics and tracing cost: W2 off and on in alternating pairs (W2-observability)."""
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Rounds of every arm.")
+def overhead(quick: bool, runs: int | None, scale: float | None, rounds: int) -> None:
+    """What metrics and tracing cost: W2 off, with metrics, traced, sampled (W2-observability)."""
     from bench.observability_cost import run_and_record
 
     opts = _options(quick, runs, scale)
-    _run(run_and_record(opts, pairs))
+    _run(run_and_record(opts, rounds))
     _report(opts)
 
 
@@ -281,7 +281,7 @@ def list_cmd() -> None:
         click.echo(f"{workload.name:12} {workload.description}{peer_mark}{alone}")
     click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
     click.echo("profile      py-spy samples of a W2 worker, self time by package")
-    click.echo("overhead     W2 with metrics and tracing off and on, in pairs (W2-observability)")
+    click.echo("overhead     W2 off, with metrics, traced and 10 % sampled, in rounds (W2-observability)")
     click.echo("eos          raw EOS pipeline and W2 request/reply per Kafka client and transaction scheme")
 
 

@@ -2,7 +2,7 @@
 batch span processor, whose exporter counts spans and drops them (where they go is the user's
 choice and cost; making them is Tether's).
 
-The bench process toggles its tracing between runs with a sampler switch (`set_recording`),
+The bench process changes its sampling between runs with a sampler switch (`set_sampling`),
 because OpenTelemetry's global provider can be set only once per process; worker subprocesses
 install it at import when ``TETHER_BENCH_TRACING`` is set (see ``bench.tether_apps``).
 """
@@ -19,18 +19,25 @@ TRACING_ENV = "TETHER_BENCH_TRACING"
 
 
 class _Switch:
-    """A sampler that records every span while on and none while off."""
+    """A sampler that follows a sampled parent, and samples this share of new traces."""
 
     def __init__(self) -> None:
-        self.on = True
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+        self.ratio = 1.0
+        self._parent_based = ParentBased(ALWAYS_ON)
 
     def should_sample(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the SDK's SamplingResult
-        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
-        return (ALWAYS_ON if self.on else ALWAYS_OFF).should_sample(*args, **kwargs)
+        if self.ratio >= 1.0:
+            return self._parent_based.should_sample(*args, **kwargs)
+        if self.ratio <= 0.0:
+            return ALWAYS_OFF.should_sample(*args, **kwargs)
+        return ParentBased(TraceIdRatioBased(self.ratio)).should_sample(*args, **kwargs)
 
     def get_description(self) -> str:
-        return f"BenchSwitch({'on' if self.on else 'off'})"
+        return f"BenchSwitch({self.ratio})"
 
 
 class _CountingExporter:
@@ -58,10 +65,10 @@ _processor: Any = None
 
 
 def install(*, report_at_exit: bool = False) -> None:
-    """Make this process record spans with the SDK (once; later calls only switch it on)."""
+    """Make this process record spans with the SDK: every new trace, and every span whose
+    parent was sampled (once; later calls change nothing)."""
     global _switch, _exporter, _processor
     if _switch is not None:
-        _switch.on = True
         return
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
@@ -77,10 +84,10 @@ def install(*, report_at_exit: bool = False) -> None:
         atexit.register(lambda: print(f"bench tracing: {spans_exported()} spans exported", file=sys.stderr))
 
 
-def set_recording(on: bool) -> None:
-    """Record spans (after `install`) or make every span a non-recording one."""
+def set_sampling(ratio: float) -> None:
+    """After `install`: sample this share of new traces (0: none, every span non-recording)."""
     if _switch is not None:
-        _switch.on = on
+        _switch.ratio = ratio
 
 
 def spans_exported() -> int:
@@ -90,4 +97,4 @@ def spans_exported() -> int:
     return _exporter.spans if _exporter is not None else 0
 
 
-__all__ = ["TRACING_ENV", "install", "set_recording", "spans_exported"]
+__all__ = ["TRACING_ENV", "install", "set_sampling", "spans_exported"]
