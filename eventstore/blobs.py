@@ -6,7 +6,9 @@ reader can check what it got. `FileBlobStore` keeps one file per blob under a di
 worker of the namespace can reach (a local disk for one machine, a shared file system
 otherwise). A blob no committed record references (a crash right after its write) is never
 read; nothing deletes blobs yet, so retention is the operator's (keep them at least as long as
-the records that reference them: the events topic keeps those forever).
+the records that reference them: the events topic keeps those forever). `open_blob_store`
+picks the store of a location: a directory, or ``s3://bucket/prefix`` (`eventstore.s3_blobs`,
+the ``tether[s3]`` extra).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Protocol
 
 from .errors import BlobError
 
-__all__ = ["BlobError", "BlobStore", "FileBlobStore", "blob_ref"]
+__all__ = ["BlobError", "BlobStore", "FileBlobStore", "blob_ref", "open_blob_store"]
 
 _PREFIX = "sha256:"
 
@@ -40,6 +42,21 @@ class BlobStore(Protocol):
     async def get(self, ref: str) -> bytes:
         """The bytes of `ref`; raises `BlobError` if missing or corrupt."""
         ...
+
+
+def open_blob_store(location: str) -> BlobStore:
+    """The blob store at `location`: ``s3://bucket/prefix`` (S3 or compatible), else a directory.
+
+    Raises:
+        BlobError: an S3 location without the ``tether[s3]`` extra installed.
+    """
+    if location.startswith("s3://"):
+        try:
+            from .s3_blobs import S3BlobStore
+        except ImportError as exc:
+            raise BlobError(f"blob store {location}: S3 needs the s3 extra (pip install 'tether[s3]'): {exc}") from exc
+        return S3BlobStore.at(location)
+    return FileBlobStore(Path(location))
 
 
 class FileBlobStore:

@@ -85,6 +85,9 @@ class Done:
     """When its first attempt started (None if not recorded)."""
     ended_ms: int | None = 0
     """When it finished (None if not recorded)."""
+    reply_blob: str | None = None
+    """The blob store reference of its result, when the result was too large for the record
+    (``rb`` on the wire since Tether 0.3, instead of ``r``; older entries have none)."""
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
@@ -101,6 +104,8 @@ class Done:
         }
         if self.error is not None:
             entry["err"] = self.error
+        elif self.reply_blob is not None:
+            entry["rb"] = self.reply_blob
         else:
             entry["r"] = self.reply
         return entry
@@ -123,17 +128,22 @@ class Done:
             int(raw.get("a") or 1),
             raw.get("t0"),
             raw.get("t1"),
+            str(raw["rb"]) if raw.get("rb") is not None else None,
         )
 
     def recorded_reply(self) -> dict[str, Any]:
-        """The reply as a session keeps it for deduplication: ``{"ok": r}`` or ``{"err": e}``."""
+        """The reply as a session keeps it for deduplication: ``{"ok": r}``, ``{"okb": ref}`` or ``{"err": e}``."""
         if self.error is not None:
             return {"err": self.error}
+        if self.reply_blob is not None:
+            return {"okb": self.reply_blob}
         return {"ok": self.reply}
 
     @property
     def outcome(self) -> tuple[Any, dict[str, Any] | None]:
-        """``(result, error)``."""
+        """``(result, error)``; a result in the blob store is shown as ``{"blob": ref}``."""
+        if self.reply_blob is not None and self.error is None:
+            return {"blob": self.reply_blob}, None
         return self.reply, self.error
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from eventstore.codec import pack
-from eventstore.errors import DecodeError, TetherError
+from eventstore.errors import BlobError, DecodeError, TetherError
 from eventstore.log import EventLog, TransactionalWriter
 from eventstore.records import OutRecord, Record, TopicPartition
 from eventstore.topics import Topics, partition_for
@@ -53,6 +53,7 @@ from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import RESERVED_HANDLERS, RESOLVE_HANDLER, STATE_HANDLER, Message
 from ..protocol.inbox import invocation_id as invocation_id_of
+from ..protocol.large_values import LargeValues, by_reference, payload_of
 from ..protocol.replies import Reply
 from ..protocol.streams import StreamChunk
 from ..settings import RuntimeSettings
@@ -128,6 +129,8 @@ class PartitionProcessor:
         self.sessions: dict[bytes, Session] = {}
         self.streams = StreamTracker(log, topics, partition, settings.max_message_bytes)
         self.step_blobs = StepBlobs.of(settings)
+        self.large = LargeValues.of(settings)
+        """Where replies and messages over `blob_threshold_bytes` go (claim check)."""
         self.journals: dict[str, Journal] = {}
         """Open invocations' journals by invocation id (session-scoped, see `Message.invocation_id`)."""
         self.legacy_journals: dict[str, Journal] = {}
@@ -354,8 +357,9 @@ class PartitionProcessor:
                 result: Any = {"state": state.model_dump(mode="json"), "version": session.version}
             else:
                 ctx = Invocation(self, obj, message, state, {}, 1, check_writes=self.settings.check_state_writes)
+                plain = await payload_of(self.large, message)
                 try:
-                    payload = handler.input_type.model_validate(message.payload)
+                    payload = handler.input_type.model_validate(plain)
                 except pydantic.ValidationError as invalid:
                     self._refuse(record, message, self._invalid_payload(handler, message, invalid), record.offset)
                     return
@@ -456,7 +460,14 @@ class PartitionProcessor:
             self._finish(offset, records)
             return
         try:
-            payload = handler.input_type.model_validate(message.payload)
+            plain = await payload_of(self.large, message)
+        except BlobError as exc:
+            self._fail_message(
+                record, message, TerminalError(str(exc)), "terminal", 1, [], session=session, offset=offset
+            )
+            return
+        try:
+            payload = handler.input_type.model_validate(plain)
         except pydantic.ValidationError as exc:
             error = self._invalid_payload(handler, message, exc)
             if message.reply_partition is not None:
@@ -551,7 +562,10 @@ class PartitionProcessor:
                     park=handler.on_failure == "park",
                 )
                 return
-        reply = {"ok": result.model_dump(mode="json") if result is not None else None}
+        reply: dict[str, Any] = {"ok": result.model_dump(mode="json") if result is not None else None}
+        reply_blob = await self.large.offload(reply["ok"]) if self.large is not None else None
+        if reply_blob is not None:  # too large for its records: they carry the blob's reference
+            reply = {"okb": reply_blob}
         events = [obj.codec.encode_envelope(e) for e in ctx.events]
         finished = now_ms()
         done = Done(
@@ -560,21 +574,24 @@ class PartitionProcessor:
             events,
             session.version + 1,
             offset,
-            reply["ok"],
+            reply.get("ok"),
             None,
             attempt,
             started,
             finished,
+            reply_blob,
         )
         records = [self._events_record(session, done.encode())]
         for out in ctx.outgoing:
+            if self.large is not None:
+                out = await by_reference(self.large, out)
             key = out.session.encode()
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
         if message.reply_partition is not None:
             records.append(self._reply(message, reply))
         await self.streams.flush()  # the stream's chunks before its end
-        records.extend(self.streams.end(message, reply["ok"], None, ctx.stream_position))
-        oversize = self._oversize(message, records, events_record=lambda: _bulk(reply["ok"], events))
+        records.extend(self.streams.end(message, reply.get("ok"), None, ctx.stream_position, reply_blob))
+        oversize = self._oversize(message, records, events_record=lambda: _bulk(reply.get("ok"), events))
         if oversize is not None:
             self._fail_message(record, message, oversize, "oversize", attempt, [], session=session, offset=offset)
             return
@@ -667,7 +684,7 @@ class PartitionProcessor:
 
     def _reply(self, message: Message, reply: dict[str, Any]) -> OutRecord:
         assert message.reply_partition is not None
-        value = Reply(message.id, message.session, reply.get("ok"), reply.get("err")).encode()
+        value = Reply.of_outcome(message.id, message.session, reply).encode()
         return OutRecord(self.topics.replies, message.reply_partition, message.id.encode(), value)
 
     def _events_record(self, session: Session, value: bytes) -> OutRecord:
