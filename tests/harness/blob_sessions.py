@@ -1,4 +1,8 @@
-"""A session whose step returns a large value (a fetched page), for the claim-check tests.
+"""Sessions with large values (a fetched page, a document), for the claim-check tests.
+
+`fetch`'s step returns a large value; `rewrite` takes a large message and replies with a large
+value, and `forward` passes a large message on with `ctx.send` to `keep`, which stores its
+digest in an event.
 
 In a worker subprocess, `TETHER_TEST_BLOB_HOLD` names a file: while it exists, each blob write
 waits right after the blob is written, before the step's entry commits (a kill -9 lands there),
@@ -58,6 +62,62 @@ async def fetch(ctx: ObjectContext[Empty], req: Fetch) -> Fetched:
         FAIL_ONCE.discard(ctx.key)
         raise RuntimeError("fail once after the step: the retry reads the result from the blob")
     return Fetched(size=len(text), digest=hashlib.sha256(text.encode()).hexdigest())
+
+
+class Document(BaseModel):
+    text: str
+
+
+class Rewritten(BaseModel):
+    text: str
+    digest: str
+
+
+class Kept(BaseModel):
+    digest: str
+
+
+class Digests(BaseModel):
+    digests: list[str] = []
+
+
+docs = VirtualObject("docs", state=Digests)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@docs.handler()
+async def rewrite(ctx: ObjectContext[Digests], doc: Document) -> Rewritten:
+    """A large message in, a large reply out (deterministic: a retry replies the same bytes)."""
+    ledger = os.environ.get("TETHER_TEST_LEDGER")
+    if ledger:
+        with open(ledger, "a") as f:
+            f.write(f"rewrite {ctx.key} {os.getpid()}\n")
+    return Rewritten(text=doc.text.upper(), digest=digest(doc.text))
+
+
+@docs.handler()
+async def rewrite_aloud(ctx: ObjectContext[Digests], doc: Document) -> Rewritten:
+    """`rewrite`, streaming a progress note first: its stream's end carries the large reply."""
+    await ctx.stream("rewriting")
+    return Rewritten(text=doc.text.upper(), digest=digest(doc.text))
+
+
+@docs.handler()
+async def forward(ctx: ObjectContext[Digests], doc: Document) -> None:
+    ctx.send(keep, ctx.key + "-copy", doc)
+
+
+@docs.handler()
+async def keep(ctx: ObjectContext[Digests], doc: Document) -> None:
+    ctx.emit(Kept(digest=digest(doc.text)))
+
+
+@docs.on_event(Kept)
+def _kept(state: Digests, event: Kept) -> None:
+    state.digests.append(event.digest)
 
 
 def blob_files(root: Path) -> list[Path]:
