@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eventstore.settings import LogSettings
@@ -66,6 +66,11 @@ class RuntimeSettings(BaseModel):
     redact: str | None = None
     """``module:function`` from text to text that masks secrets in error messages and stack
     traces (logs, dead-letter headers, caller errors); default: `default_redact`."""
+
+    @field_validator("blob_dir", "blob_store", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # TETHER_RUNTIME__BLOB_DIR= names no directory (not ".")
 
     @model_validator(mode="after")
     def _blob_store_named(self) -> RuntimeSettings:

@@ -17,12 +17,13 @@ import asyncio
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .errors import BlobError
 
-__all__ = ["BlobError", "BlobStore", "FileBlobStore", "blob_ref", "open_blob_store"]
+__all__ = ["BlobError", "BlobStore", "FileBlobStore", "StoredBlob", "SweepableBlobStore", "blob_ref", "open_blob_store"]
 
 _PREFIX = "sha256:"
 
@@ -44,7 +45,30 @@ class BlobStore(Protocol):
         ...
 
 
-def open_blob_store(location: str) -> BlobStore:
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """One blob as its store lists it."""
+
+    ref: str
+    size: int
+    written_s: float
+    """When it was last written (epoch seconds): a put of content already stored renews it."""
+
+
+@runtime_checkable
+class SweepableBlobStore(BlobStore, Protocol):
+    """A blob store that can list and delete its blobs (`eventstore.blob_sweep`)."""
+
+    async def blobs(self) -> list[StoredBlob]:
+        """Every blob stored."""
+        ...
+
+    async def delete(self, ref: str) -> None:
+        """Delete the blob `ref` (nothing if it is not there)."""
+        ...
+
+
+def open_blob_store(location: str) -> SweepableBlobStore:
     """The blob store at `location`: ``s3://bucket/prefix`` (S3 or compatible), else a directory.
 
     Raises:
@@ -80,7 +104,11 @@ class FileBlobStore:
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         if path.exists():
-            return
+            try:
+                os.utime(path)  # written again: renewed, so a sweep does not take it from the new record
+                return
+            except FileNotFoundError:
+                pass  # swept meanwhile: write it again
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -103,3 +131,28 @@ class FileBlobStore:
         if blob_ref(data) != ref:
             raise BlobError(f"blob {ref} in {self.root} does not match its reference (corrupt)")
         return data
+
+    async def blobs(self) -> list[StoredBlob]:
+        """Every blob file under the root (temporary files of writes in progress left out)."""
+        return await asyncio.to_thread(self._list)
+
+    def _list(self) -> list[StoredBlob]:
+        out: list[StoredBlob] = []
+        if not self.root.is_dir():
+            return out
+        for folder in self.root.iterdir():
+            if len(folder.name) != 2 or not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.name.startswith(".tmp-") or len(path.name) != 62:
+                    continue
+                try:
+                    info = path.stat()
+                except FileNotFoundError:
+                    continue
+                out.append(StoredBlob(_PREFIX + folder.name + path.name, info.st_size, info.st_mtime))
+        return out
+
+    async def delete(self, ref: str) -> None:
+        """Delete the file of `ref`, if it exists."""
+        await asyncio.to_thread(self._path(ref).unlink, True)

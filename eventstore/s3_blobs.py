@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .blobs import _PREFIX, blob_ref
+from .blobs import _PREFIX, StoredBlob, blob_ref
 from .errors import BlobError
 
 __all__ = ["S3BlobStore"]
@@ -83,3 +83,30 @@ class S3BlobStore:
             return bytes(body.read())
         finally:
             body.close()
+
+    async def blobs(self) -> list[StoredBlob]:
+        """Every blob object under the prefix (other keys left out)."""
+        try:
+            return await asyncio.to_thread(self._list)
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobError(f"listing s3://{self.bucket}/{self.prefix} failed: {exc}") from exc
+
+    def _list(self) -> list[StoredBlob]:
+        out: list[StoredBlob] = []
+        start = f"{self.prefix}/" if self.prefix else ""
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+            for item in page.get("Contents", []):
+                name = str(item["Key"])[len(start) :]
+                digest = name.replace("/", "")
+                if len(name) != 65 or name[2] != "/" or any(c not in "0123456789abcdef" for c in digest):
+                    continue
+                out.append(StoredBlob(_PREFIX + digest, int(item["Size"]), item["LastModified"].timestamp()))
+        return out
+
+    async def delete(self, ref: str) -> None:
+        """Delete the object of `ref` (S3 answers the same whether it existed or not)."""
+        key = self.key(ref)
+        try:
+            await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobError(f"blob {ref}: deleting s3://{self.bucket}/{key} failed: {exc}") from exc

@@ -640,7 +640,9 @@ def build() -> click.Group:
         context_settings=HELP_OPTIONS,
     )
     group = click.version_option(_version(), "--version", prog_name="tether", message="%(prog)s %(version)s")(group)
-    for command in (serve, demo, sessions, awakeable, replay_check):
+    from .blobs import blobs
+
+    for command in (serve, demo, sessions, awakeable, replay_check, blobs):
         group.add_command(command)
     for entry in entry_points(group="tether.commands"):
         try:
