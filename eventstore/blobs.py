@@ -6,9 +6,9 @@ reader can check what it got. `FileBlobStore` keeps one file per blob under a di
 worker of the namespace can reach (a local disk for one machine, a shared file system
 otherwise). A blob no committed record references (a crash right after its write) is never
 read; nothing deletes blobs yet, so retention is the operator's (keep them at least as long as
-the records that reference them: the events topic keeps those forever). `open_blob_store`
-picks the store of a location: a directory, or ``s3://bucket/prefix`` (`eventstore.s3_blobs`,
-the ``tether[s3]`` extra).
+the records that reference them: the events topic keeps those forever).
+`eventstore.blob_stores.open_blob_store` picks the store of a location: a directory, or
+``s3://bucket/prefix`` (`eventstore.s3_blobs`, the ``tether[s3]`` extra).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from .errors import BlobError
 
-__all__ = ["BlobError", "BlobStore", "FileBlobStore", "StoredBlob", "SweepableBlobStore", "blob_ref", "open_blob_store"]
+__all__ = ["BlobError", "BlobStore", "FileBlobStore", "StoredBlob", "SweepableBlobStore", "blob_ref"]
 
 _PREFIX = "sha256:"
 
@@ -66,21 +66,6 @@ class SweepableBlobStore(BlobStore, Protocol):
     async def delete(self, ref: str) -> None:
         """Delete the blob `ref` (nothing if it is not there)."""
         ...
-
-
-def open_blob_store(location: str) -> SweepableBlobStore:
-    """The blob store at `location`: ``s3://bucket/prefix`` (S3 or compatible), else a directory.
-
-    Raises:
-        BlobError: an S3 location without the ``tether[s3]`` extra installed.
-    """
-    if location.startswith("s3://"):
-        try:
-            from .s3_blobs import S3BlobStore
-        except ImportError as exc:
-            raise BlobError(f"blob store {location}: S3 needs the s3 extra (pip install 'tether[s3]'): {exc}") from exc
-        return S3BlobStore.at(location)
-    return FileBlobStore(Path(location))
 
 
 class FileBlobStore:

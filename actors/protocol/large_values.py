@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstore.blobs import BlobError, BlobStore, open_blob_store
+from eventstore.blob_stores import open_blob_store
+from eventstore.blobs import BlobError, BlobStore
 from eventstore.codec import pack, unpack
 
 from ..settings import RuntimeSettings

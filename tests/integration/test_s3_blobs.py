@@ -17,7 +17,8 @@ from harness import blob_sessions as bs  # noqa: E402
 from harness.session_harness import WAIT, make_settings, open_runtime  # noqa: E402
 
 from actors import RuntimeSettings  # noqa: E402
-from eventstore.blobs import blob_ref, open_blob_store  # noqa: E402
+from eventstore.blob_stores import open_blob_store  # noqa: E402
+from eventstore.blobs import blob_ref  # noqa: E402
 from eventstore.errors import BlobError  # noqa: E402
 from eventstore.s3_blobs import S3BlobStore  # noqa: E402
 
@@ -72,7 +73,9 @@ async def test_the_s3_store_is_content_addressed_and_checks_what_it_reads(s3_end
         S3BlobStore.at("s3:///prefix")
 
 
-async def test_large_values_go_to_s3_when_the_setting_names_it(s3_endpoint: str, namespace: str, tmp_path: Path) -> None:
+async def test_large_values_go_to_s3_when_the_setting_names_it(
+    s3_endpoint: str, namespace: str, tmp_path: Path
+) -> None:
     runtime = RuntimeSettings(blob_threshold_bytes=100_000, blob_store=f"s3://{BUCKET}/{namespace}")
     settings = make_settings("embedded", tmp_path / "data", namespace, partitions=1, runtime=runtime)
     text = bs.page(5)
