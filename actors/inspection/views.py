@@ -318,6 +318,7 @@ async def restart_invocation(
             update={
                 "id": f"{old_id}:restart:{uuid.uuid4().hex[:8]}",
                 "payload": original.payload if payload is None else payload,
+                "payload_blob": original.payload_blob if payload is None else None,  # a large input: its reference
                 "reply_partition": None,
                 "seed_journal": seed,
                 "timestamp_ms": int(time.time() * 1000),
