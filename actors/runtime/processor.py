@@ -371,7 +371,12 @@ class PartitionProcessor:
             return
         records = []
         if message.reply_partition is not None:
-            records.append(self._reply(message, {"ok": result}))
+            try:
+                reply_blob = await self.large.offload(result) if self.large is not None else None
+            except BlobError as exc:
+                self._fail_message(record, message, TerminalError(str(exc)), "terminal", 1, [])
+                return
+            records.append(self._reply(message, {"okb": reply_blob} if reply_blob is not None else {"ok": result}))
         oversize = self._oversize(message, records)
         if oversize is not None:
             self._fail_message(record, message, oversize, "oversize", 1, [])
@@ -563,7 +568,16 @@ class PartitionProcessor:
                 )
                 return
         reply: dict[str, Any] = {"ok": result.model_dump(mode="json") if result is not None else None}
-        reply_blob = await self.large.offload(reply["ok"]) if self.large is not None else None
+        outgoing = ctx.outgoing
+        try:
+            reply_blob = await self.large.offload(reply["ok"]) if self.large is not None else None
+            if self.large is not None:
+                outgoing = [await by_reference(self.large, out) for out in outgoing]
+        except BlobError as exc:  # the store failed the write: nothing of the invocation is written
+            self._fail_message(
+                record, message, TerminalError(str(exc)), "terminal", attempt, [], session=session, offset=offset
+            )
+            return
         if reply_blob is not None:  # too large for its records: they carry the blob's reference
             reply = {"okb": reply_blob}
         events = [obj.codec.encode_envelope(e) for e in ctx.events]
@@ -582,9 +596,7 @@ class PartitionProcessor:
             reply_blob,
         )
         records = [self._events_record(session, done.encode())]
-        for out in ctx.outgoing:
-            if self.large is not None:
-                out = await by_reference(self.large, out)
+        for out in outgoing:
             key = out.session.encode()
             records.append(OutRecord(self.topics.inbox, partition_for(key, self.partitions), key, out.encode()))
         if message.reply_partition is not None:
