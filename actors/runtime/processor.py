@@ -53,14 +53,14 @@ from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import RESERVED_HANDLERS, RESOLVE_HANDLER, STATE_HANDLER, Message
 from ..protocol.inbox import invocation_id as invocation_id_of
-from ..protocol.large_values import LargeValues, by_reference, payload_of
+from ..protocol.large_values import LargeValues, by_reference, events_by_reference, payload_of
 from ..protocol.replies import Reply
 from ..protocol.streams import StreamChunk
 from ..settings import RuntimeSettings
 from .deadletters import Failure, dead_letter
 from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
-from .restore import RestoredPartition, checkpoint_records, inbox_record, restore
+from .restore import RestoredPartition, checkpoint_records, inbox_record, restore, snapshot_blobs
 from .sessions import Session, session_of
 from .step_blobs import StepBlobs
 from .streaming import StreamTracker
@@ -154,7 +154,7 @@ class PartitionProcessor:
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
         clock = time.perf_counter()
-        restored = await restore(self.log, self.topics, self.partition, self.group)
+        restored = await restore(self.log, self.topics, self.partition, self.group, self.large)
         if METRICS.enabled:
             METRICS.restored(time.perf_counter() - clock, restored.records)
         self.adopt(restored)
@@ -530,7 +530,22 @@ class PartitionProcessor:
                 wake = wait.wake_ms
                 if deadline_ms is not None:
                     wake = deadline_ms if wake is None else min(wake, deadline_ms)
-                self._suspend(session, offset, message, wake, wait.awakeable, ctx)
+                events = [obj.codec.encode_envelope(e) for e in ctx.events]
+                try:
+                    recorded, events_blob = await events_by_reference(self.large, events)
+                except BlobError as exc:
+                    self._fail_message(
+                        record,
+                        message,
+                        TerminalError(str(exc)),
+                        "terminal",
+                        attempt,
+                        [],
+                        session=session,
+                        offset=offset,
+                    )
+                    return
+                self._suspend(session, offset, message, wake, wait.awakeable, ctx, recorded, events_blob)
                 return
             except Exception as exc:
                 if not isinstance(exc, StateMutationError):
@@ -569,8 +584,10 @@ class PartitionProcessor:
                 return
         reply: dict[str, Any] = {"ok": result.model_dump(mode="json") if result is not None else None}
         outgoing = ctx.outgoing
+        events = [obj.codec.encode_envelope(e) for e in ctx.events]
         try:
             reply_blob = await self.large.offload(reply["ok"]) if self.large is not None else None
+            recorded_events, events_blob = await events_by_reference(self.large, events)
             if self.large is not None:
                 outgoing = [await by_reference(self.large, out) for out in outgoing]
         except BlobError as exc:  # the store failed the write: nothing of the invocation is written
@@ -580,12 +597,11 @@ class PartitionProcessor:
             return
         if reply_blob is not None:  # too large for its records: they carry the blob's reference
             reply = {"okb": reply_blob}
-        events = [obj.codec.encode_envelope(e) for e in ctx.events]
         finished = now_ms()
         done = Done(
             message.id,
             message.handler,
-            events,
+            recorded_events,
             session.version + 1,
             offset,
             reply.get("ok"),
@@ -594,6 +610,7 @@ class PartitionProcessor:
             started,
             finished,
             reply_blob,
+            events_blob,
         )
         records = [self._events_record(session, done.encode())]
         for out in outgoing:
@@ -732,18 +749,22 @@ class PartitionProcessor:
         wake_ms: int | None,
         awakeable: str | None,
         ctx: Invocation[Any],
+        events: list[Any],
+        events_blob: str | None = None,
     ) -> None:
         """Park the invocation: it leaves memory and its inbox offset can be committed.
 
-        The events it emitted so far commit now (so a waiting approval request is visible);
-        when it resumes, its replay skips those `emit` calls.
+        The events it emitted so far (`events`, as envelopes, or their blob's `events_blob`)
+        commit now (so a waiting approval request is visible); when it resumes, its replay
+        skips those `emit` calls.
         """
         inv_id = message.invocation_id
         original = self.waits.suspended.get(inv_id)
         inbox_offset = original.inbox_offset if original is not None else offset
         emitted = (original.emitted if original is not None else 0) + len(ctx.events)
-        events = [self.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
-        entry = Suspend(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1)
+        entry = Suspend(
+            message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1, events_blob=events_blob
+        )
         record = self._events_record(session, entry.encode())
         oversize = self._oversize(message, [record])
         if oversize is not None:
@@ -847,7 +868,9 @@ class PartitionProcessor:
         self._enqueue(session, NO_OFFSET, waiting.message, synthetic, front=True)
 
     async def _checkpoint_records(self) -> list[OutRecord]:
+        state_blobs = await snapshot_blobs(self.sessions.values(), self.large)
         records, self.checkpoint_start = checkpoint_records(
+            state_blobs=state_blobs,
             start=await self.log.end_offset(self.topics.events, self.partition),
             sessions=self.sessions.values(),
             objects=self.objects,

@@ -1,8 +1,8 @@
 """Sessions with large values (a fetched page, a document), for the claim-check tests.
 
 `fetch`'s step returns a large value; `rewrite` takes a large message and replies with a large
-value, and `forward` passes a large message on with `ctx.send` to `keep`, which stores its
-digest in an event.
+value, `forward` passes a large message on with `ctx.send` to `keep`, which stores its digest
+in an event, and `file` (`file_then_wait`: then waits) emits a large event.
 
 In a worker subprocess, `TETHER_TEST_BLOB_HOLD` names a file: while it exists, each blob write
 waits right after the blob is written, before the step's entry commits (a kill -9 lands there),
@@ -77,8 +77,13 @@ class Kept(BaseModel):
     digest: str
 
 
+class Filed(BaseModel):
+    text: str
+
+
 class Digests(BaseModel):
     digests: list[str] = []
+    filed: list[str] = []
 
 
 docs = VirtualObject("docs", state=Digests)
@@ -113,6 +118,24 @@ async def forward(ctx: ObjectContext[Digests], doc: Document) -> None:
 @docs.handler()
 async def keep(ctx: ObjectContext[Digests], doc: Document) -> None:
     ctx.emit(Kept(digest=digest(doc.text)))
+
+
+@docs.handler()
+async def file(ctx: ObjectContext[Digests], doc: Document) -> None:
+    """A large event: the state (and so its snapshot) grows large too."""
+    ctx.emit(Filed(text=doc.text))
+
+
+@docs.handler()
+async def file_then_wait(ctx: ObjectContext[Digests], doc: Document) -> None:
+    """A large event that commits with a suspension (a ``sus`` entry), then a long wait."""
+    ctx.emit(Filed(text=doc.text))
+    await ctx.sleep(3600)
+
+
+@docs.on_event(Filed)
+def _filed(state: Digests, event: Filed) -> None:
+    state.filed.append(event.text)
 
 
 @docs.on_event(Kept)
