@@ -5,8 +5,7 @@ again after a crash between its blob write and its record's commit) stores nothi
 reader can check what it got. `FileBlobStore` keeps one file per blob under a directory every
 worker of the namespace can reach (a local disk for one machine, a shared file system
 otherwise). A blob no committed record references (a crash right after its write) is never
-read; nothing deletes blobs yet, so retention is the operator's (keep them at least as long as
-the records that reference them: the events topic keeps those forever).
+read; `eventstore.blob_sweep` (``tether blobs gc``) deletes such blobs once they are old enough.
 `eventstore.blob_stores.open_blob_store` picks the store of a location: a directory, or
 ``s3://bucket/prefix`` (`eventstore.s3_blobs`, the ``tether[s3]`` extra).
 """
