@@ -29,7 +29,18 @@ class S3BlobStore:
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None) -> None:  # noqa: ANN401 - a boto3 client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self._client = client if client is not None else boto3.client("s3")
+        self._boto: Any = client
+        """The boto3 S3 client, made on first use (a client or worker that never meets a large
+        value never configures boto3)."""
+
+    @property
+    def _client(self) -> Any:  # noqa: ANN401 - a boto3 client
+        if self._boto is None:
+            try:
+                self._boto = boto3.client("s3")
+            except (BotoCoreError, ClientError) as exc:
+                raise BlobError(f"s3://{self.bucket}: boto3 could not make an S3 client: {exc}") from exc
+        return self._boto
 
     @classmethod
     def at(cls, location: str) -> S3BlobStore:
