@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from actors import CallTimeoutError, Client
 
-from .coordinator import RetryRequest, RetryResult, StatusQuery
+from .coordinator import CancelRequest, CancelResult, RetryRequest, RetryResult, StatusQuery
 from .definitions import Saga, Step, object_name
 from .errors import SagaTimeoutError
 from .events import SagaState
@@ -26,7 +26,7 @@ POLL_MAX = 1.0
 
 
 class SagaOutcome(SagaState):
-    """A settled saga: completed, compensated, or stuck. Typed access to step results."""
+    """A settled saga: completed, compensated, cancelled, or stuck. Typed access to step results."""
 
     @property
     def ok(self) -> bool:
@@ -60,7 +60,7 @@ class SagaHandle(Generic[I]):
         return state
 
     async def result(self, *, timeout: float = 60.0) -> SagaOutcome:
-        """Wait until the saga is completed, compensated or stuck, and return it.
+        """Wait until the saga is completed, compensated, cancelled or stuck, and return it.
 
         Raises:
             SagaTimeoutError: it did not settle within `timeout` s (it goes on regardless).
@@ -87,6 +87,13 @@ class SagaHandle(Generic[I]):
         """Resume the saga if it is stuck (see `tether saga retry`)."""
         result = await self.client.call(self.saga.resume, self.saga_id, RetryRequest(), timeout=timeout)
         assert isinstance(result, RetryResult)
+        return result
+
+    async def cancel(self, reason: str, *, by: str, timeout: float = 30.0) -> CancelResult:
+        """Cancel the saga as a whole (see `tether saga cancel`)."""
+        request = CancelRequest(by=by, reason=reason)
+        result = await self.client.call(self.saga.cancel, self.saga_id, request, timeout=timeout)
+        assert isinstance(result, CancelResult)
         return result
 
 
@@ -119,3 +126,17 @@ class SagaClient:
         name = saga if isinstance(saga, str) else saga.name
         raw = await self.client.call_raw(object_name(name), saga_id, "retry", {}, timeout=timeout)
         return RetryResult.model_validate(raw)
+
+    async def cancel(
+        self, saga: str | Saga[Any], saga_id: str, reason: str, *, by: str, timeout: float = 30.0
+    ) -> CancelResult:
+        """Cancel a saga as a whole by the name of its definition (no need to import it).
+
+        The coordinator records who and why (`SagaCancelled`), starts no more steps and
+        compensates the completed ones in reverse order; the saga then ends ``cancelled``. A
+        group of steps already running finishes first (and is compensated with the rest).
+        """
+        name = saga if isinstance(saga, str) else saga.name
+        payload = CancelRequest(by=by, reason=reason).model_dump(mode="json")
+        raw = await self.client.call_raw(object_name(name), saga_id, "cancel", payload, timeout=timeout)
+        return CancelResult.model_validate(raw)

@@ -10,6 +10,9 @@ Handlers:
   the runtime dead-letters it. (A failed invocation commits no events, which is why `SagaStuck`
   is recorded by the ``advance`` that failed, and the dead letter comes from this second one.)
 - ``retry``: an operator resumes a stuck saga (`tether saga retry`).
+- ``cancel``: an operator cancels the saga as a whole (`tether saga cancel`): `SagaCancelled`
+  is recorded and the next ``advance`` compensates the completed steps in reverse order. It
+  runs between two ``advance`` invocations (one group each), so no step starts after it.
 - ``status`` (shared): the saga's state.
 
 Every attempt of an action or compensation is one journaled step named ``{step}:{phase}``: it
@@ -38,6 +41,7 @@ from .events import (
     CompensationSucceeded,
     ErrorInfo,
     Phase,
+    SagaCancelled,
     SagaCompensated,
     SagaCompleted,
     SagaResumed,
@@ -93,6 +97,26 @@ class RetryResult(BaseModel):
 
     resumed: bool
     """True when a stuck saga was resumed (or a stalled one nudged)."""
+    status: SagaStatus
+    """The saga's status afterwards."""
+    message: str
+    """A sentence for the operator."""
+
+
+class CancelRequest(BaseModel):
+    """Cancel a saga as a whole: compensate what completed, start no more steps."""
+
+    by: str
+    """Who cancels (``user@host``), recorded with the cancellation."""
+    reason: str
+    """Why, recorded and shown by `tether saga show`."""
+
+
+class CancelResult(BaseModel):
+    """What `cancel` did."""
+
+    cancelled: bool
+    """True when this request cancelled the saga."""
     status: SagaStatus
     """The saga's status afterwards."""
     message: str
@@ -448,6 +472,27 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
         )
 
     obj.handler("retry")(retry)
+
+    async def cancel(ctx: ObjectContext[SagaState], cmd: CancelRequest) -> CancelResult:
+        state = ctx.state
+        stuck_on_action = state.status == "stuck" and state.stuck is not None and state.stuck.phase == "action"
+        if state.status == "running" or stuck_on_action:
+            ctx.emit(SagaCancelled(by=cmd.by, reason=cmd.reason, at=ctx.now()))
+            ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
+            ctx.logger.warning("saga %s cancelled by %s: %s", ctx.key, cmd.by, cmd.reason)
+            done = [s.name for s in ctx.state.steps if _due(s) and s.compensable]
+            undo = f"compensating {', '.join(reversed(done))}" if done else "no completed step to compensate"
+            return CancelResult(cancelled=True, status=ctx.state.status, message=f"cancelled; {undo}")
+        if state.status == "new":
+            return CancelResult(cancelled=False, status="new", message="no saga with this id was started")
+        if state.cancelled is not None:
+            who = state.cancelled
+            return CancelResult(
+                cancelled=False, status=state.status, message=f"cancelled before by {who.by}: {who.reason}"
+            )
+        return CancelResult(cancelled=False, status=state.status, message=f"the saga is {state.status}; nothing to cancel")
+
+    obj.handler("cancel", retry=NO_RETRY)(cancel)
 
     async def status(ctx: ObjectContext[SagaState], query: StatusQuery) -> SagaState:
         return ctx.state

@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..observability.metrics import METRICS, UNKNOWN
 from ..observability.scope import InvocationScope, set_outcome
-from ..protocol.awakeables import awakeable_id, cancelled_message, parse_awakeable_id
+from ..protocol.awakeables import awakeable_id, cancel_awakeable_id, cancelled_message, parse_awakeable_id
 from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import RESERVED_HANDLERS, RESOLVE_HANDLER, STATE_HANDLER, Message
@@ -57,6 +57,7 @@ from ..protocol.large_values import LargeValues, by_reference, events_by_referen
 from ..protocol.replies import Reply
 from ..protocol.streams import StreamChunk
 from ..settings import RuntimeSettings
+from .cancels import live_invocation
 from .deadletters import Failure, dead_letter
 from .invocation import Invocation, StepOverrides
 from .offsets import NO_OFFSET, OffsetTracker
@@ -330,7 +331,11 @@ class PartitionProcessor:
         try:
             while session.queue and session.blocked_by is None:
                 offset, message, record = session.queue.popleft()
-                await self._invoke(session, offset, message, record)
+                session.current = message
+                try:
+                    await self._invoke(session, offset, message, record)
+                finally:
+                    session.current = None
             if session.blocked_by is not None:
                 # Whatever waits behind a suspended invocation moves into the events log.
                 for offset, message, _ in list(session.queue):
@@ -811,12 +816,26 @@ class PartitionProcessor:
             return
         invocation_id = invocation_id_of(message.session, waiting_id)
         records: list[OutRecord] = []
+        live = bool(payload.get("live")) and cancelled_message(awk_id) is not None
+        if live:
+            # Addressed to what runs on the key now (`cancels`): recorded as a cancellation of it.
+            target = live_invocation(session, self.waits, cancelled_message(awk_id) or "")
+            if target is None:
+                if message.reply_partition is not None:
+                    records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": False, "invocation": None}}))
+                self._finish(record.offset, records)
+                return
+            awk_id = cancel_awakeable_id(object_name, key, target)
+            waiting_id = parse_awakeable_id(awk_id)[2]
         outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
         completion = Completion.from_outcome(awk_id, {**outcome, "by": payload.get("by")}, waiting_id)
         if self.waits.complete(completion):
             records.append(self._events_record(session, completion.encode()))
         if message.reply_partition is not None:
-            records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
+            answer = {"id": awk_id, "accepted": bool(records)}
+            if live:
+                answer["invocation"] = cancelled_message(awk_id)
+            records.append(self._reply(message, {"ok": answer}))
         self._finish(record.offset, records, events_records=1 if records else 0)
         cancelled = cancelled_message(awk_id)
         if cancelled is not None:

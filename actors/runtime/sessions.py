@@ -41,6 +41,8 @@ class Session:
     queue: deque[tuple[int, Message, Record]] = field(default_factory=deque)
     """Messages to run, in order: (inbox offset or `NO_OFFSET`, message, its inbox record)."""
     running: bool = False
+    current: Message | None = None
+    """The exclusive invocation running now (between its attempts too), if any."""
     blocked_by: str | None = None
     """Id of the suspended invocation that later messages wait behind."""
     dirty: bool = False
