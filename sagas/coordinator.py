@@ -490,7 +490,9 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
             return CancelResult(
                 cancelled=False, status=state.status, message=f"cancelled before by {who.by}: {who.reason}"
             )
-        return CancelResult(cancelled=False, status=state.status, message=f"the saga is {state.status}; nothing to cancel")
+        return CancelResult(
+            cancelled=False, status=state.status, message=f"the saga is {state.status}; nothing to cancel"
+        )
 
     obj.handler("cancel", retry=NO_RETRY)(cancel)
 

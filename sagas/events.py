@@ -265,8 +265,10 @@ class SagaStuck(BaseModel):
 
 
 class SagaCancelled(BaseModel):
-    """An operator cancelled the saga (`tether saga cancel`): no step starts any more, and the
-    completed ones are compensated in reverse order."""
+    """An operator cancelled the saga (`tether saga cancel`).
+
+    No step starts any more, and the completed ones are compensated in reverse order.
+    """
 
     by: str
     reason: str

@@ -86,12 +86,12 @@ async def cancel_live(
     by: str,
     timeout: float = 30.0,
 ) -> tuple[str | None, bool]:
-    """Cancel what the session's processor holds open: `invocation` if it is open there, or
-    (None) the current one: the waiting or running invocation, else the first queued message.
+    """Cancel what the session's processor holds open: `invocation`, or the current one.
 
-    Returns the message id cancelled (None when nothing matched) and whether this was its first
-    cancellation. Recorded as every cancellation is (who, why; the caller gets
-    `InvocationCancelledError`).
+    The current one (`invocation` None) is the waiting or running invocation, else the first
+    queued message; `invocation` must be one of those. Returns the message id cancelled (None
+    when nothing matched) and whether this was its first cancellation. Recorded as every
+    cancellation is (who, why; the caller gets `InvocationCancelledError`).
     """
     awk_id = cancel_awakeable_id(object_name, key, invocation or "")
     payload = {"id": awk_id, "err": {"type": "Rejected", "message": reason}, "by": by, "live": True}

@@ -34,8 +34,11 @@ def open_messages(session: Session, waits: WaitTable) -> list[Message]:
 
 
 def live_invocation(session: Session, waits: WaitTable, message_id: str) -> str | None:
-    """The message id a live cancellation reaches: `message_id` if it is open in the session,
-    or the current invocation's when `message_id` is empty; None when nothing matches."""
+    """The message id a live cancellation reaches; None when nothing matches.
+
+    That is `message_id` if it is open in the session, or the current invocation's when
+    `message_id` is empty.
+    """
     open_ids = [m.id for m in open_messages(session, waits)]
     if not message_id:
         return open_ids[0] if open_ids else None
