@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from actors import CallTimeoutError, Client
+from actors.inspection.cancelling import cancel_live
 
 from .coordinator import CancelRequest, CancelResult, RetryRequest, RetryResult, StatusQuery
 from .definitions import Saga, Step, object_name
@@ -90,11 +92,8 @@ class SagaHandle(Generic[I]):
         return result
 
     async def cancel(self, reason: str, *, by: str, timeout: float = 30.0) -> CancelResult:
-        """Cancel the saga as a whole (see `tether saga cancel`)."""
-        request = CancelRequest(by=by, reason=reason)
-        result = await self.client.call(self.saga.cancel, self.saga_id, request, timeout=timeout)
-        assert isinstance(result, CancelResult)
-        return result
+        """Cancel the saga as a whole (see `SagaClient.cancel`)."""
+        return await SagaClient(self.client).cancel(self.saga, self.saga_id, reason, by=by, timeout=timeout)
 
 
 class SagaClient:
@@ -134,9 +133,20 @@ class SagaClient:
 
         The coordinator records who and why (`SagaCancelled`), starts no more steps and
         compensates the completed ones in reverse order; the saga then ends ``cancelled``. A
-        group of steps already running finishes first (and is compensated with the rest).
+        group of steps already running finishes its current attempts first (and is compensated
+        with the rest); a group waiting to retry a step starts no further attempt. A worker
+        serving the saga must answer.
         """
         name = saga if isinstance(saga, str) else saga.name
+        coordinator = object_name(name)
         payload = CancelRequest(by=by, reason=reason).model_dump(mode="json")
-        raw = await self.client.call_raw(object_name(name), saga_id, "cancel", payload, timeout=timeout)
+        request_id = f"saga-cancel:{uuid.uuid4().hex}"
+        # First the request, durable and queued behind whatever the coordinator runs; then that
+        # run is interrupted (a retry round it waits for does not start); then the request's
+        # reply, asked for again by its id (a duplicate is answered with the recorded reply).
+        await self.client.send_raw(coordinator, saga_id, "cancel", payload, idempotency_key=request_id)
+        await cancel_live(self.client, coordinator, saga_id, reason=reason, by=by, handler="advance", timeout=timeout)
+        raw = await self.client.call_raw(
+            coordinator, saga_id, "cancel", payload, timeout=timeout, idempotency_key=request_id
+        )
         return CancelResult.model_validate(raw)

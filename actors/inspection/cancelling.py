@@ -84,17 +84,21 @@ async def cancel_live(
     *,
     reason: str,
     by: str,
+    handler: str | None = None,
     timeout: float = 30.0,
 ) -> tuple[str | None, bool]:
     """Cancel what the session's processor holds open: `invocation`, or the current one.
 
     The current one (`invocation` None) is the waiting or running invocation, else the first
-    queued message; `invocation` must be one of those. Returns the message id cancelled (None
+    queued message; `invocation` must be one of those; with `handler`, it must be an
+    invocation of that handler. Returns the message id cancelled (None
     when nothing matched) and whether this was its first cancellation. Recorded as every
     cancellation is (who, why; the caller gets `InvocationCancelledError`).
     """
     awk_id = cancel_awakeable_id(object_name, key, invocation or "")
     payload = {"id": awk_id, "err": {"type": "Rejected", "message": reason}, "by": by, "live": True}
+    if handler is not None:
+        payload["handler"] = handler
     answer = await client.call_raw(
         object_name,
         key,

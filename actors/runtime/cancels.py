@@ -33,13 +33,16 @@ def open_messages(session: Session, waits: WaitTable) -> list[Message]:
     return found
 
 
-def live_invocation(session: Session, waits: WaitTable, message_id: str) -> str | None:
+def live_invocation(session: Session, waits: WaitTable, message_id: str, handler: str = "") -> str | None:
     """The message id a live cancellation reaches; None when nothing matches.
 
     That is `message_id` if it is open in the session, or the current invocation's when
-    `message_id` is empty.
+    `message_id` is empty; with `handler`, only an invocation of that handler (a saga's
+    cancellation interrupts its coordinator's ``advance``, never the cancel queued behind it).
     """
-    open_ids = [m.id for m in open_messages(session, waits)]
-    if not message_id:
-        return open_ids[0] if open_ids else None
-    return message_id if message_id in open_ids else None
+    found = open_messages(session, waits)
+    if message_id:
+        found = [m for m in found if m.id == message_id]
+    if not found or handler and found[0].handler != handler:
+        return None
+    return found[0].id

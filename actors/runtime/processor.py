@@ -819,7 +819,9 @@ class PartitionProcessor:
         live = bool(payload.get("live")) and cancelled_message(awk_id) is not None
         if live:
             # Addressed to what runs on the key now (`cancels`): recorded as a cancellation of it.
-            target = live_invocation(session, self.waits, cancelled_message(awk_id) or "")
+            target = live_invocation(
+                session, self.waits, cancelled_message(awk_id) or "", str(payload.get("handler") or "")
+            )
             if target is None:
                 if message.reply_partition is not None:
                     records.append(self._reply(message, {"ok": {"id": awk_id, "accepted": False, "invocation": None}}))

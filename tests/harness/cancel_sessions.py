@@ -1,7 +1,7 @@
 """Test workload for cancellation: a session whose invocation runs before it journals anything,
 and a three-step saga whose steps a test can hold or use to cancel it between steps.
 
-`trip` is a -> b -> c, each compensable. `HOOKS[step]` (an async function) runs inside that
+`trip` is a -> b -> c, each compensable; b retries after 30 s (a durable backoff). `HOOKS[step]` (an async function) runs inside that
 step's action before its effect; `EFFECTS` lists each effect (``a:action``, ``b:compensation``)
 as it takes place, so a test sees order and count.
 """
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
 
-from actors import ObjectContext, VirtualObject
+from actors import ObjectContext, RetryPolicy, VirtualObject
 from sagas import Saga
 
 
@@ -89,7 +89,11 @@ async def undo_a(t: Trip, done: Ref, key: str) -> None:
     await _undo("a")
 
 
-@trip.step("b", compensate="undo_b")
+SLOW_RETRY = RetryPolicy(max_attempts=3, initial_interval=30.0, max_interval=60.0)
+"""b's retries wait 30 s or more: on a durable timer (the coordinator suspends)."""
+
+
+@trip.step("b", compensate="undo_b", retry=SLOW_RETRY)
 async def do_b(t: Trip, key: str) -> Ref:
     return await _act("b")
 

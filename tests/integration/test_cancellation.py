@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from harness.cancel_sessions import EFFECTS, GATES, HOOKS, STEPS, Empty, Trip, begin, coordinator, desk, reset, trip
 from harness.cli import invoke
-from harness.session_harness import Runtime, open_runtime, settings_for
+from harness.session_harness import Runtime, assert_eventually, open_runtime, settings_for
 
 from actors import InvocationError
 from actors.inspection.listing import list_sessions
-from sagas import CancelRequest, SagaClient, find_saga
+from sagas import CancelRequest, SagaClient, SagaNotFoundError, find_saga
 
 
 def _last_json(output: str) -> Any:
@@ -105,3 +105,32 @@ async def test_cancel_a_saga_while_a_step_runs(runtime: Runtime) -> None:
     assert again.exit_code == 1 and "cancelled before" in _last_json(again.output)["message"], again.output
     listed = await asyncio.to_thread(invoke, runtime.settings, "saga", "list", "--status", "cancelled", "--json")
     assert [item["saga_id"] for item in _last_json(listed.output)["items"]] == ["s2"], listed.output
+
+
+async def test_cancel_a_saga_that_waits_to_retry_a_step(runtime: Runtime) -> None:
+    client = runtime.client
+    attempts: list[str] = []
+
+    async def fail_once() -> None:
+        attempts.append("b")
+        if len(attempts) == 1:
+            raise RuntimeError("provider down")
+
+    HOOKS["b"] = fail_once
+    await SagaClient(client).start(trip, "s3", Trip())
+
+    async def waiting() -> None:
+        try:
+            record = await find_saga(runtime.settings, "s3")
+        except SagaNotFoundError:
+            raise AssertionError("not in the log yet") from None
+        assert record.waiting, "b's retry waits on a durable timer"
+
+    await assert_eventually(waiting, timeout=30)
+    result = await SagaClient(client).cancel("canceltrip", "s3", "customer left", by="ops@test", timeout=30)
+    assert result.cancelled, result
+    await _cancel_and_settle(runtime, "s3")
+    assert attempts == ["b"], "the retry it waited for never started"
+    assert EFFECTS == ["a:action", "a:compensation"], EFFECTS
+    record = await find_saga(runtime.settings, "s3")
+    assert [s.status for s in record.state.steps] == ["compensated", "pending", "pending"]
