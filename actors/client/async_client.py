@@ -99,6 +99,7 @@ class Client:
             await self._log.start()
         await self._log.create_topics(self.topics.specs(self.settings.partitions))
         self._partitions = await self._log.partition_count(self.topics.inbox)
+        self.settings.check_partitions(self.topics.inbox, self._partitions)
         replies = await self._log.partition_count(self.topics.replies)
         self._reply_partition = random.randrange(replies)
         self._replies = await self._log.consumer(self.topics.replies, partitions={self._reply_partition: -1})

@@ -106,6 +106,7 @@ class Worker:
             await self._log.start()
         await self._log.create_topics(self.topics.specs(self.settings.partitions))
         self._partitions = await self._log.partition_count(self.topics.inbox)
+        self.settings.check_partitions(self.topics.inbox, self._partitions)
         await self.client.start()
         self._consumer = await self._log.consumer(self.topics.inbox, group_id=self.topics.group(), listener=self)
         self._group_writer = await self._open_group_writer(self._consumer)
