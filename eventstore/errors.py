@@ -75,7 +75,8 @@ class UsageError(TetherError):
 
 class PartitionCountError(UsageError):
     """Partitions were asked for (``--partitions``, ``TETHER_PARTITIONS``) that differ from the
-    count the namespace's topics were created with; a namespace's partition count is fixed."""
+    count the namespace's topics were created with; a namespace's partition count is fixed.
+    """
 
     def __init__(self, namespace: str, topic: str, asked: int, found: int) -> None:
         super().__init__(
