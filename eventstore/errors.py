@@ -74,8 +74,10 @@ class UsageError(TetherError):
 
 
 class PartitionCountError(UsageError):
-    """Partitions were asked for (``--partitions``, ``TETHER_PARTITIONS``) that differ from the
-    count the namespace's topics were created with; a namespace's partition count is fixed.
+    """Partitions asked for differ from the count an existing namespace was created with.
+
+    From ``--partitions``, ``TETHER_PARTITIONS`` or ``Settings(partitions=...)``: a namespace's
+    partition count is fixed when it is created.
     """
 
     def __init__(self, namespace: str, topic: str, asked: int, found: int) -> None:
