@@ -2,8 +2,9 @@
 and a three-step saga whose steps a test can hold or use to cancel it between steps.
 
 `trip` is a -> b -> c, each compensable; b retries after 30 s (a durable backoff).
-`HOOKS[step]` (an async function) runs inside that step's action before its effect; `EFFECTS` lists each effect (``a:action``, ``b:compensation``)
-as it takes place, so a test sees order and count.
+`HOOKS[step]` (an async function) runs inside that step's action before its effect;
+`EFFECTS` lists each effect (``a:action``, ``b:compensation``) as it takes place, so a test
+sees order and count.
 """
 
 from __future__ import annotations
