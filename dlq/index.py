@@ -10,6 +10,8 @@ the log; it is never trusted over it:
   its headers): a topic deleted and created again, or another log behind the same path, makes
   the index rebuild that partition;
 - an index that ends past a partition's end does the same;
+- letters before a partition's first kept offset (removed by the topic's retention) are
+  dropped from the index on the next use;
 - ``show`` and replays read the dead letters themselves from the log; the index only says which.
 
 Statuses are not indexed: they are read from the control topic each time and joined.
@@ -148,6 +150,14 @@ class LetterIndex:
             ).fetchone()
             start = 0
             if row is not None:
+                # Letters that retention removed from the topic leave the index too: it never
+                # lists a dead letter the topic no longer has.
+                kept_from = await self._log.offset_for_time(self._topic, partition, 0)
+                if kept_from > 0:
+                    gone = db.execute(
+                        "DELETE FROM letters WHERE partition = ? AND offset < ?", (partition, kept_from)
+                    ).rowcount
+                    regroup = regroup or gone > 0
                 next_offset, last_ts, last_sum = (int(v) for v in row)
                 fresh = next_offset <= end and (
                     next_offset == 0 or await self._still_there(partition, next_offset - 1, last_ts, last_sum)
