@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.protocol.deadletter import DeadLetterHeaders
+from actors.protocol.deadletter import DeadLetterSummary
 from eventstore import EventLog, Record
 
 from .records import DeadLetter, first_line
@@ -217,7 +217,7 @@ class LetterIndex:
         else as `DeadLetter.from_record` parses it.
         """
         headers = dict(record.headers)  # the last value of a name wins, as in Record.header
-        dl = DeadLetterHeaders.decode(headers.get)
+        dl = DeadLetterSummary.decode(headers.get)
         if dl.object_name is None or dl.key is None or dl.handler is None or dl.category is None:
             letter = DeadLetter.from_record(record, foreign_topic=self._foreign)
             return (

@@ -255,6 +255,48 @@ class DeadLetterHeaders:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterSummary:
+    """The headers that list and group a dead letter, read alone (the dead-letter index's rows).
+
+    Each field reads as in `DeadLetterHeaders.decode`; reading these 9 instead of all of them
+    (stack traces included) is most of what indexing a dead letter costs.
+    """
+
+    object_name: str | None
+    key: str | None
+    handler: str | None
+    category: str | None
+    exception_fqcn: str | None
+    exception_message: str | None
+    error_class: str | None
+    first_failure_ms: int | None
+    last_failure_ms: int | None
+
+    @classmethod
+    def decode(cls, header: Callable[[str], bytes | None]) -> DeadLetterSummary:
+        """Read them through `header(name)`, as `DeadLetterHeaders.decode` does."""
+
+        def text(*names: str) -> str | None:
+            for name in names:
+                value = header(name)
+                if value is not None:
+                    return value.decode(errors="replace")
+            return None
+
+        return cls(
+            object_name=text(OBJECT),
+            key=text(KEY),
+            handler=text(HANDLER),
+            category=text(CATEGORY),
+            exception_fqcn=text(EXCEPTION_FQCN, KEY_EXCEPTION_FQCN, CONNECT_EXCEPTION),
+            exception_message=text(EXCEPTION_MESSAGE, KEY_EXCEPTION_MESSAGE, CONNECT_EXCEPTION_MESSAGE),
+            error_class=text(ERROR_CLASS),
+            first_failure_ms=_decimal(header(FIRST_FAILURE)),
+            last_failure_ms=_decimal(header(LAST_FAILURE)),
+        )
+
+
 DEAD_LETTER_HEADER_NAMES = frozenset(
     {
         ORIGINAL_TOPIC,

@@ -363,3 +363,24 @@ async def test_a_damaged_index_is_not_a_failure(tmp_path: Path, caplog: pytest.L
         assert "unusable" in caplog.text and str(path) in caplog.text
     finally:
         await log.close()
+
+
+def test_the_index_summary_reads_what_the_full_decode_reads() -> None:
+    """`DeadLetterSummary` (the index's rows) reads 9 headers alone; they agree with the full decode."""
+    from harness import golden_formats as golden
+
+    from actors.protocol.deadletter import DeadLetterHeaders, DeadLetterSummary
+
+    tether = dead_letter(
+        Record(TOPICS.inbox, 0, 3, b"orders/k", b"x", (), T0),
+        Failure(ValueError("bad\nline two"), "terminal", 2, T0, T0 + 5, "orders", "k", "apply", "m1"),
+        dlq_topic=TOPICS.dlq,
+        group="g",
+    )
+    forms = [tether.headers, spring_record(0).headers, connect_record(1).headers]
+    forms += [tuple(golden.DEAD_LETTER_HEADERS), tuple(golden.DEAD_LETTER_HEADERS_V2)]
+    for headers in forms:
+        get = dict(headers).get
+        full, summary = DeadLetterHeaders.decode(get), DeadLetterSummary.decode(get)
+        for field in DeadLetterSummary.__dataclass_fields__:
+            assert getattr(summary, field) == getattr(full, field), (field, headers)
