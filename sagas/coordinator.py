@@ -543,6 +543,10 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
             return CancelResult(cancelled=True, status=ctx.state.status, message=f"cancelled; {undo}")
         if state.status == "new":
             return CancelResult(cancelled=False, status="new", message="no saga with this id was started")
+        if state.status == "compensating":
+            # The cancellation may have stopped the advance queued before this: nudge (a stale
+            # advance is ignored by its seq), so the compensation goes on.
+            ctx.send(advance_handler, ctx.key, Advance(seq=state.seq))
         if state.cancelled is not None:
             who = state.cancelled
             return CancelResult(
