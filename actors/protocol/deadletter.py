@@ -276,24 +276,26 @@ class DeadLetterSummary:
     @classmethod
     def decode(cls, header: Callable[[str], bytes | None]) -> DeadLetterSummary:
         """Read them through `header(name)`, as `DeadLetterHeaders.decode` does."""
-
-        def text(*names: str) -> str | None:
-            for name in names:
-                value = header(name)
-                if value is not None:
-                    return value.decode(errors="replace")
-            return None
-
+        fqcn = header(EXCEPTION_FQCN)
+        if fqcn is None:
+            fqcn = header(KEY_EXCEPTION_FQCN)
+            if fqcn is None:
+                fqcn = header(CONNECT_EXCEPTION)
+        message = header(EXCEPTION_MESSAGE)
+        if message is None:
+            message = header(KEY_EXCEPTION_MESSAGE)
+            if message is None:
+                message = header(CONNECT_EXCEPTION_MESSAGE)
         return cls(
-            object_name=text(OBJECT),
-            key=text(KEY),
-            handler=text(HANDLER),
-            category=text(CATEGORY),
-            exception_fqcn=text(EXCEPTION_FQCN, KEY_EXCEPTION_FQCN, CONNECT_EXCEPTION),
-            exception_message=text(EXCEPTION_MESSAGE, KEY_EXCEPTION_MESSAGE, CONNECT_EXCEPTION_MESSAGE),
-            error_class=text(ERROR_CLASS),
-            first_failure_ms=_decimal(header(FIRST_FAILURE)),
-            last_failure_ms=_decimal(header(LAST_FAILURE)),
+            _text(header(OBJECT)),
+            _text(header(KEY)),
+            _text(header(HANDLER)),
+            _text(header(CATEGORY)),
+            _text(fqcn),
+            _text(message),
+            _text(header(ERROR_CLASS)),
+            _decimal(header(FIRST_FAILURE)),
+            _decimal(header(LAST_FAILURE)),
         )
 
 
