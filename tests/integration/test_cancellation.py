@@ -17,6 +17,7 @@ from harness.session_harness import Runtime, assert_eventually, open_runtime, se
 
 from actors import InvocationError
 from actors.inspection.listing import list_sessions
+from actors.protocol import Message
 from sagas import CancelRequest, SagaClient, SagaNotFoundError, find_saga
 
 
@@ -92,7 +93,12 @@ async def test_cancel_a_saga_while_a_step_runs(runtime: Runtime) -> None:
             invoke, runtime.settings, "saga", "cancel", "s2", "--reason", "customer left", "--json", "--timeout", "60"
         )
     )
-    await asyncio.sleep(0.5)  # the cancel waits behind the running step
+
+    async def cancel_queued() -> None:  # durable behind the running step, which it waits for
+        messages = [Message.decode(r.value) for r in await runtime.records(runtime.topics.inbox)]
+        assert any(m.handler == "cancel" and m.key == "s2" for m in messages)
+
+    await assert_eventually(cancel_queued, timeout=60)
     assert not cancelling.done()
     GATES.release.set()
     out = await cancelling
