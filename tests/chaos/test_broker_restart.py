@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness.raw_kafka import create_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def _values(prefix: str, count: int) -> list[bytes]:
     return [f"{prefix}-{i}".encode() for i in range(count)]
-
-
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 def _producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
@@ -61,7 +52,7 @@ async def test_restart_keeps_committed_and_hides_aborted(local_broker, namespace
     bootstrap = local_broker.bootstrap
     topic = f"{namespace}-events"
     txn_id = f"{namespace}-writer"
-    await _create_topic(bootstrap, topic)
+    await create_topic(bootstrap, topic)
 
     committed_1, aborted, committed_2, in_flight = (
         _values("committed-1", 5),

@@ -359,6 +359,13 @@ class WorkerProcess:
         """Kill the process if it still runs (test teardown)."""
         self.kill()
 
+    def stop(self) -> None:
+        """SIGTERM and assert a clean exit (exit code 0, its output in the message); killed in any case."""
+        try:
+            assert self.terminate() == 0, self.output()
+        finally:
+            self.cleanup()
+
     def logs(self, tail: int | None = 6000) -> str:
         """Every log file of this worker (the last `tail` characters of each)."""
         parts = []
