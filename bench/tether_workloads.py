@@ -59,7 +59,7 @@ from bench._tether_harness import (
 from bench._tether_harness import (
     lifespan as broker_lifespan,
 )
-from bench.peer_restate.driver import SEED, WARMUP_CALLS, Workload, check_counters, key_sequence
+from bench.peer_restate.driver import SEED, Workload, check_counters, key_sequence
 from bench.peer_restate.driver import WORKLOADS as PEER_WORKLOADS
 from bench.registry import register
 
@@ -264,15 +264,7 @@ async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[st
     timeout_s = max(180.0, workload.calls / 10.0)
     results = []
     async with system(name, backend) as sut:
-        warm = Workload(
-            workload.name,
-            workload.handler,
-            min(WARMUP_CALLS, workload.calls),
-            workload.concurrency,
-            min(workload.keys, 100),
-            "warm-up",
-        )
-        wkeys = key_sequence(warm, f"warm-{uuid.uuid4().hex[:8]}")
+        warm, wkeys = workload.warm_up()
         handler = HANDLERS[warm.handler]
         with progress_bar(f"tether {name} warm-up (worker start)", warm.calls) as advance:
             await drive(

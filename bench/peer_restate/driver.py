@@ -52,6 +52,14 @@ class Workload:
         # The key count stays: fewer keys would mean more contention per key, another workload.
         return Workload(self.name, self.handler, calls, self.concurrency, self.keys, self.description)
 
+    def warm_up(self) -> tuple[Workload, list[str]]:
+        """The unmeasured calls before the runs: at most `WARMUP_CALLS`, on at most 100 keys of their
+        own; the workload and each call's key."""
+        warm = Workload(
+            self.name, self.handler, min(WARMUP_CALLS, self.calls), self.concurrency, min(self.keys, 100), "warm-up"
+        )
+        return warm, key_sequence(warm, f"warm-{uuid.uuid4().hex[:8]}")
+
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -190,15 +198,7 @@ async def _run_workload(
         pids = {"restate_server": server.pid, "service": service.pid, "load_generator": os.getpid()}
         timeout_s = max(120.0, workload.calls / 20.0)
         async with IngressClient(server.ingress_url, workload.concurrency) as client:
-            warm = Workload(
-                workload.name,
-                workload.handler,
-                min(WARMUP_CALLS, workload.calls),
-                workload.concurrency,
-                min(workload.keys, 100),
-                "warm-up",
-            )
-            wkeys = key_sequence(warm, f"warm-{uuid.uuid4().hex[:8]}")
+            warm, wkeys = workload.warm_up()
             await drive(lambda i: client.call(wkeys[i], warm.handler), warm.calls, warm.concurrency)
             results = []
             for r in range(runs):
