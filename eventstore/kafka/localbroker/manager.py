@@ -26,6 +26,7 @@ from eventstore.kafka.localbroker.config import (
     LOOPBACK,
     BrokerPaths,
     BrokerState,
+    LoopbackAddresses,
     broker_properties,
     new_cluster_id,
     pick_free_ports,
@@ -81,7 +82,7 @@ NOT_READY = (
 
 
 @dataclass(frozen=True)
-class BrokerInfo:
+class BrokerInfo(LoopbackAddresses):
     """A broker process serving one data directory."""
 
     data_dir: Path
@@ -100,16 +101,6 @@ class BrokerInfo:
     """The SASL_SSL client port on 127.0.0.1, when the broker has that listener."""
     sasl_ssl: SaslSslCredentials | None
     """The CA file and SCRAM user of the SASL_SSL listener (the password is not in repr)."""
-
-    @property
-    def bootstrap(self) -> str:
-        """The bootstrap address for clients, `127.0.0.1:PORT`."""
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def sasl_ssl_bootstrap(self) -> str | None:
-        """The SASL_SSL bootstrap address, `127.0.0.1:PORT`, when there is that listener."""
-        return None if self.sasl_ssl_port is None else f"{LOOPBACK}:{self.sasl_ssl_port}"
 
 
 @dataclass(frozen=True)
