@@ -43,6 +43,7 @@ from eventstore.kafka.localbroker.process import (
     find_broker,
     process_create_time,
     read_pid_file,
+    run_tool,
     send_signal,
     wait_gone,
     write_pid_file,
@@ -380,16 +381,7 @@ class LocalBroker:
         if state.sasl_ssl_port is not None:
             cmd += scram_arguments(ensure_sasl_ssl(paths.data_dir))
         try:
-            out = subprocess.run(
-                cmd,
-                cwd=paths.data_dir,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=180,
-                check=False,
-            )
+            out = run_tool(cmd, cwd=paths.data_dir, timeout=180)
         except subprocess.TimeoutExpired as exc:
             raise BrokerStartError("formatting the KRaft storage timed out", data_dir=paths.data_dir) from exc
         if out.returncode != 0:
@@ -532,16 +524,7 @@ def _spawn_detached(cmd: list[str], *, cwd: Path, log_file: Path) -> int:
     child: it cannot become our zombie, and no `Popen` object outlives this call.
     """
     script = '"$@" </dev/null >>"$0" 2>&1 & echo $!'
-    out = subprocess.run(
-        ["/bin/sh", "-c", script, str(log_file), *cmd],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        start_new_session=True,
-        timeout=30,
-        check=False,
-    )
+    out = run_tool(["/bin/sh", "-c", script, str(log_file), *cmd], cwd=cwd, timeout=30, start_new_session=True)
     try:
         return int(out.stdout.strip())
     except ValueError as exc:
