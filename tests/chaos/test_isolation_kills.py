@@ -64,7 +64,7 @@ async def test_one_idempotency_key_on_50_sessions_under_kill_9(
 
             running = asyncio.create_task(load())
             for _ in range(KILLS):
-                await assert_eventually(lambda: _restored(worker), timeout=60)
+                await assert_eventually(worker.assert_restored, timeout=60)
                 await asyncio.sleep(rng.uniform(0.3, 1.5))
                 worker.kill()
                 worker.start()
@@ -115,8 +115,3 @@ async def test_step_result_types_survive_kill_9(request: pytest.FixtureRequest, 
         raise
     finally:
         worker.cleanup()
-
-
-def _restored(worker: WorkerProcess) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > 0, "the worker has not restored a partition yet"

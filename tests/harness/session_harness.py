@@ -338,6 +338,14 @@ class WorkerProcess:
         """How many partition restores this instance logged (it owns partitions once > 0)."""
         return self.output().count(" restored: ")
 
+    def assert_restored(self, more_than: int = 0, why: str = "the worker has not restored a partition yet") -> None:
+        """It runs and has logged more than `more_than` partition restores (with 0: it owns partitions).
+
+        For `assert_eventually`; `why` is the failure message (a takeover, a join, a restart).
+        """
+        assert self.alive(), self.output()[-3000:]
+        assert self.restored_partitions() > more_than, why
+
     def kill(self) -> None:
         """SIGKILL by PID, and reap."""
         if self.proc is not None and self.proc.poll() is None:
