@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness.raw_kafka import create_topic
+from aiokafka import AIOKafkaProducer
+from harness.raw_kafka import create_topic, read_values
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -20,31 +20,6 @@ def _producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
 async def _send_all(producer: AIOKafkaProducer, topic: str, values: list[bytes]) -> None:
     for value in values:
         await producer.send_and_wait(topic, value, key=b"session-1")
-
-
-async def _read_all(bootstrap: str, topic: str, *, isolation: str, expected: int) -> list[bytes]:
-    """Read the topic from the start until `expected` records arrived, then a little longer."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level=isolation,
-    )
-    await consumer.start()
-    seen: list[bytes] = []
-    try:
-        for _ in range(120):
-            batches = await consumer.getmany(timeout_ms=250)
-            seen += [r.value for records in batches.values() for r in records]
-            if len(seen) >= expected:
-                break
-        # Anything that should not be visible would arrive together with what should.
-        batches = await consumer.getmany(timeout_ms=1000)
-        seen += [r.value for records in batches.values() for r in records]
-    finally:
-        await consumer.stop()
-    return seen
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["SIGTERM", "SIGKILL"])
@@ -91,10 +66,10 @@ async def test_restart_keeps_committed_and_hides_aborted(local_broker, namespace
         await producer.stop()
 
     expected = committed_1 + committed_2 + committed_3
-    seen = await _read_all(bootstrap, topic, isolation="read_committed", expected=len(expected))
+    seen = await read_values(bootstrap, topic, isolation="read_committed", expected=len(expected), linger=1.0)
     assert seen == expected
 
     # The aborted records did reach the log and survived too; only their markers hide them.
     everything = committed_1 + aborted + committed_2 + in_flight + committed_3
-    raw = await _read_all(bootstrap, topic, isolation="read_uncommitted", expected=len(everything))
+    raw = await read_values(bootstrap, topic, isolation="read_uncommitted", expected=len(everything), linger=1.0)
     assert raw == everything

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from harness.raw_kafka import create_topic
+from harness.raw_kafka import create_topic, read_values
 
 from eventstore.kafka.localbroker import log_tail
 
@@ -39,20 +39,7 @@ async def _produce_and_consume(bootstrap: str, topic: str, values: list[bytes]) 
             await producer.send_and_wait(topic, value, key=b"k")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    seen: list[bytes] = []
-    try:
-        for _ in range(60):
-            batches = await consumer.getmany(timeout_ms=500)
-            seen += [record.value for records in batches.values() for record in records]
-            if len(seen) >= len(values):
-                break
-    finally:
-        await consumer.stop()
-    return seen
+    return await read_values(bootstrap, topic, expected=len(values))
 
 
 async def test_up_status_produce_consume_down(kafka_libs: Path, tmp_path: Path, namespace: str) -> None:
