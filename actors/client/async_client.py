@@ -13,12 +13,12 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, partition_for, unpack
+from eventstore.lifecycle import AsyncResource
 from eventstore.log import LogConsumer
 
 from ..clock import now_ms
@@ -50,7 +50,7 @@ _ERRORS: dict[str, type[InvocationError]] = {
 }
 
 
-class Client:
+class Client(AsyncResource):
     """Talks to sessions through the log. Use as ``async with Client.connect() as client``."""
 
     def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
@@ -78,15 +78,6 @@ class Client:
     def connect(cls, settings: Settings | None = None, *, log: EventLog | None = None) -> Client:
         """A client to use as an async context manager (it starts on enter)."""
         return cls(settings, log=log)
-
-    async def __aenter__(self) -> Client:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Connect, create the namespace's topics if needed, and start listening for replies."""
