@@ -48,10 +48,7 @@ async def test_kill_9_mid_agent_run_resumes_without_repeats(
                 assert any(r["detail"].startswith("email:") for r in ledger(runs)), worker.output()[-2000:]
 
             await assert_eventually(email_started, timeout=120)
-            first_pid = worker.pid
-            worker.kill()
-            hold.unlink()
-            worker.start()
+            first_pid = worker.kill_and_restart(meanwhile=hold.unlink)
             reply = await call
         assert reply.text == "findings from web, news, papers"
         assert reply.usage_tokens == 150

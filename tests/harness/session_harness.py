@@ -352,6 +352,16 @@ class WorkerProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def kill_and_restart(self, meanwhile: Callable[[], object] | None = None) -> int:
+        """SIGKILL, then a new process (`meanwhile` runs in between, while none runs: to open a gate
+        the old one waited at); returns the PID of the killed one."""
+        killed = self.pid
+        self.kill()
+        if meanwhile is not None:
+            meanwhile()
+        self.start()
+        return killed
+
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait for a clean exit; returns the exit code."""
         assert self.proc is not None

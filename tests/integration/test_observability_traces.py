@@ -169,10 +169,7 @@ async def test_a_kill_between_steps_2_and_3_gives_one_execution_span_per_step(
                 assert steps_log.exists() and "s3-started" in steps_log.read_text()
 
             await assert_eventually(third_started, timeout=60)
-            first_pid = worker.pid
-            worker.kill()
-            gate.touch()
-            worker.start()
+            first_pid = worker.kill_and_restart(meanwhile=gate.touch)
             answer = await call
             assert answer.text == "s1,s2,s3,s4,s5"
             client_spans = [s for s in spans.get_finished_spans() if s.name == "call five.run"]
