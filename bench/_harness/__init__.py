@@ -10,9 +10,9 @@ aiokafka baseline, so the three are timed by the same code. One module per conce
 from .latency import LatencyRecorder, Progress, Result, drive, median_run, percentile
 from .machine import KAFKA_VERSION, TRACKED_PACKAGES, machine_info, package_versions
 from .paths import BENCH_DIR, LATEST_JSON, QUICK_JSON, REPO_ROOT, RESULTS_DIR, RUNS_DIR
-from .results import SCHEMA_VERSION, load_results, record, utc_now
+from .results import SCHEMA_VERSION, load_results, record, utc_now, workload_result
 from .sampling import ProcessSampler, sample_this_process
-from .terminal import console, free_port, pick_port, port_is_free, progress_bar, wait_for_port
+from .terminal import check_mark, console, free_port, pick_port, port_is_free, progress_bar, wait_for_port
 
 __all__ = [
     "BENCH_DIR",
@@ -28,6 +28,7 @@ __all__ = [
     "ProcessSampler",
     "Progress",
     "Result",
+    "check_mark",
     "console",
     "drive",
     "free_port",
@@ -43,4 +44,5 @@ __all__ = [
     "sample_this_process",
     "utc_now",
     "wait_for_port",
+    "workload_result",
 ]

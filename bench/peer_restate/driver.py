@@ -22,6 +22,7 @@ from bench._harness import (
     drive,
     median_run,
     progress_bar,
+    workload_result,
 )
 from bench.peer_restate.install import RESTATE_VERSION, SDK_VERSION, ensure_installed
 from bench.peer_restate.server import CounterService, Ports, RestateServer, server_version
@@ -225,14 +226,8 @@ async def _run_workload(
                     out.print(f"[red]  {figures['check']['problems'][:3]} first error: {figures['first_error']}[/red]")
     finally:
         server.stop()
-    med = median_run(results)
-    return {
-        "system": "restate",
-        "params": asdict(workload) | {"runs": runs, "warmup_calls": WARMUP_CALLS, "seed": SEED},
-        "median": {k: v for k, v in med.items() if k not in ("check",)},
-        "runs": results,
-        "correct": all(r["correct"] for r in results),
-    }
+    params = asdict(workload) | {"runs": runs, "warmup_calls": WARMUP_CALLS, "seed": SEED}
+    return workload_result("restate", params, results, median_run(results))
 
 
 async def run_restate(workloads: Iterable[str] = tuple(WORKLOADS), runs: int = 3, scale: float = 1.0) -> dict[str, Any]:
