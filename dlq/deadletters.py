@@ -249,27 +249,24 @@ class DeadLetters(AsyncResource):
             transform = Transform.load(transform)
         elif transform is not None and not isinstance(transform, Transform):
             transform = Transform(transform)
-        if dry_run:
+        loaded: Transform | None = transform  # narrowed above; a closure would see the declared type
+
+        async def run() -> Report:
             return await self._replayer.replay(
                 await self.select(ids, where),
-                dry_run=True,
+                dry_run=dry_run,
                 rate=rate,
-                transform=transform,
+                transform=loaded,
                 include_discarded=include_discarded,
                 by=by,
                 progress=progress,
             )
+
+        if dry_run:
+            return await run()
         # Fence older replayers first: the statuses read next include all they committed.
         async with self._replayer.fenced():
-            letters = await self.select(ids, where)
-            return await self._replayer.replay(
-                letters,
-                rate=rate,
-                transform=transform,
-                include_discarded=include_discarded,
-                by=by,
-                progress=progress,
-            )
+            return await run()
 
     async def discard(
         self,
