@@ -1,8 +1,8 @@
 """Dead letters end to end: a real worker dead-letters messages; list, stats, show, replay, discard.
 
-Runs on the embedded log and on the real Kafka broker. The session type's handler fails for
-"bad" orders (`harness.order_sessions`) until its `FIXED` flag is set: that is "fixing the cause" before a
-replay. State is read back through the client, so "applied once" is what the session folded.
+Runs on the embedded log and on the real Kafka broker. The session type (`harness.order_sessions`)
+fails for "bad" orders until its `FIXED` flag is set: that is "fixing the cause" before a replay.
+State is read back through the client, so "applied once" is what the session folded.
 """
 
 from __future__ import annotations
@@ -20,11 +20,7 @@ from click.testing import CliRunner
 from harness import order_sessions
 from harness.order_sessions import orders
 
-from actors import (
-    Client,
-    Settings,
-    Worker,
-)
+from actors import Client, Settings, Worker
 from actors.messages import session_key
 from dlq import DeadLetter, DeadLetters, Filter, NoMatchError, ReplayTarget, UnknownDeadLetterError
 from dlq.cli import dlq as dlq_cli
