@@ -10,13 +10,13 @@ import signal
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
 from eventstore.kafka import KafkaLog
 from eventstore.kafka.consumer import KafkaConsumer
 from eventstore.kafka.group_writer import GroupCommitWriter
+from eventstore.lifecycle import AsyncResource
 from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
@@ -35,7 +35,7 @@ SUBMIT_SLICE = 256
 """Inbox records routed between two yields to the event loop."""
 
 
-class Worker:
+class Worker(AsyncResource):
     """Consumes the inbox as a member of the namespace's group and runs its partitions.
 
     Use as ``async with Worker([agent]) as worker: await worker.wait()``, or `tether serve`.
@@ -83,15 +83,6 @@ class Worker:
         self._gauges: asyncio.Task[None] | None = None
         self.metrics_port: int | None = None
         """The port metrics are served on (None: not served)."""
-
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Join the group; partitions are restored as they are assigned."""
@@ -159,6 +150,10 @@ class Worker:
         await self.client.close()
         if self._owns_log:
             await self._log.close()
+
+    async def close(self) -> None:
+        """The same as `stop`: how ``async with`` (`AsyncResource`) ends a worker."""
+        await self.stop()
 
     # -- PartitionListener -----------------------------------------------------------------
     async def on_assigned(self, partitions: set[int]) -> None:
