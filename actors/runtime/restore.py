@@ -4,7 +4,10 @@ A checkpoint is a snapshot (bytes, with the session's version in a header) of ev
 that changed, plus one record under `CHECKPOINT_KEY` saying where in the events topic the
 snapshots end, which invocations were in flight (their journals), which inbox offsets above
 the committed one already finished, and every open wait. A restore reads the snapshots, then
-the events from the checkpoint on, so its cost is bounded by `checkpoint_every`.
+the events from the checkpoint on, so its cost is bounded by the checkpoint cadence (records,
+events and bytes: `cadence`). The entries it keeps for sessions to fold later are kept encoded,
+and past `restore_buffer_bytes` the sessions holding the most are folded at once, so a
+restore's memory is bounded whatever the shape of the events (`_TailBudget`).
 
 `restore` only reads: it returns the partition's state (`RestoredPartition`) for a processor to
 adopt, so it runs, and is tested, without one. `checkpoint_records` writes the state it is given.
@@ -16,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,16 +74,108 @@ class RestoredPartition:
     """Events offset where the last checkpoint starts a restore."""
     records: int = 0
     """Records read (snapshots and events)."""
+    events_records: int = 0
+    """Events-topic records read (from the checkpoint's start on)."""
+    events: int = 0
+    """Events (emitted by handlers) those records carry."""
+    events_bytes: int = 0
+    """Bytes (key and value) of those records."""
+    folded: int = 0
+    """Sessions folded during the restore to keep within `restore_buffer_bytes`."""
 
     def session(self, key: bytes) -> Session:
         """The session of record key `key` (created if new)."""
         return session_of(self.sessions, key)
 
 
-async def restore(log_: EventLog, topics: Topics, partition: int, group: str) -> RestoredPartition:
-    """Rebuild partition `partition` from its snapshots and events (read-only)."""
+class _TailBudget:
+    """Keeps the encoded entries a restore holds for its sessions under `restore_buffer_bytes`.
+
+    Past the limit, the sessions holding the most are folded into their states (as their first
+    message would) until half of it is left; a session type this worker does not serve cannot be
+    folded here, and its entries stay (with one warning). A session holding a sixteenth of the
+    limit is folded at once, so that no single fold blocks the event loop for long.
+    """
+
+    def __init__(
+        self,
+        out: RestoredPartition,
+        partition: int,
+        objects: Mapping[str, VirtualObject[Any]] | None,
+        settings: RuntimeSettings | None,
+    ) -> None:
+        self._out = out
+        self._partition = partition
+        self._objects = objects
+        self._limit = settings.restore_buffer_bytes if settings is not None else None
+        self._retention_ms = settings.retention_ms if settings is not None else 0
+        self.held = 0
+        self._warned = False
+
+    async def added(self, session: Session, nbytes: int) -> None:
+        self.held += nbytes
+        if self._limit is None:
+            return
+        if session.tail_bytes > self._limit // 16 and self._fold_one(session):
+            await asyncio.sleep(0)
+        if self.held > self._limit:
+            await self._fold()
+
+    def dropped(self, nbytes: int) -> None:
+        self.held -= nbytes
+
+    def _fold_one(self, session: Session) -> bool:
+        obj = (self._objects or {}).get(session.object_name)
+        if obj is None:
+            return False
+        self.held -= session.tail_bytes
+        session.load(obj, self._retention_ms)
+        self._out.folded += 1
+        return True
+
+    async def _fold(self) -> None:
+        assert self._limit is not None
+        holding = sorted(
+            (s for s in self._out.sessions.values() if s.tail), key=lambda s: s.tail_bytes, reverse=True
+        )
+        unserved: set[str] = set()
+        for n, session in enumerate(holding):
+            if self.held <= self._limit // 2:
+                return
+            if not self._fold_one(session):
+                unserved.add(session.object_name)
+            elif n % 100 == 99:
+                await asyncio.sleep(0)
+        if self.held > self._limit and not self._warned:
+            self._warned = True
+            log.warning(
+                "partition %d: restore holds %d bytes of events of session types not served here (%s), over "
+                "restore_buffer_bytes=%d; they cannot be folded by this worker and stay in memory",
+                self._partition,
+                self.held,
+                ", ".join(sorted(unserved)),
+                self._limit,
+            )
+
+
+async def restore(
+    log_: EventLog,
+    topics: Topics,
+    partition: int,
+    group: str,
+    *,
+    objects: Mapping[str, VirtualObject[Any]] | None = None,
+    settings: RuntimeSettings | None = None,
+) -> RestoredPartition:
+    """Rebuild partition `partition` from its snapshots and events (read-only).
+
+    With `objects` and `settings` (a processor's), the entries held for sessions to fold later
+    stay under `settings.restore_buffer_bytes` (sessions are folded early past it); without,
+    every session keeps its entries until its first message.
+    """
     started = time.perf_counter()
     out = RestoredPartition()
+    budget = _TailBudget(out, partition, objects, settings)
     finished: set[int] = set()
     count = 0
     async for record in log_.read(topics.snapshots, partition):
@@ -95,7 +190,8 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
             session = out.session(record.key)
             session.snapshot = record.value
             session.version = snapshot_version(record.value, record.header(SNAPSHOT_VERSION_HEADER))
-            session.state, session.tail = None, []
+            budget.dropped(session.tail_bytes)
+            session.state, session.tail, session.tail_bytes = None, [], 0
             continue
         checkpoint = Checkpoint.decode(record.value)
         out.checkpoint_start = checkpoint.start
@@ -112,6 +208,8 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
             await asyncio.sleep(0)
         if record.key is None or record.value is None:
             continue
+        out.events_records += 1
+        out.events_bytes += len(record.key) + len(record.value)
         entry = entries.decode(record.value)
         if isinstance(entry, Step):
             inv_id = invocation_id(record.key.decode(errors="replace"), entry.message_id)
@@ -124,10 +222,13 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
         if not isinstance(entry, Done):
             _open_wait(out, topics, partition, entry)
             if isinstance(entry, Suspend):
+                out.events += len(entry.events)
                 session = out.session(record.key)
                 if entry.version > session.version:
-                    session.add_tail(entry, record.offset)
+                    session.add_tail(record.value, entry.version, record.offset)
+                    await budget.added(session, len(record.value))
             continue
+        out.events += len(entry.events)
         inv_id = invocation_id(record.key.decode(errors="replace"), entry.message_id)
         out.waits.forget(inv_id)
         out.journals.pop(inv_id, None)
@@ -138,7 +239,8 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
         session = out.session(record.key)
         if entry.version <= session.version:
             continue  # covered by the snapshot
-        session.add_tail(entry, record.offset)
+        session.add_tail(record.value, entry.version, record.offset)
+        await budget.added(session, len(record.value))
     for session in out.sessions.values():
         if session.blocked_by is not None and session.blocked_by not in out.waits.suspended:
             session.blocked_by = None  # its invocation finished after it suspended
@@ -148,11 +250,12 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
     out.offsets = OffsetTracker(out.resume, finished)
     out.records = count
     log.info(
-        "partition %d restored: %d records, %d sessions, %d open invocations in %.3f s "
+        "partition %d restored: %d records, %d sessions (%d folded early), %d open invocations in %.3f s "
         "(checkpoint at event offset %d); resuming inbox at %d",
         partition,
         count,
         len(out.sessions),
+        out.folded,
         len(out.journals),
         time.perf_counter() - started,
         out.checkpoint_start,
@@ -212,7 +315,7 @@ def checkpoint_records(
     written: list[Session] = []
     all_sessions = list(sessions)
     for session in all_sessions:
-        if session.dirty and session.state is None and session.tail:
+        if session.dirty and session.tail:
             obj = objects.get(session.object_name)
             if obj is None:  # cannot fold it here: keep its events for the next restore
                 start = min(start, int(session.tail_from))
