@@ -40,8 +40,10 @@ class CheckpointCadence:
         return sum(len(r.key or b"") + len(r.value or b"") for r in records if r.topic == topic)
 
     def due(self, records: Sequence[OutRecord], entries: int, events: int) -> bool:
-        """Whether committing `records` (`entries` of them in the events topic, carrying `events`
-        events) should take a checkpoint with it."""
+        """Whether committing `records` should take a checkpoint with it.
+
+        `entries` of them are events-topic records, carrying `events` events.
+        """
         if self.records + entries >= self._records_limit or self.events + events >= self._events_limit:
             return True
         return self.bytes + self.bytes_of(records) >= self._bytes_limit
@@ -56,8 +58,10 @@ class CheckpointCadence:
         self.bytes += self.bytes_of(records)
 
     def restored(self, entries: int, events: int, nbytes: int) -> None:
-        """A restore read this much of the events topic after the checkpoint it started from: it
-        counts, so that the next checkpoint comes as soon as the next restore would read more."""
+        """A restore read this much of the events topic after the checkpoint it started from.
+
+        It counts: the next checkpoint comes as soon as the next restore would read more.
+        """
         self.records += entries
         self.events += events
         self.bytes += nbytes

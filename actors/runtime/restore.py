@@ -135,9 +135,7 @@ class _TailBudget:
 
     async def _fold(self) -> None:
         assert self._limit is not None
-        holding = sorted(
-            (s for s in self._out.sessions.values() if s.tail), key=lambda s: s.tail_bytes, reverse=True
-        )
+        holding = sorted((s for s in self._out.sessions.values() if s.tail), key=lambda s: s.tail_bytes, reverse=True)
         unserved: set[str] = set()
         for n, session in enumerate(holding):
             if self.held <= self._limit // 2:

@@ -124,8 +124,9 @@ class Session:
         )
 
     def add_tail(self, value: bytes, version: int, offset: int) -> None:
-        """Keep an entry with events that the snapshot misses (`value`, the events-topic record
-        of an entry that brings the session to `version`), to fold when the session loads.
+        """Keep an entry with events that the snapshot misses, to fold when the session loads.
+
+        `value` is the events-topic record of an entry that brings the session to `version`.
 
         The session is dirty until a checkpoint covers the entry, loaded or not, or the next
         checkpoint would move the restore start past it.
