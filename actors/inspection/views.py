@@ -207,7 +207,7 @@ async def session_view(
     if snapshot is not None:
         assert snapshot.value is not None
         covered = snapshot_version(snapshot.value, snapshot.header(SNAPSHOT_VERSION_HEADER))
-    tail: list[Done | Suspend] = []
+    tail: list[bytes] = []
     events_since: list[dict[str, Any]] = []
     waits = OpenWaits()
     in_flight: dict[str, list[dict[str, Any]]] = {}
@@ -219,7 +219,7 @@ async def session_view(
             continue
         invocation = entry.message_id
         if isinstance(entry, Done | Suspend) and entry.version > covered:
-            tail.append(entry)
+            tail.append(entry.encode())  # as a restore keeps it: encoded, folded on load
             version = max(version, entry.version)
             events_since.append(
                 {

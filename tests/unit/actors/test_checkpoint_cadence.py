@@ -84,7 +84,7 @@ async def _wide_calls(runtime: RuntimeSettings, calls: int, req: Burst) -> tuple
         processor = kit.worker.processors[0]
         await kit.restart()
         restored = kit.worker.processors[0]
-        assert kit.state(wide, "k").count == calls * req.events
+        assert kit.state(wide, "k") == Tally(count=calls * req.events, notes=calls if req.note else 0)
         return processor.checkpoint_start, restored._cadence.records  # noqa: SLF001
 
 
