@@ -149,7 +149,7 @@ class PartitionProcessor:
         self.failed: BaseException | None = None
         self.waits = WaitTable()
         """Suspended invocations, delayed messages, awakeable completions and their timers."""
-        self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
+        self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0, "restored_events_records": 0}
 
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
@@ -172,6 +172,7 @@ class PartitionProcessor:
         self._committed = restored.resume
         self.checkpoint_start = restored.checkpoint_start
         self.stats["restored_records"] = restored.records
+        self.stats["restored_events_records"] = restored.events_records
         self._cadence.restored(restored.events_records, restored.events, restored.events_bytes)
 
     def completion(self, awakeable: str) -> Completion | None:
