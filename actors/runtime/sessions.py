@@ -56,8 +56,8 @@ class Session:
 
     @property
     def loaded(self) -> bool:
-        """Whether `state` is decoded and current."""
-        return self.state is not None
+        """Whether `state` is decoded and current (no entries left to fold onto it)."""
+        return self.state is not None and not self.tail
 
     def load(self, obj: VirtualObject[Any], retention_ms: int) -> BaseModel:
         """Decode snapshot + tail into `state` (once) and return it.
