@@ -110,6 +110,8 @@ class _TailBudget:
         self._limit = settings.restore_buffer_bytes if settings is not None else None
         self._retention_ms = settings.retention_ms if settings is not None else 0
         self.held = 0
+        self._next = self._limit
+        """Bytes held past which to fold again (above the limit while unfoldable entries fill it)."""
         self._warned = False
 
     async def added(self, session: Session, nbytes: int) -> None:
@@ -118,7 +120,7 @@ class _TailBudget:
             return
         if session.tail_bytes > self._limit // 16 and self._fold_one(session):
             await asyncio.sleep(0)
-        if self.held > self._limit:
+        if self._next is not None and self.held > self._next:
             await self._fold()
 
     def dropped(self, nbytes: int) -> None:
@@ -139,11 +141,12 @@ class _TailBudget:
         unserved: set[str] = set()
         for n, session in enumerate(holding):
             if self.held <= self._limit // 2:
-                return
+                break
             if not self._fold_one(session):
                 unserved.add(session.object_name)
             elif n % 100 == 99:
                 await asyncio.sleep(0)
+        self._next = max(self._limit, self.held + self._limit // 2)  # no sorting again at every record
         if self.held > self._limit and not self._warned:
             self._warned = True
             log.warning(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from actors import ObjectContext, RuntimeSettings, VirtualObject
@@ -139,3 +141,31 @@ async def test_restore_folds_sessions_to_stay_within_its_buffer(tmp_path: Path) 
     assert small.state is None and small.load(wide, settings.retention_ms) == Tally(count=8)
     for session in (big, small):  # the early fold and the later one give what one fold gives
         assert session.state == unbounded.sessions[session.key].load(wide, settings.retention_ms)
+
+
+async def test_restore_keeps_what_it_cannot_fold_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = EmbeddedLog(tmp_path / "log")
+    await log.start()
+    topics = Topics("u")
+    await log.create_topics(topics.specs(1))
+    envelope = wide.codec.encode_envelope(Counted(n=1))
+    records = [
+        OutRecord(
+            topics.events,
+            0,
+            f"gone/k{v % 7}".encode(),
+            Done(f"m{v}", "h", [envelope] * 50, v // 7 + 1, v, None).encode(),
+        )
+        for v in range(200)
+    ]
+    await log.append(records)
+    settings = RuntimeSettings(restore_buffer_bytes=2**16)
+    try:
+        with caplog.at_level(logging.WARNING, logger="actors.runtime.processor"):
+            restored = await restore(log, topics, 0, topics.group(), objects={wide.name: wide}, settings=settings)
+    finally:
+        await log.close()
+    assert restored.folded == 0 and all(s.state is None for s in restored.sessions.values())
+    assert sum(s.tail_bytes for s in restored.sessions.values()) == sum(len(r.value or b"") for r in records)
+    warnings = [r.getMessage() for r in caplog.records if "restore_buffer_bytes" in r.getMessage()]
+    assert len(warnings) == 1 and "not served here (gone)" in warnings[0]
