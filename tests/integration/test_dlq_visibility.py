@@ -2,11 +2,10 @@
 
 Kafka makes a committed transaction visible to read_committed readers only once the broker has
 written its markers, a moment after the writer's commit returned; a listing that took the last
-stable offsets in that moment stopped before the transaction's dead letters (W7 once counted
-8,775 of 10,000 right after the inbox was processed). The partition then looks as it does while
-the transaction is still open: its records are in the log, its outcome is not. So the tests
-hold a transaction open while a listing starts, commit it half a second later, and expect the
-listing to include it. Without the listing's wait (`EventLog.settled_end_offset`) each listing
+stable offsets in that moment stopped before the transaction's dead letters. The partition
+then looks as it does while the transaction is still open: its records are in the log, its
+outcome is not. So the tests hold a transaction open while a listing starts, commit it
+`HOLD` seconds later, and expect the listing to include it. Without the listing's wait (`EventLog.settled_end_offset`) each listing
 returns at once, without the letter.
 """
 
@@ -32,8 +31,9 @@ from eventstore.kafka import KafkaLog
 
 pytestmark = pytest.mark.kafka
 
-HOLD = 0.5
-"""Seconds the transaction stays open after the listing started."""
+HOLD = 3.0
+"""Seconds the transaction stays open after the listing started: long enough for a listing to
+connect and take its end offsets first (it then waits), shorter than its wait (5 s)."""
 
 
 class Items(BaseModel):
@@ -106,7 +106,8 @@ async def test_listings_wait_for_a_transaction_that_ends_after_they_start(
 
     async def indexed() -> list[str]:
         async with DeadLetters(settings) as dead:  # `dlq list` without --since: the local index
-            return [letter.id for letter in await dead.list(Filter())]
+            letters, _ = await dead.page(Filter(), limit=0)
+            return [letter.id for letter in letters]
 
     def cli() -> Any:  # noqa: ANN401 - the JSON document
         args = ["list", "--json", "-b", kafka_bootstrap, "-n", namespace, "--data-dir", str(tmp_path)]
