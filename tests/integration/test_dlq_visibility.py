@@ -5,8 +5,8 @@ written its markers, a moment after the writer's commit returned; a listing that
 stable offsets in that moment stopped before the transaction's dead letters. The partition
 then looks as it does while the transaction is still open: its records are in the log, its
 outcome is not. So the tests hold a transaction open while a listing starts, commit it
-`HOLD` seconds later, and expect the listing to include it. Without the listing's wait (`EventLog.settled_end_offset`) each listing
-returns at once, without the letter.
+`HOLD` seconds later, and expect the listing to include it. Without the listing's wait
+(`EventLog.settled_end_offset`) each listing returns at once, without the letter.
 """
 
 from __future__ import annotations
