@@ -56,12 +56,3 @@ class CheckpointCadence:
         self.records += entries
         self.events += events
         self.bytes += self.bytes_of(records)
-
-    def restored(self, entries: int, events: int, nbytes: int) -> None:
-        """A restore read this much of the events topic after the checkpoint it started from.
-
-        It counts: the next checkpoint comes as soon as the next restore would read more.
-        """
-        self.records += entries
-        self.events += events
-        self.bytes += nbytes

@@ -173,7 +173,6 @@ class PartitionProcessor:
         self.checkpoint_start = restored.checkpoint_start
         self.stats["restored_records"] = restored.records
         self.stats["restored_events_records"] = restored.events_records
-        self._cadence.restored(restored.events_records, restored.events, restored.events_bytes)
 
     def completion(self, awakeable: str) -> Completion | None:
         """The completion of `awakeable`, if it was resolved or rejected (`InvocationHost`)."""
