@@ -6,6 +6,7 @@ committed, and take the end time from the committing records' timestamps.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -211,9 +212,16 @@ async def _dlq_run(sut: System, count: int, label: str) -> dict[str, Any]:
                 )
         # Idempotence: a second replay of the same dead letters sends nothing.
         again = await dead.replay([letter.id for letter in letters])
+        if len(letters) != count:
+            # Which it is: visibility lag (they show up a moment later) or lost writes (never).
+            await asyncio.sleep(2.0)
+            later = [letter for letter in await dead.all() if (letter.object_key or "").startswith(prefix)]
     problems = []
     if len(letters) != count:
-        problems.append(f"{len(letters)} dead letters found, {count} expected")
+        problems.append(
+            f"{len(letters)} dead letters found, {count} expected ({len(later)} listed 2 s later: "
+            f"{'visibility lag' if len(later) == count else 'missing'})"
+        )
     if report.counts.get("replayed", 0) != count:
         problems.append(f"first replay: {report.counts}")
     if again.counts.get("skipped", 0) != count:

@@ -524,7 +524,10 @@ DESCRIPTIONS: dict[str, str] = {
     "W4": "100,000 one-way sends to 10,000 sessions, 1 worker process, first send to last commit",
     "W4-2workers": "W4 with 2 worker processes (one consumer group)",
     "W4-ray": "W4 with 2 workers as Ray actors (tether serve --ray --workers 2)",
-    "W5": "restore a partition of 100,000 and 1,000,000 events (10,000 sessions), with and without snapshots",
+    "W5": (
+        "restore a partition of 100,000 and 1,000,000 events (10,000 sessions, or one wide session), "
+        "with and without snapshots"
+    ),
     "W6": "1,000 three-step sagas, 5% failing at the third step (compensated)",
     "W7": "replay 10,000 dead letters from the DLQ (dlq.DeadLetters.replay)",
     "W1-embedded": "W1 on the embedded (SQLite) backend, worker in-process",

@@ -57,6 +57,7 @@ from ..protocol.large_values import LargeValues, by_reference, events_by_referen
 from ..protocol.replies import Reply
 from ..protocol.streams import StreamChunk
 from ..settings import RuntimeSettings
+from .cadence import CheckpointCadence
 from .cancels import live_invocation
 from .deadletters import Failure, dead_letter
 from .invocation import Invocation, StepOverrides
@@ -81,6 +82,8 @@ class _Pending:
     records: list[OutRecord]
     waiters: list[asyncio.Future[None]]
     events_records: int = 0
+    events: int = 0
+    """Events (emitted by handlers) that the events records carry."""
     must_commit_offsets: bool = False
 
 
@@ -142,7 +145,7 @@ class PartitionProcessor:
         self._wake = asyncio.Event()
         self._committed = -1
         self._offsets_at = 0.0
-        self._since_checkpoint = 0
+        self._cadence = CheckpointCadence(settings, topics.events)
         self.checkpoint_start = 0
         """Events offset where the last checkpoint (written or restored) starts a restore."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,12 +153,20 @@ class PartitionProcessor:
         self.failed: BaseException | None = None
         self.waits = WaitTable()
         """Suspended invocations, delayed messages, awakeable completions and their timers."""
-        self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0}
+        self.stats = {"invocations": 0, "transactions": 0, "restored_records": 0, "restored_events_records": 0}
 
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
         clock = time.perf_counter()
-        restored = await restore(self.log, self.topics, self.partition, self.group, self.large)
+        restored = await restore(
+            self.log,
+            self.topics,
+            self.partition,
+            self.group,
+            objects=self.objects,
+            settings=self.settings,
+            large=self.large,
+        )
         if METRICS.enabled:
             METRICS.restored(time.perf_counter() - clock, restored.records)
         self.adopt(restored)
@@ -171,6 +182,7 @@ class PartitionProcessor:
         self._committed = restored.resume
         self.checkpoint_start = restored.checkpoint_start
         self.stats["restored_records"] = restored.records
+        self.stats["restored_events_records"] = restored.events_records
 
     def completion(self, awakeable: str) -> Completion | None:
         """The completion of `awakeable`, if it was resolved or rejected (`InvocationHost`)."""
@@ -636,7 +648,7 @@ class PartitionProcessor:
         self.journals.pop(inv_id, None)
         self.waits.forget(inv_id)
         self.stats["invocations"] += 1
-        self._finish(offset, records, events_records=1)
+        self._finish(offset, records, events_records=1, events=len(events))
 
     def _fail_message(
         self,
@@ -791,7 +803,7 @@ class PartitionProcessor:
             self._timer_due(inv_id)  # resolved while it was still running
         log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
         set_outcome("suspended")
-        self._finish(offset, [record], events_records=1)
+        self._finish(offset, [record], events_records=1, events=len(events))
 
     def _adopt_queued(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
         """Move a message that waits behind a suspended invocation into the events log."""
@@ -907,9 +919,10 @@ class PartitionProcessor:
         return records
 
     # -- committing ------------------------------------------------------------------------
-    def _finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0) -> None:
+    def _finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0, events: int = 0) -> None:
         self._pending.records.extend(records)
         self._pending.events_records += events_records
+        self._pending.events += events
         if offset != NO_OFFSET:
             self.offsets.finish(offset)
         self._wake.set()
@@ -948,7 +961,7 @@ class PartitionProcessor:
                     continue
                 extra: list[OutRecord] = []
                 checkpointed = False
-                if self._since_checkpoint + self._pending.events_records >= self.settings.checkpoint_every:
+                if self._cadence.due(pending.records, pending.events_records, pending.events):
                     extra = await self._checkpoint_records()  # empty if it had to be skipped
                     checkpointed = True
                     watermark = self.offsets.watermark()
@@ -970,7 +983,7 @@ class PartitionProcessor:
                 if METRICS.enabled:
                     METRICS.committed(len(batch.records) + len(extra), time.perf_counter() - clock)
                 self._on_commit()
-                self._since_checkpoint = 0 if checkpointed else self._since_checkpoint + batch.events_records
+                self._cadence.committed(batch.records, batch.events_records, batch.events, checkpointed=checkpointed)
                 if commit_offsets:
                     self._committed = watermark
                     self._offsets_at = time.monotonic()
