@@ -201,15 +201,22 @@ async def _dlq_run(sut: System, count: int, label: str) -> dict[str, Any]:
                 report = await dead.replay([letter.id for letter in letters], progress=lambda item, total: advance(1))
                 t_replayed = time.time()
             async with reader(sut.settings) as log:
-                await tail_done(
-                    log,
-                    sut.client.topics.events,
-                    PARTITIONS,
-                    on_entry,
-                    lambda: len(replayed) >= len(letters),
-                    max(300.0, count / 20),
-                    sut.workers,
-                )
+                try:
+                    await tail_done(
+                        log,
+                        sut.client.topics.events,
+                        PARTITIONS,
+                        on_entry,
+                        lambda: len(replayed) >= len(letters),
+                        max(300.0, count / 20),
+                        sut.workers,
+                    )
+                except TimeoutError as exc:  # say how far it got, and of what
+                    missing = sorted({letter.replay_message_id for letter in letters} - replayed)
+                    raise TimeoutError(
+                        f"{exc}: {len(replayed)} of {len(letters)} replays took effect "
+                        f"(replay report {report.counts}; missing e.g. {missing[:3]})"
+                    ) from exc
         # Idempotence: a second replay of the same dead letters sends nothing.
         again = await dead.replay([letter.id for letter in letters])
         if len(letters) != count:
