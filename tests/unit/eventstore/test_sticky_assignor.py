@@ -48,7 +48,9 @@ def test_the_user_data_is_pinned_and_reads_back() -> None:
         pack([1, 2, 3]),
     ],
 )
-def test_user_data_that_is_absent_or_foreign_claims_nothing(data: bytes | None, caplog: pytest.LogCaptureFixture) -> None:
+def test_user_data_that_is_absent_or_foreign_claims_nothing(
+    data: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         assert decode_user_data(data) == (NO_GENERATION, {})
 
