@@ -241,7 +241,10 @@ class Worker:
         dropped = [self._parked.pop(p) for p in partitions if p in self._parked]
         for parked in dropped:
             log.info("partition %d: its parked processor is dropped (restored if assigned)", parked.processor.partition)
-        await asyncio.gather(*(parked.processor.stop(flush=False) for parked in dropped))
+        stops = [parked.processor.stop(flush=False) for parked in dropped]
+        for parked, result in zip(dropped, await asyncio.gather(*stops, return_exceptions=True), strict=True):
+            if isinstance(result, Exception):  # its writer is closed or fenced either way
+                log.warning("partition %d: stopping a parked processor failed: %r", parked.processor.partition, result)
 
     def _install(self, p: int, processor: PartitionProcessor) -> None:
         self.processors[p] = processor

@@ -610,6 +610,7 @@ class PartitionProcessor:
                         delay,
                     )
                     await clock().sleep(delay)
+                    await self._open.wait()  # no new attempt while paused
                     continue
                 category = "exhausted" if policy.retries(exc) else "terminal"
                 self._fail_message(
