@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
+from eventstore import EventLog, ProducerFencedError, TopicPartition, Topics, UsageError, open_log
 from eventstore.kafka import KafkaLog
 from eventstore.kafka.consumer import KafkaConsumer
 from eventstore.kafka.group_writer import GroupCommitWriter
@@ -28,7 +28,7 @@ from ..runtime.processor import PartitionProcessor
 from ..runtime.stalls import LoopWatchdog
 from ..settings import Settings
 from .logs import broker_answered
-from .parking import Parked, Tenure, may_resume
+from .parking import LogMark, Parked, Tenure, may_check, may_resume
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +179,12 @@ class Worker:
         partition back to where it resumes, so nothing is skipped.
         """
         now = self._tenure()
-        for p in sorted(set(self._parked) & partitions):
-            parked = self._parked[p]
-            if now is None or not may_resume(parked.tenure, now) or parked.processor.failed is not None:
+        candidates = [p for p in sorted(set(self._parked) & partitions) if self._parked[p].processor.failed is None]
+        checked = await asyncio.gather(*(self._may_resume(self._parked[p], now) for p in candidates))
+        for p, resumable in zip(candidates, checked, strict=True):
+            if not resumable or now is None:
                 continue
-            del self._parked[p]
+            parked = self._parked.pop(p)
             self._install(p, parked.processor)
             parked.processor.resume()
             assert self._consumer is not None
@@ -232,9 +233,47 @@ class Worker:
         if processor is None:
             return
         if processor.failed is None and await processor.pause():
-            self._parked[p] = Parked(processor, tenure)
-        else:
-            await processor.stop(flush=False)
+            try:
+                mark = await self._mark(p)
+            except Exception as exc:  # cannot tell later whether the log changed: restore then
+                log.warning("partition %d: not parked (%r)", p, exc)
+            else:
+                self._parked[p] = Parked(processor, tenure, mark)
+                return
+        await processor.stop(flush=False)
+
+    async def _mark(self, p: int) -> LogMark:
+        events_end = await self._log.end_offset(self.topics.events, p)
+        committed = await self._log.committed(self.topics.group(), TopicPartition(self.topics.inbox, p))
+        return LogMark(events_end, committed)
+
+    async def _may_resume(self, parked: Parked, now: Tenure | None) -> bool:
+        """Whether `parked` can go on without a restore (see `parking`)."""
+        if now is None:
+            return False
+        if may_resume(parked.tenure, now):
+            return True
+        if not may_check(parked.tenure, now):
+            return False
+        p = parked.processor.partition
+        try:
+            if self._group_writer is not None:
+                assert isinstance(self._log, KafkaLog)
+                await self._log.settle(self.topics.events, p)
+            else:
+                # Fences whoever opened the partition's writer meanwhile and completes its
+                # transactions, so the log read next is final.
+                writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+                old, parked.processor.writer = parked.processor.writer, writer
+                await old.close()
+            mark = await self._mark(p)
+        except Exception as exc:
+            log.warning("partition %d: cannot check its log (%r); restoring it", p, exc)
+            return False
+        if mark != parked.mark:
+            log.info("partition %d was written meanwhile (%s, parked at %s); restoring it", p, mark, parked.mark)
+            return False
+        return True
 
     async def _drop_parked(self, partitions: set[int]) -> None:
         """Stop parked processors without committing: their partitions will be restored."""

@@ -15,7 +15,7 @@ import pytest
 from harness.probe_sessions import PROBE, Item, append, gated_step, probe
 from harness.session_harness import WAIT, assert_eventually, make_settings, open_runtime
 
-from actors.hosting.parking import Tenure, may_resume
+from actors.hosting.parking import LogMark, Tenure, may_check, may_resume
 from actors.hosting.worker import Worker
 from actors.runtime.processor import PartitionProcessor
 
@@ -27,6 +27,41 @@ def test_only_the_same_member_in_the_very_next_generation_may_resume() -> None:
     assert not may_resume(parked, Tenure(7, "m-1"))
     assert not may_resume(parked, Tenure(8, "m-2"))  # left (or was expelled) and came back
     assert not may_resume(Tenure(-1, ""), Tenure(0, ""))
+    assert may_check(parked, Tenure(9, "m-1")) and not may_check(parked, Tenure(9, "m-2"))
+    assert not may_check(parked, Tenure(7, "m-1"))
+
+
+async def test_a_later_generation_resumes_only_if_the_log_did_not_change(
+    tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PROBE.reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=1)
+    async with open_runtime([probe], settings) as rt:
+        assert rt.worker is not None
+        worker = rt.worker
+        tenure = [Tenure(4, "m")]
+        _member(worker, tenure)
+        assert (await rt.client.call(append, "k", Item(value="a"), timeout=WAIT)).values == ["a"]
+        (first,) = (await rt.processors()).values()
+        await worker.on_revoked({0})
+        tenure[0] = Tenure(6, "m")  # generation 5 passed: the log tells whether anyone wrote
+        await worker.on_assigned({0})
+        assert worker.processors[0] is first and worker.kept == 1
+        assert (await rt.client.call(append, "k", Item(value="b"), timeout=WAIT)).values == ["a", "b"]
+        await worker.on_revoked({0})
+        marked = worker._parked[0].mark
+        changed = LogMark(marked.events_end + 1, marked.committed)
+
+        async def written(p: int) -> LogMark:
+            return changed
+
+        monkeypatch.setattr(worker, "_mark", written)  # as if another owner wrote in generation 7
+        tenure[0] = Tenure(8, "m")
+        await worker.on_assigned({0})
+        monkeypatch.undo()
+        (second,) = (await rt.processors()).values()
+        assert second is not first and worker.kept == 1
+        assert (await rt.client.call(append, "k", Item(value="c"), timeout=WAIT)).values == ["a", "b", "c"]
 
 
 def _backlog(processor: PartitionProcessor, n: int) -> None:
@@ -100,7 +135,7 @@ async def test_a_partition_back_in_the_next_generation_resumes_without_a_restore
             assert (await rt.client.call(append, key, Item(value="b"), timeout=WAIT)).values == ["a", "b"]
 
 
-async def test_a_parked_processor_is_dropped_uncommitted_when_a_generation_passed(
+async def test_a_parked_processor_is_dropped_uncommitted_when_the_member_changed(
     tmp_path: Path, namespace: str
 ) -> None:
     PROBE.reset()
@@ -117,7 +152,7 @@ async def test_a_parked_processor_is_dropped_uncommitted_when_a_generation_passe
         await worker.on_revoked({0})
         PROBE.open("g")
         await assert_eventually(lambda: _executed("s", 1))  # ran, never journaled
-        tenure[0] = Tenure(6, "m")  # another member may have owned the partition in generation 5
+        tenure[0] = Tenure(6, "m2")  # a new member id: it left (or was expelled) meanwhile
         await worker.on_assigned({0})
         (new,) = (await rt.processors()).values()
         assert new is not old and worker.kept == 0
