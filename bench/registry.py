@@ -3,7 +3,8 @@
 One registry for `python -m bench tether|all` and the report. A workload is registered where it
 is defined (`bench.tether_workloads` for W1-W7 and the embedded variants; W8 and W9 below, which
 run in environments of their own and can also be run alone: ``python -m bench.sleepers``,
-``python -m bench.dlq_scale``). Baselines (raw Kafka, raw EOS, the Restate peer) are not
+``python -m bench.dlq_scale``; W10 below, on the run's broker, alone: ``python -m
+bench.rebalance_stall``). Baselines (raw Kafka, raw EOS, the Restate peer) are not
 workloads of Tether and have commands of their own.
 """
 
@@ -57,6 +58,12 @@ async def _w9(opts: Any) -> dict[str, Any]:
     return {"params": {"letters": count}, "median": result, "runs": [result], "correct": result.get("correct", True)}
 
 
+async def _w10(opts: Any) -> dict[str, Any]:
+    from bench.rebalance_stall import run
+
+    return await run(quick=bool(opts.quick))
+
+
 def load() -> dict[str, Workload]:
     """The registry with every workload module imported (they register on import)."""
     import bench.tether_workloads  # noqa: F401  (registers W1-W7 and the embedded variants)
@@ -68,6 +75,12 @@ def load() -> dict[str, Workload]:
             "200,000 dead letters: dlq list --since 1h, stats and show vs a full scan (embedded)",
             _w9,
             shared_broker=False,
+        )
+        register(
+            "W10-rebalance",
+            "longest stall of a surviving worker's sessions while another is SIGKILLed, then while one joins; "
+            "eager vs sticky rebalancing",
+            _w10,
         )
     return WORKLOADS
 

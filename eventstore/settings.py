@@ -53,6 +53,11 @@ class KafkaSettings(BaseModel):
     transactional id. ``per_worker`` (experimental): one producer per worker and one transaction
     in flight for all of its partitions, fenced by the consumer group's generation (KIP-447:
     ``TxnOffsetCommit`` v3 with the consumer's membership); see README, "What fences what"."""
+    rebalance: Literal["sticky", "eager"] = "sticky"
+    """``sticky`` (default): a rebalance moves only the partitions that balance needs (a sticky
+    assignor), and a worker that gets a partition back in the very next generation keeps its
+    processor (no restore). ``eager``: aiokafka's round robin, and every partition is restored
+    after every rebalance (what Tether did before). See README, "Rebalances"."""
     connect_timeout_ms: int = Field(default=10_000, ge=100)
     """How long connecting to the cluster may take at start-up (TCP, TLS, SASL, first metadata)
     before it fails with a typed error, instead of waiting for ``request_timeout_ms``."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
+from eventstore import EventLog, ProducerFencedError, TopicPartition, Topics, UsageError, open_log
 from eventstore.kafka import KafkaLog
 from eventstore.kafka.consumer import KafkaConsumer
 from eventstore.kafka.group_writer import GroupCommitWriter
@@ -28,6 +28,7 @@ from ..runtime.processor import PartitionProcessor
 from ..runtime.stalls import LoopWatchdog
 from ..settings import Settings
 from .logs import broker_answered
+from .parking import LogMark, Parked, Tenure, may_check, may_resume
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,12 @@ class Worker(AsyncResource):
         self._restoring: dict[int, asyncio.Task[None]] = {}
         """Restores in flight, by partition: they run outside the group's rebalance callback."""
         self._restore_failed: set[int] = set()
+        self._parked: dict[int, Parked] = {}
+        """Processors of revoked partitions, paused until the group says whose they are now."""
+        self._installs: dict[int, int] = {}
+        """How many times a processor was put in place for each partition (fetch hand-out)."""
+        self.kept = 0
+        """Partitions that came back in the next generation and resumed without a restore."""
         self._partitions = 0
         self._group_writer: GroupCommitWriter | None = None
         """With ``kafka.transactions=per_worker``: the one producer of all partitions."""
@@ -144,6 +151,7 @@ class Worker(AsyncResource):
             await self._consumer.close()  # revokes, which stops the processors
             self._consumer = None
         await self.on_revoked(set(self.processors))
+        await self._drop_parked(set(self._parked))
         if self._group_writer is not None:
             await self._group_writer.close()
             self._group_writer = None
@@ -165,14 +173,116 @@ class Worker(AsyncResource):
         restore ends, a partition's fetched records are dropped; the restore then seeks the
         partition back to where it resumes, so nothing is skipped.
         """
+        now = self._tenure()
+        candidates = [p for p in sorted(set(self._parked) & partitions) if self._parked[p].processor.failed is None]
+        checked = await asyncio.gather(*(self._may_resume(self._parked[p], now) for p in candidates))
+        for p, resumable in zip(candidates, checked, strict=True):
+            if not resumable or now is None:
+                continue
+            parked = self._parked.pop(p)
+            self._install(p, parked.processor)
+            parked.processor.resume()
+            assert self._consumer is not None
+            # Where it stopped reading: every earlier record was handed to it.
+            self._consumer.seek(p, parked.processor.offsets.next)
+            self.kept += 1
+            log.info(
+                "partition %d kept across the rebalance (generation %d -> %d): resumed, not restored",
+                p,
+                parked.tenure.generation,
+                now.generation,
+            )
+        await self._drop_parked(set(self._parked))
         for p in sorted(partitions):
             if p not in self.processors and p not in self._restoring:
                 self._start_restore(p)
 
     async def on_revoked(self, partitions: set[int]) -> None:
-        """Stop the processors of partitions taken away (committing what finished)."""
+        """Pause (or stop) the processors of partitions taken away, committing what finished.
+
+        With ``kafka.rebalance=sticky`` a Kafka group member parks them: `on_assigned` resumes
+        those it gets back in the next generation and stops the others (see `parking`).
+        """
         await self._cancel_restores(partitions)
-        await asyncio.gather(*(self._release(p) for p in partitions))
+        tenure = self._tenure() if not self._stopping.is_set() else None
+        if tenure is None:
+            await asyncio.gather(*(self._release(p) for p in partitions))
+        else:
+            await asyncio.gather(*(self._park(p, tenure) for p in partitions))
+
+    def _tenure(self) -> Tenure | None:
+        """This worker's group membership now, if its processors may be kept across rebalances."""
+        consumer = self._consumer
+        if self.settings.kafka.rebalance != "sticky" or not isinstance(consumer, KafkaConsumer):
+            return None  # the embedded log has no group; "eager" restores every time
+        try:
+            membership = consumer.group_metadata()
+        except UsageError:
+            return None
+        if membership.generation < 0:
+            return None  # no longer a member (expelled): whatever it held may have moved
+        return Tenure(membership.generation, membership.member_id)
+
+    async def _park(self, p: int, tenure: Tenure) -> None:
+        processor = self.processors.pop(p, None)
+        if processor is None:
+            return
+        if processor.failed is None and await processor.pause():
+            try:
+                mark = await self._mark(p)
+            except Exception as exc:  # cannot tell later whether the log changed: restore then
+                log.warning("partition %d: not parked (%r)", p, exc)
+            else:
+                self._parked[p] = Parked(processor, tenure, mark)
+                return
+        await processor.stop(flush=False)
+
+    async def _mark(self, p: int) -> LogMark:
+        events_end = await self._log.end_offset(self.topics.events, p)
+        committed = await self._log.committed(self.topics.group(), TopicPartition(self.topics.inbox, p))
+        return LogMark(events_end, committed)
+
+    async def _may_resume(self, parked: Parked, now: Tenure | None) -> bool:
+        """Whether `parked` can go on without a restore (see `parking`)."""
+        if now is None:
+            return False
+        if may_resume(parked.tenure, now):
+            return True
+        if not may_check(parked.tenure, now):
+            return False
+        p = parked.processor.partition
+        try:
+            if self._group_writer is not None:
+                assert isinstance(self._log, KafkaLog)
+                await self._log.settle(self.topics.events, p)
+            else:
+                # Fences whoever opened the partition's writer meanwhile and completes its
+                # transactions, so the log read next is final.
+                writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+                old, parked.processor.writer = parked.processor.writer, writer
+                await old.close()
+            mark = await self._mark(p)
+        except Exception as exc:
+            log.warning("partition %d: cannot check its log (%r); restoring it", p, exc)
+            return False
+        if mark != parked.mark:
+            log.info("partition %d was written meanwhile (%s, parked at %s); restoring it", p, mark, parked.mark)
+            return False
+        return True
+
+    async def _drop_parked(self, partitions: set[int]) -> None:
+        """Stop parked processors without committing: their partitions will be restored."""
+        dropped = [self._parked.pop(p) for p in partitions if p in self._parked]
+        for parked in dropped:
+            log.info("partition %d: its parked processor is dropped (restored if assigned)", parked.processor.partition)
+        stops = [parked.processor.stop(flush=False) for parked in dropped]
+        for parked, result in zip(dropped, await asyncio.gather(*stops, return_exceptions=True), strict=True):
+            if isinstance(result, Exception):  # its writer is closed or fenced either way
+                log.warning("partition %d: stopping a parked processor failed: %r", parked.processor.partition, result)
+
+    def _install(self, p: int, processor: PartitionProcessor) -> None:
+        self.processors[p] = processor
+        self._installs[p] = self._installs.get(p, 0) + 1
 
     def _start_restore(self, p: int, *, delay: float = 0.0) -> None:
         task = asyncio.create_task(self._take(p, delay=delay), name=f"tether-restore-p{p}")
@@ -234,7 +344,7 @@ class Worker(AsyncResource):
             await writer.close()
             return
         processor.start()
-        self.processors[p] = processor
+        self._install(p, processor)
         self._consumer.seek(p, resume)
 
     async def _release(self, p: int, *, flush: bool = True) -> None:
@@ -256,6 +366,11 @@ class Worker(AsyncResource):
         # holds after the rejoin are its own again (a newer producer with its id ends it all).
         group_fenced = self._group_writer is not None and not self._group_writer.fenced
         for p, exc in failed.items():
+            parked = self._parked.get(p)
+            if parked is not None:
+                if parked.processor.failed is not None:
+                    await self._drop_parked({p})  # the next assignment restores it
+                continue  # the next assignment decides
             current = self.processors.get(p)
             if current is not None and current.failed is None:
                 continue  # an older processor's failure: the partition was taken again since
@@ -324,13 +439,15 @@ class Worker(AsyncResource):
             # boundary below) seeks its partition back to where it resumes: the records of
             # this batch before that point were dropped, and handing it the ones after would
             # make it see offset n+1 before n, and skip n when the consumer re-reads it.
-            owners = dict(self.processors)
+            # A processor parked and resumed meanwhile is the same object, put in place again.
+            owners = {p: (processor, self._installs.get(p, 0)) for p, processor in self.processors.items()}
             for n, record in enumerate(records, 1):
-                processor = owners.get(record.partition)
+                processor, installs = owners.get(record.partition, (None, 0))
                 if (
                     processor is not None
                     and processor.failed is None
                     and self.processors.get(record.partition) is processor
+                    and self._installs.get(record.partition) == installs
                 ):
                     processor.submit(record)
                 if n % SUBMIT_SLICE == 0:

@@ -85,6 +85,8 @@ class _Pending:
     events: int = 0
     """Events (emitted by handlers) that the events records carry."""
     must_commit_offsets: bool = False
+    pause_after: bool = False
+    """Hold the commit loop once this batch committed (`pause`)."""
 
 
 def _bulk(reply: Any, events: list[Any]) -> str:  # noqa: ANN401 - a reply as plain data
@@ -150,6 +152,9 @@ class PartitionProcessor:
         """Events offset where the last checkpoint (written or restored) starts a restore."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_task: asyncio.Task[None] | None = None
+        self._open = asyncio.Event()
+        """Cleared while paused: no transaction, no new invocation, no streamed chunk until set."""
+        self._open.set()
         self.failed: BaseException | None = None
         self.waits = WaitTable()
         """Suspended invocations, delayed messages, awakeable completions and their timers."""
@@ -214,15 +219,45 @@ class PartitionProcessor:
             await asyncio.gather(self._commit_task, return_exceptions=True)
         await self.writer.close()
 
-    async def _flush(self) -> None:
+    async def pause(self) -> bool:
+        """Commit what finished, then hold: no transaction, no new invocation until `resume`.
+
+        Running invocations stay in memory and wait at their next journaled step, so the
+        processor can `resume` where it stopped (its partition came back to this worker before
+        anyone else could own it) or be stopped without committing more (`stop(flush=False)`).
+        False: the commit failed (or the processor had failed); stop it then.
+        """
+        if self.failed is not None or self._commit_task is None:
+            return False
+        self._pending.pause_after = True
+        committed = await self._flush()
+        if not committed or self.failed is not None:
+            return False
+        self._open.clear()  # in case the commit loop resumed it meanwhile: hold for sure
+        return True
+
+    def resume(self) -> None:
+        """Go on after `pause`: commit what finished meanwhile, run what waits."""
+        self._open.set()
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        """Between `pause` and `resume`."""
+        return not self._open.is_set()
+
+    async def _flush(self) -> bool:
         self._pending.must_commit_offsets = True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.waiters.append(waiter)
+        self._open.set()
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(waiter), 30)
         except (TimeoutError, TetherError, PartitionLost):
             log.warning("partition %d: final commit did not complete", self.partition)
+            return False
+        return True
 
     @property
     def backlog(self) -> int:
@@ -342,6 +377,9 @@ class PartitionProcessor:
     async def _drain(self, session: Session) -> None:
         try:
             while session.queue and session.blocked_by is None:
+                await self._open.wait()  # not while paused
+                if not session.queue or session.blocked_by is not None:
+                    break
                 offset, message, record = session.queue.popleft()
                 session.current = message
                 try:
@@ -359,6 +397,7 @@ class PartitionProcessor:
             session.last_used = time.monotonic()
 
     async def _shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:
+        await self._open.wait()  # not while paused
         with self._scope(message):
             await self._run_shared(session, record, message, handler)
 
@@ -583,6 +622,7 @@ class PartitionProcessor:
                         delay,
                     )
                     await clock().sleep(delay)
+                    await self._open.wait()  # no new attempt while paused
                     continue
                 category = "exhausted" if policy.retries(exc) else "terminal"
                 self._fail_message(
@@ -929,6 +969,7 @@ class PartitionProcessor:
 
     async def stream_chunk(self, message: Message, chunk: StreamChunk) -> None:
         """Append a streamed chunk at once, outside the transactions (`InvocationHost`)."""
+        await self._open.wait()  # not while paused
         await self.streams.publish(message, chunk)
 
     async def journal_step(self, message: Message, step: Step) -> None:
@@ -949,8 +990,10 @@ class PartitionProcessor:
             raise PartitionLost(f"partition {self.partition} was lost: {exc}") from exc
 
     async def _commit_loop(self) -> None:
+        batch: _Pending | None = None
         try:
             while True:
+                await self._open.wait()  # not while paused
                 if not await wait_for_event(self._wake, self.settings.offset_commit_interval):
                     self._pending.must_commit_offsets = True  # idle: let the offset catch up
                 self._wake.clear()
@@ -988,6 +1031,8 @@ class PartitionProcessor:
                     self._committed = watermark
                     self._offsets_at = time.monotonic()
                 self.stats["transactions"] += 1
+                if batch.pause_after:
+                    self._open.clear()
                 for waiter in batch.waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -996,6 +1041,9 @@ class PartitionProcessor:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            for waiter in batch.waiters if batch is not None else ():
+                if not waiter.done():  # the failed transaction's: they wait no longer
+                    waiter.set_exception(PartitionLost(f"partition {self.partition} lost: {exc}"))
             self._fail(exc)
 
     async def _commit(self, records: list[OutRecord], watermark: int | None) -> None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
@@ -49,6 +50,7 @@ from .security import (
     probe,
     security_error,
 )
+from .sticky import StickyAssignor
 from .writer import KafkaWriter
 
 log = logging.getLogger(__name__)
@@ -601,6 +603,8 @@ class KafkaLog:
             await self._check_partition(topic, p)
         if partitions is None:
             await self.partition_count(topic)  # a missing topic is an error, not an empty one
+        sticky = StickyAssignor() if self.settings.rebalance == "sticky" else None
+        strategies = (RoundRobinPartitionAssignor,) if sticky is None else (sticky, RoundRobinPartitionAssignor)
         consumer = AIOKafkaConsumer(
             **self._options(),
             client_id=f"{self.settings.client_id}-{group_id or 'reader'}",
@@ -613,6 +617,7 @@ class KafkaLog:
             session_timeout_ms=self.settings.session_timeout_ms,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             max_poll_records=5000,
+            partition_assignment_strategy=strategies,
         )
         try:
             await self._guard(consumer.start())
@@ -628,6 +633,8 @@ class KafkaLog:
                 assert listener is not None
                 rebalance = Rebalance(listener)
                 wrapped = KafkaConsumer(consumer, topic, self._guard, rebalance)
+                if sticky is not None:
+                    sticky.generation = lambda: wrapped.group_metadata().generation
                 consumer.subscribe([topic], listener=rebalance)
         except BaseException:
             await consumer.stop()
