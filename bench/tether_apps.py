@@ -4,8 +4,8 @@
   ``add(n)`` emits ``Added`` and returns the new value; ``add_with_step`` does the same after one
   journaled ``ctx.run`` step, ``add_3step`` after three; shared ``get`` reads. Served with
   ``tether serve bench.tether_apps:counter``.
-- ``dead_end``: a handler that fails for good (``TerminalError``) unless the message is a
-  replay from the dead-letter queue, to make dead letters quickly and replay them (W7).
+- ``dead_end``: a handler that fails for good (``TerminalError``) until its payload is fixed,
+  as W7's replay does (transform `fix`), to make dead letters quickly and replay them.
 - ``trip_saga``: a three-step saga whose third step fails for good when the input asks for it
   (W6); ``saga_coordinator`` is its coordinator. Left ``None`` when the ``sagas`` package is
   missing, so the other types still load.
@@ -98,11 +98,23 @@ dead_end: VirtualObject[CounterState] = VirtualObject("DeadEnd", state=CounterSt
 dead_end.on_event(Added)(_added)  # the counter's fold: the same state and event
 
 
+class Attempt(BaseModel):
+    n: int = 1
+    fixed: bool = False
+    """Set by W7's replay transform (`fix`), as an operator replays a dead letter with its fix."""
+
+
+def fix(payload: Any) -> Any:  # noqa: ANN401 - a dead letter's payload, as plain data
+    """W7's replay transform: the dead letter's payload with its fix."""
+    return {**payload, "fixed": True}
+
+
 @dead_end.handler()
-async def process(ctx: ObjectContext[CounterState], payload: Add) -> Value:
-    """Fail for good on first delivery; succeed when replayed from the dead-letter queue."""
-    if not ctx.invocation_id.startswith(REPLAY_PREFIX):
-        raise TerminalError("bench: rejected on first delivery, so that it is dead-lettered")
+async def process(ctx: ObjectContext[CounterState], payload: Attempt) -> Value:
+    """Fail for good until the payload is fixed: a first delivery is dead-lettered, its replay
+    (through `fix`) succeeds. (The invocation id cannot tell a replay: it is a hash.)"""
+    if not payload.fixed:
+        raise TerminalError("bench: rejected until fixed, so that it is dead-lettered")
     ctx.emit(Added(n=payload.n))
     return Value(value=ctx.state.count)
 

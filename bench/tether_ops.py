@@ -198,7 +198,9 @@ async def _dlq_run(sut: System, count: int, label: str) -> dict[str, Any]:
         with sampler:
             with progress_bar(f"{label}: replay", len(letters)) as advance:
                 t0 = time.time()
-                report = await dead.replay([letter.id for letter in letters], progress=lambda item, total: advance(1))
+                report = await dead.replay(
+                    [letter.id for letter in letters], transform=apps.fix, progress=lambda item, total: advance(1)
+                )
                 t_replayed = time.time()
             async with reader(sut.settings) as log:
                 try:
