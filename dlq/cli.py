@@ -91,6 +91,11 @@ def topic_option(fn: F) -> F:
     )(fn)
 
 
+def _repeatable(flag: str, dest: str, what: str, **kw: Any) -> Callable[[F], F]:
+    """A selection option that may be given several times (any of its values matches)."""
+    return click.option(flag, dest, multiple=True, help=f"Only this {what}; repeatable.", **kw)
+
+
 def filter_options(fn: F) -> F:
     """The options that select dead letters, shared by every command that takes a selection."""
     options = [
@@ -100,34 +105,10 @@ def filter_options(fn: F) -> F:
             default=None,
             help="Only this session type, or this one session.",
         ),
-        click.option(
-            "--handler",
-            "handlers",
-            multiple=True,
-            metavar="NAME",
-            help="Only this handler (NAME or TYPE.NAME); repeat for several.",
-        ),
-        click.option(
-            "--error",
-            "errors",
-            multiple=True,
-            metavar="CLASS",
-            help="Only this exception class (short or fully qualified); repeatable.",
-        ),
-        click.option(
-            "--category",
-            "categories",
-            multiple=True,
-            type=click.Choice(CATEGORIES),
-            help="Only this failure category; repeatable.",
-        ),
-        click.option(
-            "--status",
-            "statuses",
-            multiple=True,
-            type=click.Choice(STATUSES),
-            help="Only this status; repeatable.",
-        ),
+        _repeatable("--handler", "handlers", "handler (NAME or TYPE.NAME)", metavar="NAME"),
+        _repeatable("--error", "errors", "exception class (short or fully qualified)", metavar="CLASS"),
+        _repeatable("--category", "categories", "failure category", type=click.Choice(CATEGORIES)),
+        _repeatable("--status", "statuses", "status", type=click.Choice(STATUSES)),
         click.option(
             "--since",
             default=None,
