@@ -122,6 +122,23 @@ def filter_options(fn: F) -> F:
     return fn
 
 
+def selection_options(every: str) -> Callable[[F], F]:
+    """What a command that changes dead letters acts on: IDs, --all (`every` says which) or filters."""
+
+    def apply(fn: F) -> F:
+        fn = filter_options(fn)
+        fn = click.option("--all", "select_all", is_flag=True, help=f"Every dead letter ({every}).")(fn)
+        return click.argument("ids", nargs=-1, metavar="[ID]...")(fn)
+
+    return apply
+
+
+def report_options(fn: F) -> F:
+    """--json for the per-item report, --topic and the settings: the tail of every changing command."""
+    fn = settings_options(topic_option(fn))
+    return click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")(fn)
+
+
 def _filter(
     session: str | None,
     handlers: Sequence[str],
@@ -426,9 +443,7 @@ class _ProgressBar:
 
 
 @dlq.command("replay")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "select_all", is_flag=True, help="Every dead letter (those not yet replayed).")
-@filter_options
+@selection_options("those not yet replayed")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; send nothing.")
 @click.option("--rate", callback=_rate, default=None, metavar="N[/s]", help="At most N replays per second.")
 @click.option(
@@ -438,9 +453,7 @@ class _ProgressBar:
     help="Rewrite each payload first: FUNC(payload[, dead_letter]) -> payload or dlq.ReplayTarget.",
 )
 @click.option("--include-discarded", is_flag=True, help="Replay discarded dead letters too.")
-@click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
-@topic_option
-@settings_options
+@report_options
 def replay_command(
     settings: Settings,
     ids: tuple[str, ...],
@@ -479,14 +492,10 @@ def replay_command(
 
 
 @dlq.command("discard")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "select_all", is_flag=True, help="Every dead letter (those still pending).")
-@filter_options
+@selection_options("those still pending")
 @click.option("--reason", required=True, metavar="TEXT", help="Why, for the audit trail.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
-@topic_option
-@settings_options
+@report_options
 def discard_command(
     settings: Settings,
     ids: tuple[str, ...],
