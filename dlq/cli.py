@@ -91,6 +91,11 @@ def topic_option(fn: F) -> F:
     )(fn)
 
 
+def _repeatable(flag: str, dest: str, what: str, **kw: Any) -> Callable[[F], F]:
+    """A selection option that may be given several times (any of its values matches)."""
+    return click.option(flag, dest, multiple=True, help=f"Only this {what}; repeatable.", **kw)
+
+
 def filter_options(fn: F) -> F:
     """The options that select dead letters, shared by every command that takes a selection."""
     options = [
@@ -100,34 +105,10 @@ def filter_options(fn: F) -> F:
             default=None,
             help="Only this session type, or this one session.",
         ),
-        click.option(
-            "--handler",
-            "handlers",
-            multiple=True,
-            metavar="NAME",
-            help="Only this handler (NAME or TYPE.NAME); repeat for several.",
-        ),
-        click.option(
-            "--error",
-            "errors",
-            multiple=True,
-            metavar="CLASS",
-            help="Only this exception class (short or fully qualified); repeatable.",
-        ),
-        click.option(
-            "--category",
-            "categories",
-            multiple=True,
-            type=click.Choice(CATEGORIES),
-            help="Only this failure category; repeatable.",
-        ),
-        click.option(
-            "--status",
-            "statuses",
-            multiple=True,
-            type=click.Choice(STATUSES),
-            help="Only this status; repeatable.",
-        ),
+        _repeatable("--handler", "handlers", "handler (NAME or TYPE.NAME)", metavar="NAME"),
+        _repeatable("--error", "errors", "exception class (short or fully qualified)", metavar="CLASS"),
+        _repeatable("--category", "categories", "failure category", type=click.Choice(CATEGORIES)),
+        _repeatable("--status", "statuses", "status", type=click.Choice(STATUSES)),
         click.option(
             "--since",
             default=None,
@@ -139,6 +120,23 @@ def filter_options(fn: F) -> F:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def selection_options(every: str) -> Callable[[F], F]:
+    """What a command that changes dead letters acts on: IDs, --all (`every` says which) or filters."""
+
+    def apply(fn: F) -> F:
+        fn = filter_options(fn)
+        fn = click.option("--all", "select_all", is_flag=True, help=f"Every dead letter ({every}).")(fn)
+        return click.argument("ids", nargs=-1, metavar="[ID]...")(fn)
+
+    return apply
+
+
+def report_options(fn: F) -> F:
+    """--json for the per-item report, --topic and the settings: the tail of every changing command."""
+    fn = settings_options(topic_option(fn))
+    return click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")(fn)
 
 
 def _filter(
@@ -445,9 +443,7 @@ class _ProgressBar:
 
 
 @dlq.command("replay")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "select_all", is_flag=True, help="Every dead letter (those not yet replayed).")
-@filter_options
+@selection_options("those not yet replayed")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; send nothing.")
 @click.option("--rate", callback=_rate, default=None, metavar="N[/s]", help="At most N replays per second.")
 @click.option(
@@ -457,9 +453,7 @@ class _ProgressBar:
     help="Rewrite each payload first: FUNC(payload[, dead_letter]) -> payload or dlq.ReplayTarget.",
 )
 @click.option("--include-discarded", is_flag=True, help="Replay discarded dead letters too.")
-@click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
-@topic_option
-@settings_options
+@report_options
 def replay_command(
     settings: Settings,
     ids: tuple[str, ...],
@@ -498,14 +492,10 @@ def replay_command(
 
 
 @dlq.command("discard")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "select_all", is_flag=True, help="Every dead letter (those still pending).")
-@filter_options
+@selection_options("those still pending")
 @click.option("--reason", required=True, metavar="TEXT", help="Why, for the audit trail.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the per-item report as JSON.")
-@topic_option
-@settings_options
+@report_options
 def discard_command(
     settings: Settings,
     ids: tuple[str, ...],

@@ -269,36 +269,33 @@ class LetterIndex:
         clauses: list[str] = []
         args: list[Any] = []
 
-        def any_of(column: str, values: Sequence[Any]) -> None:
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        def add(clause: str, *values: Any) -> None:
+            clauses.append(clause)
             args.extend(values)
 
+        def any_of(column: str, values: Sequence[Any], *, or_column: str | None = None) -> None:
+            marks = ",".join("?" * len(values))
+            if or_column is None:
+                add(f"{column} IN ({marks})", *values)
+            else:  # a short name or a qualified one
+                add(f"({column} IN ({marks}) OR {or_column} IN ({marks}))", *values, *values)
+
         if where.object_name is not None:
-            clauses.append("l.object = ?")
-            args.append(where.object_name)
+            add("l.object = ?", where.object_name)
         if where.object_key is not None:
-            clauses.append("l.key = ?")
-            args.append(where.object_key)
+            add("l.key = ?", where.object_key)
         if where.handlers:
-            marks = ",".join("?" * len(where.handlers))
-            clauses.append(f"(l.handler IN ({marks}) OR (l.object || '.' || l.handler) IN ({marks}))")
-            args.extend(where.handlers)
-            args.extend(where.handlers)
+            any_of("l.handler", where.handlers, or_column="(l.object || '.' || l.handler)")
         if where.error_classes:
-            marks = ",".join("?" * len(where.error_classes))
-            clauses.append(f"(l.error_class IN ({marks}) OR l.fqcn IN ({marks}))")
-            args.extend(where.error_classes)
-            args.extend(where.error_classes)
+            any_of("l.error_class", where.error_classes, or_column="l.fqcn")
         if where.categories:
             any_of("l.category", where.categories)
         if where.statuses:
             any_of("COALESCE(s.status, 'pending')", where.statuses)
         if where.since_ms is not None:
-            clauses.append("l.seen_ms >= ?")
-            args.append(where.since_ms)
+            add("l.seen_ms >= ?", where.since_ms)
         if where.until_ms is not None:
-            clauses.append("l.seen_ms < ?")
-            args.append(where.until_ms)
+            add("l.seen_ms < ?", where.until_ms)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
     _FROM = " FROM letters l LEFT JOIN statuses s ON s.partition = l.partition AND s.offset = l.offset"

@@ -213,6 +213,22 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
         )
 
 
+def _outcome(done: bool, saga: str, message: str, detail: str, as_json: bool, out: dict[str, Any]) -> None:
+    """Prints what an operator's command did to `saga` and exits 1 when it did nothing.
+
+    The message, with `detail` when `done`; with `as_json`, `out` and the message as JSON.
+    """
+    line = f"saga {saga}: {message}"
+    if as_json:
+        click.echo(json.dumps({**out, "message": message}, ensure_ascii=True))
+        sys.exit(0 if done else EXIT_FAILURE)
+    if done:
+        click.echo(printable(f"{line} {detail}"))
+        return
+    click.secho(printable(line), fg="yellow", err=True)
+    sys.exit(EXIT_FAILURE)
+
+
 @saga.command("retry")
 @click.argument("saga_id")
 @click.option("--saga", "saga_name", default=None, metavar="NAME", help="The definition (skips the log scan).")
@@ -234,15 +250,8 @@ def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: floa
         name, result = asyncio.run(go())
     except SagaNotFoundError as exc:
         fail(exc, EXIT_USAGE)
-    if as_json:
-        out = {"saga": name, "saga_id": saga_id, "resumed": result.resumed, "status": result.status}
-        click.echo(json.dumps({**out, "message": result.message}, ensure_ascii=True))
-        sys.exit(0 if result.resumed else EXIT_FAILURE)
-    if result.resumed:
-        click.echo(printable(f"saga {name}/{saga_id}: {result.message} (now {result.status})"))
-        return
-    click.secho(printable(f"saga {name}/{saga_id}: {result.message}"), fg="yellow", err=True)
-    sys.exit(EXIT_FAILURE)
+    out = {"saga": name, "saga_id": saga_id, "resumed": result.resumed, "status": result.status}
+    _outcome(result.resumed, f"{name}/{saga_id}", result.message, f"(now {result.status})", as_json, out)
 
 
 @saga.command("cancel")
@@ -276,12 +285,6 @@ def cancel(settings: Settings, saga_id: str, saga_name: str | None, reason: str,
         name, result = asyncio.run(go())
     except SagaNotFoundError as exc:
         fail(exc, EXIT_USAGE)
-    if as_json:
-        out = {"saga": name, "saga_id": saga_id, "cancelled": result.cancelled, "status": result.status, "by": by}
-        click.echo(json.dumps({**out, "reason": reason, "message": result.message}, ensure_ascii=True))
-        sys.exit(0 if result.cancelled else EXIT_FAILURE)
-    if result.cancelled:
-        click.echo(printable(f"saga {name}/{saga_id}: {result.message} (by {by}: {reason})"))
-        return
-    click.secho(printable(f"saga {name}/{saga_id}: {result.message}"), fg="yellow", err=True)
-    sys.exit(EXIT_FAILURE)
+    out = {"saga": name, "saga_id": saga_id, "cancelled": result.cancelled, "status": result.status, "by": by}
+    detail = f"(by {by}: {reason})"
+    _outcome(result.cancelled, f"{name}/{saga_id}", result.message, detail, as_json, {**out, "reason": reason})

@@ -415,62 +415,24 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
         last = ctx.now()
         while True:
             state = ctx.state
+            phase: Phase
             if state.status == "running":
-                todo = _pending_group(saga, state)
-                if todo is None:
-                    ctx.emit(SagaCompleted(at=last))
-                    ctx.logger.info("saga %s completed", ctx.key)
-                    return
-                if worked:
-                    break
-                units, interrupted = await _run_group(ctx, saga, todo, "action")
-                worked = True
-                if interrupted:
-                    # Cancelled between rounds: record what completed; the operator's cancel,
-                    # queued behind this invocation, compensates it.
-                    _interrupted(ctx, todo, units, interrupted)
-                    break
-                failed: dict[str, ErrorInfo] = {}
-                compensate = False
-                for step in todo:
-                    unit = units[step.name]
-                    last = max(last, unit.attempts[-1].ended)
-                    if unit.ok:
-                        assert unit.last is not None
-                        ctx.emit(StepSucceeded(step=step.name, result=unit.last.result, attempts=unit.attempts))
-                    else:
-                        assert unit.last is not None and unit.last.error is not None
-                        failed[step.name] = unit.last.error
-                        compensate = compensate or step.on_failure == "compensate"
-                for step in todo:
-                    if step.name in failed:
-                        attempts = units[step.name].attempts
-                        ctx.emit(
-                            StepFailed(
-                                step=step.name,
-                                error=failed[step.name],
-                                attempts=attempts,
-                                compensate=compensate,
-                                uncertain=step.compensate_timeouts
-                                and _timed_out(state.step(step.name).attempts + attempts),
-                            )
-                        )
-                if failed and not compensate:
-                    _park(ctx, "action", failed, last)
-                    return
-                if failed:
-                    ctx.logger.warning("saga %s: %s failed; compensating", ctx.key, ", ".join(failed))
+                phase, todo = "action", _pending_group(saga, state)
             elif state.status == "compensating":
-                todo = _compensation_group(saga, state)
-                if todo is None:
-                    ctx.emit(SagaCompensated(at=last))
-                    ctx.logger.info("saga %s compensated", ctx.key)
-                    return
-                if worked:
-                    break
-                units, _ = await _run_group(ctx, saga, todo, "compensation")
-                worked = True
-                failed = {}
+                phase, todo = "compensation", _compensation_group(saga, state)
+            else:
+                return
+            if todo is None:
+                ended = SagaCompleted(at=last) if phase == "action" else SagaCompensated(at=last)
+                ctx.emit(ended)
+                ctx.logger.info("saga %s %s", ctx.key, "completed" if phase == "action" else "compensated")
+                return
+            if worked:
+                break
+            units, interrupted = await _run_group(ctx, saga, todo, phase)
+            worked = True
+            failed: dict[str, ErrorInfo] = {}
+            if phase == "compensation":
                 for step in todo:
                     unit = units[step.name]
                     last = max(last, unit.attempts[-1].ended)
@@ -484,8 +446,41 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
                 if failed:
                     _park(ctx, "compensation", failed, last)
                     return
-            else:
+                continue
+            if interrupted:
+                # Cancelled between rounds: record what completed; the operator's cancel,
+                # queued behind this invocation, compensates it.
+                _interrupted(ctx, todo, units, interrupted)
+                break
+            compensate = False
+            for step in todo:
+                unit = units[step.name]
+                last = max(last, unit.attempts[-1].ended)
+                if unit.ok:
+                    assert unit.last is not None
+                    ctx.emit(StepSucceeded(step=step.name, result=unit.last.result, attempts=unit.attempts))
+                else:
+                    assert unit.last is not None and unit.last.error is not None
+                    failed[step.name] = unit.last.error
+                    compensate = compensate or step.on_failure == "compensate"
+            for step in todo:
+                if step.name in failed:
+                    attempts = units[step.name].attempts
+                    ctx.emit(
+                        StepFailed(
+                            step=step.name,
+                            error=failed[step.name],
+                            attempts=attempts,
+                            compensate=compensate,
+                            uncertain=step.compensate_timeouts
+                            and _timed_out(state.step(step.name).attempts + attempts),
+                        )
+                    )
+            if failed and not compensate:
+                _park(ctx, "action", failed, last)
                 return
+            if failed:
+                ctx.logger.warning("saga %s: %s failed; compensating", ctx.key, ", ".join(failed))
         ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
 
     def _park(ctx: ObjectContext[SagaState], phase: Phase, failed: dict[str, ErrorInfo], at: datetime) -> None:

@@ -274,6 +274,11 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
+def session_arguments(fn: F) -> F:
+    """The arguments that name one session: its type (TYPE) and its key (KEY)."""
+    return click.argument("object_name", metavar="TYPE")(click.argument("key")(fn))
+
+
 @click.group(context_settings=HELP_OPTIONS)
 def sessions() -> None:
     """Inspect sessions: current state and history."""
@@ -322,8 +327,7 @@ def sessions_list(
 
 
 @sessions.command("cancel")
-@click.argument("object_name", metavar="TYPE")
-@click.argument("key")
+@session_arguments
 @click.option(
     "--invocation", default=None, metavar="ID", help="Which message's invocation (default: the one running or waiting)."
 )
@@ -362,8 +366,7 @@ def sessions_cancel(
 
 
 @sessions.command("show")
-@click.argument("object_name", metavar="TYPE")
-@click.argument("key")
+@session_arguments
 @click.option(
     "--app",
     default=None,
@@ -396,8 +399,7 @@ def sessions_show(settings: Settings, object_name: str, key: str, app: str | Non
 
 
 @sessions.command("history")
-@click.argument("object_name", metavar="TYPE")
-@click.argument("key")
+@session_arguments
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one document).")
 @settings_options
 def sessions_history(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
@@ -414,8 +416,7 @@ def sessions_history(settings: Settings, object_name: str, key: str, as_json: bo
 
 
 @sessions.command("export")
-@click.argument("object_name", metavar="TYPE")
-@click.argument("key")
+@session_arguments
 @click.option("--json", "as_json", is_flag=True, help="Accepted for the contract: the output is JSON anyway.")
 @settings_options
 def sessions_export(settings: Settings, object_name: str, key: str, as_json: bool) -> None:
@@ -429,8 +430,7 @@ def sessions_export(settings: Settings, object_name: str, key: str, as_json: boo
 
 
 @sessions.command("restart")
-@click.argument("object_name", metavar="TYPE")
-@click.argument("key")
+@session_arguments
 @click.option("--from-step", type=int, required=True, help="First step to run again; earlier ones are reused.")
 @click.option("--invocation", default=None, help="Which invocation (default: the latest).")
 @click.option("--payload", default=None, help="Replacement input as JSON.")
@@ -467,14 +467,17 @@ def _complete_awakeable(
     settings: Settings,
     awakeable_id: str,
     outcome: dict[str, Any],
+    verb: str,
     *,
     timeout: float,
-    wait: bool,
+    no_wait: bool,
     force: bool,
-    verb: str,
     as_json: bool = False,
 ) -> None:
-    """Resolve or reject: check the id is open, send the completion, report; exit codes as documented."""
+    """Resolve or reject: check the id is open, send the completion, report; exit codes as documented.
+
+    The keyword arguments are `_awakeable_options`, as click passes them.
+    """
     from ..client import Client
     from ..inspection.audit import operator
     from ..inspection.views import awakeable_status
@@ -495,7 +498,7 @@ def _complete_awakeable(
 
     async def go() -> bool | None:
         async with Client.connect(settings) as client:
-            if not wait:
+            if no_wait:
                 await client.send_raw(
                     *_awakeable_session(awakeable_id),
                     RESOLVE_HANDLER,
@@ -542,9 +545,7 @@ def _awakeable_options(fn: F) -> F:
 @click.argument("value", default="null")
 @_awakeable_options
 @settings_options
-def awakeable_resolve(
-    settings: Settings, awakeable_id: str, value: str, timeout: float, no_wait: bool, force: bool, as_json: bool
-) -> None:
+def awakeable_resolve(settings: Settings, awakeable_id: str, value: str, **options: Any) -> None:
     """Resolve awakeable ID with VALUE (JSON); the waiting handler resumes with it.
 
     Checks first that a session waits on ID (exit 2 if none does, 1 if it was completed before);
@@ -554,16 +555,7 @@ def awakeable_resolve(
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"VALUE must be JSON ({exc}); quote strings: '\"yes\"'") from exc
-    _complete_awakeable(
-        settings,
-        awakeable_id,
-        {"ok": parsed},
-        timeout=timeout,
-        wait=not no_wait,
-        force=force,
-        verb="resolved",
-        as_json=as_json,
-    )
+    _complete_awakeable(settings, awakeable_id, {"ok": parsed}, "resolved", **options)
 
 
 @awakeable.command("reject")
@@ -571,21 +563,10 @@ def awakeable_resolve(
 @click.argument("reason")
 @_awakeable_options
 @settings_options
-def awakeable_reject(
-    settings: Settings, awakeable_id: str, reason: str, timeout: float, no_wait: bool, force: bool, as_json: bool
-) -> None:
+def awakeable_reject(settings: Settings, awakeable_id: str, reason: str, **options: Any) -> None:
     """Reject awakeable ID; the waiting handler fails with REASON (checked and recorded as resolve)."""
     error = {"type": "Rejected", "message": reason}
-    _complete_awakeable(
-        settings,
-        awakeable_id,
-        {"err": error},
-        timeout=timeout,
-        wait=not no_wait,
-        force=force,
-        verb="rejected",
-        as_json=as_json,
-    )
+    _complete_awakeable(settings, awakeable_id, {"err": error}, "rejected", **options)
 
 
 @click.command("replay-check", context_settings=HELP_OPTIONS)

@@ -54,6 +54,49 @@ KINDS: dict[str, str] = {
 VERSIONED = frozenset({DONE, SUSPENDED})
 """Kinds that carry events and the session's version after them."""
 
+_NOT_IN_CHECKPOINTS = frozenset({"i", "ev", "sv", "evb"})
+"""Keys of a wait's entry that its checkpoint form leaves out (its message names the id)."""
+
+
+class _Encoded:
+    """An entry's one encoding: msgpack of its `to_wire` map."""
+
+    __slots__ = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        """The msgpack map of this entry."""
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """Msgpack bytes of this entry."""
+        return pack(self.to_wire())
+
+
+class _OpenWait(_Encoded):
+    """A wait that holds its message whole (`Suspend`, `Queued`, `Delayed`)."""
+
+    __slots__ = ()
+    message: Message
+
+    @property
+    def message_id(self) -> str:
+        """The waiting message's id."""
+        return self.message.id
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The open wait as a checkpoint keeps it.
+
+        That is the entry without its id, events and version, with its session's key.
+        """
+        checkpoint = {k: v for k, v in self.to_wire().items() if k not in _NOT_IN_CHECKPOINTS}
+        checkpoint["key"] = self.message.session
+        return checkpoint
+
+
+def _optional_str(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return str(value) if value is not None else None
+
 
 def _error(raw: dict[str, Any]) -> dict[str, Any] | None:
     error = raw.get("err")
@@ -61,7 +104,7 @@ def _error(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ doubles the cost of the hot path
-class Done:
+class Done(_Encoded):
     """``done``: an invocation finished."""
 
     kind: ClassVar[str] = DONE
@@ -116,10 +159,6 @@ class Done:
             entry["evb"] = self.events_blob
         return entry
 
-    def encode(self) -> bytes:
-        """Msgpack bytes of this entry."""
-        return pack(self.to_wire())
-
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Done:
         """Decode an unpacked ``done`` entry of any release."""
@@ -134,8 +173,8 @@ class Done:
             int(raw.get("a") or 1),
             raw.get("t0"),
             raw.get("t1"),
-            str(raw["rb"]) if raw.get("rb") is not None else None,
-            str(raw["evb"]) if raw.get("evb") is not None else None,
+            _optional_str(raw, "rb"),
+            _optional_str(raw, "evb"),
         )
 
     def recorded_reply(self) -> dict[str, Any]:
@@ -155,7 +194,7 @@ class Done:
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ doubles the cost of the hot path
-class Step:
+class Step(_Encoded):
     """``step``: one journaled step of an unfinished invocation."""
 
     kind: ClassVar[str] = STEP
@@ -200,10 +239,6 @@ class Step:
             entry["r"] = self.result
         return entry
 
-    def encode(self) -> bytes:
-        """Msgpack bytes of this entry."""
-        return pack(self.to_wire())
-
     def to_seed(self) -> dict[str, Any]:
         """The form ``tether sessions restart --from-step`` puts in a message's seed journal."""
         seed = {
@@ -230,7 +265,7 @@ class Step:
             int(raw.get("a") or 1),
             raw.get("t0"),
             raw.get("t1"),
-            str(raw["rb"]) if raw.get("rb") is not None else None,
+            _optional_str(raw, "rb"),
         )
 
     @property
@@ -242,7 +277,7 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
-class Suspend:
+class Suspend(_OpenWait):
     """``sus``: an invocation waits (or a session is parked behind its dead letter)."""
 
     kind: ClassVar[str] = SUSPENDED
@@ -266,20 +301,9 @@ class Suspend:
     """The blob store reference of `events` when they were too large for the record (``evb``
     since Tether 0.3, as in `Done`)."""
 
-    @property
-    def message_id(self) -> str:
-        """The waiting message's id."""
-        return self.message.id
-
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
-        wire = self._wire()
-        if self.events_blob is not None:
-            wire["evb"] = self.events_blob
-        return wire
-
-    def _wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "k": SUSPENDED,
             "i": self.message.id,
             "m": self.message.to_wire(),
@@ -291,23 +315,9 @@ class Suspend:
             "sv": self.version,
             "pk": self.parked,
         }
-
-    def to_checkpoint(self) -> dict[str, Any]:
-        """The open wait as a checkpoint keeps it (no events, no version)."""
-        return {
-            "k": SUSPENDED,
-            "m": self.message.to_wire(),
-            "o": self.inbox_offset,
-            "t": self.wake_ms,
-            "a": self.awakeable,
-            "ne": self.emitted,
-            "pk": self.parked,
-            "key": self.message.session,
-        }
-
-    def encode(self) -> bytes:
-        """Msgpack bytes of this entry."""
-        return pack(self.to_wire())
+        if self.events_blob is not None:
+            wire["evb"] = self.events_blob
+        return wire
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Suspend:
@@ -322,12 +332,12 @@ class Suspend:
             int(raw.get("ne") or 0),
             int(raw.get("sv") or 0),
             bool(raw.get("pk")),
-            str(raw["evb"]) if raw.get("evb") is not None else None,
+            _optional_str(raw, "evb"),
         )
 
 
 @dataclass(frozen=True, slots=True)
-class Queued:
+class Queued(_OpenWait):
     """``q``: a message waits behind a suspended invocation of its session."""
 
     kind: ClassVar[str] = QUEUED
@@ -336,22 +346,9 @@ class Queued:
     inbox_offset: int
     """Its inbox offset."""
 
-    @property
-    def message_id(self) -> str:
-        """The queued message's id."""
-        return self.message.id
-
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
         return {"k": QUEUED, "i": self.message.id, "m": self.message.to_wire(), "o": self.inbox_offset}
-
-    def to_checkpoint(self) -> dict[str, Any]:
-        """The open wait as a checkpoint keeps it."""
-        return {"k": QUEUED, "m": self.message.to_wire(), "o": self.inbox_offset, "key": self.message.session}
-
-    def encode(self) -> bytes:
-        """Msgpack bytes of this entry."""
-        return pack(self.to_wire())
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Queued:
@@ -360,7 +357,7 @@ class Queued:
 
 
 @dataclass(frozen=True, slots=True)
-class Delayed:
+class Delayed(_OpenWait):
     """``dly``: a message to deliver at `due_ms`."""
 
     kind: ClassVar[str] = DELAYED
@@ -370,11 +367,6 @@ class Delayed:
     """Its inbox offset."""
     due_ms: int
     """When to deliver it (wall clock)."""
-
-    @property
-    def message_id(self) -> str:
-        """The delayed message's id."""
-        return self.message.id
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
@@ -386,20 +378,6 @@ class Delayed:
             "t": self.due_ms,
         }
 
-    def to_checkpoint(self) -> dict[str, Any]:
-        """The open wait as a checkpoint keeps it."""
-        return {
-            "k": DELAYED,
-            "m": self.message.to_wire(),
-            "o": self.inbox_offset,
-            "t": self.due_ms,
-            "key": self.message.session,
-        }
-
-    def encode(self) -> bytes:
-        """Msgpack bytes of this entry."""
-        return pack(self.to_wire())
-
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Delayed:
         """Decode an unpacked ``dly`` entry or checkpoint wait."""
@@ -407,7 +385,7 @@ class Delayed:
 
 
 @dataclass(frozen=True, slots=True)
-class Completion:
+class Completion(_Encoded):
     """``awk``: an awakeable was resolved (`result`) or rejected (`error`)."""
 
     kind: ClassVar[str] = COMPLETION
@@ -435,10 +413,6 @@ class Completion:
         if self.by is not None:
             entry["b"] = self.by
         return entry
-
-    def encode(self) -> bytes:
-        """Msgpack bytes of this entry."""
-        return pack(self.to_wire())
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Completion:

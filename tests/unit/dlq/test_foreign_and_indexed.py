@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +150,18 @@ def settings_for(tmp_path: Path) -> Settings:
     return Settings(namespace=NS, data_dir=tmp_path, partitions=2, backend="embedded")
 
 
+@asynccontextmanager
+async def letters_log(path: Path) -> AsyncIterator[EmbeddedLog]:
+    """An embedded log at `path` with the session topics (two partitions), closed on the way out."""
+    log = EmbeddedLog(path)
+    await log.start()
+    try:
+        await log.create_topics(TOPICS.specs(2))
+        yield log
+    finally:
+        await log.close()
+
+
 def to_order(payload: Any, letter: DeadLetter) -> ReplayTarget:
     order = json.loads(payload)
     return ReplayTarget("orders", order["orderId"], "apply", {"sku": order["sku"], "from": letter.id})
@@ -155,10 +169,7 @@ def to_order(payload: Any, letter: DeadLetter) -> ReplayTarget:
 
 async def test_a_spring_topic_is_inspected_and_replayed_into_a_session_type(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    log = EmbeddedLog(tmp_path)
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path) as log:
         await log.create_topics([TopicSpec(DLT, 1)])
         await log.append([OutRecord(DLT, 0, r.key, r.value, r.headers) for r in map(spring_record, range(3))])
         async with DeadLetters(settings, log=log, topic=DLT) as dead:
@@ -189,8 +200,6 @@ async def test_a_spring_topic_is_inspected_and_replayed_into_a_session_type(tmp_
             )
             for n in range(3)
         ]
-    finally:
-        await log.close()
 
 
 async def write_letters(log: EmbeddedLog, count: int, *, start_ms: int, step_ms: int) -> None:
@@ -209,10 +218,7 @@ async def write_letters(log: EmbeddedLog, count: int, *, start_ms: int, step_ms:
 
 async def test_the_index_agrees_with_a_full_scan_and_catches_up(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    log = EmbeddedLog(tmp_path)
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path) as log:
         await write_letters(log, 60, start_ms=T0, step_ms=1000)
         async with DeadLetters(settings, log=log) as dead:
             everything = await dead.all()
@@ -240,8 +246,6 @@ async def test_the_index_agrees_with_a_full_scan_and_catches_up(tmp_path: Path) 
             rows = await dead.stats()
             assert dead.inspector.index.read_records == 4
             assert sum(r.count for r in rows) == len(everything) + 4
-    finally:
-        await log.close()
 
 
 def retain_from(log: EmbeddedLog, offset: int) -> None:
@@ -251,10 +255,7 @@ def retain_from(log: EmbeddedLog, offset: int) -> None:
 
 async def test_letters_removed_by_retention_leave_the_index(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    log = EmbeddedLog(tmp_path)
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path) as log:
         await write_letters(log, 20, start_ms=T0, step_ms=1000)
         async with DeadLetters(settings, log=log) as dead:
             assert sum(r.count for r in await dead.stats()) == 20  # indexed
@@ -270,45 +271,30 @@ async def test_letters_removed_by_retention_leave_the_index(tmp_path: Path) -> N
             letters, total = await dead.page(Filter(), limit=100)
             assert total == 3 and [x.id for x in letters] == ["0-20", "0-21", "0-22"]
             assert sum(r.count for r in await dead.stats()) == 3
-    finally:
-        await log.close()
 
 
 async def test_an_index_of_another_log_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "log")
-    log = EmbeddedLog(tmp_path / "log")
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path / "log") as log:
         await write_letters(log, 10, start_ms=T0, step_ms=1000)
         async with DeadLetters(settings, log=log) as dead:
             assert sum(r.count for r in await dead.stats()) == 10
             index_file = dead.inspector.index.path if dead.inspector.index else None
-    finally:
-        await log.close()
     # The log is deleted and written again with other dead letters; the index file stays.
     for path in (tmp_path / "log").glob("log.sqlite3*"):
         path.unlink()
-    log = EmbeddedLog(tmp_path / "log")
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path / "log") as log:
         await write_letters(log, 12, start_ms=T0 + 5, step_ms=3)
         async with DeadLetters(settings, log=log) as dead:
             assert dead.inspector.index is not None and dead.inspector.index.path == index_file
             rows = await dead.stats()
             assert sum(r.count for r in rows) == 12
             assert dead.inspector.index.read_records == 12  # rebuilt from the start
-    finally:
-        await log.close()
 
 
 async def test_a_time_filter_reads_only_its_range(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    log = EmbeddedLog(tmp_path)
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path) as log:
         hour = 3_600_000
         await write_letters(log, 40, start_ms=T0, step_ms=hour)  # one an hour, oldest first
         assert await log.offset_for_time(TOPICS.dlq, 0, 0) == 0
@@ -332,8 +318,6 @@ async def test_a_time_filter_reads_only_its_range(tmp_path: Path) -> None:
             assert len(await dead.list(Filter(since_ms=since))) == 10
             report = await dead.replay(where=Filter(since_ms=since), dry_run=True)
             assert report.counts["would-replay"] == 10
-    finally:
-        await log.close()
 
 
 @pytest.mark.parametrize("bad", ["1-x", "orders.DLT:0-1"])
@@ -344,10 +328,7 @@ def test_ids_of_another_topic_are_not_ids_of_this_one(bad: str) -> None:
 
 async def test_a_damaged_index_is_not_a_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = settings_for(tmp_path)
-    log = EmbeddedLog(tmp_path)
-    await log.start()
-    try:
-        await log.create_topics(TOPICS.specs(2))
+    async with letters_log(tmp_path) as log:
         await write_letters(log, 9, start_ms=T0, step_ms=1000)
         async with DeadLetters(settings, log=log) as dead:
             assert sum(r.count for r in await dead.stats()) == 9  # builds the index
@@ -361,8 +342,6 @@ async def test_a_damaged_index_is_not_a_failure(tmp_path: Path, caplog: pytest.L
             letters, total = await dead.page(limit=3)
             assert total == 9 and [x.id for x in letters] == ["0-6", "0-7", "0-8"]
         assert "unusable" in caplog.text and str(path) in caplog.text
-    finally:
-        await log.close()
 
 
 def test_the_index_summary_reads_what_the_full_decode_reads() -> None:
