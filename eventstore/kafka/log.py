@@ -383,15 +383,6 @@ class KafkaLog:
         """
         _, _, meta = self._require()
         await self._check_partition(topic, partition)
-        if self._meta_uncommitted is None:
-            uncommitted = AIOKafkaConsumer(
-                **self._options(),
-                client_id=f"{self.settings.client_id}-meta-hw",
-                isolation_level="read_uncommitted",
-                enable_auto_commit=False,
-            )
-            await self._guard(uncommitted.start())
-            self._meta_uncommitted = uncommitted
         tp = KafkaTP(topic, partition)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * self.settings.transaction_timeout_ms / 1000
@@ -399,7 +390,7 @@ class KafkaLog:
         warned = False
         while True:
             stable = int((await self._guard(meta.end_offsets([tp])))[tp])
-            end = int((await self._guard(self._meta_uncommitted.end_offsets([tp])))[tp])
+            end = await self._high_water_mark(topic, partition)
             if stable >= end:
                 return
             if not warned and loop.time() > deadline - self.settings.transaction_timeout_ms / 1000:
@@ -480,7 +471,7 @@ class KafkaLog:
 
     async def _high_water_mark(self, topic: str, partition: int) -> int:
         """The partition's end including records of open transactions (read_uncommitted)."""
-        async with self._meta_hw_lock:  # readers of several partitions ask at once: one consumer
+        async with self._meta_hw_lock:  # partitions settle or are read at once: one consumer
             if self._meta_uncommitted is None:
                 uncommitted = AIOKafkaConsumer(
                     **self._options(),
@@ -488,7 +479,11 @@ class KafkaLog:
                     isolation_level="read_uncommitted",
                     enable_auto_commit=False,
                 )
-                await self._guard(uncommitted.start())
+                try:
+                    await self._guard(uncommitted.start())
+                except BaseException:
+                    await uncommitted.stop()
+                    raise
                 self._meta_uncommitted = uncommitted
         tp = KafkaTP(topic, partition)
         return int((await self._guard(self._meta_uncommitted.end_offsets([tp])))[tp])
