@@ -1,0 +1,100 @@
+"""When a partition writes a checkpoint, what it writes, and the sessions it then passivates.
+
+The cadence: a checkpoint goes into the transaction once `checkpoint_every` events-topic
+records committed since the last one (`Checkpoints.due`, `Checkpoints.committed`). What it
+holds is `restore.checkpoint_records`; after it commits, idle sessions over
+`max_resident_sessions` drop their decoded state (`Checkpoints.passivate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from eventstore.log import EventLog
+from eventstore.records import OutRecord
+from eventstore.topics import Topics
+
+from ..definitions import VirtualObject
+from ..protocol.checkpoint import Journal
+from ..settings import RuntimeSettings
+from .offsets import OffsetTracker
+from .restore import checkpoint_records
+from .sessions import Session
+from .waits import WaitTable
+
+
+class Checkpoints:
+    """The checkpoints of one partition: their cadence, their records, passivation after them."""
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        topics: Topics,
+        partition: int,
+        objects: dict[str, VirtualObject[Any]],
+        settings: RuntimeSettings,
+        sessions: dict[bytes, Session],
+        journals: dict[str, Journal],
+        legacy_journals: dict[str, Journal],
+        offsets: OffsetTracker,
+        waits: WaitTable,
+        start: int,
+    ) -> None:
+        self._log = log
+        self._topics = topics
+        self._partition = partition
+        self._objects = objects
+        self._settings = settings
+        self._sessions = sessions
+        self._journals = journals
+        self._legacy_journals = legacy_journals
+        self._offsets = offsets
+        self._waits = waits
+        self.start = start
+        """Events offset where the last checkpoint (written or restored) starts a restore."""
+        self._since = 0
+        """Events-topic records committed since the last checkpoint."""
+
+    # -- cadence ---------------------------------------------------------------------------
+    def due(self, pending_events: int) -> bool:
+        """Whether the next transaction, with `pending_events` events records, takes a checkpoint."""
+        return self._since + pending_events >= self._settings.checkpoint_every
+
+    def committed(self, events_records: int, *, checkpointed: bool) -> None:
+        """A transaction with `events_records` events records committed (with a checkpoint or not)."""
+        self._since = 0 if checkpointed else self._since + events_records
+
+    # -- records ---------------------------------------------------------------------------
+    async def records(self) -> list[OutRecord]:
+        """Snapshots of the changed sessions and the checkpoint record (empty if it had to be skipped)."""
+        records, self.start = checkpoint_records(
+            start=await self._log.end_offset(self._topics.events, self._partition),
+            sessions=self._sessions.values(),
+            objects=self._objects,
+            settings=self._settings,
+            topics=self._topics,
+            partition=self._partition,
+            journals=self._journals,
+            legacy_journals=self._legacy_journals,
+            offsets=self._offsets,
+            waits=self._waits,
+            checkpoint_start=self.start,
+        )
+        return records
+
+    def passivate(self) -> None:
+        """Drop the decoded state of the idle, clean sessions over `max_resident_sessions`."""
+        passivate(self._sessions.values(), self._settings.max_resident_sessions)
+
+
+def passivate(sessions: Iterable[Session], max_resident: int) -> None:
+    """Passivate the least recently used idle, clean sessions of `sessions` over `max_resident`."""
+    resident = [s for s in sessions if s.state is not None]
+    excess = len(resident) - max_resident
+    if excess <= 0:
+        return
+    idle = sorted((s for s in resident if not s.running and not s.dirty), key=lambda s: s.last_used)
+    for session in idle[:excess]:
+        session.passivate(session.to_snapshot().encode())

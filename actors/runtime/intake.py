@@ -1,0 +1,198 @@
+"""Intake: where each inbox record of a partition goes, and the session queues that run them.
+
+Records arrive in offset order. A record over the size limit or one that does not decode is
+dead-lettered; a resolution completes an awakeable; a shared handler runs at once; a delayed
+send waits for its timer; anything else joins its session's FIFO queue (in the events log if
+the session waits behind a suspended invocation). Each session drains its queue in one task;
+sessions run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from eventstore.errors import DecodeError
+from eventstore.records import Record
+
+from ..clock import now_ms
+from ..definitions import Handler, VirtualObject
+from ..errors import MessageTooLargeError
+from ..protocol.checkpoint import Journal
+from ..protocol.entries import Delayed
+from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
+from ..settings import RuntimeSettings
+from .commits import GroupCommit
+from .failures import Failures
+from .invocation import InvocationHost
+from .offsets import NO_OFFSET, OffsetTracker
+from .outputs import PartitionOutputs
+from .routing import handler_for
+from .running import Runner
+from .sessions import Session, session_of
+from .streaming import StreamTracker
+from .suspensions import Suspensions
+from .waits import WaitTable
+
+log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
+
+
+class Intake:
+    """Routes one partition's inbox records and runs its session queues (the `Queues` of its waits)."""
+
+    def __init__(
+        self,
+        *,
+        host: InvocationHost,
+        namespace: str,
+        objects: dict[str, VirtualObject[Any]],
+        settings: RuntimeSettings,
+        sessions: dict[bytes, Session],
+        offsets: OffsetTracker,
+        waits: WaitTable,
+        journals: dict[str, Journal],
+        legacy_journals: dict[str, Journal],
+        outputs: PartitionOutputs,
+        commits: GroupCommit,
+        failures: Failures,
+        streams: StreamTracker,
+        on_task_failure: Callable[[BaseException], None],
+    ) -> None:
+        self._objects = objects
+        self._max_bytes = settings.max_message_bytes
+        self._sessions = sessions
+        self._offsets = offsets
+        self._waits = waits
+        self._commits = commits
+        self._failures = failures
+        self._outputs = outputs
+        self._on_task_failure = on_task_failure
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.suspensions = Suspensions(
+            objects=objects,
+            retention_ms=settings.retention_ms,
+            outputs=outputs,
+            commits=commits,
+            failures=failures,
+            waits=waits,
+            queues=self,
+        )
+        self.runner = Runner(
+            host=host,
+            namespace=namespace,
+            objects=objects,
+            settings=settings,
+            outputs=outputs,
+            commits=commits,
+            failures=failures,
+            suspensions=self.suspensions,
+            streams=streams,
+            journals=journals,
+            legacy_journals=legacy_journals,
+            waits=waits,
+        )
+
+    @property
+    def running(self) -> int:
+        """Session drains and shared handlers running now."""
+        return len(self._tasks)
+
+    def session(self, key: bytes) -> Session:
+        """The session of record key `key` (added, empty, if new)."""
+        return session_of(self._sessions, key)
+
+    # -- routing ---------------------------------------------------------------------------
+    def submit(self, record: Record) -> None:
+        """Route one inbox record to its session (called in offset order)."""
+        if record.offset < self._offsets.next:
+            return  # already seen (a re-fetch after seek)
+        if not self._offsets.add(record.offset):
+            self._commits.wake()
+            return  # finished before a crash, after the last offset commit
+        size = len(record.value or b"") + len(record.key or b"")
+        if size > self._max_bytes:
+            error = MessageTooLargeError(f"inbox record of {size} bytes exceeds max_message_bytes={self._max_bytes}")
+            self._failures.oversize_inbox(record, error)
+            return
+        try:
+            message = Message.decode(record.value)
+        except DecodeError as exc:
+            exc.located(topic=record.topic, partition=record.partition, offset=record.offset)
+            log.error("poison record at %s/%d@%d: %s", record.topic, record.partition, record.offset, exc)
+            self._failures.poison(record, exc)
+            return
+        session = self.session(message.session.encode())
+        if message.handler == RESOLVE_HANDLER:
+            self.suspensions.resolve(session, record, message)
+            return
+        handler = handler_for(self._objects, message)
+        if isinstance(handler, Handler) and handler.kind == "shared" or message.handler == STATE_HANDLER:
+            self._spawn(self.runner.shared(session, record, message, handler))
+            return
+        if message.not_before_ms is not None and message.not_before_ms > now_ms():
+            delayed = Delayed(message, record.offset, message.not_before_ms)
+            self._waits.delay(message.invocation_id, delayed)
+            self._commits.finish(record.offset, [self._outputs.session_event(session, delayed.encode())])
+            return
+        if session.blocked_by is not None:
+            self.suspensions.queue_behind(session, record.offset, message)
+            return
+        self.enqueue(session, record.offset, message, record)
+
+    # -- session queues --------------------------------------------------------------------
+    def enqueue(self, session: Session, offset: int, message: Message, record: Record, *, front: bool = False) -> None:
+        """Queue `message` in `session` (at its head if `front`) and run the queue if it may run."""
+        if front:
+            session.queue.appendleft((offset, message, record))
+        else:
+            session.queue.append((offset, message, record))
+        self.drain_soon(session)
+
+    def drain_soon(self, session: Session) -> None:
+        """Run `session`'s queue if it is not running and not blocked."""
+        if not session.running and session.blocked_by is None:
+            session.running = True
+            self._spawn(self._drain(session))
+
+    def start(self) -> None:
+        """Run the queues that a restore left with messages."""
+        for session in self._sessions.values():
+            if session.queue:
+                self.drain_soon(session)
+
+    async def stop(self) -> None:
+        """Cancel the running drains and shared handlers."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _drain(self, session: Session) -> None:
+        try:
+            while session.queue and session.blocked_by is None:
+                offset, message, record = session.queue.popleft()
+                await self.runner.invoke(session, offset, message, record)
+            if session.blocked_by is not None:
+                # Whatever waits behind a suspended invocation moves into the events log.
+                for offset, message, _ in list(session.queue):
+                    if offset != NO_OFFSET:
+                        self.suspensions.queue_behind(session, offset, message, append=False)
+                session.queue = deque((NO_OFFSET, m, r) for _, m, r in session.queue)
+        finally:
+            session.running = False
+            session.last_used = time.monotonic()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            assert exc is not None
+            self._on_task_failure(exc)

@@ -1,0 +1,202 @@
+"""Invocations that wait, and what wakes them.
+
+An invocation that sleeps or awaits an awakeable is suspended: its message moves into the
+events log (a ``sus`` entry) and it leaves memory; the messages of its session that arrive
+meanwhile queue behind it in the events log too (``q``). A timer, an awakeable's completion or
+an operator's resolution of a parked dead letter puts it back at the head of its session's
+queue, where it replays from its journal. Delayed sends (``dly``) ride on the same timers.
+`Suspensions` does this against the partition's `WaitTable` and, to run what wakes, the
+session queues (`Queues`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from eventstore.records import OutRecord, Record
+
+from ..clock import now_ms
+from ..definitions import VirtualObject
+from ..errors import TerminalError
+from ..observability.scope import set_outcome
+from ..protocol.awakeables import cancelled_message, parse_awakeable_id
+from ..protocol.entries import Completion, Queued, Suspend
+from ..protocol.inbox import Message
+from ..protocol.inbox import invocation_id as invocation_id_of
+from .commits import GroupCommit
+from .failures import Failures
+from .invocation import Invocation
+from .offsets import NO_OFFSET
+from .outputs import PartitionOutputs
+from .sessions import Session
+from .waits import WaitTable
+
+log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
+
+
+class Queues(Protocol):
+    """The session queues of a partition, as the wait side puts woken messages back in them."""
+
+    def session(self, key: bytes) -> Session:
+        """The session of record key `key` (added, empty, if new)."""
+        ...
+
+    def enqueue(self, session: Session, offset: int, message: Message, record: Record, *, front: bool = False) -> None:
+        """Queue `message` in `session` (at its head if `front`) and run the queue if it may run."""
+        ...
+
+    def drain_soon(self, session: Session) -> None:
+        """Run `session`'s queue if it is not running and not blocked."""
+        ...
+
+
+class Suspensions:
+    """Suspends the invocations of one partition and wakes them."""
+
+    def __init__(
+        self,
+        *,
+        objects: dict[str, VirtualObject[Any]],
+        retention_ms: int,
+        outputs: PartitionOutputs,
+        commits: GroupCommit,
+        failures: Failures,
+        waits: WaitTable,
+        queues: Queues,
+    ) -> None:
+        self._objects = objects
+        self._retention_ms = retention_ms
+        self._outputs = outputs
+        self._commits = commits
+        self._failures = failures
+        self._waits = waits
+        self._queues = queues
+
+    def suspend(
+        self,
+        session: Session,
+        offset: int,
+        message: Message,
+        wake_ms: int | None,
+        awakeable: str | None,
+        ctx: Invocation[Any],
+    ) -> None:
+        """Park the invocation: it leaves memory and its inbox offset can be committed.
+
+        The events it emitted so far commit now (so a waiting approval request is visible);
+        when it resumes, its replay skips those `emit` calls.
+        """
+        inv_id = message.invocation_id
+        original = self._waits.suspended.get(inv_id)
+        inbox_offset = original.inbox_offset if original is not None else offset
+        emitted = (original.emitted if original is not None else 0) + len(ctx.events)
+        events = [self._objects[message.object].codec.encode_envelope(e) for e in ctx.events]
+        entry = Suspend(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1)
+        record = self._outputs.session_event(session, entry.encode())
+        oversize = self._outputs.oversize(message, [record])
+        if oversize is not None:
+            synthetic = self._outputs.inbox(message, inbox_offset)
+            self._failures.fail(
+                synthetic, message, oversize, "oversize", ctx.attempt, [], session=session, offset=offset
+            )
+            return
+        if ctx.events:
+            session.state = ctx.state
+            session.dirty = True
+        session.version += 1
+        # The table keeps the wait; its events are in the session's state now.
+        self._waits.suspended[inv_id] = Suspend(message, inbox_offset, wake_ms, awakeable, [], emitted)
+        if wake_ms is not None:
+            self._waits.timers.schedule(inv_id, wake_ms)
+        session.blocked_by = inv_id
+        if self._waits.completed(awakeable):
+            self.wake(inv_id)  # resolved while it was still running
+        log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
+        set_outcome("suspended")
+        self._commits.finish(offset, [record], events_records=1)
+
+    def queue_behind(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
+        """Move a message that waits behind a suspended invocation into the events log."""
+        if append:
+            session.queue.append((NO_OFFSET, message, self._outputs.inbox(message, offset)))
+        entry = Queued(message, offset).encode()
+        self._commits.finish(offset, [self._outputs.session_event(session, entry)], events_records=1)
+
+    def resolve(self, session: Session, record: Record, message: Message) -> None:
+        """Complete an awakeable (first resolution wins) and wake its invocation."""
+        payload = message.payload if isinstance(message.payload, dict) else {}
+        awk_id = str(payload.get("id", ""))
+        try:
+            object_name, key, waiting_id = parse_awakeable_id(awk_id)
+        except ValueError as exc:
+            self._failures.fail(record, message, TerminalError(str(exc)), "terminal", 1, [])
+            return
+        if f"{object_name}/{key}" != message.session:
+            # An awakeable belongs to the session its id names; a resolution sent elsewhere
+            # must not complete (or even learn of) another session's promise.
+            error = TerminalError(f"awakeable {awk_id!r} does not belong to session {message.session!r}")
+            self._failures.refuse(record, message, error, record.offset)
+            return
+        invocation_id = invocation_id_of(message.session, waiting_id)
+        records: list[OutRecord] = []
+        outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
+        completion = Completion.from_outcome(awk_id, {**outcome, "by": payload.get("by")}, waiting_id)
+        if self._waits.complete(completion):
+            records.append(self._outputs.session_event(session, completion.encode()))
+        if message.reply_partition is not None:
+            records.append(self._outputs.reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
+        self._commits.finish(record.offset, records, events_records=1 if records else 0)
+        cancelled = cancelled_message(awk_id)
+        if cancelled is not None:
+            # A cancellation wakes its invocation whatever it waits on: it ends at that wait.
+            invocation_id = invocation_id_of(message.session, cancelled)
+        waiting = self._waits.suspended.get(invocation_id)
+        if waiting is not None and (waiting.awakeable == awk_id or (cancelled is not None and not waiting.parked)):
+            self.wake(invocation_id)
+
+    def wake(self, invocation_id: str) -> None:
+        """A timer fired or an awakeable completed: run the invocation (or delayed message).
+
+        `invocation_id` is the (session-scoped) id that waits and timers are keyed by.
+        """
+        delayed = self._waits.take_delayed(invocation_id)
+        if delayed is not None:
+            message = delayed.message
+            session = self._queues.session(message.session.encode())
+            synthetic = self._outputs.inbox(message, delayed.inbox_offset)
+            if session.blocked_by is not None:
+                session.queue.append((NO_OFFSET, message, synthetic))
+            else:
+                self._queues.enqueue(session, NO_OFFSET, message, synthetic)
+            return
+        waiting = self._waits.suspended.get(invocation_id)
+        if waiting is None:
+            return
+        session = self._queues.session(waiting.message.session.encode())
+        if session.blocked_by != invocation_id:
+            return
+        if waiting.parked:
+            self._unpark(session, invocation_id, waiting)
+            return
+        self._waits.resume(invocation_id)
+        session.blocked_by = None
+        synthetic = self._outputs.inbox(waiting.message, waiting.inbox_offset)
+        self._queues.enqueue(session, NO_OFFSET, waiting.message, synthetic, front=True)
+
+    def _unpark(self, session: Session, invocation_id: str, waiting: Suspend) -> None:
+        """Its dead letter was resolved: the session takes its next message.
+
+        A replay rides in the resolution itself, so it runs before the messages that queued
+        behind it.
+        """
+        self._waits.forget(invocation_id)
+        session.blocked_by = None
+        completion = self._waits.completion(waiting.awakeable or "")
+        resolution = completion.result if completion is not None and completion.error is None else None
+        if isinstance(resolution, dict) and isinstance(resolution.get("replay"), dict):
+            replay = Message.from_wire(resolution["replay"])
+            if session.recorded(replay.id, now_ms(), self._retention_ms) is None:
+                session.queue.appendleft((NO_OFFSET, replay, self._outputs.inbox(replay, waiting.inbox_offset)))
+        if session.queue:
+            self._queues.drain_soon(session)
