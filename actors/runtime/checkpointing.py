@@ -16,12 +16,10 @@ from eventstore.records import OutRecord
 from eventstore.topics import Topics
 
 from ..definitions import VirtualObject
-from ..protocol.checkpoint import Journal
 from ..settings import RuntimeSettings
-from .offsets import OffsetTracker
+from .partition_state import PartitionState
 from .restore import checkpoint_records
 from .sessions import Session
-from .waits import WaitTable
 
 
 class Checkpoints:
@@ -29,29 +27,19 @@ class Checkpoints:
 
     def __init__(
         self,
-        *,
         log: EventLog,
         topics: Topics,
         partition: int,
         objects: dict[str, VirtualObject[Any]],
         settings: RuntimeSettings,
-        sessions: dict[bytes, Session],
-        journals: dict[str, Journal],
-        legacy_journals: dict[str, Journal],
-        offsets: OffsetTracker,
-        waits: WaitTable,
+        state: PartitionState,
         start: int,
     ) -> None:
         self._log = log
-        self._topics = topics
-        self._partition = partition
         self._objects = objects
+        self._where = (topics, partition)
         self._settings = settings
-        self._sessions = sessions
-        self._journals = journals
-        self._legacy_journals = legacy_journals
-        self._offsets = offsets
-        self._waits = waits
+        self._state = state
         self.start = start
         """Events offset where the last checkpoint (written or restored) starts a restore."""
         self._since = 0
@@ -69,24 +57,25 @@ class Checkpoints:
     # -- records ---------------------------------------------------------------------------
     async def records(self) -> list[OutRecord]:
         """Snapshots of the changed sessions and the checkpoint record (empty if it had to be skipped)."""
+        topics, partition = self._where
         records, self.start = checkpoint_records(
-            start=await self._log.end_offset(self._topics.events, self._partition),
-            sessions=self._sessions.values(),
+            start=await self._log.end_offset(topics.events, partition),
+            sessions=self._state.sessions.values(),
             objects=self._objects,
             settings=self._settings,
-            topics=self._topics,
-            partition=self._partition,
-            journals=self._journals,
-            legacy_journals=self._legacy_journals,
-            offsets=self._offsets,
-            waits=self._waits,
+            topics=topics,
+            partition=partition,
+            journals=self._state.journals,
+            legacy_journals=self._state.legacy_journals,
+            offsets=self._state.offsets,
+            waits=self._state.waits,
             checkpoint_start=self.start,
         )
         return records
 
     def passivate(self) -> None:
         """Drop the decoded state of the idle, clean sessions over `max_resident_sessions`."""
-        passivate(self._sessions.values(), self._settings.max_resident_sessions)
+        passivate(self._state.sessions.values(), self._settings.max_resident_sessions)
 
 
 def passivate(sessions: Iterable[Session], max_resident: int) -> None:

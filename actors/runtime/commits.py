@@ -41,26 +41,29 @@ class GroupCommit:
 
     def __init__(
         self,
-        *,
         writer: TransactionalWriter,
         inbox: TopicPartition,
         group: str,
         settings: RuntimeSettings,
         offsets: OffsetTracker,
-        committed: int,
         checkpoints: Checkpoints,
+        *,
+        committed: int,
         on_commit: Callable[[], None],
         on_failure: Callable[[BaseException], None],
         offsets_in_every_commit: bool,
     ) -> None:
-        self._writer = writer
-        self._inbox = inbox
-        self._group = group
-        self._settings = settings
+        self._writer, self._inbox, self._group = writer, inbox, group
+        self.partition = inbox.partition
+        """Where the transactions go: the writer, the inbox (whose offset they commit), the group."""
+        self._interval = settings.offset_commit_interval
         self._offsets = offsets
+        """The inbox offsets: `finish` marks one finished, the loop commits their watermark."""
         self._checkpoints = checkpoints
         self._on_commit = on_commit
+        """Called after each committed transaction."""
         self._on_failure = on_failure
+        """Called once, when the partition is lost."""
         self._offsets_always = offsets_in_every_commit
         """Commit the inbox offset in every transaction: a writer fenced by the consumer group
         (KIP-447) is fenced by its offset commits, so a transaction without one would not be."""
@@ -72,11 +75,6 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.transactions = 0
-
-    @property
-    def partition(self) -> int:
-        """The partition whose batch this is."""
-        return self._inbox.partition
 
     @property
     def committing(self) -> bool:
@@ -154,7 +152,7 @@ class GroupCommit:
     async def _loop(self) -> None:
         try:
             while True:
-                if not await wait_for_event(self._wake, self._settings.offset_commit_interval):
+                if not await wait_for_event(self._wake, self._interval):
                     self._pending.must_commit_offsets = True  # idle: let the offset catch up
                 self._wake.clear()
                 watermark = self._offsets.watermark()
@@ -178,7 +176,7 @@ class GroupCommit:
                     and (
                         bool(extra)
                         or batch.must_commit_offsets
-                        or time.monotonic() - self._offsets_at >= self._settings.offset_commit_interval
+                        or time.monotonic() - self._offsets_at >= self._interval
                     )
                 )
                 clock = time.perf_counter()

@@ -20,16 +20,12 @@ from ..definitions import Handler
 from ..errors import InvalidPayloadError, InvocationCancelledError, error_payload
 from ..observability.scope import set_outcome
 from ..protocol.awakeables import awakeable_id
-from ..protocol.checkpoint import Journal
 from ..protocol.entries import Done, Suspend
 from ..protocol.inbox import Message
-from .commits import GroupCommit
 from .deadletters import Failure
-from .outputs import PartitionOutputs
+from .partition import Partition
 from .routing import caller_error
 from .sessions import Session
-from .streaming import StreamTracker
-from .waits import WaitTable
 
 log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
 
@@ -45,22 +41,8 @@ def invalid_payload(
 class Failures:
     """The failure paths of one partition's messages."""
 
-    def __init__(
-        self,
-        *,
-        outputs: PartitionOutputs,
-        commits: GroupCommit,
-        streams: StreamTracker,
-        waits: WaitTable,
-        journals: dict[str, Journal],
-        retention_ms: int,
-    ) -> None:
-        self._outputs = outputs
-        self._commits = commits
-        self._streams = streams
-        self._waits = waits
-        self._journals = journals
-        self._retention_ms = retention_ms
+    def __init__(self, partition: Partition) -> None:
+        self._p = partition
 
     def refuse(self, record: Record, message: Message, error: BaseException, offset: int) -> None:
         """A caller's mistake (unknown type or handler, invalid payload): tell the caller.
@@ -73,17 +55,17 @@ class Failures:
             return
         log.info("%s.%s refused: %s", message.session, message.handler, error)
         set_outcome("error", error)
-        self._commits.finish(offset, [self._outputs.reply(message, {"err": error_payload(error)})])
+        self._p.commits.finish(offset, [self._p.outputs.reply(message, {"err": error_payload(error)})])
 
     def oversize_inbox(self, record: Record, error: BaseException) -> None:
         """An inbox record over `max_message_bytes`, dead-lettered unread."""
-        self._commits.commit_offsets_soon()
-        self._commits.finish(record.offset, [self._outputs.dead_letter(record, Failure(error, "oversize"))])
+        self._p.commits.commit_offsets_soon()
+        self._p.commits.finish(record.offset, [self._p.outputs.dead_letter(record, Failure(error, "oversize"))])
 
     def poison(self, record: Record, error: BaseException) -> None:
         """An inbox record that does not decode, dead-lettered as it is."""
-        self._commits.commit_offsets_soon()
-        self._commits.finish(record.offset, [self._outputs.dead_letter(record, Failure(error, "poison"))])
+        self._p.commits.commit_offsets_soon()
+        self._p.commits.finish(record.offset, [self._p.outputs.dead_letter(record, Failure(error, "poison"))])
 
     def fail(
         self,
@@ -134,32 +116,31 @@ class Failures:
                 message.id,
                 park_id,
             )
-            records.append(self._outputs.dead_letter(record, failure))
-        self._commits.commit_offsets_soon()
+            records.append(self._p.outputs.dead_letter(record, failure))
+        self._p.commits.commit_offsets_soon()
         events_records = 0
         if session is not None and session.state is not None:
             # The failure is part of the session's history: a retried send does not run again.
             session.version += 1
             session.dirty = True
             finished = now_ms()
-            session.remember(message.id, {"err": error}, finished, self._retention_ms)
+            session.remember(message.id, {"err": error}, finished, self._p.settings.retention_ms)
             failed = Done(
                 message.id, message.handler, [], session.version, record.offset, None, error, attempts, 0, finished
             )
-            records.append(self._outputs.session_event(session, failed.encode()))
+            records.append(self._p.outputs.session_event(session, failed.encode()))
             events_records = 1
-            self._journals.pop(inv_id, None)
-            self._waits.forget(inv_id)
+            self._p.state.ended(inv_id)
             if park_id is not None:
                 # The session waits until an operator replays or discards the dead letter,
                 # which resolves the park awakeable (its id is in the dead letter's headers).
                 parked = message.model_copy(update={"id": f"park-{message.id}"})
                 park_wait = Suspend(parked, record.offset, None, park_id, [], 0, session.version, parked=True)
-                self._waits.suspended[parked.invocation_id] = park_wait
+                self._p.state.waits.suspended[parked.invocation_id] = park_wait
                 session.blocked_by = parked.invocation_id
-                records.append(self._outputs.session_event(session, park_wait.encode()))
+                records.append(self._p.outputs.session_event(session, park_wait.encode()))
                 log.warning("%s is parked until dead letter of %s is resolved", message.session, message.id)
-        records.extend(self._streams.end(message, None, error))
+        records.extend(self._p.streams.end(message, None, error))
         if message.reply_partition is not None:
-            records.append(self._outputs.reply(message, {"err": error}))
-        self._commits.finish(offset, records, events_records=events_records)
+            records.append(self._p.outputs.reply(message, {"err": error}))
+        self._p.commits.finish(offset, records, events_records=events_records)

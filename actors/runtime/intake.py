@@ -20,23 +20,18 @@ from eventstore.errors import DecodeError
 from eventstore.records import Record
 
 from ..clock import now_ms
-from ..definitions import Handler, VirtualObject
+from ..definitions import Handler
 from ..errors import MessageTooLargeError
-from ..protocol.checkpoint import Journal
 from ..protocol.entries import Delayed
 from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message
-from ..settings import RuntimeSettings
-from .commits import GroupCommit
 from .failures import Failures
 from .invocation import InvocationHost
-from .offsets import NO_OFFSET, OffsetTracker
-from .outputs import PartitionOutputs
+from .offsets import NO_OFFSET
+from .partition import Partition
 from .routing import handler_for
 from .running import Runner
-from .sessions import Session, session_of
-from .streaming import StreamTracker
+from .sessions import Session
 from .suspensions import Suspensions
-from .waits import WaitTable
 
 log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
 
@@ -46,76 +41,35 @@ class Intake:
 
     def __init__(
         self,
-        *,
+        partition: Partition,
         host: InvocationHost,
-        namespace: str,
-        objects: dict[str, VirtualObject[Any]],
-        settings: RuntimeSettings,
-        sessions: dict[bytes, Session],
-        offsets: OffsetTracker,
-        waits: WaitTable,
-        journals: dict[str, Journal],
-        legacy_journals: dict[str, Journal],
-        outputs: PartitionOutputs,
-        commits: GroupCommit,
         failures: Failures,
-        streams: StreamTracker,
         on_task_failure: Callable[[BaseException], None],
     ) -> None:
-        self._objects = objects
-        self._max_bytes = settings.max_message_bytes
-        self._sessions = sessions
-        self._offsets = offsets
-        self._waits = waits
-        self._commits = commits
+        self._p = partition
         self._failures = failures
-        self._outputs = outputs
         self._on_task_failure = on_task_failure
         self._tasks: set[asyncio.Task[None]] = set()
-        self.suspensions = Suspensions(
-            objects=objects,
-            retention_ms=settings.retention_ms,
-            outputs=outputs,
-            commits=commits,
-            failures=failures,
-            waits=waits,
-            queues=self,
-        )
-        self.runner = Runner(
-            host=host,
-            namespace=namespace,
-            objects=objects,
-            settings=settings,
-            outputs=outputs,
-            commits=commits,
-            failures=failures,
-            suspensions=self.suspensions,
-            streams=streams,
-            journals=journals,
-            legacy_journals=legacy_journals,
-            waits=waits,
-        )
+        self.suspensions = Suspensions(partition, failures, queues=self)
+        self.runner = Runner(partition, host, failures, self.suspensions)
 
     @property
     def running(self) -> int:
         """Session drains and shared handlers running now."""
         return len(self._tasks)
 
-    def session(self, key: bytes) -> Session:
-        """The session of record key `key` (added, empty, if new)."""
-        return session_of(self._sessions, key)
-
     # -- routing ---------------------------------------------------------------------------
     def submit(self, record: Record) -> None:
         """Route one inbox record to its session (called in offset order)."""
-        if record.offset < self._offsets.next:
+        if record.offset < self._p.state.offsets.next:
             return  # already seen (a re-fetch after seek)
-        if not self._offsets.add(record.offset):
-            self._commits.wake()
+        if not self._p.state.offsets.add(record.offset):
+            self._p.commits.wake()
             return  # finished before a crash, after the last offset commit
         size = len(record.value or b"") + len(record.key or b"")
-        if size > self._max_bytes:
-            error = MessageTooLargeError(f"inbox record of {size} bytes exceeds max_message_bytes={self._max_bytes}")
+        limit = self._p.settings.max_message_bytes
+        if size > limit:
+            error = MessageTooLargeError(f"inbox record of {size} bytes exceeds max_message_bytes={limit}")
             self._failures.oversize_inbox(record, error)
             return
         try:
@@ -125,18 +79,18 @@ class Intake:
             log.error("poison record at %s/%d@%d: %s", record.topic, record.partition, record.offset, exc)
             self._failures.poison(record, exc)
             return
-        session = self.session(message.session.encode())
+        session = self._p.state.session(message.session.encode())
         if message.handler == RESOLVE_HANDLER:
             self.suspensions.resolve(session, record, message)
             return
-        handler = handler_for(self._objects, message)
+        handler = handler_for(self._p.objects, message)
         if isinstance(handler, Handler) and handler.kind == "shared" or message.handler == STATE_HANDLER:
             self._spawn(self.runner.shared(session, record, message, handler))
             return
         if message.not_before_ms is not None and message.not_before_ms > now_ms():
             delayed = Delayed(message, record.offset, message.not_before_ms)
-            self._waits.delay(message.invocation_id, delayed)
-            self._commits.finish(record.offset, [self._outputs.session_event(session, delayed.encode())])
+            self._p.state.waits.delay(message.invocation_id, delayed)
+            self._p.commits.finish(record.offset, [self._p.outputs.session_event(session, delayed.encode())])
             return
         if session.blocked_by is not None:
             self.suspensions.queue_behind(session, record.offset, message)
@@ -160,7 +114,7 @@ class Intake:
 
     def start(self) -> None:
         """Run the queues that a restore left with messages."""
-        for session in self._sessions.values():
+        for session in self._p.state.sessions.values():
             if session.queue:
                 self.drain_soon(session)
 

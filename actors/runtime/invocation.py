@@ -145,6 +145,7 @@ class Invocation(ObjectContext[S]):
         self._host = host
         self._obj = obj
         self.message = message
+        self._logger = _ReplayQuietAdapter(_log, self)
         self._state = state
         self._copied = False
         self._seen: dict[str, Any] | None = None
@@ -152,20 +153,19 @@ class Invocation(ObjectContext[S]):
         self.check_writes = check_writes
         self._journal = journal
         self._attempt = attempt
+        self._run_ms = now_ms()
         self._step = 0
         self._uuids = 0
         self._sends = 0
         self._awakeables = 0
+        self._random: random.Random | None = None  # seeded on first use: most handlers never ask
         self._cancel_delivered = False
         self.skip_emits = 0
         self._retries = 0
         self._cost = 0.0
         self.events: list[BaseModel] = []
         self.outgoing: list[Message] = []
-        self._random: random.Random | None = None  # seeded on first use: most handlers never ask
-        self._run_ms = now_ms()
         self._streamed = 0
-        self._logger = _ReplayQuietAdapter(_log, self)
 
     # -- identity and deterministic helpers ------------------------------------------------
     @property
@@ -175,10 +175,6 @@ class Invocation(ObjectContext[S]):
     @property
     def invocation_id(self) -> str:
         return self.message.invocation_id
-
-    @property
-    def attempt(self) -> int:
-        return self._attempt
 
     @property
     def replaying(self) -> bool:
@@ -285,6 +281,10 @@ class Invocation(ObjectContext[S]):
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         return self._logger
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
 
     # -- state and events ------------------------------------------------------------------
     @property

@@ -34,7 +34,6 @@ from eventstore.topics import Topics
 from ..definitions import VirtualObject
 from ..errors import PartitionLost
 from ..observability.metrics import METRICS
-from ..protocol.checkpoint import Journal
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
 from ..protocol.streams import StreamChunk
@@ -46,6 +45,8 @@ from .intake import Intake
 from .invocation import StepOverrides
 from .offsets import OffsetTracker
 from .outputs import PartitionOutputs
+from .partition import Partition
+from .partition_state import PartitionState
 from .restore import RestoredPartition, restore
 from .sessions import Session
 from .step_blobs import StepBlobs
@@ -76,86 +77,54 @@ class PartitionProcessor:
         offsets_in_every_commit: bool = False,
     ) -> None:
         self.partition = partition
-        self.partitions = partitions
+        self.topics = topics
+        self.group = topics.group()
         self.log = log
         self.writer = writer
-        self.topics = topics
+        """This partition's transactional writer (a new owner's writer fences it)."""
+        self.streams = StreamTracker(log, topics, partition, settings.max_message_bytes)
         self.objects = objects
         self.settings = settings
+        self.step_blobs = StepBlobs.of(settings)
+        """Where step results over the threshold go (`InvocationHost`)."""
         self.client = client
-        self._on_failure = on_failure
+        """The client that `ctx.call` goes through (`InvocationHost`)."""
         self.step_overrides = step_overrides
         """Stubs of steps by name (`InvocationHost`; a test kit's, None in production)."""
+        self._on_failure = on_failure
         self._on_commit = on_commit
         """Called after each committed transaction: the broker answered (ends a logged outage)."""
         self._offsets_always = offsets_in_every_commit
-        self.group = topics.group()
-        self.streams = StreamTracker(log, topics, partition, settings.max_message_bytes)
-        self.step_blobs = StepBlobs.of(settings)
         self._outputs = PartitionOutputs(topics, partition, partitions, settings, self.group)
         self._restored_records = 0
         self._compose(RestoredPartition())
 
-    def _compose(self, state: RestoredPartition) -> None:
+    def _compose(self, restored: RestoredPartition) -> None:
         """Build the parts around the partition's state (at construction, and when adopting a restore)."""
-        self.sessions: dict[bytes, Session] = state.sessions
-        self.journals: dict[str, Journal] = state.journals
-        """Open invocations' journals by invocation id (session-scoped, see `Message.invocation_id`)."""
-        self.legacy_journals: dict[str, Journal] = state.legacy_journals
-        """Journals of a checkpoint written before journals were session-scoped (Tether 0.1), by
-        message id; an invocation adopts its legacy journal on its first run after the upgrade."""
-        self.waits: WaitTable = state.waits
-        """Suspended invocations, delayed messages, awakeable completions and their timers."""
-        self.offsets: OffsetTracker = state.offsets
-        self._checkpoints = Checkpoints(
-            log=self.log,
-            topics=self.topics,
-            partition=self.partition,
-            objects=self.objects,
-            settings=self.settings,
-            sessions=self.sessions,
-            journals=self.journals,
-            legacy_journals=self.legacy_journals,
-            offsets=self.offsets,
-            waits=self.waits,
-            start=state.checkpoint_start,
+        state = PartitionState(
+            restored.sessions, restored.journals, restored.legacy_journals, restored.waits, restored.offsets
         )
+        self.state = state
+        self.sessions: dict[bytes, Session] = state.sessions
+        self.waits: WaitTable = state.waits
+        self.offsets: OffsetTracker = state.offsets
+        settings = self.settings
+        where = (self.topics, self.partition)
+        self._checkpoints = Checkpoints(self.log, *where, self.objects, settings, state, restored.checkpoint_start)
         self.commits = GroupCommit(
-            writer=self.writer,
-            inbox=TopicPartition(self.topics.inbox, self.partition),
-            group=self.group,
-            settings=self.settings,
-            offsets=self.offsets,
-            committed=state.resume,
-            checkpoints=self._checkpoints,
+            self.writer,
+            TopicPartition(self.topics.inbox, self.partition),
+            self.group,
+            settings,
+            state.offsets,
+            self._checkpoints,
+            committed=restored.resume,
             on_commit=self._on_commit,
             on_failure=lambda exc: self._on_failure(self.partition, exc),
             offsets_in_every_commit=self._offsets_always,
         )
-        failures = Failures(
-            outputs=self._outputs,
-            commits=self.commits,
-            streams=self.streams,
-            waits=self.waits,
-            journals=self.journals,
-            retention_ms=self.settings.retention_ms,
-        )
-        self._intake = Intake(
-            host=self,
-            namespace=self.topics.namespace,
-            objects=self.objects,
-            settings=self.settings,
-            sessions=self.sessions,
-            offsets=self.offsets,
-            waits=self.waits,
-            journals=self.journals,
-            legacy_journals=self.legacy_journals,
-            outputs=self._outputs,
-            commits=self.commits,
-            failures=failures,
-            streams=self.streams,
-            on_task_failure=self.commits.fail,
-        )
+        partition = Partition(self.objects, settings, state, self._outputs, self.commits, self.streams)
+        self._intake = Intake(partition, self, Failures(partition), on_task_failure=self.commits.fail)
 
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
@@ -170,6 +139,11 @@ class PartitionProcessor:
         """Take over the state of a restore (before `start`)."""
         self._compose(restored)
         self._restored_records = restored.records
+
+    @property
+    def checkpoint_start(self) -> int:
+        """Events offset where the last checkpoint (written or restored) starts a restore."""
+        return self._checkpoints.start
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,11 +172,6 @@ class PartitionProcessor:
         return self.commits.failed
 
     @property
-    def checkpoint_start(self) -> int:
-        """Events offset where the last checkpoint (written or restored) starts a restore."""
-        return self._checkpoints.start
-
-    @property
     def stats(self) -> dict[str, int]:
         """Invocations finished and transactions committed here, records read by the restore."""
         return {
@@ -212,14 +181,14 @@ class PartitionProcessor:
         }
 
     @property
-    def backlog(self) -> int:
-        """Messages fetched but not finished."""
-        return len(self.offsets)
-
-    @property
     def running(self) -> int:
         """Session drains and shared handlers running now (a test kit's view of activity)."""
         return self._intake.running
+
+    @property
+    def backlog(self) -> int:
+        """Messages fetched but not finished."""
+        return len(self.offsets)
 
     @property
     def committing(self) -> bool:
@@ -244,5 +213,5 @@ class PartitionProcessor:
         if self.failed is not None:
             raise PartitionLost(f"partition {self.partition} was lost: {self.failed}")
         record = self._outputs.event(message.session.encode(), step.encode())
-        self.journals.setdefault(message.invocation_id, {})[step.index] = step
+        self.state.journaled(message, step)
         await self.commits.journal(record)

@@ -16,22 +16,18 @@ import pydantic
 from eventstore.records import OutRecord, Record
 
 from ..clock import clock, now_ms
-from ..definitions import VirtualObject
 from ..errors import DeadlineExceededError, StateMutationError, TerminalError
 from ..observability.scope import InvocationScope
-from ..protocol.checkpoint import Journal
-from ..protocol.entries import Done, Step
+from ..protocol.entries import Done
 from ..protocol.inbox import Message
-from ..settings import RuntimeSettings
-from .commits import GroupCommit
 from .failures import Failures, invalid_payload
 from .invocation import Invocation, InvocationHost
-from .outputs import PartitionOutputs, bulk_of
+from .outputs import bulk_of
+from .partition import Partition
 from .routing import handler_for, scope_for
 from .sessions import Session
-from .streaming import StreamTracker
 from .suspensions import Suspensions
-from .waits import Suspended, WaitTable
+from .waits import Suspended
 
 log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
 
@@ -40,38 +36,18 @@ class Runner:
     """Runs the handlers of one partition's messages against its sessions and journals."""
 
     def __init__(
-        self,
-        *,
-        host: InvocationHost,
-        namespace: str,
-        objects: dict[str, VirtualObject[Any]],
-        settings: RuntimeSettings,
-        outputs: PartitionOutputs,
-        commits: GroupCommit,
-        failures: Failures,
-        suspensions: Suspensions,
-        streams: StreamTracker,
-        journals: dict[str, Journal],
-        legacy_journals: dict[str, Journal],
-        waits: WaitTable,
+        self, partition: Partition, host: InvocationHost, failures: Failures, suspensions: Suspensions
     ) -> None:
+        self._p = partition
         self._host = host
-        self._namespace = namespace
-        self._objects = objects
-        self._settings = settings
-        self._outputs = outputs
-        self._commits = commits
+        self._namespace = partition.outputs.topics.namespace
         self._failures = failures
         self._suspensions = suspensions
-        self._streams = streams
-        self._journals = journals
-        self._legacy_journals = legacy_journals
-        self._waits = waits
         self.invocations = 0
         """Exclusive invocations that finished with a reply."""
 
     def _scope(self, message: Message) -> InvocationScope:
-        return scope_for(self._namespace, self._objects, message)
+        return scope_for(self._namespace, self._p.objects, message)
 
     # -- shared handlers -------------------------------------------------------------------
     async def shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:  # noqa: ANN401
@@ -80,17 +56,17 @@ class Runner:
             await self._run_shared(session, record, message, handler)
 
     async def _run_shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:  # noqa: ANN401
-        obj = self._objects.get(message.object)
+        obj = self._p.objects.get(message.object)
         if isinstance(handler, BaseException) or obj is None:
             assert isinstance(handler, BaseException)
             self._failures.refuse(record, message, handler, record.offset)
             return
-        state = session.load(obj, self._settings.retention_ms)
+        state = session.load(obj, self._p.settings.retention_ms)
         try:
             if handler is None:
                 result: Any = {"state": state.model_dump(mode="json"), "version": session.version}
             else:
-                check = self._settings.check_state_writes
+                check = self._p.settings.check_state_writes
                 ctx = Invocation(self._host, obj, message, state, {}, 1, check_writes=check)
                 try:
                     payload = handler.input_type.model_validate(message.payload)
@@ -105,12 +81,12 @@ class Runner:
             return
         records = []
         if message.reply_partition is not None:
-            records.append(self._outputs.reply(message, {"ok": result}))
-        oversize = self._outputs.oversize(message, records)
+            records.append(self._p.outputs.reply(message, {"ok": result}))
+        oversize = self._p.outputs.oversize(message, records)
         if oversize is not None:
             self._failures.fail(record, message, oversize, "oversize", 1, [])
             return
-        self._commits.finish(record.offset, records)
+        self._p.commits.finish(record.offset, records)
 
     # -- exclusive invocations -------------------------------------------------------------
     async def invoke(self, session: Session, offset: int, message: Message, record: Record) -> None:
@@ -118,31 +94,21 @@ class Runner:
         with self._scope(message) as scope:
             await self._run_invocation(scope, session, offset, message, record)
 
-    def _journal(self, message: Message) -> Journal:
-        """The journal of `message`'s invocation, with what a legacy checkpoint or a seed holds."""
-        journal = self._journals.setdefault(message.invocation_id, {})
-        legacy = self._legacy_journals.pop(message.id, None) if self._legacy_journals else None
-        for n, entry in (legacy or {}).items():
-            journal.setdefault(n, entry)
-        if message.seed_journal and not journal:
-            journal.update({int(e["n"]): Step.from_wire(e) for e in message.seed_journal})
-        return journal
-
     async def _run_invocation(
         self, scope: InvocationScope, session: Session, offset: int, message: Message, record: Record
     ) -> None:
-        handler = handler_for(self._objects, message)
+        handler = handler_for(self._p.objects, message)
         if isinstance(handler, BaseException) or handler is None:
             self._failures.refuse(record, message, handler or TerminalError("no handler"), offset)
             return
-        obj = self._objects[message.object]
-        state = session.load(obj, self._settings.retention_ms)
-        previous = session.recorded(message.id, now_ms(), self._settings.retention_ms)
+        obj = self._p.objects[message.object]
+        state = session.load(obj, self._p.settings.retention_ms)
+        previous = session.recorded(message.id, now_ms(), self._p.settings.retention_ms)
         if previous is not None:
             # A duplicate (client retry or redelivery): answer again, change nothing.
             scope.outcome = "duplicate"
-            records = [self._outputs.reply(message, previous)] if message.reply_partition is not None else []
-            self._commits.finish(offset, records)
+            records = [self._p.outputs.reply(message, previous)] if message.reply_partition is not None else []
+            self._p.commits.finish(offset, records)
             return
         try:
             payload = handler.input_type.model_validate(message.payload)
@@ -161,10 +127,10 @@ class Runner:
         while True:
             attempt += 1
             scope.attempt = attempt
-            journal = self._journal(message)
-            check = self._settings.check_state_writes
+            journal = self._p.state.journal(message)
+            check = self._p.settings.check_state_writes
             ctx: Invocation[Any] = Invocation(self._host, obj, message, state, journal, attempt, check_writes=check)
-            parked = self._waits.suspended.get(inv_id)
+            parked = self._p.state.waits.suspended.get(inv_id)
             ctx.skip_emits = parked.emitted if parked is not None else 0
             deadline_ms: int | None = None
             try:
@@ -248,7 +214,7 @@ class Runner:
         started: int,
     ) -> None:
         """The invocation returned: its done entry, sends, reply and stream end, in one transaction."""
-        obj = self._objects[message.object]
+        obj = self._p.objects[message.object]
         reply = {"ok": result.model_dump(mode="json") if result is not None else None}
         events = [obj.codec.encode_envelope(e) for e in ctx.events]
         finished = now_ms()
@@ -264,21 +230,20 @@ class Runner:
             started,
             finished,
         )
-        records: list[OutRecord] = [self._outputs.session_event(session, done.encode())]
-        records.extend(self._outputs.send(out) for out in ctx.outgoing)
+        records: list[OutRecord] = [self._p.outputs.session_event(session, done.encode())]
+        records.extend(self._p.outputs.send(out) for out in ctx.outgoing)
         if message.reply_partition is not None:
-            records.append(self._outputs.reply(message, reply))
-        await self._streams.flush()  # the stream's chunks before its end
-        records.extend(self._streams.end(message, reply["ok"], None, ctx.stream_position))
-        oversize = self._outputs.oversize(message, records, events_record=lambda: bulk_of(reply["ok"], events))
+            records.append(self._p.outputs.reply(message, reply))
+        await self._p.streams.flush()  # the stream's chunks before its end
+        records.extend(self._p.streams.end(message, reply["ok"], None, ctx.stream_position))
+        oversize = self._p.outputs.oversize(message, records, events_record=lambda: bulk_of(reply["ok"], events))
         if oversize is not None:
             self._failures.fail(record, message, oversize, "oversize", attempt, [], session=session, offset=offset)
             return
         session.version += 1
         session.state = ctx.state
         session.dirty = True
-        session.remember(message.id, reply, finished, self._settings.retention_ms)
-        self._journals.pop(message.invocation_id, None)
-        self._waits.forget(message.invocation_id)
+        session.remember(message.id, reply, finished, self._p.settings.retention_ms)
+        self._p.state.ended(message.invocation_id)
         self.invocations += 1
-        self._commits.finish(offset, records, events_records=1)
+        self._p.commits.finish(offset, records, events_records=1)

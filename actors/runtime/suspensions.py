@@ -17,30 +17,23 @@ from typing import Any, Protocol
 from eventstore.records import OutRecord, Record
 
 from ..clock import now_ms
-from ..definitions import VirtualObject
 from ..errors import TerminalError
 from ..observability.scope import set_outcome
 from ..protocol.awakeables import cancelled_message, parse_awakeable_id
 from ..protocol.entries import Completion, Queued, Suspend
 from ..protocol.inbox import Message
 from ..protocol.inbox import invocation_id as invocation_id_of
-from .commits import GroupCommit
 from .failures import Failures
 from .invocation import Invocation
 from .offsets import NO_OFFSET
-from .outputs import PartitionOutputs
+from .partition import Partition
 from .sessions import Session
-from .waits import WaitTable
 
 log = logging.getLogger("actors.runtime.processor")  # one logger for the partition's lifecycle
 
 
 class Queues(Protocol):
     """The session queues of a partition, as the wait side puts woken messages back in them."""
-
-    def session(self, key: bytes) -> Session:
-        """The session of record key `key` (added, empty, if new)."""
-        ...
 
     def enqueue(self, session: Session, offset: int, message: Message, record: Record, *, front: bool = False) -> None:
         """Queue `message` in `session` (at its head if `front`) and run the queue if it may run."""
@@ -54,23 +47,9 @@ class Queues(Protocol):
 class Suspensions:
     """Suspends the invocations of one partition and wakes them."""
 
-    def __init__(
-        self,
-        *,
-        objects: dict[str, VirtualObject[Any]],
-        retention_ms: int,
-        outputs: PartitionOutputs,
-        commits: GroupCommit,
-        failures: Failures,
-        waits: WaitTable,
-        queues: Queues,
-    ) -> None:
-        self._objects = objects
-        self._retention_ms = retention_ms
-        self._outputs = outputs
-        self._commits = commits
+    def __init__(self, partition: Partition, failures: Failures, queues: Queues) -> None:
+        self._p = partition
         self._failures = failures
-        self._waits = waits
         self._queues = queues
 
     def suspend(
@@ -88,15 +67,15 @@ class Suspensions:
         when it resumes, its replay skips those `emit` calls.
         """
         inv_id = message.invocation_id
-        original = self._waits.suspended.get(inv_id)
+        original = self._p.state.waits.suspended.get(inv_id)
         inbox_offset = original.inbox_offset if original is not None else offset
         emitted = (original.emitted if original is not None else 0) + len(ctx.events)
-        events = [self._objects[message.object].codec.encode_envelope(e) for e in ctx.events]
+        events = [self._p.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
         entry = Suspend(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1)
-        record = self._outputs.session_event(session, entry.encode())
-        oversize = self._outputs.oversize(message, [record])
+        record = self._p.outputs.session_event(session, entry.encode())
+        oversize = self._p.outputs.oversize(message, [record])
         if oversize is not None:
-            synthetic = self._outputs.inbox(message, inbox_offset)
+            synthetic = self._p.outputs.inbox(message, inbox_offset)
             self._failures.fail(
                 synthetic, message, oversize, "oversize", ctx.attempt, [], session=session, offset=offset
             )
@@ -106,22 +85,22 @@ class Suspensions:
             session.dirty = True
         session.version += 1
         # The table keeps the wait; its events are in the session's state now.
-        self._waits.suspended[inv_id] = Suspend(message, inbox_offset, wake_ms, awakeable, [], emitted)
+        self._p.state.waits.suspended[inv_id] = Suspend(message, inbox_offset, wake_ms, awakeable, [], emitted)
         if wake_ms is not None:
-            self._waits.timers.schedule(inv_id, wake_ms)
+            self._p.state.waits.timers.schedule(inv_id, wake_ms)
         session.blocked_by = inv_id
-        if self._waits.completed(awakeable):
+        if self._p.state.waits.completed(awakeable):
             self.wake(inv_id)  # resolved while it was still running
         log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
         set_outcome("suspended")
-        self._commits.finish(offset, [record], events_records=1)
+        self._p.commits.finish(offset, [record], events_records=1)
 
     def queue_behind(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
         """Move a message that waits behind a suspended invocation into the events log."""
         if append:
-            session.queue.append((NO_OFFSET, message, self._outputs.inbox(message, offset)))
+            session.queue.append((NO_OFFSET, message, self._p.outputs.inbox(message, offset)))
         entry = Queued(message, offset).encode()
-        self._commits.finish(offset, [self._outputs.session_event(session, entry)], events_records=1)
+        self._p.commits.finish(offset, [self._p.outputs.session_event(session, entry)], events_records=1)
 
     def resolve(self, session: Session, record: Record, message: Message) -> None:
         """Complete an awakeable (first resolution wins) and wake its invocation."""
@@ -142,16 +121,16 @@ class Suspensions:
         records: list[OutRecord] = []
         outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
         completion = Completion.from_outcome(awk_id, {**outcome, "by": payload.get("by")}, waiting_id)
-        if self._waits.complete(completion):
-            records.append(self._outputs.session_event(session, completion.encode()))
+        if self._p.state.waits.complete(completion):
+            records.append(self._p.outputs.session_event(session, completion.encode()))
         if message.reply_partition is not None:
-            records.append(self._outputs.reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
-        self._commits.finish(record.offset, records, events_records=1 if records else 0)
+            records.append(self._p.outputs.reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
+        self._p.commits.finish(record.offset, records, events_records=1 if records else 0)
         cancelled = cancelled_message(awk_id)
         if cancelled is not None:
             # A cancellation wakes its invocation whatever it waits on: it ends at that wait.
             invocation_id = invocation_id_of(message.session, cancelled)
-        waiting = self._waits.suspended.get(invocation_id)
+        waiting = self._p.state.waits.suspended.get(invocation_id)
         if waiting is not None and (waiting.awakeable == awk_id or (cancelled is not None and not waiting.parked)):
             self.wake(invocation_id)
 
@@ -160,28 +139,28 @@ class Suspensions:
 
         `invocation_id` is the (session-scoped) id that waits and timers are keyed by.
         """
-        delayed = self._waits.take_delayed(invocation_id)
+        delayed = self._p.state.waits.take_delayed(invocation_id)
         if delayed is not None:
             message = delayed.message
-            session = self._queues.session(message.session.encode())
-            synthetic = self._outputs.inbox(message, delayed.inbox_offset)
+            session = self._p.state.session(message.session.encode())
+            synthetic = self._p.outputs.inbox(message, delayed.inbox_offset)
             if session.blocked_by is not None:
                 session.queue.append((NO_OFFSET, message, synthetic))
             else:
                 self._queues.enqueue(session, NO_OFFSET, message, synthetic)
             return
-        waiting = self._waits.suspended.get(invocation_id)
+        waiting = self._p.state.waits.suspended.get(invocation_id)
         if waiting is None:
             return
-        session = self._queues.session(waiting.message.session.encode())
+        session = self._p.state.session(waiting.message.session.encode())
         if session.blocked_by != invocation_id:
             return
         if waiting.parked:
             self._unpark(session, invocation_id, waiting)
             return
-        self._waits.resume(invocation_id)
+        self._p.state.waits.resume(invocation_id)
         session.blocked_by = None
-        synthetic = self._outputs.inbox(waiting.message, waiting.inbox_offset)
+        synthetic = self._p.outputs.inbox(waiting.message, waiting.inbox_offset)
         self._queues.enqueue(session, NO_OFFSET, waiting.message, synthetic, front=True)
 
     def _unpark(self, session: Session, invocation_id: str, waiting: Suspend) -> None:
@@ -190,13 +169,13 @@ class Suspensions:
         A replay rides in the resolution itself, so it runs before the messages that queued
         behind it.
         """
-        self._waits.forget(invocation_id)
+        self._p.state.waits.forget(invocation_id)
         session.blocked_by = None
-        completion = self._waits.completion(waiting.awakeable or "")
+        completion = self._p.state.waits.completion(waiting.awakeable or "")
         resolution = completion.result if completion is not None and completion.error is None else None
         if isinstance(resolution, dict) and isinstance(resolution.get("replay"), dict):
             replay = Message.from_wire(resolution["replay"])
-            if session.recorded(replay.id, now_ms(), self._retention_ms) is None:
-                session.queue.appendleft((NO_OFFSET, replay, self._outputs.inbox(replay, waiting.inbox_offset)))
+            if session.recorded(replay.id, now_ms(), self._p.settings.retention_ms) is None:
+                session.queue.appendleft((NO_OFFSET, replay, self._p.outputs.inbox(replay, waiting.inbox_offset)))
         if session.queue:
             self._queues.drain_soon(session)
