@@ -68,6 +68,8 @@ class GroupCommit:
         """Commit the inbox offset in every transaction: a writer fenced by the consumer group
         (KIP-447) is fenced by its offset commits, so a transaction without one would not be."""
         self._pending = _Batch()
+        self._in_flight: list[asyncio.Future[None]] = []
+        """The waiters of the transaction in flight (they fail too if the partition is lost)."""
         self._wake = asyncio.Event()
         self.committed = committed
         """The inbox offset last committed (or restored)."""
@@ -144,7 +146,7 @@ class GroupCommit:
         if self.failed is not None:
             return
         self.failed = exc
-        for waiter in self._pending.waiters:
+        for waiter in self._in_flight + self._pending.waiters:
             if not waiter.done():
                 waiter.set_exception(PartitionLost(f"partition {self.partition} lost: {exc}"))
         self._on_failure(exc)
@@ -167,6 +169,7 @@ class GroupCommit:
                     checkpointed = True
                     watermark = self._offsets.watermark()
                 batch, self._pending = self._pending, _Batch()
+                self._in_flight = batch.waiters
                 # Done entries record their inbox offset, so a restore skips what finished even
                 # if the committed offset lags; committing it only now and then saves two
                 # round trips per transaction. Dead letters carry no done entry: commit then.

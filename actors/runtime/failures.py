@@ -57,15 +57,10 @@ class Failures:
         set_outcome("error", error)
         self._p.commits.finish(offset, [self._p.outputs.reply(message, {"err": error_payload(error)})])
 
-    def oversize_inbox(self, record: Record, error: BaseException) -> None:
-        """An inbox record over `max_message_bytes`, dead-lettered unread."""
+    def unread(self, record: Record, error: BaseException, category: str) -> None:
+        """Dead-letter an inbox record as it is: too large to read ("oversize") or undecodable ("poison")."""
         self._p.commits.commit_offsets_soon()
-        self._p.commits.finish(record.offset, [self._p.outputs.dead_letter(record, Failure(error, "oversize"))])
-
-    def poison(self, record: Record, error: BaseException) -> None:
-        """An inbox record that does not decode, dead-lettered as it is."""
-        self._p.commits.commit_offsets_soon()
-        self._p.commits.finish(record.offset, [self._p.outputs.dead_letter(record, Failure(error, "poison"))])
+        self._p.commits.finish(record.offset, [self._p.outputs.dead_letter(record, Failure(error, category))])
 
     def fail(
         self,

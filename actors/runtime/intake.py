@@ -70,14 +70,14 @@ class Intake:
         limit = self._p.settings.max_message_bytes
         if size > limit:
             error = MessageTooLargeError(f"inbox record of {size} bytes exceeds max_message_bytes={limit}")
-            self._failures.oversize_inbox(record, error)
+            self._failures.unread(record, error, "oversize")
             return
         try:
             message = Message.decode(record.value)
         except DecodeError as exc:
             exc.located(topic=record.topic, partition=record.partition, offset=record.offset)
             log.error("poison record at %s/%d@%d: %s", record.topic, record.partition, record.offset, exc)
-            self._failures.poison(record, exc)
+            self._failures.unread(record, exc, "poison")
             return
         session = self._p.state.session(message.session.encode())
         if message.handler == RESOLVE_HANDLER:
