@@ -14,7 +14,6 @@ from actors.runtime.checkpointing import Checkpoints
 from actors.runtime.commits import GroupCommit
 from actors.runtime.failures import Failures
 from actors.runtime.intake import Intake
-from actors.runtime.offsets import OffsetTracker
 from actors.runtime.outputs import PartitionOutputs
 from actors.runtime.partition import Partition
 from actors.runtime.partition_state import PartitionState
