@@ -335,6 +335,10 @@ class Invocation(ObjectContext[S]):
     async def run(
         self, name: str, fn: Callable[[], Awaitable[T]] | Callable[[], T], **options: Unpack[StepOptions[T]]
     ) -> T:
+        unknown = options.keys() - StepOptions.__optional_keys__
+        if unknown:  # a typed caller cannot get here; an untyped one gets what Python would say
+            known = ", ".join(sorted(StepOptions.__optional_keys__))
+            raise TypeError(f"run() got unexpected keyword argument(s) {sorted(unknown)} (it takes {known})")
         await self.check_cancelled()
         index = self._step
         self._step += 1
