@@ -105,12 +105,14 @@ class PartitionProcessor:
             restored.sessions, restored.journals, restored.legacy_journals, restored.waits, restored.offsets
         )
         self.state = state
+        """Sessions, open journals, waits and inbox offsets (the worker and the test kit read them)."""
         self.sessions: dict[bytes, Session] = state.sessions
         self.waits: WaitTable = state.waits
         self.offsets: OffsetTracker = state.offsets
         settings = self.settings
-        where = (self.topics, self.partition)
-        self._checkpoints = Checkpoints(self.log, *where, self.objects, settings, state, restored.checkpoint_start)
+        self._checkpoints = Checkpoints(
+            self.log, self.topics, self.partition, self.objects, settings, state, restored.checkpoint_start
+        )
         self.commits = GroupCommit(
             self.writer,
             TopicPartition(self.topics.inbox, self.partition),
