@@ -97,7 +97,7 @@ class PartitionProcessor:
         self._offsets_always = offsets_in_every_commit
         self._outputs = PartitionOutputs(topics, partition, partitions, settings, self.group)
         self._restored_records = 0
-        self._compose(RestoredPartition())
+        self._compose(RestoredPartition(resume=-1))  # nothing committed yet: `restore` or `adopt` tells
 
     def _compose(self, restored: RestoredPartition) -> None:
         """Build the parts around the partition's state (at construction, and when adopting a restore)."""
