@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eventstore.settings import LogSettings
@@ -41,11 +41,16 @@ class RuntimeSettings(BaseModel):
     """Also write Kafka Connect's ``__connect.errors.*`` headers on dead letters (beside Spring
     Kafka's ``kafka_dlt-*``, always written), for tools made for Connect's dead-letter queues."""
     blob_threshold_bytes: int | None = Field(default=None, ge=1)
-    """Step results whose encoded size passes this many bytes are stored in the blob store
-    (`blob_dir`) and journaled as a reference (claim check); None (the default) keeps every
-    result in its record, under `max_message_bytes`."""
+    """Step results, replies and messages (payloads of `send`, `call`, `ctx.send`) whose encoded
+    size passes this many bytes are stored in the blob store (`blob_store` or `blob_dir`) and
+    the record carries a reference (claim check); None (the default) keeps every value in its
+    record, under `max_message_bytes`."""
     blob_dir: Path | None = None
-    """The blob store's directory (every worker of the namespace must reach it); required with
+    """The blob store's directory (every worker and client of the namespace must reach it)."""
+    blob_store: str | None = None
+    """Where blobs go, as a location: a directory, or ``s3://bucket/prefix`` (needs
+    ``tether[s3]``; boto3's usual configuration, ``AWS_ENDPOINT_URL`` for S3-compatible
+    servers). Takes precedence over `blob_dir`; one of them is required with
     `blob_threshold_bytes`."""
     stall_warning: float = Field(default=1.0, gt=0)
     """Seconds the worker's event loop may be blocked (by handler code that does not await)
@@ -62,16 +67,31 @@ class RuntimeSettings(BaseModel):
     """``module:function`` from text to text that masks secrets in error messages and stack
     traces (logs, dead-letter headers, caller errors); default: `default_redact`."""
 
+    @field_validator("blob_dir", "blob_store", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # TETHER_RUNTIME__BLOB_DIR= names no directory (not ".")
+
     @model_validator(mode="after")
     def _blob_store_named(self) -> RuntimeSettings:
-        if self.blob_threshold_bytes is not None and self.blob_dir is None:
-            raise ValueError("blob_threshold_bytes needs blob_dir (TETHER_RUNTIME__BLOB_DIR): where blobs go")
+        if self.blob_threshold_bytes is not None and self.blob_location is None:
+            raise ValueError(
+                "blob_threshold_bytes needs blob_store (TETHER_RUNTIME__BLOB_STORE) or blob_dir "
+                "(TETHER_RUNTIME__BLOB_DIR): where blobs go"
+            )
         if self.blob_threshold_bytes is not None and self.blob_threshold_bytes > self.max_message_bytes // 2:
             raise ValueError(
                 f"blob_threshold_bytes ({self.blob_threshold_bytes}) must be at most half of max_message_bytes "
                 f"({self.max_message_bytes}), so a result under it always fits in its record"
             )
         return self
+
+    @property
+    def blob_location(self) -> str | None:
+        """Where blobs go (`blob_store`, else `blob_dir`), or None."""
+        if self.blob_store:
+            return self.blob_store
+        return str(self.blob_dir) if self.blob_dir is not None else None
 
     @property
     def retention_ms(self) -> int:

@@ -235,6 +235,34 @@ def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, ma
 
 
 @cli.command()
+@common
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Rounds of every arm.")
+def overhead(quick: bool, runs: int | None, scale: float | None, rounds: int) -> None:
+    """What metrics and tracing cost: W2 off, with metrics, traced, sampled (W2-observability)."""
+    from bench.observability_cost import run_and_record
+
+    opts = _options(quick, runs, scale)
+    _run(run_and_record(opts, rounds))
+    _report(opts)
+
+
+@cli.command("profile")
+@click.option("--scheme", type=click.Choice(["per_partition", "per_worker"]), default="per_worker", show_default=True)
+@click.option("--seconds", type=click.FloatRange(min=1), default=20.0, show_default=True, help="How long to sample.")
+@click.option(
+    "--delay", type=click.FloatRange(min=0), default=75.0, show_default=True, help="Wait after the worker starts."
+)
+@click.option("--scale", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="W2's size.")
+def profile_cmd(scheme: str, seconds: float, delay: float, scale: float) -> None:
+    """Sample a W2 worker with py-spy: where its CPU goes, by package (bench/results/profile-*.txt)."""
+    from bench.profile_worker import profile, render
+
+    path = profile(scheme, seconds, scale, delay)
+    for line in render(path, seconds):
+        click.echo(line)
+
+
+@cli.command()
 @click.option("--quick", is_flag=True, help="Report on results/quick.json instead.")
 def report(quick: bool) -> None:
     """Write results/latest.md and the PNG charts from results/latest.json."""
@@ -252,6 +280,8 @@ def list_cmd() -> None:
         alone = "" if workload.shared_broker else " (run when named: --only)"
         click.echo(f"{workload.name:12} {workload.description}{peer_mark}{alone}")
     click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
+    click.echo("profile      py-spy samples of a W2 worker, self time by package")
+    click.echo("overhead     W2 off, with metrics, traced and 10 % sampled, in rounds (W2-observability)")
     click.echo("eos          raw EOS pipeline and W2 request/reply per Kafka client and transaction scheme")
 
 

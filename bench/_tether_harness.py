@@ -25,6 +25,7 @@ import psutil
 
 from actors import RuntimeSettings, Settings
 from bench._harness import BENCH_DIR, REPO_ROOT, console
+from bench._harness.tracing import TRACING_ENV
 from eventstore import EventLog, KafkaSettings, Record, TopicPartition, Topics, open_log, unpack
 from eventstore.kafka import client_kwargs
 from eventstore.settings import REVEAL_SECRETS
@@ -203,6 +204,8 @@ class WorkerProcess:
         metrics_port = os.environ.get(METRICS_PORT_ENV)
         if metrics_port:  # measure the cost of metrics: the worker records and serves them
             env["TETHER_RUNTIME__METRICS_PORT"] = str(int(metrics_port) + next(_METRICS_OFFSETS) % 16)
+        if os.environ.get(TRACING_ENV):  # and traces (bench._harness.tracing)
+            env[TRACING_ENV] = "1"
         env.update(self.extra_env)
         cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", self.target, "-v"]
         if self.ray_workers:

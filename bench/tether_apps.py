@@ -13,11 +13,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import BaseModel
 
 from actors import ObjectContext, TerminalError, VirtualObject
+from bench._harness import tracing
+
+if os.environ.get(tracing.TRACING_ENV):  # a worker of `python -m bench overhead`'s "on" arm
+    tracing.install(report_at_exit=True)
 
 REPLAY_PREFIX = "dlq-replay:"
 """Message ids of replays from the dead-letter queue start with this (see dlq.replayer)."""

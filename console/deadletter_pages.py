@@ -243,7 +243,7 @@ def _letter_detail(letter: DeadLetter) -> Safe:
         ],
     )
     payload = (
-        Safe("<h2>Payload</h2>" + data(letter.payload, limit=50000))
+        Safe("<h2>Payload</h2>" + data(letter.payload_shown, limit=50000))
         if letter.message is not None
         else Safe(
             render("<h2>Value (poison: {why})</h2>", why=letter.decode_error or "no value")

@@ -332,7 +332,7 @@ def show_command(settings: Settings, dead_letter_id: str, as_json: bool, topic: 
             )
     if letter.message is not None:
         console.print("[bold]payload:[/]")
-        console.print(data_text(letter.payload))
+        console.print(data_text(letter.payload_shown))
     else:
         console.print(Text.assemble(("poison record:", "bold yellow"), " ", plain(letter.decode_error)))
         console.print(Text.assemble("value: ", plain(render_bytes(letter.value) or "(none)", limit=2000)))

@@ -262,8 +262,15 @@ class DeadLetter(BaseModel):
 
     @property
     def payload(self) -> Any:
-        """The decoded handler input, or None for a poison record."""
+        """The decoded handler input, or None for a poison record (or one whose input is in the blob store)."""
         return self.message.payload if self.message is not None else None
+
+    @property
+    def payload_shown(self) -> Any:
+        """The payload as operators see it: a payload in the blob store as ``{"blob": ref}``."""
+        if self.message is not None and self.message.payload_blob is not None:
+            return {"blob": self.message.payload_blob}
+        return self.payload
 
     @property
     def poison(self) -> bool:
@@ -349,7 +356,7 @@ class DeadLetter(BaseModel):
                 error_cause_fqcn=self.error_cause_fqcn,
                 consumer_group=self.consumer_group,
                 connect=self.connect,
-                payload=self.payload,
+                payload=self.payload_shown,
                 decode_error=self.decode_error,
                 record_key=render_bytes(self.key),
                 record_value=render_bytes(self.value) if self.poison else None,

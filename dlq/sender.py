@@ -42,9 +42,12 @@ def replay_message(letter: DeadLetter, object_name: str, key: str, handler: str,
     """The inbox message that replays `letter` (its id is ``dlq-replay:{dead letter id}``).
 
     It carries the trace context of the message that failed, so the replayed invocation joins
-    the trace it failed in (the replayer's own, when the original had none).
+    the trace it failed in (the replayer's own, when the original had none). A payload that the
+    failed message kept in the blob store (``pb``) and a replay does not change (None) is sent
+    as the same reference: the replay needs that blob.
     """
     original = letter.message.trace_parent if letter.message is not None else None
+    blob = letter.message.payload_blob if letter.message is not None and payload is None else None
     return Message(
         id=letter.replay_message_id,
         o=object_name,
@@ -53,6 +56,7 @@ def replay_message(letter: DeadLetter, object_name: str, key: str, handler: str,
         p=payload,
         ts=int(time.time() * 1000),
         tp=original or tracing.current_traceparent(),
+        pb=blob,
     )
 
 

@@ -5,8 +5,9 @@ again after a crash between its blob write and its record's commit) stores nothi
 reader can check what it got. `FileBlobStore` keeps one file per blob under a directory every
 worker of the namespace can reach (a local disk for one machine, a shared file system
 otherwise). A blob no committed record references (a crash right after its write) is never
-read; nothing deletes blobs yet, so retention is the operator's (keep them at least as long as
-the records that reference them: the events topic keeps those forever).
+read; `eventstore.blob_sweep` (``tether blobs gc``) deletes such blobs once they are old enough.
+`eventstore.blob_stores.open_blob_store` picks the store of a location: a directory, or
+``s3://bucket/prefix`` (`eventstore.s3_blobs`, the ``tether[s3]`` extra).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import asyncio
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .errors import BlobError
 
-__all__ = ["BlobError", "BlobStore", "FileBlobStore", "blob_ref"]
+__all__ = ["BlobError", "BlobStore", "FileBlobStore", "StoredBlob", "SweepableBlobStore", "blob_ref"]
 
 _PREFIX = "sha256:"
 
@@ -39,6 +41,29 @@ class BlobStore(Protocol):
 
     async def get(self, ref: str) -> bytes:
         """The bytes of `ref`; raises `BlobError` if missing or corrupt."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """One blob as its store lists it."""
+
+    ref: str
+    size: int
+    written_s: float
+    """When it was last written (epoch seconds): a put of content already stored renews it."""
+
+
+@runtime_checkable
+class SweepableBlobStore(BlobStore, Protocol):
+    """A blob store that can list and delete its blobs (`eventstore.blob_sweep`)."""
+
+    async def blobs(self) -> list[StoredBlob]:
+        """Every blob stored."""
+        ...
+
+    async def delete(self, ref: str) -> None:
+        """Delete the blob `ref` (nothing if it is not there)."""
         ...
 
 
@@ -63,7 +88,11 @@ class FileBlobStore:
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         if path.exists():
-            return
+            try:
+                os.utime(path)  # written again: renewed, so a sweep does not take it from the new record
+                return
+            except FileNotFoundError:
+                pass  # swept meanwhile: write it again
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -86,3 +115,28 @@ class FileBlobStore:
         if blob_ref(data) != ref:
             raise BlobError(f"blob {ref} in {self.root} does not match its reference (corrupt)")
         return data
+
+    async def blobs(self) -> list[StoredBlob]:
+        """Every blob file under the root (temporary files of writes in progress left out)."""
+        return await asyncio.to_thread(self._list)
+
+    def _list(self) -> list[StoredBlob]:
+        out: list[StoredBlob] = []
+        if not self.root.is_dir():
+            return out
+        for folder in self.root.iterdir():
+            if len(folder.name) != 2 or not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.name.startswith(".tmp-") or len(path.name) != 62:
+                    continue
+                try:
+                    info = path.stat()
+                except FileNotFoundError:
+                    continue
+                out.append(StoredBlob(_PREFIX + folder.name + path.name, info.st_size, info.st_mtime))
+        return out
+
+    async def delete(self, ref: str) -> None:
+        """Delete the file of `ref`, if it exists."""
+        await asyncio.to_thread(self._path(ref).unlink, True)

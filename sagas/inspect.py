@@ -14,6 +14,7 @@ meets that wire format.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from actors import Settings
 from actors.inspection.reading import partitions_of, read_only_log
 from actors.protocol import entries
 from actors.protocol.entries import Completion, Done, OpenWaits, Step, Suspend, Unknown, Wait
+from actors.protocol.large_values import LargeValues, snapshot_in_hand, with_events
 from actors.protocol.snapshot import Snapshot
 from eventstore import Record, Topics, partition_for
 
@@ -161,18 +163,32 @@ async def read_sagas(settings: Settings, *, saga: str | None = None, saga_id: st
             key = f"{object_name(saga)}/{saga_id}".encode()
             wanted = range(partition_for(key, partitions), partition_for(key, partitions) + 1)
         found: dict[bytes, SagaRecord] = {}
+        large = LargeValues.of(settings.runtime)
         for p in wanted:
             part = _Partition(p, found)
             async for record in log.read(topics.snapshots, p):
                 names = _split(record.key)
                 if names is not None and record.value is not None and _match(names, saga, saga_id):
-                    part.snapshot(record, names)
+                    value = await snapshot_in_hand(large, record.value, record.key or b"")
+                    part.snapshot(dataclasses.replace(record, value=value), names)
             async for record in log.read(topics.events, p):
                 names = _split(record.key)
                 if names is not None and record.value is not None and _match(names, saga, saga_id):
-                    part.event(record, names)
+                    part.event(await _events_in_hand(large, record), names)
             part.finish()
     return [r for r in found.values() if r.state.status != "new" or r.failures or r.waits or r.skipped_kinds]
+
+
+async def _events_in_hand(large: LargeValues | None, record: Record) -> Record:
+    """`record`, with the events of a ``done`` or ``sus`` entry that holds their blob reference."""
+    assert record.value is not None
+    if b"\xa3evb" not in record.value:  # the key ``evb`` (cheap: most entries hold their events)
+        return record
+    entry = entries.read(record.value)
+    if not isinstance(entry, Done | Suspend) or entry.events_blob is None:
+        return record
+    session = (record.key or b"").decode(errors="replace")
+    return dataclasses.replace(record, value=(await with_events(large, entry, session)).encode())
 
 
 def _match(names: tuple[str, str], saga: str | None, saga_id: str | None) -> bool:

@@ -3,6 +3,8 @@
 The agent plans with a (simulated) LLM, searches three sources in parallel (one answers 429
 once), summarizes, and emails the report. Each side effect appends to a ledger file, the
 stand-in for the outside world, so the demo can show that every effect happened exactly once.
+Then the agent explains its report token by token (a deterministic stand-in model) and the
+terminal prints the tokens as they arrive through `client.stream`, then the reply.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..settings import Settings
 
 LEDGER_ENV = "TETHER_DEMO_LEDGER"
 STEP_SECONDS_ENV = "TETHER_DEMO_STEP_SECONDS"
+TOKEN_SECONDS_ENV = "TETHER_DEMO_TOKEN_SECONDS"
 
 
 class ResearchState(BaseModel):
@@ -51,6 +54,19 @@ class Report(BaseModel):
     topic: str
     summary: str
     sources: list[str]
+
+
+class Explain(BaseModel):
+    """Explain the last report, streaming the answer."""
+
+    audience: str = "a newcomer"
+
+
+class Explanation(BaseModel):
+    """The whole streamed answer, as the reply."""
+
+    text: str
+    tokens: int
 
 
 class ReportWritten(BaseModel):
@@ -104,6 +120,26 @@ async def research(ctx: ObjectContext[ResearchState], req: Research) -> Report:
     await ctx.run("email:send", lambda: _effect("email:send", {"to": req.email, "id": str(ctx.uuid())}))
     ctx.emit(ReportWritten(topic=req.topic, summary=summary, email=req.email))
     return Report(topic=req.topic, summary=summary, sources=["web", "papers", "news"])
+
+
+EXPLANATION = "A durable agent journals every step, so a killed worker's successor resumes it without repeats."
+
+
+async def _stand_in_model(ctx: ObjectContext[ResearchState], prompt: str) -> str:
+    """A deterministic fake LLM: publishes its answer word by word with `ctx.stream`."""
+    words = EXPLANATION.split(" ")
+    for n, word in enumerate(words):
+        await ctx.stream(word if n == 0 else " " + word)
+        await asyncio.sleep(float(os.environ.get(TOKEN_SECONDS_ENV, "0.03")))
+    return EXPLANATION
+
+
+@agent.handler()
+async def explain(ctx: ObjectContext[ResearchState], req: Explain) -> Explanation:
+    """Explain the latest report to `req.audience`, streaming tokens as the model writes them."""
+    prompt = f"explain {ctx.state.reports[-1] if ctx.state.reports else 'durability'} to {req.audience}"
+    text = await ctx.run("llm:explain", lambda: _stand_in_model(ctx, prompt))
+    return Explanation(text=text, tokens=len(text.split(" ")))
 
 
 @agent.on_event(ReportWritten)
@@ -193,6 +229,19 @@ def run_demo(settings: Settings, *, use_kafka: bool = False) -> int:
     return code
 
 
+async def _stream_explanation(console: Any, client: Client) -> None:  # noqa: ANN401 - a rich Console
+    console.print("[bold]streaming:[/] research_agent/demo-1 explains its report, token by token")
+    stream = client.stream(explain, "demo-1", Explain(), timeout=60)
+    chunks = 0
+    async for chunk in stream:
+        console.out(str(chunk.data), end="", highlight=False)
+        console.file.flush()
+        chunks += 1
+    console.out("")
+    reply = stream.result()
+    console.print(f"[bold]reply:[/] {reply.tokens} tokens, streamed as {chunks} chunks before the reply")
+
+
 async def _demo(console: Any, settings: Settings, ledger: Path, log_file: Path) -> int:
     worker = _start_worker(settings, ledger, log_file)
     console.print(f"worker started (pid {worker.pid}); asking research_agent/demo-1 to research 'durable agents'")
@@ -218,6 +267,7 @@ async def _demo(console: Any, settings: Settings, ledger: Path, log_file: Path) 
             console.print(f"[bold]reply:[/] {report.summary} (sources: {', '.join(report.sources)})")
             state = await client.state("research_agent", "demo-1")
             console.print(f"[bold]state:[/] version {state['version']}, emails sent {state['state']['emails_sent']}")
+            await _stream_explanation(console, client)
             return 0
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -34,6 +34,7 @@ from ..errors import (
 from ..observability import tracing
 from ..protocol.awakeables import parse_awakeable_id
 from ..protocol.inbox import RESOLVE_HANDLER, STATE_HANDLER, Message, inbox_record, invocation_id, session_key
+from ..protocol.large_values import LargeValues, by_reference, load_value
 from ..settings import Settings
 from .streams import InvocationStream, StreamPosition
 
@@ -70,6 +71,8 @@ class Client:
         """Tasks in a send, and when their send is due (see `_expire_sends`)."""
         self._expired: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._large = LargeValues.of(self.settings.runtime)
+        """Where payloads over `blob_threshold_bytes` go, and replies by reference come from."""
         self.send_timeout = 30.0
         """Seconds a send waits for the log to confirm a message (a broker outage ends it with
         `SendTimeoutError`, retryable); `call` spends its own timeout on the send and the reply."""
@@ -197,6 +200,8 @@ class Client:
         """Make `messages` durable, within `timeout` s (default: `send_timeout`)."""
         if self._listener is None:
             await self.start()
+        if self._large is not None and self._large.threshold is not None:
+            messages = tuple([await by_reference(self._large, m) for m in messages])
         records = [self._record(m) for m in messages]  # every size is checked before any is sent
         limit = self.send_timeout if timeout is None else timeout
         # One watchdog for every send in flight, not a timer each: `asyncio.timeout` per send
@@ -467,6 +472,8 @@ class Client:
                 handler=handler,
                 attempts=err.get("attempts"),
             )
+        if "okb" in reply:  # a result too large for its record: in the blob store
+            return await load_value(self._large, str(reply["okb"]), f"the reply of {object_name}/{key}.{handler}")
         return reply.get("ok")
 
     def stream(
@@ -508,6 +515,7 @@ class Client:
             output_type=handler.output_type,
             timeout=timeout,
             opener=open_call,
+            large=self._large,
         )
         return stream
 
@@ -538,6 +546,7 @@ class Client:
             names=(handler.object_name, key, handler.name),
             output_type=handler.output_type,
             timeout=timeout,
+            large=self._large,
         )
 
     def _stream_partition(self, session: str) -> int:

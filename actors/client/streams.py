@@ -26,6 +26,7 @@ from eventstore.errors import DecodeError
 from eventstore.log import LogConsumer
 
 from ..errors import CallTimeoutError, InvalidPayloadError, InvocationError, UnknownHandlerError, UnknownObjectError
+from ..protocol.large_values import LargeValues, load_value
 from ..protocol.streams import StreamChunk, StreamEnd, decode_stream_record
 
 __all__ = ["InvocationStream", "StreamPosition"]
@@ -74,6 +75,7 @@ class InvocationStream(Generic[O]):
         output_type: type[O] | None,
         timeout: float,
         opener: Callable[[], Awaitable[tuple[int, asyncio.Task[Any] | None]]] | None = None,
+        large: LargeValues | None = None,
     ) -> None:
         self._log = log
         self._topics = topics
@@ -88,6 +90,9 @@ class InvocationStream(Generic[O]):
         self._buffer: list[tuple[StreamChunk, int]] = []
         """Chunks read but not handed out yet, with their offsets."""
         self._end: StreamEnd | None = None
+        self._large = large
+        self._end_result: Any = None
+        """The end's reply, read from the blob store when the end carries a reference."""
         self._done = False
 
     @property
@@ -152,6 +157,10 @@ class InvocationStream(Generic[O]):
             if isinstance(item, StreamEnd):
                 self._end = item
                 self._done = True
+                self._end_result = item.result
+                if item.result_blob is not None and item.error is None:
+                    what = f"the reply of {self.invocation_id}"
+                    self._end_result = await load_value(self._large, item.result_blob, what)
                 continue
             if run is not None and item.run_key < run:
                 continue  # an attempt a later one superseded (or a zombie's)
@@ -179,7 +188,7 @@ class InvocationStream(Generic[O]):
         if self._end is not None:
             if self._end.error is not None:
                 raise _error(self._end.error, self._names)
-            value = self._end.result
+            value = self._end_result
         else:
             assert self._reply is not None
             value = self._reply.result()  # raises the call's typed error

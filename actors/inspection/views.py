@@ -34,6 +34,7 @@ from ..protocol.entries import (
     wait_of,
 )
 from ..protocol.inbox import Message, session_key
+from ..protocol.large_values import LargeValues, snapshot_in_hand, with_events
 from ..protocol.snapshot import SNAPSHOT_VERSION_HEADER, Snapshot, snapshot_version
 from ..runtime.sessions import Session
 from ..settings import Settings
@@ -77,6 +78,8 @@ def history_item(offset: int, entry: Entry | Unknown) -> dict[str, Any]:
         item.update(wake_ms=wait.until_ms, awakeable=wait.awakeable)
     if isinstance(entry, Done | Suspend):
         item.update(version=entry.version, events=entry.events)
+        if entry.events_blob is not None:
+            item["events_blob"] = entry.events_blob
     result, error = outcome_of(entry)
     if error is not None:
         item["error"] = error
@@ -204,9 +207,12 @@ async def session_view(
     if snapshot is None and not found:
         raise not_found(settings, object_name, key, partition, others)
     covered = 0
+    large = LargeValues.of(settings.runtime)
+    snapshot_value: bytes | None = None
     if snapshot is not None:
         assert snapshot.value is not None
         covered = snapshot_version(snapshot.value, snapshot.header(SNAPSHOT_VERSION_HEADER))
+        snapshot_value = await snapshot_in_hand(large, snapshot.value, snapshot.key or b"")
     tail: list[Done | Suspend] = []
     events_since: list[dict[str, Any]] = []
     waits = OpenWaits()
@@ -219,6 +225,7 @@ async def session_view(
             continue
         invocation = entry.message_id
         if isinstance(entry, Done | Suspend) and entry.version > covered:
+            entry = await with_events(large, entry, f"{object_name}/{key}")
             tail.append(entry)
             version = max(version, entry.version)
             events_since.append(
@@ -251,10 +258,10 @@ async def session_view(
     }
     if objects is not None:
         obj = _pick(objects, object_name)
-        session = Session(session_key(object_name, key), object_name, snapshot.value if snapshot else None, tail)
+        session = Session(session_key(object_name, key), object_name, snapshot_value, tail)
         view.update(state=session.load(obj, 1).model_dump(mode="json"), state_version=version, folded=True)
     else:
-        state = Snapshot.decode(snapshot.value).state if snapshot is not None and snapshot.value is not None else None
+        state = Snapshot.decode(snapshot_value).state if snapshot_value is not None else None
         view.update(state=state, state_version=covered if snapshot is not None else None, folded=False)
     return view
 
@@ -318,6 +325,7 @@ async def restart_invocation(
             update={
                 "id": f"{old_id}:restart:{uuid.uuid4().hex[:8]}",
                 "payload": original.payload if payload is None else payload,
+                "payload_blob": original.payload_blob if payload is None else None,  # a large input: its reference
                 "reply_partition": None,
                 "seed_journal": seed,
                 "timestamp_ms": int(time.time() * 1000),

@@ -55,9 +55,18 @@ class InvocationScope:
         "_started",
         "_token",
         "_span",
+        "woken_by",
     )
 
-    def __init__(self, namespace: str, message: Message, *, object_label: str, handler_label: str) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        message: Message,
+        *,
+        object_label: str,
+        handler_label: str,
+        woken_by: str | None = None,
+    ) -> None:
         self.namespace = namespace
         self.message = message
         self.object_label = object_label
@@ -71,6 +80,9 @@ class InvocationScope:
         self._started = 0.0
         self._token: Token[InvocationScope | None] | None = None
         self._span: tracing.SpanScope | None = None
+        self.woken_by = woken_by
+        """The ``traceparent`` of whoever resumed this run (the resolver of the awakeable it
+        waited on): its span links to that span, so the resolver's trace leads here."""
 
     @property
     def trace_id(self) -> str | None:
@@ -81,10 +93,12 @@ class InvocationScope:
         self._token = _CURRENT.set(self)
         if tracing.enabled():
             m = self.message
+            link = tracing.link_to(self.woken_by, {"tether.link": "resumed by"})
             self._span = tracing.SpanScope(
                 f"{m.object}.{m.handler}",
                 kind=SpanKind.CONSUMER,
                 parent=tracing.parent_of(m.trace_parent),
+                links=[link] if link is not None else None,
                 attributes={
                     "tether.namespace": self.namespace,
                     "tether.object": m.object,

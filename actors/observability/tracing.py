@@ -75,6 +75,14 @@ def parent_of(traceparent: str | None) -> otel_context.Context | None:
     return ctx
 
 
+def link_to(traceparent: str | None, attributes: dict[str, Any] | None = None) -> trace.Link | None:
+    """A span link to the span a ``traceparent`` names (None for None or a malformed one)."""
+    ctx = parent_of(traceparent)
+    if ctx is None:
+        return None
+    return trace.Link(trace.get_current_span(ctx).get_span_context(), attributes)
+
+
 def trace_id_of(span: Span | None) -> str | None:
     """The 32 hex digits of `span`'s trace id (None without a valid span)."""
     if span is None:
@@ -108,8 +116,9 @@ class SpanScope:
         kind: SpanKind,
         attributes: dict[str, Any],
         parent: otel_context.Context | None = None,
+        links: list[trace.Link] | None = None,
     ) -> None:
-        self.span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes)
+        self.span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
         self._token: object | None = otel_context.attach(trace.set_span_in_context(self.span))
 
     def end(self, error: BaseException | None = None, attributes: dict[str, Any] | None = None) -> None:

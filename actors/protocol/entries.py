@@ -85,6 +85,13 @@ class Done:
     """When its first attempt started (None if not recorded)."""
     ended_ms: int | None = 0
     """When it finished (None if not recorded)."""
+    reply_blob: str | None = None
+    """The blob store reference of its result, when the result was too large for the record
+    (``rb`` on the wire since Tether 0.3, instead of ``r``; older entries have none)."""
+    events_blob: str | None = None
+    """The blob store reference of its events (a list of envelopes), when they were too large
+    for the record (``evb`` since Tether 0.3; ``ev`` is then empty). Readers replace `events`
+    with the blob's content before they fold them (`actors.protocol.large_values`)."""
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
@@ -101,8 +108,12 @@ class Done:
         }
         if self.error is not None:
             entry["err"] = self.error
+        elif self.reply_blob is not None:
+            entry["rb"] = self.reply_blob
         else:
             entry["r"] = self.reply
+        if self.events_blob is not None:
+            entry["evb"] = self.events_blob
         return entry
 
     def encode(self) -> bytes:
@@ -123,17 +134,23 @@ class Done:
             int(raw.get("a") or 1),
             raw.get("t0"),
             raw.get("t1"),
+            str(raw["rb"]) if raw.get("rb") is not None else None,
+            str(raw["evb"]) if raw.get("evb") is not None else None,
         )
 
     def recorded_reply(self) -> dict[str, Any]:
-        """The reply as a session keeps it for deduplication: ``{"ok": r}`` or ``{"err": e}``."""
+        """The reply as a session keeps it for deduplication: ``{"ok": r}``, ``{"okb": ref}`` or ``{"err": e}``."""
         if self.error is not None:
             return {"err": self.error}
+        if self.reply_blob is not None:
+            return {"okb": self.reply_blob}
         return {"ok": self.reply}
 
     @property
     def outcome(self) -> tuple[Any, dict[str, Any] | None]:
-        """``(result, error)``."""
+        """``(result, error)``; a result in the blob store is shown as ``{"blob": ref}``."""
+        if self.reply_blob is not None and self.error is None:
+            return {"blob": self.reply_blob}, None
         return self.reply, self.error
 
 
@@ -245,6 +262,9 @@ class Suspend:
     """The session's version after `events`."""
     parked: bool = False
     """A session parked behind its dead letter (resolving the dead letter unparks it)."""
+    events_blob: str | None = None
+    """The blob store reference of `events` when they were too large for the record (``evb``
+    since Tether 0.3, as in `Done`)."""
 
     @property
     def message_id(self) -> str:
@@ -253,6 +273,12 @@ class Suspend:
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this entry."""
+        wire = self._wire()
+        if self.events_blob is not None:
+            wire["evb"] = self.events_blob
+        return wire
+
+    def _wire(self) -> dict[str, Any]:
         return {
             "k": SUSPENDED,
             "i": self.message.id,
@@ -296,6 +322,7 @@ class Suspend:
             int(raw.get("ne") or 0),
             int(raw.get("sv") or 0),
             bool(raw.get("pk")),
+            str(raw["evb"]) if raw.get("evb") is not None else None,
         )
 
 

@@ -1,10 +1,12 @@
 """Inbox records: a message to a session, and the ids derived from it.
 
 Key ``{object}/{key}``; value `Message` as a msgpack map with short keys (``id``, ``o``, ``k``,
-``h``, ``p``, ``rp``, ``ts``, ``nb``, ``sj``, ``tp``). Messages written before ``nb`` and ``sj``
-existed decode with their defaults. ``tp`` (since 0.3: the sender's W3C ``traceparent``) is
+``h``, ``p``, ``rp``, ``ts``, ``nb``, ``sj``, ``tp``, ``pb``). Messages written before ``nb`` and
+``sj`` existed decode with their defaults. ``tp`` (since 0.3: the sender's W3C ``traceparent``) is
 written only when the sender traced the message, so an untraced message has the bytes it had
-before; messages without it decode with None.
+before; messages without it decode with None. ``pb`` (since 0.3) is the blob reference of a
+payload too large for the record (``p`` is then nil, see `actors.protocol.large_values`); it is
+written only then.
 
 Message ids (and so idempotency keys) are scoped to their session: the same id sent to two
 sessions is two messages. Everything the runtime derives from a message (`invocation_id`,
@@ -60,6 +62,9 @@ class Message(BaseModel):
     seed form of `actors.protocol.entries.Step.to_seed`."""
     trace_parent: str | None = Field(default=None, alias="tp", max_length=128)
     """The W3C ``traceparent`` of the span that sent it (None when the sender traced nothing)."""
+    payload_blob: str | None = Field(default=None, alias="pb", max_length=128)
+    """The blob store reference of the payload when it was too large for the record (`payload`
+    is then None); None for a payload in the record."""
 
     @property
     def session(self) -> str:
@@ -74,11 +79,13 @@ class Message(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this message (also embedded in wait entries).
 
-        ``tp`` is left out when None: an untraced message keeps the bytes of earlier releases.
+        ``tp`` and ``pb`` are left out when None: such a message keeps the bytes of earlier releases.
         """
         wire = self.model_dump(by_alias=True)
         if wire["tp"] is None:
             del wire["tp"]
+        if wire["pb"] is None:
+            del wire["pb"]
         return wire
 
     @classmethod

@@ -3,7 +3,8 @@
 Key ``{object}/{key}`` in the snapshots topic (compacted); header `SNAPSHOT_VERSION_HEADER`;
 value ``{"s": state, "sv": version, "rc": [[id, reply, finished_ms], ...]}``. Tether 0.1 wrote
 ``rc`` items as ``[id, reply]`` (a count of recent ids, not a retention period): they decode with
-``finished_ms`` None.
+``finished_ms`` None. Since 0.3, a state too large for the record is in the blob store: ``s`` is
+nil and ``sb`` its reference (written only then; `actors.protocol.large_values`).
 """
 
 from __future__ import annotations
@@ -50,10 +51,15 @@ class Snapshot:
     """The session version (finished invocations and suspensions) it covers."""
     recent: list[Remembered] = field(default_factory=list)
     """The finished messages still within the idempotency retention, oldest first."""
+    state_blob: str | None = None
+    """The blob reference of the state when it was too large for the record (`state` is then None)."""
 
     def to_wire(self) -> dict[str, Any]:
         """The msgpack map of this snapshot."""
-        return {"s": self.state, "sv": self.version, "rc": [r.to_wire() for r in self.recent]}
+        wire = {"s": self.state, "sv": self.version, "rc": [r.to_wire() for r in self.recent]}
+        if self.state_blob is not None:
+            wire["sb"] = self.state_blob
+        return wire
 
     def encode(self) -> bytes:
         """Msgpack bytes of this snapshot."""
@@ -67,7 +73,13 @@ class Snapshot:
     def decode(cls, value: bytes) -> Snapshot:
         """The snapshot of a snapshots-topic value (either release's)."""
         raw = unpack(value)
-        return cls(raw["s"], int(raw["sv"]), [Remembered.from_wire(item) for item in raw.get("rc", ())])
+        blob = raw.get("sb")
+        return cls(
+            raw["s"],
+            int(raw["sv"]),
+            [Remembered.from_wire(item) for item in raw.get("rc", ())],
+            str(blob) if blob is not None else None,
+        )
 
 
 def snapshot_version(value: bytes, header: bytes | None) -> int:

@@ -5,8 +5,9 @@ records are in one partition, in order. Values are msgpack maps:
 
 - a chunk ``{"k": "chunk", "i": invocation id, "r": run, "a": attempt, "n": sequence, "d": data}``,
   appended outside any transaction as the handler produces it (a reader sees it at once);
-- an end ``{"k": "end", "i", "r", "a", "c": chunks, "ok" | "err"}``, written in the
-  transaction that commits the invocation, so exactly one end per invocation becomes visible.
+- an end ``{"k": "end", "i", "r", "a", "c": chunks, "ok" | "okb" | "err"}``, written in the
+  transaction that commits the invocation, so exactly one end per invocation becomes visible
+  (``okb``: the blob reference of a reply too large for the record, `large_values`).
 
 ``r`` is when the attempt started (epoch ms; attempts order by ``(r, a)``), ``n`` counts from 0
 within the attempt. A retried attempt, on this worker or on the one that replaced a dead one,
@@ -65,6 +66,9 @@ class StreamEnd:
     """The handler's reply as plain data (when `error` is None)."""
     error: dict[str, Any] | None = None
     """The error payload, if the invocation failed for good."""
+    result_blob: str | None = None
+    """The blob reference of the reply when it was too large for the record (``okb``, since
+    Tether 0.3, instead of ``ok``)."""
 
     @property
     def run_key(self) -> tuple[int, int]:
@@ -76,6 +80,8 @@ class StreamEnd:
         wire: dict[str, Any] = {"k": "end", "i": self.invocation_id, "r": self.run, "a": self.attempt, "c": self.chunks}
         if self.error is not None:
             wire["err"] = self.error
+        elif self.result_blob is not None:
+            wire["okb"] = self.result_blob
         else:
             wire["ok"] = self.result
         return wire
@@ -102,7 +108,16 @@ def decode_stream_record(value: bytes) -> StreamChunk | StreamEnd | None:
             error = raw.get("err")
             if error is not None and not isinstance(error, dict):
                 raise TypeError(f"err is {type(error).__name__}")
-            return StreamEnd(_str(raw["i"]), _int(raw["r"]), _int(raw["a"]), _int(raw["c"]), raw.get("ok"), error)
+            blob = raw.get("okb")
+            return StreamEnd(
+                _str(raw["i"]),
+                _int(raw["r"]),
+                _int(raw["a"]),
+                _int(raw["c"]),
+                raw.get("ok"),
+                error,
+                _str(blob) if blob is not None else None,
+            )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnvelopeDecodeError(f"malformed streams {kind!r} record: {exc!r}") from exc
     if isinstance(kind, str):

@@ -16,9 +16,10 @@ from eventstore.records import OutRecord
 from eventstore.topics import Topics
 
 from ..definitions import VirtualObject
+from ..protocol.large_values import LargeValues
 from ..settings import RuntimeSettings
 from .partition_state import PartitionState
-from .restore import checkpoint_records
+from .restore import checkpoint_records, snapshot_blobs
 from .sessions import Session
 
 
@@ -34,12 +35,14 @@ class Checkpoints:
         settings: RuntimeSettings,
         state: PartitionState,
         start: int,
+        large: LargeValues | None = None,
     ) -> None:
         self._log = log
         self._objects = objects
         self._where = (topics, partition)
         self._settings = settings
         self._state = state
+        self._large = large
         self.start = start
         """Events offset where the last checkpoint (written or restored) starts a restore."""
         self._since = 0
@@ -58,7 +61,9 @@ class Checkpoints:
     async def records(self) -> list[OutRecord]:
         """Snapshots of the changed sessions and the checkpoint record (empty if it had to be skipped)."""
         topics, partition = self._where
+        state_blobs = await snapshot_blobs(self._state.sessions.values(), self._large)
         records, self.start = checkpoint_records(
+            state_blobs=state_blobs,
             start=await self._log.end_offset(topics.events, partition),
             sessions=self._state.sessions.values(),
             objects=self._objects,

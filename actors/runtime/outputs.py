@@ -46,9 +46,9 @@ class PartitionOutputs:
         return self.event(session.key, value)
 
     def reply(self, message: Message, reply: dict[str, Any]) -> OutRecord:
-        """The reply to `message` (which has a reply partition): ``{"ok": ...}`` or ``{"err": ...}``."""
+        """The reply to `message` (which has a reply partition): ``{"ok"|"okb"|"err": ...}``."""
         assert message.reply_partition is not None
-        value = Reply(message.id, message.session, reply.get("ok"), reply.get("err")).encode()
+        value = Reply.of_outcome(message.id, message.session, reply).encode()
         return OutRecord(self.topics.replies, message.reply_partition, message.id.encode(), value)
 
     def send(self, message: Message) -> OutRecord:

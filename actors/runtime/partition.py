@@ -1,7 +1,8 @@
 """What each part of a partition processor is given: the partition's state and its writing side.
 
 `Partition` holds the session types and settings, the state (`PartitionState`), where records
-go (`outputs`), the batch they commit in (`commits`) and the partition's streams; the parts use
+go (`outputs`), the batch they commit in (`commits`), the partition's streams and the blob
+store of large values; the parts use
 each through its own public methods.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..definitions import VirtualObject
+from ..protocol.large_values import LargeValues
 from ..settings import RuntimeSettings
 from .commits import GroupCommit
 from .outputs import PartitionOutputs
@@ -28,3 +30,5 @@ class Partition:
     outputs: PartitionOutputs
     commits: GroupCommit
     streams: StreamTracker
+    large: LargeValues | None
+    """Where replies, messages and events over `blob_threshold_bytes` go (claim check), if anywhere."""

@@ -36,6 +36,7 @@ from ..errors import PartitionLost
 from ..observability.metrics import METRICS
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
+from ..protocol.large_values import LargeValues
 from ..protocol.streams import StreamChunk
 from ..settings import RuntimeSettings
 from .checkpointing import Checkpoints
@@ -87,6 +88,8 @@ class PartitionProcessor:
         self.settings = settings
         self.step_blobs = StepBlobs.of(settings)
         """Where step results over the threshold go (`InvocationHost`)."""
+        self.large = LargeValues.of(settings)
+        """Where replies and messages over `blob_threshold_bytes` go (claim check)."""
         self.client = client
         """The client that `ctx.call` goes through (`InvocationHost`)."""
         self.step_overrides = step_overrides
@@ -111,7 +114,7 @@ class PartitionProcessor:
         self.offsets: OffsetTracker = state.offsets
         settings = self.settings
         self._checkpoints = Checkpoints(
-            self.log, self.topics, self.partition, self.objects, settings, state, restored.checkpoint_start
+            self.log, self.topics, self.partition, self.objects, settings, state, restored.checkpoint_start, self.large
         )
         self.commits = GroupCommit(
             self.writer,
@@ -125,13 +128,13 @@ class PartitionProcessor:
             on_failure=lambda exc: self._on_failure(self.partition, exc),
             offsets_in_every_commit=self._offsets_always,
         )
-        partition = Partition(self.objects, settings, state, self._outputs, self.commits, self.streams)
+        partition = Partition(self.objects, settings, state, self._outputs, self.commits, self.streams, self.large)
         self._intake = Intake(partition, self, Failures(partition), on_task_failure=self.commits.fail)
 
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
         clock = time.perf_counter()
-        restored = await restore(self.log, self.topics, self.partition, self.group)
+        restored = await restore(self.log, self.topics, self.partition, self.group, self.large)
         if METRICS.enabled:
             METRICS.restored(time.perf_counter() - clock, restored.records)
         self.adopt(restored)

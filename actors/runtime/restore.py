@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from ..protocol import entries
 from ..protocol.checkpoint import CHECKPOINT_KEY, Checkpoint, Journal
 from ..protocol.entries import Completion, Delayed, Done, Queued, Step, Suspend
 from ..protocol.inbox import Message, invocation_id
+from ..protocol.large_values import LargeValues, snapshot_in_hand, with_events
 from ..protocol.snapshot import SNAPSHOT_VERSION_HEADER, snapshot_version
 from ..settings import RuntimeSettings
 from .offsets import NO_OFFSET, OffsetTracker
@@ -77,8 +78,16 @@ class RestoredPartition:
         return session_of(self.sessions, key)
 
 
-async def restore(log_: EventLog, topics: Topics, partition: int, group: str) -> RestoredPartition:
-    """Rebuild partition `partition` from its snapshots and events (read-only)."""
+async def restore(
+    log_: EventLog, topics: Topics, partition: int, group: str, large: LargeValues | None = None
+) -> RestoredPartition:
+    """Rebuild partition `partition` from its snapshots and events (read-only).
+
+    Events and snapshot states in the blob store (`large`) are read back as the records are.
+
+    Raises:
+        BlobError: a referenced blob is missing or corrupt (the partition cannot be rebuilt).
+    """
     started = time.perf_counter()
     out = RestoredPartition()
     finished: set[int] = set()
@@ -93,7 +102,7 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
             # Kept as bytes until the session's first message: a restore decodes nothing
             # it does not need, and passivated sessions stay small.
             session = out.session(record.key)
-            session.snapshot = record.value
+            session.snapshot = await snapshot_in_hand(large, record.value, record.key)
             session.version = snapshot_version(record.value, record.header(SNAPSHOT_VERSION_HEADER))
             session.state, session.tail = None, []
             continue
@@ -126,7 +135,9 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
             if isinstance(entry, Suspend):
                 session = out.session(record.key)
                 if entry.version > session.version:
-                    session.add_tail(entry, record.offset)
+                    session.add_tail(
+                        await with_events(large, entry, record.key.decode(errors="replace")), record.offset
+                    )
             continue
         inv_id = invocation_id(record.key.decode(errors="replace"), entry.message_id)
         out.waits.forget(inv_id)
@@ -138,7 +149,7 @@ async def restore(log_: EventLog, topics: Topics, partition: int, group: str) ->
         session = out.session(record.key)
         if entry.version <= session.version:
             continue  # covered by the snapshot
-        session.add_tail(entry, record.offset)
+        session.add_tail(await with_events(large, entry, record.key.decode(errors="replace")), record.offset)
     for session in out.sessions.values():
         if session.blocked_by is not None and session.blocked_by not in out.waits.suspended:
             session.blocked_by = None  # its invocation finished after it suspended
@@ -193,8 +204,13 @@ def checkpoint_records(
     offsets: OffsetTracker,
     waits: WaitTable,
     checkpoint_start: int,
+    state_blobs: Mapping[bytes, tuple[int, str]] | None = None,
 ) -> tuple[list[OutRecord], int]:
     """Snapshots of every changed session plus the checkpoint they make valid.
+
+    `state_blobs` holds, by session key, the version and blob reference of states already put
+    in the blob store (`snapshot_blobs`): a session still at that version is snapshotted as
+    the reference.
 
     Returns the records and the new checkpoint start (`checkpoint_start` unchanged when the
     checkpoint had to be skipped).
@@ -220,7 +236,8 @@ def checkpoint_records(
             session.load(obj, settings.retention_ms)
         if session.dirty and session.state is not None:
             session.expire(now_ms(), settings.retention_ms)
-            snap = session.to_snapshot()
+            stored = state_blobs.get(session.key) if state_blobs else None
+            snap = session.to_snapshot(stored[1] if stored is not None and stored[0] == session.version else None)
             snapshot = OutRecord(topics.snapshots, partition, session.key, snap.encode(), snap.headers())
             if snapshot.size > limit:
                 if session.uncovered_from is None:
@@ -263,6 +280,24 @@ def checkpoint_records(
     out.append(checkpoint)
     log.info("partition %d checkpoint: %d snapshots, events from %d", partition, len(out) - 1, start)
     return out, start
+
+
+async def snapshot_blobs(sessions: Iterable[Session], large: LargeValues | None) -> dict[bytes, tuple[int, str]]:
+    """The states of changed sessions over the threshold, put in the blob store: key -> (version, ref).
+
+    Run before `checkpoint_records` (which must not wait: it snapshots a consistent moment); a
+    session that changes meanwhile has a newer version then and is snapshotted whole.
+    """
+    if large is None or large.threshold is None:
+        return {}
+    out: dict[bytes, tuple[int, str]] = {}
+    for session in list(sessions):
+        if session.dirty and session.state is not None:
+            version = session.version
+            ref = await large.offload(session.state.model_dump(mode="json"))
+            if ref is not None:
+                out[session.key] = (version, ref)
+    return out
 
 
 def open_waits(waits: WaitTable, sessions: Iterable[Session]) -> list[Suspend | Queued | Delayed]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic
 
+from eventstore.errors import BlobError
 from eventstore.records import OutRecord, Record
 
 from ..clock import clock, now_ms
@@ -20,6 +21,7 @@ from ..errors import DeadlineExceededError, StateMutationError, TerminalError
 from ..observability.scope import InvocationScope
 from ..protocol.entries import Done
 from ..protocol.inbox import Message
+from ..protocol.large_values import by_reference, events_by_reference, payload_of
 from .failures import Failures, invalid_payload
 from .invocation import Invocation, InvocationHost
 from .outputs import bulk_of
@@ -68,8 +70,9 @@ class Runner:
             else:
                 check = self._p.settings.check_state_writes
                 ctx = Invocation(self._host, obj, message, state, {}, 1, check_writes=check)
+                plain = await payload_of(self._p.large, message)
                 try:
-                    payload = handler.input_type.model_validate(message.payload)
+                    payload = handler.input_type.model_validate(plain)
                 except pydantic.ValidationError as invalid:
                     self._failures.refuse(record, message, invalid_payload(handler, message, invalid), record.offset)
                     return
@@ -81,7 +84,15 @@ class Runner:
             return
         records = []
         if message.reply_partition is not None:
-            records.append(self._p.outputs.reply(message, {"ok": result}))
+            large = self._p.large
+            try:
+                reply_blob = await large.offload(result) if large is not None else None
+            except BlobError as exc:
+                self._failures.fail(record, message, TerminalError(str(exc)), "terminal", 1, [])
+                return
+            records.append(
+                self._p.outputs.reply(message, {"okb": reply_blob} if reply_blob is not None else {"ok": result})
+            )
         oversize = self._p.outputs.oversize(message, records)
         if oversize is not None:
             self._failures.fail(record, message, oversize, "oversize", 1, [])
@@ -111,7 +122,14 @@ class Runner:
             self._p.commits.finish(offset, records)
             return
         try:
-            payload = handler.input_type.model_validate(message.payload)
+            plain = await payload_of(self._p.large, message)
+        except BlobError as exc:
+            self._failures.fail(
+                record, message, TerminalError(str(exc)), "terminal", 1, [], session=session, offset=offset
+            )
+            return
+        try:
+            payload = handler.input_type.model_validate(plain)
         except pydantic.ValidationError as exc:
             error = invalid_payload(handler, message, exc)
             if message.reply_partition is not None:
@@ -163,7 +181,22 @@ class Runner:
                 wake = wait.wake_ms
                 if deadline_ms is not None:
                     wake = deadline_ms if wake is None else min(wake, deadline_ms)
-                self._suspensions.suspend(session, offset, message, wake, wait.awakeable, ctx)
+                events = [obj.codec.encode_envelope(e) for e in ctx.events]
+                try:
+                    recorded, events_blob = await events_by_reference(self._p.large, events)
+                except BlobError as exc:
+                    self._failures.fail(
+                        record,
+                        message,
+                        TerminalError(str(exc)),
+                        "terminal",
+                        attempt,
+                        [],
+                        session=session,
+                        offset=offset,
+                    )
+                    return
+                self._suspensions.suspend(session, offset, message, wake, wait.awakeable, ctx, recorded, events_blob)
                 return
             except Exception as exc:
                 if not isinstance(exc, StateMutationError):
@@ -215,28 +248,44 @@ class Runner:
     ) -> None:
         """The invocation returned: its done entry, sends, reply and stream end, in one transaction."""
         obj = self._p.objects[message.object]
-        reply = {"ok": result.model_dump(mode="json") if result is not None else None}
+        reply: dict[str, Any] = {"ok": result.model_dump(mode="json") if result is not None else None}
+        outgoing = ctx.outgoing
         events = [obj.codec.encode_envelope(e) for e in ctx.events]
+        large = self._p.large
+        try:
+            reply_blob = await large.offload(reply["ok"]) if large is not None else None
+            recorded_events, events_blob = await events_by_reference(large, events)
+            if large is not None:
+                outgoing = [await by_reference(large, out) for out in outgoing]
+        except BlobError as exc:  # the store failed the write: nothing of the invocation is written
+            self._failures.fail(
+                record, message, TerminalError(str(exc)), "terminal", attempt, [], session=session, offset=offset
+            )
+            return
+        if reply_blob is not None:  # too large for its records: they carry the blob's reference
+            reply = {"okb": reply_blob}
         finished = now_ms()
         done = Done(
             message.id,
             message.handler,
-            events,
+            recorded_events,
             session.version + 1,
             offset,
-            reply["ok"],
+            reply.get("ok"),
             None,
             attempt,
             started,
             finished,
+            reply_blob,
+            events_blob,
         )
         records: list[OutRecord] = [self._p.outputs.session_event(session, done.encode())]
-        records.extend(self._p.outputs.send(out) for out in ctx.outgoing)
+        records.extend(self._p.outputs.send(out) for out in outgoing)
         if message.reply_partition is not None:
             records.append(self._p.outputs.reply(message, reply))
         await self._p.streams.flush()  # the stream's chunks before its end
-        records.extend(self._p.streams.end(message, reply["ok"], None, ctx.stream_position))
-        oversize = self._p.outputs.oversize(message, records, events_record=lambda: bulk_of(reply["ok"], events))
+        records.extend(self._p.streams.end(message, reply.get("ok"), None, ctx.stream_position, reply_blob))
+        oversize = self._p.outputs.oversize(message, records, events_record=lambda: bulk_of(reply.get("ok"), events))
         if oversize is not None:
             self._failures.fail(record, message, oversize, "oversize", attempt, [], session=session, offset=offset)
             return

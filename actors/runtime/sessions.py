@@ -100,13 +100,14 @@ class Session:
                 break
             recent.popitem(last=False)
 
-    def to_snapshot(self) -> Snapshot:
-        """A snapshot of this (loaded) session."""
+    def to_snapshot(self, state_blob: str | None = None) -> Snapshot:
+        """A snapshot of this (loaded) session; with `state_blob`, its state is that blob."""
         assert self.state is not None
         return Snapshot(
-            self.state.model_dump(mode="json"),
+            self.state.model_dump(mode="json") if state_blob is None else None,
             self.version,
             [Remembered(k, reply, at) for k, (at, reply) in self.recent.items()],
+            state_blob,
         )
 
     def add_tail(self, entry: Done | Suspend, offset: int) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstore.blobs import BlobError, BlobStore, FileBlobStore
+from eventstore.blob_stores import open_blob_store
+from eventstore.blobs import BlobError, BlobStore
 from eventstore.codec import pack, unpack
 
 from ..errors import TerminalError
@@ -32,9 +33,10 @@ class StepBlobs:
     @classmethod
     def of(cls, settings: RuntimeSettings) -> StepBlobs | None:
         """The step blobs `settings` configure, or None (every result in its record)."""
-        if settings.blob_threshold_bytes is None or settings.blob_dir is None:
+        location = settings.blob_location
+        if settings.blob_threshold_bytes is None or location is None:
             return None
-        return cls(FileBlobStore(settings.blob_dir), settings.blob_threshold_bytes)
+        return cls(open_blob_store(location), settings.blob_threshold_bytes)
 
     async def offload(self, plain: Any) -> str | None:  # noqa: ANN401 - a step's journal form
         """Store `plain` and return its reference if it is over the threshold, else None."""

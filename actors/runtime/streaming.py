@@ -98,7 +98,12 @@ class StreamTracker:
             await asyncio.shield(waiting)
 
     def end(
-        self, message: Message, result: Any, error: dict[str, Any] | None, attempt: tuple[int, int, int] | None = None
+        self,
+        message: Message,
+        result: Any,
+        error: dict[str, Any] | None,
+        attempt: tuple[int, int, int] | None = None,
+        result_blob: str | None = None,
     ) -> list[OutRecord]:
         """The end record of `message`'s stream (none if it never streamed), for its commit.
 
@@ -116,5 +121,5 @@ class StreamTracker:
             return []
         self._last_end = (message.invocation_id, attempt)
         run, number, chunks = attempt
-        end = StreamEnd(message.invocation_id, run, number, chunks, result, error)
+        end = StreamEnd(message.invocation_id, run, number, chunks, result, error, result_blob)
         return [OutRecord(self._topics.streams, self._partition, message.session.encode(), end.encode())]

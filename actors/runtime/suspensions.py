@@ -60,18 +60,22 @@ class Suspensions:
         wake_ms: int | None,
         awakeable: str | None,
         ctx: Invocation[Any],
+        events: list[Any],
+        events_blob: str | None = None,
     ) -> None:
         """Park the invocation: it leaves memory and its inbox offset can be committed.
 
-        The events it emitted so far commit now (so a waiting approval request is visible);
-        when it resumes, its replay skips those `emit` calls.
+        The events it emitted so far (`events`, as envelopes, or their blob's `events_blob`)
+        commit now (so a waiting approval request is visible); when it resumes, its replay
+        skips those `emit` calls.
         """
         inv_id = message.invocation_id
         original = self._p.state.waits.suspended.get(inv_id)
         inbox_offset = original.inbox_offset if original is not None else offset
         emitted = (original.emitted if original is not None else 0) + len(ctx.events)
-        events = [self._p.objects[message.object].codec.encode_envelope(e) for e in ctx.events]
-        entry = Suspend(message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1)
+        entry = Suspend(
+            message, inbox_offset, wake_ms, awakeable, events, emitted, session.version + 1, events_blob=events_blob
+        )
         record = self._p.outputs.session_event(session, entry.encode())
         oversize = self._p.outputs.oversize(message, [record])
         if oversize is not None:

@@ -3,7 +3,8 @@
 Nothing here imports Tether: the same harness measures Tether, the Restate peer and the raw
 aiokafka baseline, so the three are timed by the same code. One module per concern:
 `latency` (percentiles, recorder, driver), `sampling` (RSS/CPU), `machine` (what it ran on),
-`paths`, `results` (the JSON files), `terminal` (progress, console, ports).
+`paths`, `results` (the JSON files), `terminal` (progress, console, ports), `tracing` (the
+OpenTelemetry SDK set up to measure what tracing costs).
 """
 
 from .latency import LatencyRecorder, Progress, Result, drive, median_run, percentile

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
+BENCH_DIR = Path(__file__).resolve().parents[1]
+"""`bench/` (this module lives in `bench/_harness/`)."""
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 LATEST_JSON = RESULTS_DIR / "latest.json"

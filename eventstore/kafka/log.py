@@ -73,6 +73,8 @@ class KafkaLog:
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None
         self._meta_uncommitted: AIOKafkaConsumer | None = None
+        self._meta_uncommitted_lock = asyncio.Lock()
+        """Partitions settle at once after a rebalance: one of them opens that consumer."""
         self._partitions: dict[str, int] = {}
         self._connection: dict[str, Any] | None = None
         # Read-your-writes: Kafka writes commit markers after `commit_transaction` returns, so
@@ -380,15 +382,20 @@ class KafkaLog:
         """
         _, _, meta = self._require()
         await self._check_partition(topic, partition)
-        if self._meta_uncommitted is None:
-            uncommitted = AIOKafkaConsumer(
-                **self._options(),
-                client_id=f"{self.settings.client_id}-meta-hw",
-                isolation_level="read_uncommitted",
-                enable_auto_commit=False,
-            )
-            await self._guard(uncommitted.start())
-            self._meta_uncommitted = uncommitted
+        async with self._meta_uncommitted_lock:
+            if self._meta_uncommitted is None:
+                uncommitted = AIOKafkaConsumer(
+                    **self._options(),
+                    client_id=f"{self.settings.client_id}-meta-hw",
+                    isolation_level="read_uncommitted",
+                    enable_auto_commit=False,
+                )
+                try:
+                    await self._guard(uncommitted.start())
+                except BaseException:
+                    await uncommitted.stop()
+                    raise
+                self._meta_uncommitted = uncommitted
         tp = KafkaTP(topic, partition)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * self.settings.transaction_timeout_ms / 1000

@@ -1,4 +1,8 @@
-"""A session whose step returns a large value (a fetched page), for the claim-check tests.
+"""Sessions with large values (a fetched page, a document), for the claim-check tests.
+
+`fetch`'s step returns a large value; `rewrite` takes a large message and replies with a large
+value, `forward` passes a large message on with `ctx.send` to `keep`, which stores its digest
+in an event, and `file` (`file_then_wait`: then waits) emits a large event.
 
 In a worker subprocess, `TETHER_TEST_BLOB_HOLD` names a file: while it exists, each blob write
 waits right after the blob is written, before the step's entry commits (a kill -9 lands there),
@@ -58,6 +62,85 @@ async def fetch(ctx: ObjectContext[Empty], req: Fetch) -> Fetched:
         FAIL_ONCE.discard(ctx.key)
         raise RuntimeError("fail once after the step: the retry reads the result from the blob")
     return Fetched(size=len(text), digest=hashlib.sha256(text.encode()).hexdigest())
+
+
+class Document(BaseModel):
+    text: str
+
+
+class Rewritten(BaseModel):
+    text: str
+    digest: str
+
+
+class Kept(BaseModel):
+    digest: str
+
+
+class Filed(BaseModel):
+    text: str
+
+
+class Digests(BaseModel):
+    digests: list[str] = []
+    filed: list[str] = []
+
+
+docs = VirtualObject("docs", state=Digests)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@docs.handler()
+async def rewrite(ctx: ObjectContext[Digests], doc: Document) -> Rewritten:
+    """A large message in, a large reply out (deterministic: a retry replies the same bytes)."""
+    ledger = os.environ.get("TETHER_TEST_LEDGER")
+    if ledger:
+        with open(ledger, "a") as f:
+            f.write(f"rewrite {ctx.key} {os.getpid()}\n")
+    return Rewritten(text=doc.text.upper(), digest=digest(doc.text))
+
+
+@docs.handler()
+async def rewrite_aloud(ctx: ObjectContext[Digests], doc: Document) -> Rewritten:
+    """`rewrite`, streaming a progress note first: its stream's end carries the large reply."""
+    await ctx.stream("rewriting")
+    return Rewritten(text=doc.text.upper(), digest=digest(doc.text))
+
+
+@docs.handler()
+async def forward(ctx: ObjectContext[Digests], doc: Document) -> None:
+    ctx.send(keep, ctx.key + "-copy", doc)
+
+
+@docs.handler()
+async def keep(ctx: ObjectContext[Digests], doc: Document) -> None:
+    ctx.emit(Kept(digest=digest(doc.text)))
+
+
+@docs.handler()
+async def file(ctx: ObjectContext[Digests], doc: Document) -> None:
+    """A large event: the state (and so its snapshot) grows large too."""
+    ctx.emit(Filed(text=doc.text))
+
+
+@docs.handler()
+async def file_then_wait(ctx: ObjectContext[Digests], doc: Document) -> None:
+    """A large event that commits with a suspension (a ``sus`` entry), then a long wait."""
+    ctx.emit(Filed(text=doc.text))
+    await ctx.sleep(3600)
+
+
+@docs.on_event(Filed)
+def _filed(state: Digests, event: Filed) -> None:
+    state.filed.append(event.text)
+
+
+@docs.on_event(Kept)
+def _kept(state: Digests, event: Kept) -> None:
+    state.digests.append(event.digest)
 
 
 def blob_files(root: Path) -> list[Path]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from actors.cli.demo import EXPLANATION
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,6 +37,11 @@ def check(out: subprocess.CompletedProcess[str], entries: list[dict[str, object]
     assert sorted(effects) == sorted(set(effects)) and len(effects) == 6
     pids = {e["pid"] for e in entries}
     assert len(pids) == 2  # the work really spanned the killed worker and its successor
+    # The streamed part: every token arrived through client.stream, in order, before the reply.
+    streamed, _, after = out.stdout.partition("explains its report, token by token")
+    assert streamed and EXPLANATION in after
+    tokens = len(EXPLANATION.split(" "))
+    assert after.index(EXPLANATION) < after.index(f"reply: {tokens} tokens, streamed as {tokens} chunks")
 
 
 def test_demo_on_the_embedded_log(tmp_path: Path) -> None:

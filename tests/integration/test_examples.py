@@ -88,3 +88,19 @@ def test_research_agent_example_streams_and_the_readme_shows_its_code() -> None:
     assert agents is not None and streaming is not None
     assert_shown_in(agents.group(1), example, name="examples/research_agent.py")
     assert_shown_in(streaming.group(1), example, name="examples/research_agent.py")
+
+
+def test_large_payloads_example_runs_and_the_readme_shows_its_setting() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    out = subprocess.run(
+        [sys.executable, "examples/large_payloads.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert out.returncode == 0, out.stderr
+    # 5 MiB in; the document plus half of it (a step result by reference) back; three blobs.
+    assert "sent 5,160,000 chars, got back 7,740,000 chars and 720,000 words" in out.stdout
+    assert "3 blobs:" in out.stdout
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "examples/large_payloads.py").read_text()
+    block = re.search(r"### Large payloads by reference\n.*?```python\n(.*?)```", readme, re.S)
+    assert block is not None
+    assert_shown_in(block.group(1), example, name="examples/large_payloads.py")

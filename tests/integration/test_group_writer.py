@@ -157,3 +157,30 @@ async def test_concurrent_commits_share_transactions_and_a_member_without_member
         if consumer is not None:
             await consumer.close()
         await log.close()
+
+
+async def test_partitions_that_settle_at_once_share_one_consumer(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rebalance every new partition settles at once; one of them opens the consumer
+    that reads uncommitted end offsets (before, each opened its own and all but one leaked)."""
+    import eventstore.kafka.log as kafka_log
+
+    opened: list[object] = []
+
+    class Counting(kafka_log.AIOKafkaConsumer):  # type: ignore[misc, name-defined]
+        async def start(self) -> None:
+            opened.append(self)
+            await super().start()
+
+    name = f"gw-{uuid.uuid4().hex[:8]}"
+    log = KafkaLog(KafkaSettings(bootstrap_servers=kafka_bootstrap))
+    await log.start()
+    try:
+        await log.create_topics([TopicSpec(name, 8)])
+        monkeypatch.setattr(kafka_log, "AIOKafkaConsumer", Counting)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(log.settle(name, p) for p in range(8)))
+        assert len(opened) == 1
+    finally:
+        await log.close()

@@ -143,7 +143,7 @@ async def test_intake_dead_letters_a_record_it_cannot_read_and_commits_its_offse
     commits = _commits(writer, settings, state, [])
     outputs = PartitionOutputs(TOPICS, 0, 1, settings, "group")
     streams = StreamTracker(cast(Any, None), TOPICS, 0, settings.max_message_bytes)
-    partition = Partition({}, settings, state, outputs, commits, streams)
+    partition = Partition({}, settings, state, outputs, commits, streams, None)
     crashed: list[BaseException] = []
     intake = Intake(partition, cast(Any, None), Failures(partition), on_task_failure=crashed.append)
     commits.start()

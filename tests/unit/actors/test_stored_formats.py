@@ -187,3 +187,62 @@ def test_traced_message_golden_bytes_and_messages_without_trace_context() -> Non
 
     entry = decode(Suspend(traced, 7, 5, None, [], 0, 2).encode())
     assert isinstance(entry, Suspend) and entry.message.trace_parent == TRACEPARENT
+
+
+# Since 0.3: values over blob_threshold_bytes are in the blob store and the record carries the
+# reference: ``pb`` in a message (``p`` nil), ``okb`` in a reply and a stream's end, ``rb`` in a
+# done entry, ``{"okb": ref}`` as a recorded reply (snapshots' ``rc``). Records without them are
+# written and read byte for byte as before.
+BLOB_REF = "sha256:" + "ab" * 32
+NEW_MESSAGE_BY_REFERENCE = (
+    b"\x8a\xa2id\xa2m1\xa1o\xa5agent\xa1k\xa2k1\xa1h\xa3ask\xa1p\xc0\xa2rp\x03\xa2ts\xcf\x00\x00\x01\x8f4\x06"
+    b"\x9e\x00\xa2nb\xc0\xa2sj\xc0\xa2pb\xd9Gsha256:" + b"ab" * 32
+)
+NEW_REPLY_BY_REFERENCE = b"\x83\xa2id\xa7order-7\xa1s\xa7acct/ka\xa3okb\xd9Gsha256:" + b"ab" * 32
+NEW_DONE_BY_REFERENCE = (
+    b"\x8a\xa1k\xa4done\xa2sv\x04\xa1o\x07\xa1i\xa2m1\xa1h\xa3ask\xa2ev\x90\xa1a\x01\xa2t0\xcf\x00\x00\x01"
+    b"\x8f4\x06\x9e\x00\xa2t1\xcf\x00\x00\x01\x8f4\x06\x9e\xfa\xa2rb\xd9Gsha256:" + b"ab" * 32
+)
+NEW_STREAM_END_BY_REFERENCE = (
+    b"\x86\xa1k\xa3end\xa1i\xa5inv_a\xa1r\xcf\x00\x00\x01\x8f4\x06\x9e\x00\xa1a\x02\xa1c\x03\xa3okb\xd9Gsha256:"
+    + b"ab" * 32
+)
+
+
+def test_values_by_reference_golden_bytes_and_records_without_references() -> None:
+    from harness import golden_formats as golden
+
+    from actors.protocol import StreamEnd, decode_stream_record
+    from actors.protocol.entries import Done, decode
+
+    message = Message(id="m1", o="agent", k="k1", h="ask", p=None, rp=3, ts=1_714_564_800_000, pb=BLOB_REF)
+    assert message.encode() == NEW_MESSAGE_BY_REFERENCE
+    assert Message.decode(NEW_MESSAGE_BY_REFERENCE) == message and message.payload_blob == BLOB_REF
+    old = Message.decode(golden.MESSAGE)  # written before ``pb``: no reference, the same bytes back
+    assert old.payload_blob is None and old.encode() == golden.MESSAGE
+
+    reply = Reply("order-7", "acct/ka", None, None, BLOB_REF)
+    assert reply.encode() == NEW_REPLY_BY_REFERENCE
+    assert Reply.from_wire(unpack(NEW_REPLY_BY_REFERENCE)) == reply
+    assert Reply.of_outcome("order-7", "acct/ka", {"okb": BLOB_REF}) == reply
+    assert Reply.from_wire(unpack(NEW_REPLY)).result_blob is None
+    assert Reply("order-7", "acct/ka", {"n": 3}).encode() == NEW_REPLY
+
+    done = Done("m1", "ask", [], 4, 7, None, None, 1, 1_714_564_800_000, 1_714_564_800_250, BLOB_REF)
+    assert done.encode() == NEW_DONE_BY_REFERENCE
+    assert decode(NEW_DONE_BY_REFERENCE) == done
+    assert done.recorded_reply() == {"okb": BLOB_REF} and done.outcome == ({"blob": BLOB_REF}, None)
+    plain = decode(golden.DONE_OK)
+    assert isinstance(plain, Done) and plain.reply_blob is None and plain.encode() == golden.DONE_OK
+
+    end = StreamEnd("inv_a", 1_714_564_800_000, 2, 3, None, None, BLOB_REF)
+    assert end.encode() == NEW_STREAM_END_BY_REFERENCE
+    assert decode_stream_record(NEW_STREAM_END_BY_REFERENCE) == end
+    assert decode_stream_record(STREAM_END_OK) == StreamEnd("inv_a", 1_714_564_800_000, 2, 3, {"text": "hi"})
+
+    # A session remembers such a reply by its reference, and its snapshot keeps it.
+    session = Session(key=b"acct/ka", object_name="acct", state=iso.Total(n=3), version=3)
+    session.remember("order-7", {"okb": BLOB_REF}, 1_714_564_800_000, DAY_MS * 10_000)
+    again = Session(key=b"acct/ka", object_name="acct", snapshot=session.to_snapshot().encode())
+    again.load(iso.acct, DAY_MS * 10_000)
+    assert again.recorded("order-7", 1_714_564_800_001, DAY_MS * 10_000) == {"okb": BLOB_REF}

@@ -411,3 +411,20 @@ def test_a_replay_keeps_the_trace_context_of_the_message_that_failed() -> None:
         parsed = DeadLetter.from_record(Record("ns.dlq", 0, 9, letter.key, letter.value, letter.headers, 2))
         replay = replay_message(parsed, "agent", "k1", "ask", {"q": 1})
         assert replay.id == parsed.replay_message_id and replay.trace_parent == tp
+
+
+def test_a_payload_in_the_blob_store_is_shown_as_its_reference_and_replayed_as_it() -> None:
+    from dlq.sender import replay_message
+
+    ref = "sha256:" + "cd" * 32
+    big = Message(id="m9", o="orders", k="k1", h="apply", p=None, ts=1, pb=ref)
+    letter = failed(big, TerminalError("the blob was missing"), offset=9)
+    assert letter.payload is None and letter.payload_shown == {"blob": ref}
+    assert letter.to_json(detail=True)["payload"] == {"blob": ref}
+    again = replay_message(letter, "orders", "k1", "apply", letter.message.payload if letter.message else None)
+    assert again.payload_blob == ref and again.payload is None  # the replay needs that blob
+    changed = replay_message(letter, "orders", "k1", "apply", {"n": 2})
+    assert changed.payload_blob is None and changed.payload == {"n": 2}
+    plain = failed(message(), TerminalError("no"), offset=10)
+    assert plain.payload_shown == {"n": 1}
+    assert replay_message(plain, "orders", "k1", "apply", plain.payload).payload_blob is None

@@ -1,0 +1,100 @@
+"""Tracing as a deployment would run it, for measuring its cost: the OpenTelemetry SDK with a
+batch span processor, whose exporter counts spans and drops them (where they go is the user's
+choice and cost; making them is Tether's).
+
+The bench process changes its sampling between runs with a sampler switch (`set_sampling`),
+because OpenTelemetry's global provider can be set only once per process; worker subprocesses
+install it at import when ``TETHER_BENCH_TRACING`` is set (see ``bench.tether_apps``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+TRACING_ENV = "TETHER_BENCH_TRACING"
+"""Set (to 1) in a worker's environment: that worker records spans."""
+
+
+class _Switch:
+    """A sampler that follows a sampled parent, and samples this share of new traces."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+        self.ratio = 1.0
+        self._parent_based = ParentBased(ALWAYS_ON)
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the SDK's SamplingResult
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+        if self.ratio >= 1.0:
+            return self._parent_based.should_sample(*args, **kwargs)
+        if self.ratio <= 0.0:
+            return ALWAYS_OFF.should_sample(*args, **kwargs)
+        return ParentBased(TraceIdRatioBased(self.ratio)).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return f"BenchSwitch({self.ratio})"
+
+
+class _CountingExporter:
+    """Counts the spans handed over and keeps none."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[Any]) -> Any:  # noqa: ANN401 - the SDK's SpanExportResult
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+_switch: _Switch | None = None
+_exporter: _CountingExporter | None = None
+_processor: Any = None
+
+
+def install(*, report_at_exit: bool = False) -> None:
+    """Make this process record spans with the SDK: every new trace, and every span whose
+    parent was sampled (once; later calls change nothing)."""
+    global _switch, _exporter, _processor
+    if _switch is not None:
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    _switch, _exporter = _Switch(), _CountingExporter()
+    provider = TracerProvider(sampler=_switch, resource=Resource.create({"service.name": "tether-bench"}))  # type: ignore[arg-type]
+    _processor = BatchSpanProcessor(_exporter)  # type: ignore[arg-type]
+    provider.add_span_processor(_processor)
+    trace.set_tracer_provider(provider)
+    if report_at_exit:
+        atexit.register(lambda: print(f"bench tracing: {spans_exported()} spans exported", file=sys.stderr))
+
+
+def set_sampling(ratio: float) -> None:
+    """After `install`: sample this share of new traces (0: none, every span non-recording)."""
+    if _switch is not None:
+        _switch.ratio = ratio
+
+
+def spans_exported() -> int:
+    """Spans this process has exported so far (flushed first)."""
+    if _processor is not None:
+        _processor.force_flush()
+    return _exporter.spans if _exporter is not None else 0
+
+
+__all__ = ["TRACING_ENV", "install", "set_sampling", "spans_exported"]

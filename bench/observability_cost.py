@@ -1,0 +1,149 @@
+"""What metrics and tracing cost: W2 with observability off and on, in rounds of every arm.
+
+Issue 14's target: under 5 % of W2's throughput and CPU per call. Every arm runs W2 exactly as
+``python -m bench tether --only W2`` does (a fresh namespace and ``tether serve`` subprocess per
+run, the broker shared and warmed up once), once per round; each round runs the arms in another
+order (rotated), so a drift of the machine (the broker's JIT, another job) favours none. An
+arm's cost is the median over rounds of its ratio to the same round's ``off`` run, so one noisy
+run moves it little. W2's handler does nothing, so what observability adds per call is as large
+a share as it can be: a handler that calls a model or a tool pays the same microseconds out of
+milliseconds or seconds.
+
+- ``off``: no metrics port, no tracer provider in the worker; the load generator's sampler
+  drops every span (its provider can be set once per process; a dropped span costs a sampler
+  call, so ``off`` is a hair above no tracing at all and the costs are, if anything,
+  understated by that much).
+- ``metrics``: the worker records every metric and serves ``/metrics`` (nothing scrapes it).
+- ``traced``: metrics, and every call traced: the load generator and the worker record every
+  span with the OpenTelemetry SDK's batch span processor; the exporter counts spans and drops
+  them (an exporter's network cost is the deployment's choice, not Tether's).
+- ``sampled``: metrics, and 10 % of calls traced (``ParentBased(TraceIdRatioBased(0.1))`` in the
+  load generator, the worker following its parent), as high-volume services usually run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bench._harness import console, record, tracing
+from bench._tether_harness import METRICS_PORT_ENV
+
+TARGET_PCT = 5.0
+METRICS_PORT = "19464"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    metrics: bool
+    sampling: float
+    """Share of the load generator's new traces that are sampled (the worker follows it)."""
+
+
+ARMS = (
+    Arm("off", metrics=False, sampling=0.0),
+    Arm("metrics", metrics=True, sampling=0.0),
+    Arm("traced", metrics=True, sampling=1.0),
+    Arm("sampled", metrics=True, sampling=0.1),
+)
+
+
+@contextlib.contextmanager
+def _arm(arm: Arm) -> Iterator[None]:
+    """The environment the workers of one arm start with, and the load generator's sampling."""
+    saved = {k: os.environ.get(k) for k in (METRICS_PORT_ENV, tracing.TRACING_ENV)}
+    for key, on in ((METRICS_PORT_ENV, arm.metrics), (tracing.TRACING_ENV, arm.sampling > 0)):
+        if on:
+            os.environ[key] = METRICS_PORT if key == METRICS_PORT_ENV else "1"
+        else:
+            os.environ.pop(key, None)
+    tracing.set_sampling(arm.sampling)
+    try:
+        yield
+    finally:
+        tracing.set_sampling(0.0)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _pct(cost: float, base: float) -> float:
+    return (cost / base - 1.0) * 100.0
+
+
+def costs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm but ``off``: the median over rounds of its CPU and throughput cost in %."""
+    by_round: dict[int, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        by_round.setdefault(run["round"], {})[run["arm"]] = run
+    out: dict[str, Any] = {}
+    for arm in ARMS[1:]:
+        cpu, throughput = [], []
+        for arms in by_round.values():
+            if "off" in arms and arm.name in arms:
+                off, on = arms["off"], arms[arm.name]
+                cpu.append(_pct(on["cpu_ms_per_call"], off["cpu_ms_per_call"]))
+                throughput.append(_pct(off["calls_per_s"], on["calls_per_s"]))
+        if cpu:
+            out[f"cpu_cost_pct_{arm.name}"] = statistics.median(cpu)
+            out[f"throughput_cost_pct_{arm.name}"] = statistics.median(throughput)
+            out[f"per_round_cpu_cost_pct_{arm.name}"] = cpu
+    return out
+
+
+async def observability_cost(opts: Any, rounds: int) -> dict[str, Any]:
+    """`rounds` rounds of every arm on one warmed-up broker; the entry for the results file."""
+    from bench.tether_workloads import lifespan, request_reply
+
+    tracing.install()
+    tracing.set_sampling(0.0)
+    single = replace(opts, runs=1)
+    runs: list[dict[str, Any]] = []
+    out = console()
+    async with lifespan(opts):
+        for r in range(rounds):
+            for arm in ARMS[r % len(ARMS) :] + ARMS[: r % len(ARMS)]:
+                with _arm(arm):
+                    before = tracing.spans_exported()
+                    entry = await request_reply(single, "W2")
+                    figures = dict(entry["median"], correct=entry["correct"], arm=arm.name, round=r + 1)
+                    figures["client_spans"] = tracing.spans_exported() - before
+                runs.append(figures)
+                out.print(
+                    f"observability {arm.name:8} round {r + 1}/{rounds}: {figures['calls_per_s']:.0f} calls/s, "
+                    f"cpu {figures['cpu_ms_per_call']:.3f} ms/call, {figures['client_spans']} client spans"
+                )
+    median = costs(runs)
+    for arm in ARMS[1:]:
+        out.print(
+            f"{arm.name}: cpu per call {median[f'cpu_cost_pct_{arm.name}']:+.1f} %, "
+            f"throughput {median[f'throughput_cost_pct_{arm.name}']:+.1f} % (median of {rounds} rounds; "
+            f"target < {TARGET_PCT:.0f} %)"
+        )
+    spans = {arm.name: [r["client_spans"] for r in runs if r["arm"] == arm.name] for arm in ARMS}
+    traced_right = all(n == 0 for n in spans["off"] + spans["metrics"]) and all(
+        n > 0 for n in spans["traced"] + spans["sampled"]
+    )
+    return {
+        "system": "tether",
+        "params": {"workload": "W2", "rounds": rounds, "scale": opts.scale, "arms": [a.name for a in ARMS]},
+        "median": median,
+        "runs": runs,
+        "correct": traced_right and all(r["correct"] for r in runs),
+    }
+
+
+async def run_and_record(opts: Any, rounds: int) -> None:
+    """Measure and merge the entry into the results file as ``W2-observability``."""
+    entry = await observability_cost(opts, rounds)
+    record("tether", {"W2-observability": entry}, path=opts.results_path)
+
+
+__all__ = ["ARMS", "costs", "observability_cost", "run_and_record"]
