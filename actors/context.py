@@ -140,6 +140,14 @@ class ObjectContext(abc.ABC, Generic[S]):
     def awakeable(self, result_type: type[T] | None = None) -> Awakeable[T]:
         """A durable promise: hand out its `id`; anyone resolves it with the client or CLI."""
 
+    async def check_cancelled(self) -> None:
+        """Raise `InvocationCancelledError` now if an operator cancelled this invocation.
+
+        The runtime checks by itself at every new step and wait; a handler that starts several
+        steps at once (`asyncio.gather`) calls this first, so a cancellation stops all of them
+        rather than the first. Raised once per invocation, at the same point on replay.
+        """
+
     @abc.abstractmethod
     def charge(self, cost: float) -> None:
         """Report cost units (tokens, dollars); past the handler's budget the invocation fails."""

@@ -17,7 +17,20 @@ class RuntimeSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     checkpoint_every: int = Field(default=5000, ge=1)
-    """Events-topic records between checkpoints (snapshots of changed sessions); bounds restore."""
+    """Events-topic records between checkpoints (snapshots of changed sessions); bounds restore.
+    A checkpoint is also due after `checkpoint_every_events` or `checkpoint_every_bytes`."""
+    checkpoint_every_events: int = Field(default=20_000, ge=1)
+    """Events emitted by handlers (counted in the records that carry them) between checkpoints:
+    a session whose invocations emit many events each gets checkpoints too."""
+    checkpoint_every_bytes: int = Field(default=16 * 2**20, ge=1024)
+    """Bytes of events-topic records between checkpoints (16 MiB): bounds what a restore reads
+    whatever the size of the records."""
+    restore_buffer_bytes: int = Field(default=64 * 2**20, ge=2**16)
+    """Bytes of events a restore holds unfolded (kept encoded, to fold on a session's first
+    message) across a partition's sessions (64 MiB). Past it, the sessions holding the most are
+    folded into their states at once, so a restore's memory stays near this bound plus the
+    sessions' states, whatever the shape of the events. Events of session types this worker
+    does not serve cannot be folded here and are kept (a warning says so)."""
     max_resident_sessions: int = Field(default=10_000, ge=1)
     """Decoded sessions kept per partition; idle ones beyond it keep only their snapshot."""
     idempotency_retention: float = Field(default=86_400.0, gt=0)

@@ -107,7 +107,9 @@ async def _timed(settings: Settings, index: bool, what: str, letter_id: str) -> 
 
 async def run(count: int, kafka: str | None, data_dir: Path, *, scan: bool = True) -> dict[str, Any]:
     backend = "kafka" if kafka else "embedded"
-    settings = Settings(namespace=NS, data_dir=data_dir, partitions=1, backend=backend)
+    # A broker outlives a run: each run on Kafka writes into a namespace of its own.
+    namespace = f"{NS}-{int(time.time())}" if kafka else NS
+    settings = Settings(namespace=namespace, data_dir=data_dir, partitions=1, backend=backend)
     if kafka:
         settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": kafka})})
     started = time.perf_counter()
@@ -140,13 +142,19 @@ async def run(count: int, kafka: str | None, data_dir: Path, *, scan: bool = Tru
 @click.option("--quick", is_flag=True, help="20,000 dead letters (a smoke run).")
 @click.option("--kafka", default=None, metavar="HOST:PORT", help="A broker to use instead of the embedded log.")
 @click.option("--no-scan", is_flag=True, help="Skip the full-scan baseline (it holds every letter in memory).")
-def main(letters: int, quick: bool, kafka: str | None, no_scan: bool) -> None:
-    """Time dlq list --since 1h, stats and show against a full scan, and record it as W9."""
+@click.option("--no-record", is_flag=True, help="Print the figures only (bench/results/latest.json untouched).")
+def main(letters: int, quick: bool, kafka: str | None, no_scan: bool, no_record: bool) -> None:
+    """Time dlq list --since 1h, stats and show against a full scan, and record it as W9.
+
+    With --kafka the broker at HOST:PORT is used as it is (start one with ``tether kafka up``;
+    nothing is started or stopped here), in a new namespace ``dlqscale-<time>`` per run.
+    """
     count = 20_000 if quick else letters
     with tempfile.TemporaryDirectory(prefix="tether-dlq-scale-") as tmp:
         result = asyncio.run(run(count, kafka, Path(tmp), scan=not no_scan))
-    if not quick:
-        record("tether", {"W9-dlq-scale": {"params": {"letters": count}, "median": result, "runs": [result]}})
+    if not quick and not no_record:
+        name = "W9-dlq-scale-kafka" if kafka else "W9-dlq-scale"
+        record("tether", {name: {"params": {"letters": count}, "median": result, "runs": [result]}})
     console().print(result)
 
 

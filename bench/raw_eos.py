@@ -30,26 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from bench._harness import LatencyRecorder, ProcessSampler, console, drive, median_run
-from bench.raw_kafka import (
-    DEFAULT_SESSIONS,
-    PARTITIONS,
-    _create_topics,
-    _produce,
-    _transform,
-    _verify,
-    _wait_for_partitions,
-)
+from bench._harness import LatencyRecorder, console, drive, median_run, sample_this_process
+from bench._harness.raw_clients import committed_reader, scratch_topics, transactional_producers
+from bench.raw_kafka import DEFAULT_SESSIONS, PARTITIONS, _produce, _transform, _verify
 
 VARIANTS = ("aiokafka-partition", "aiokafka-worker", "kafka-python", "confluent")
 DEFAULT_MESSAGES = 50_000
@@ -96,25 +86,8 @@ async def _pipeline_aiokafka(
 ) -> dict[str, Any]:
     group_id = f"{ns}-g"
     ids = range(PARTITIONS) if per_partition else range(1)
-    producers = {
-        i: AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            transactional_id=f"{ns}-t-{i}",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-            max_batch_size=256 * 1024,
-        )
-        for i in ids
-    }
-    consumer = AIOKafkaConsumer(
-        in_topic,
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    producers = transactional_producers(bootstrap, f"{ns}-t", ids, max_batch_size=256 * 1024)
+    consumer = committed_reader(in_topic, bootstrap=bootstrap, group_id=group_id)
     tally = _Tally()
     setup_start = time.perf_counter()
     await asyncio.gather(*(p.start() for p in producers.values()))
@@ -315,15 +288,6 @@ async def _process(
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
-async def _fresh_topics(bootstrap: str, ns: str, names: list[str]) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await _create_topics(admin, names, PARTITIONS)
-    for name in names:
-        await _wait_for_partitions(bootstrap, name, PARTITIONS)
-    return admin
-
-
 async def run_pipeline(
     bootstrap: str,
     variant: str,
@@ -334,21 +298,11 @@ async def run_pipeline(
     broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """Produce `messages`, then run them through `variant`'s exactly-once loop; check the output."""
-    ns = f"bench-eos-{uuid.uuid4().hex[:10]}"
-    in_topic, out_topic = f"{ns}-in", f"{ns}-out"
-    admin = await _fresh_topics(bootstrap, ns, [in_topic, out_topic])
-    try:
+    async with scratch_topics(bootstrap, "bench-eos", ("in", "out"), PARTITIONS) as (ns, in_topic, out_topic):
         await _produce(bootstrap, in_topic, messages, sessions)
-        roots = {"bench": os.getpid()}
-        if broker_pid:
-            roots["broker"] = broker_pid
-        with ProcessSampler(roots, no_children={"bench"}) as sampler:
+        with sample_this_process("bench", broker_pid) as sampler:
             proc = await _process(variant, bootstrap, in_topic, out_topic, messages, ns, max_records)
         check = await _verify(bootstrap, out_topic, messages, ns)
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.delete_topics([in_topic, out_topic])
-        await admin.close()
     usage = sampler.summary(calls=proc["processed"])
     processing = proc["last_commit_at"] - proc["first_record_at"]
     return {
@@ -383,25 +337,8 @@ async def _serve_aiokafka(
     """Per-partition or per-worker group commit: one transaction in flight per producer."""
     group_id = f"{ns}-g"
     ids = list(range(PARTITIONS)) if per_partition else [0]
-    producers = {
-        i: AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            transactional_id=f"{ns}-t-{i}",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-        )
-        for i in ids
-    }
-    consumer = AIOKafkaConsumer(
-        req,
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-    )
+    producers = transactional_producers(bootstrap, f"{ns}-t", ids)
+    consumer = committed_reader(req, bootstrap=bootstrap, group_id=group_id, fetch_max_wait_ms=50)
     await asyncio.gather(*(p.start() for p in producers.values()))
     await consumer.start()
     pending: dict[int, list[Any]] = defaultdict(list)
@@ -588,37 +525,29 @@ async def run_request_reply(
     from bench.peer_restate.driver import SEED, check_counters, key_sequence
     from bench.peer_restate.driver import WORKLOADS as PEER_WORKLOADS
 
-    ns = f"bench-rr-{uuid.uuid4().hex[:10]}"
-    req, rep = f"{ns}-req", f"{ns}-rep"
-    admin = await _fresh_topics(bootstrap, ns, [req, rep])
-    spawn = multiprocessing.get_context("spawn")
-    stop, out = spawn.Event(), spawn.Queue()
-    server = spawn.Process(target=serve_main, args=(variant, bootstrap, req, rep, ns, stop, out), daemon=True)
-    client = _RawClient(bootstrap, req, rep)
-    workload = PEER_WORKLOADS["W2"]
-    try:
-        server.start()
-        await client.start()
-        for i in range(100):  # warm-up, other keys; also waits for the server's group join
-            await asyncio.wait_for(client.call(f"warm-{i % 10}"), 120)
-        keys = key_sequence(workload, f"rr-{ns}", SEED)[:calls]
-        roots = {"load_generator": os.getpid(), "server": server.pid or 0}
-        if broker_pid:
-            roots["broker"] = broker_pid
-        with ProcessSampler(roots, no_children={"load_generator"}) as sampler:
-            result = await drive(lambda i: client.call(keys[i]), len(keys), concurrency)
-        stop.set()
-        figures = await asyncio.to_thread(out.get, True, 60)
-    finally:
-        stop.set()
-        await client.stop()
-        server.join(30)
-        if server.is_alive():
-            server.kill()
-            server.join(5)
-        with contextlib.suppress(Exception):
-            await admin.delete_topics([req, rep])
-        await admin.close()
+    async with scratch_topics(bootstrap, "bench-rr", ("req", "rep"), PARTITIONS) as (ns, req, rep):
+        spawn = multiprocessing.get_context("spawn")
+        stop, out = spawn.Event(), spawn.Queue()
+        server = spawn.Process(target=serve_main, args=(variant, bootstrap, req, rep, ns, stop, out), daemon=True)
+        client = _RawClient(bootstrap, req, rep)
+        workload = PEER_WORKLOADS["W2"]
+        try:
+            server.start()
+            await client.start()
+            for i in range(100):  # warm-up, other keys; also waits for the server's group join
+                await asyncio.wait_for(client.call(f"warm-{i % 10}"), 120)
+            keys = key_sequence(workload, f"rr-{ns}", SEED)[:calls]
+            with sample_this_process("load_generator", broker_pid, server=server.pid or 0) as sampler:
+                result = await drive(lambda i: client.call(keys[i]), len(keys), concurrency)
+            stop.set()
+            figures = await asyncio.to_thread(out.get, True, 60)
+        finally:
+            stop.set()
+            await client.stop()
+            server.join(30)
+            if server.is_alive():
+                server.kill()
+                server.join(5)
     finals = {k: v for k, v in figures["counters"].items() if not k.startswith("warm-")}
     check = check_counters(keys, result.values, finals)
     usage = sampler.summary(calls=result.ok)

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 import time
-import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from bench._harness import LatencyRecorder, ProcessSampler, console, median_run, progress_bar
+from bench._harness import LatencyRecorder, console, median_run, progress_bar, sample_this_process
+from bench._harness.raw_clients import committed_reader, scratch_topics, transactional_producers
 
 PARTITIONS = 8
 DEFAULT_MESSAGES = 100_000
@@ -36,43 +32,6 @@ def _transform(value: bytes) -> bytes:
     # Stand-in for the handler: the reply echoes the command with a result field. Cheap on
     # purpose: the baseline is about Kafka's cost, not the handler's.
     return value[:-1] + b',"ok":true}'
-
-
-async def _create_topics(admin: AIOKafkaAdminClient, names: list[str], partitions: int) -> None:
-    await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names])
-
-
-async def _wait_for_partitions(bootstrap: str, topic: str, partitions: int) -> None:
-    """Wait until every partition of a new topic has a leader that serves requests.
-
-    Seeing the partitions in metadata is not enough: right after creation the broker may still
-    answer NotLeaderForPartition, and the produce phase would then time retries, not Kafka.
-    A ListOffsets request to each partition succeeds only once its leader is ready.
-    """
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await probe.start()
-    # Until the new topic reaches the metadata cache, aiokafka logs "Topic ... not found" at
-    # ERROR on every probe; that is the expected state here, not a failure.
-    cluster_log = logging.getLogger("aiokafka.cluster")
-    level = cluster_log.level
-    cluster_log.setLevel(logging.CRITICAL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            await probe._client.force_metadata_update()  # noqa: SLF001 - no public refresh
-            parts = probe.partitions_for_topic(topic)
-            if parts and len(parts) == partitions:
-                try:
-                    await probe.end_offsets([TopicPartition(topic, p) for p in parts])
-                    return
-                except KafkaError:
-                    pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic}: {partitions} partitions not ready after 30 s")
-            await asyncio.sleep(0.1)
-    finally:
-        cluster_log.setLevel(level)
-        await probe.stop()
 
 
 async def _produce(bootstrap: str, topic: str, messages: int, sessions: int) -> tuple[float, float]:
@@ -112,25 +71,8 @@ async def _process(
 ) -> dict[str, Any]:
     """The exactly-once loop: per input partition, one transaction per fetched batch."""
     group_id = f"{ns}-g"
-    producers = {
-        p: AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            transactional_id=f"{ns}-pp-{p}",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-            max_batch_size=256 * 1024,
-        )
-        for p in range(partitions)
-    }
-    consumer = AIOKafkaConsumer(
-        in_topic,
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    producers = transactional_producers(bootstrap, f"{ns}-pp", range(partitions), max_batch_size=256 * 1024)
+    consumer = committed_reader(in_topic, bootstrap=bootstrap, group_id=group_id)
     setup_start = time.perf_counter()
     # start() runs InitProducerId for each transactional id: it would fence an older owner.
     await asyncio.gather(*(p.start() for p in producers.values()))
@@ -186,14 +128,7 @@ async def _process(
 
 async def _verify(bootstrap: str, out_topic: str, messages: int, ns: str) -> dict[str, Any]:
     """Read the output back (read_committed): exactly one reply per input, none twice."""
-    consumer = AIOKafkaConsumer(
-        out_topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = committed_reader(out_topic, bootstrap=bootstrap, group_id=None)
     await consumer.start()
     seen = bytearray(messages)
     count = dupes = 0
@@ -247,26 +182,11 @@ async def run_raw_pipeline(
         ``processing_msgs_per_s`` from the first fetched record to the last commit,
         ``produce_msgs_per_s``), transaction figures, CPU/RSS, and the output check.
     """
-    ns = f"bench-raw-{uuid.uuid4().hex[:10]}"
-    in_topic, out_topic = f"{ns}-in", f"{ns}-out"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await _create_topics(admin, [in_topic, out_topic], partitions)
-        await _wait_for_partitions(bootstrap, in_topic, partitions)
-        await _wait_for_partitions(bootstrap, out_topic, partitions)
-        roots = {"bench": os.getpid()}
-        if broker_pid:
-            roots["broker"] = broker_pid
-        with ProcessSampler(roots, no_children={"bench"}) as sampler:
+    async with scratch_topics(bootstrap, "bench-raw", ("in", "out"), partitions) as (ns, in_topic, out_topic):
+        with sample_this_process("bench", broker_pid) as sampler:
             p_start, p_end = await _produce(bootstrap, in_topic, messages, sessions)
             proc = await _process(bootstrap, in_topic, out_topic, messages, ns, partitions, max_records)
         check = await _verify(bootstrap, out_topic, messages, ns)
-    finally:
-        try:
-            await admin.delete_topics([in_topic, out_topic])
-        finally:
-            await admin.close()
     usage = sampler.summary(calls=messages)
     end_to_end = proc["last_commit_at"] - p_start
     processing = proc["last_commit_at"] - proc["first_record_at"]

@@ -289,7 +289,8 @@ def tether_only_table(results: dict[str, Any]) -> list[str]:
     w5 = _entry(results, "W5")
     if w5:
         lines += [
-            "### W5: restore of one partition (10,000 sessions), fresh process",
+            "### W5: restore of one partition (10,000 sessions; wide: one session, 1,000 events per invocation), "
+            "fresh process",
             "",
             "| events | snapshots | restore s | records read | peak RSS MiB | RSS before MiB | decode all "
             "sessions s | runs | correct |",

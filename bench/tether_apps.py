@@ -95,9 +95,7 @@ async def get(ctx: ObjectContext[CounterState], payload: Empty) -> Value:
 dead_end: VirtualObject[CounterState] = VirtualObject("DeadEnd", state=CounterState)
 
 
-@dead_end.on_event(Added)
-def _dead_end_added(state: CounterState, event: Added) -> None:
-    state.count += event.n
+dead_end.on_event(Added)(_added)  # the counter's fold: the same state and event
 
 
 @dead_end.handler()

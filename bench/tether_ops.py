@@ -6,13 +6,23 @@ committed, and take the end time from the committing records' timestamps.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
 from typing import Any
 
 from bench import tether_apps as apps
-from bench._harness import LatencyRecorder, ProcessSampler, console, drive, median_run, progress_bar
+from bench._harness import (
+    LatencyRecorder,
+    ProcessSampler,
+    check_mark,
+    console,
+    drive,
+    median_run,
+    progress_bar,
+    workload_result,
+)
 from bench._tether_harness import PARTITIONS, reader, tail_done
 from bench.peer_restate.driver import SEED
 from bench.tether_workloads import System, _other_share, _send_all, _usage, _wait_processed, system
@@ -136,28 +146,21 @@ async def sagas_workload(opts: Any) -> dict[str, Any] | None:
             figures["cpu_ms_per_saga"] = figures["cpu_ms_per_call"]
             figures["correct"] = figures["check"]["ok"]
             results.append(figures)
-            mark = "[green]ok[/green]" if figures["correct"] else f"[red]WRONG {figures['check']['problems'][:3]}[/red]"
+            mark = check_mark(figures)
             out.print(
                 f"{label}: {figures['sagas_per_s']:,.0f} sagas/s, saga p50 {figures.get('saga_p50_ms', 0):.0f} ms, "
                 f"{figures['compensated']} compensated ({figures['compensations_run']} compensations), "
                 f"cpu {figures['cpu_ms_per_saga']:.2f} ms/saga, other load {_other_share(figures):.0%}, check {mark}"
             )
         params = sut.params
-    med = median_run(results, key="sagas_per_s")
-    return {
-        "system": "tether",
-        "params": params
-        | {
-            "sagas": count,
-            "steps": 3,
-            "failure_rate": FAILURE_RATE,
-            "start_concurrency": START_CONCURRENCY,
-            "runs": opts.runs,
-        },
-        "median": {k: v for k, v in med.items() if k != "check"},
-        "runs": results,
-        "correct": all(r["correct"] for r in results),
+    extra = {
+        "sagas": count,
+        "steps": 3,
+        "failure_rate": FAILURE_RATE,
+        "start_concurrency": START_CONCURRENCY,
+        "runs": opts.runs,
     }
+    return workload_result("tether", params | extra, results, median_run(results, key="sagas_per_s"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,9 +212,16 @@ async def _dlq_run(sut: System, count: int, label: str) -> dict[str, Any]:
                 )
         # Idempotence: a second replay of the same dead letters sends nothing.
         again = await dead.replay([letter.id for letter in letters])
+        if len(letters) != count:
+            # Which it is: visibility lag (they show up a moment later) or lost writes (never).
+            await asyncio.sleep(2.0)
+            later = [letter for letter in await dead.all() if (letter.object_key or "").startswith(prefix)]
     problems = []
     if len(letters) != count:
-        problems.append(f"{len(letters)} dead letters found, {count} expected")
+        problems.append(
+            f"{len(letters)} dead letters found, {count} expected ({len(later)} listed 2 s later: "
+            f"{'visibility lag' if len(later) == count else 'missing'})"
+        )
     if report.counts.get("replayed", 0) != count:
         problems.append(f"first replay: {report.counts}")
     if again.counts.get("skipped", 0) != count:
@@ -249,18 +259,12 @@ async def dlq_workload(opts: Any) -> dict[str, Any]:
             label = f"tether W7 run {r + 1}/{opts.runs}"
             figures = await _dlq_run(sut, count, label)
             results.append(figures)
-            mark = "[green]ok[/green]" if figures["correct"] else f"[red]WRONG {figures['check']['problems'][:3]}[/red]"
+            mark = check_mark(figures)
             out.print(
                 f"{label}: replay {figures['replayed_per_s']:,.0f} dead letters/s ({figures['replay_s']:.1f} s), "
                 f"applied {figures['processed_per_s']:,.0f}/s, cpu {figures['cpu_ms_per_call']:.2f} ms/letter, "
                 f"other load {_other_share(figures):.0%}, check {mark}"
             )
         params = sut.params
-    med = median_run(results, key="replayed_per_s")
-    return {
-        "system": "tether",
-        "params": params | {"dead_letters": count, "sessions": DEAD_END_KEYS, "runs": opts.runs},
-        "median": {k: v for k, v in med.items() if k != "check"},
-        "runs": results,
-        "correct": all(r["correct"] for r in results),
-    }
+    extra = {"dead_letters": count, "sessions": DEAD_END_KEYS, "runs": opts.runs}
+    return workload_result("tether", params | extra, results, median_run(results, key="replayed_per_s"))

@@ -14,6 +14,15 @@ envelopes, session versions increasing per session). Variants:
   written on the way, as the topic holds them until the log cleaner has run (it never touches
   the active segment; the snapshots topic rolls segments every 60 s or 16 MiB).
 
+The wide shape (largest size only): the same number of events in one session, 1,000 per
+``done`` entry (1,000,000 events: 1,000 invocations), which a cadence counting records alone
+never checkpointed:
+
+- ``wide, no checkpoint``: events only, as such a cadence left them; the restore keeps its
+  memory under ``restore_buffer_bytes`` by folding the session as it reads.
+- ``wide, checkpoints``: as compaction leaves the checkpoints the runtime now writes every
+  ``checkpoint_every_events`` events (20 invocations), so restore reads < 20 entries.
+
 Then a fresh process (``python -m bench.tether_recovery restore ...``) opens the partition's
 transactional writer (fencing, as ``Worker._take``) and times ``PartitionProcessor.restore()``
 alone, then the lazy decode of every session; it reports its peak RSS (``VmHWM``).
@@ -44,10 +53,27 @@ from eventstore import OutRecord, TopicPartition, Topics, open_log
 SIZES = (100_000, 1_000_000)
 SESSIONS = 10_000
 CHECKPOINT_EVERY = RuntimeSettings().checkpoint_every
+CHECKPOINT_EVERY_EVENTS = RuntimeSettings().checkpoint_every_events
 NEVER = 2**62
 """``checkpoint_every`` that never checkpoints."""
 TXN_RECORDS = CHECKPOINT_EVERY
 """Done entries per generating transaction (the runtime checkpoints at this boundary)."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the partition's events are spread: over sessions, and per ``done`` entry."""
+
+    name: str
+    sessions: int
+    events_per_entry: int
+    txn_records: int
+    """Done entries per generating transaction: where the runtime's cadence checkpoints."""
+
+
+NARROW = Shape("narrow", SESSIONS, 1, TXN_RECORDS)
+WIDE = Shape("wide", 1, 1_000, CHECKPOINT_EVERY_EVENTS // 1_000)
+SHAPES = {s.name: s for s in (NARROW, WIDE)}
 SINGLE_RUN_FROM = 1_000_000
 """From this size on, the variant without snapshots is restored once, not `runs` times (it takes
 tens of seconds and more than a GiB; the snapshot variants restore `runs` times)."""
@@ -63,9 +89,9 @@ def _settings(bootstrap: str, namespace: str, checkpoint_every: int) -> Settings
     )
 
 
-def _expected_versions(events: int) -> list[int]:
-    """Final version of session j after `events` round-robin done entries."""
-    return [events // SESSIONS + (1 if j < events % SESSIONS else 0) for j in range(SESSIONS)]
+def _expected_versions(entries: int, sessions: int = SESSIONS) -> list[int]:
+    """Final version of session j after `entries` round-robin done entries."""
+    return [entries // sessions + (1 if j < entries % sessions else 0) for j in range(sessions)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,14 +103,15 @@ class _Sessions:
     """What the runtime keeps per session to snapshot it: version, count, and the message ids of
     the idempotency retention (all of them: the generated log is younger than the retention)."""
 
-    def __init__(self) -> None:
-        self.version = [0] * SESSIONS
-        self.recent: list[OrderedDict[str, tuple[dict[str, Any], int]]] = [OrderedDict() for _ in range(SESSIONS)]
+    def __init__(self, shape: Shape = NARROW) -> None:
+        self.per = shape.events_per_entry
+        self.version = [0] * shape.sessions
+        self.recent: list[OrderedDict[str, tuple[dict[str, Any], int]]] = [OrderedDict() for _ in range(shape.sessions)]
         self.dirty: set[int] = set()
 
     def apply(self, j: int, message_id: str) -> int:
         v = self.version[j] = self.version[j] + 1
-        self.recent[j][message_id] = ({"ok": {"value": v}}, int(time.time() * 1000))
+        self.recent[j][message_id] = ({"ok": {"value": v * self.per}}, int(time.time() * 1000))
         self.dirty.add(j)
         return v
 
@@ -93,7 +120,7 @@ class _Sessions:
         out = []
         for j in sorted(self.dirty):
             recent = [Remembered(k, v, at) for k, (v, at) in self.recent[j].items()]
-            snapshot = Snapshot({"count": self.version[j]}, self.version[j], recent)
+            snapshot = Snapshot({"count": self.version[j] * self.per}, self.version[j], recent)
             out.append(OutRecord(topic, 0, _key(j), snapshot.encode(), snapshot.headers()))
         self.dirty.clear()
         return out
@@ -118,15 +145,21 @@ class Generated:
     transaction restores from there (as `_checkpoint_records` computes it)."""
 
 
-async def generate(bootstrap: str, namespace: str, events: int, snapshots: str) -> Generated:
-    """Fill partition 0 of `namespace` with `events` done entries; `snapshots` is ``none`` or
-    ``every`` (every checkpoint the runtime writes on the way, as written)."""
+async def generate(bootstrap: str, namespace: str, events: int, snapshots: str, shape: Shape = NARROW) -> Generated:
+    """Fill partition 0 of `namespace` with `events` events in done entries of `shape`.
+
+    `snapshots` is ``none`` or ``every`` (every checkpoint the runtime writes on the way, as
+    written).
+    """
     settings = _settings(bootstrap, namespace, NEVER)
     topics = Topics(namespace)
     log = open_log(settings)
     await log.start()
     envelope = apps.counter.codec.encode_envelope(apps.Added(n=1))
-    state = _Sessions()
+    state = _Sessions(shape)
+    per = shape.events_per_entry
+    entries = events // per
+    txn = shape.txn_records
     written = {"events": 0, "snapshots": 0, "checkpoints": 0, "transactions": 0}
     last_start = 0
     started = time.perf_counter()
@@ -135,15 +168,17 @@ async def generate(bootstrap: str, namespace: str, events: int, snapshots: str) 
         writer = await log.writer(f"{namespace}-pp-0")
         now = int(time.time() * 1000)
         try:
-            with progress_bar(f"W5 generate {events:,} events ({snapshots} snapshots)", events) as advance:
-                for first in range(0, events, TXN_RECORDS):
-                    last_batch = first + TXN_RECORDS >= events
+            label = f"W5 generate {events:,} events ({shape.name}, {snapshots} snapshots)"
+            with progress_bar(label, entries) as advance:
+                for first in range(0, entries, txn):
+                    last_batch = first + txn >= entries
                     records = []
-                    for e in range(first, min(events, first + TXN_RECORDS)):
-                        j = e % SESSIONS
+                    for e in range(first, min(entries, first + txn)):
+                        j = e % shape.sessions
                         message_id = f"m{e}"
                         v = state.apply(j, message_id)
-                        value = Done(message_id, "add", [envelope], v, e, {"value": v}, None, 1, now, now).encode()
+                        reply = {"value": v * per}
+                        value = Done(message_id, "add", [envelope] * per, v, e, reply, None, 1, now, now).encode()
                         records.append(OutRecord(topics.events, 0, _key(j), value))
                     offsets = None
                     if last_batch:
@@ -159,11 +194,11 @@ async def generate(bootstrap: str, namespace: str, events: int, snapshots: str) 
                     if last_batch:
                         # Every message these entries finished was consumed: the inbox offset
                         # is committed past them (as the runtime's offset commits do).
-                        offsets = {TopicPartition(topics.inbox, 0): events}
+                        offsets = {TopicPartition(topics.inbox, 0): entries}
                     await writer.commit(records, group_id=topics.group(), offsets=offsets)
-                    written["events"] += min(events, first + TXN_RECORDS) - first
+                    written["events"] += (min(entries, first + txn) - first) * per
                     written["transactions"] += 1
-                    advance(min(events, first + TXN_RECORDS) - first)
+                    advance(min(entries, first + txn) - first)
         finally:
             await writer.close()
     finally:
@@ -222,7 +257,9 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-async def _restore(bootstrap: str, namespace: str, checkpoint_every: int, events: int) -> dict[str, Any]:
+async def _restore(
+    bootstrap: str, namespace: str, checkpoint_every: int, events: int, shape: Shape = NARROW
+) -> dict[str, Any]:
     settings = _settings(bootstrap, namespace, checkpoint_every)
     topics = Topics(namespace)
     log = open_log(settings)
@@ -254,13 +291,15 @@ async def _restore(bootstrap: str, namespace: str, checkpoint_every: int, events
             for session in processor.sessions.values():
                 session.load(apps.counter, settings.runtime.retention_ms)
             load_s = time.perf_counter() - t0
-            expected = _expected_versions(events)
+            per = shape.events_per_entry
+            entries = events // per
+            expected = _expected_versions(entries, shape.sessions)
             wrong = [
                 j
-                for j in range(SESSIONS)
+                for j in range(shape.sessions)
                 if (s := processor.sessions.get(_key(j))) is None
                 or s.version != expected[j]
-                or getattr(s.state, "count", None) != expected[j]
+                or getattr(s.state, "count", None) != expected[j] * per
             ]
         finally:
             await writer.close()
@@ -268,6 +307,7 @@ async def _restore(bootstrap: str, namespace: str, checkpoint_every: int, events
         await log.close()
     return {
         "events": events,
+        "shape": shape.name,
         "restore_s": restore_s,
         "fence_s": fence_s,
         "load_all_sessions_s": load_s,
@@ -278,12 +318,14 @@ async def _restore(bootstrap: str, namespace: str, checkpoint_every: int, events
         "rss_restored_mb": rss_restored,
         "peak_rss_restore_mb": peak_restore,
         "peak_rss_mb": _peak_rss_mb(),
-        "correct": not wrong and resume == events,
+        "correct": not wrong and resume == entries,
         "wrong_sessions": len(wrong),
     }
 
 
-async def restore_in_subprocess(bootstrap: str, namespace: str, checkpoint_every: int, events: int) -> dict[str, Any]:
+async def restore_in_subprocess(
+    bootstrap: str, namespace: str, checkpoint_every: int, events: int, shape: Shape = NARROW
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
@@ -297,6 +339,8 @@ async def restore_in_subprocess(bootstrap: str, namespace: str, checkpoint_every
         str(checkpoint_every),
         "--events",
         str(events),
+        "--shape",
+        shape.name,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     proc = await asyncio.create_subprocess_exec(
@@ -318,16 +362,16 @@ async def restore_in_subprocess(bootstrap: str, namespace: str, checkpoint_every
 # The workload
 # --------------------------------------------------------------------------------------------
 
-SERIES = ("no snapshots", "snapshots", "snapshots, uncompacted")
+SERIES = ("no snapshots", "snapshots", "snapshots, uncompacted", "wide, no checkpoint", "wide, checkpoints")
 
 
 async def _restores(
-    bootstrap: str, namespace: str, series: str, size: int, checkpoint_every: int, runs: int
+    bootstrap: str, namespace: str, series: str, size: int, checkpoint_every: int, runs: int, shape: Shape = NARROW
 ) -> list[dict[str, Any]]:
     out = console()
     results = []
     for r in range(runs):
-        res = await restore_in_subprocess(bootstrap, namespace, checkpoint_every, size)
+        res = await restore_in_subprocess(bootstrap, namespace, checkpoint_every, size, shape)
         results.append(res)
         mark = "[green]ok[/green]" if res["correct"] else f"[red]WRONG ({res['wrong_sessions']} sessions)[/red]"
         out.print(
@@ -378,6 +422,17 @@ async def recovery(opts: Any) -> dict[str, Any]:
             keep(SERIES[2], sizes[0], generated.written, results)
         finally:
             await delete_namespace(bootstrap, namespace)
+        largest = max(sizes)
+        namespace = new_namespace(f"W5-{largest}-wide")
+        try:
+            generated = await generate(bootstrap, namespace, largest, "none", WIDE)
+            results = await _restores(bootstrap, namespace, SERIES[3], largest, CHECKPOINT_EVERY, opts.runs, WIDE)
+            keep(SERIES[3], largest, generated.written, results)
+            await add_snapshots(bootstrap, namespace, generated)
+            results = await _restores(bootstrap, namespace, SERIES[4], largest, CHECKPOINT_EVERY, opts.runs, WIDE)
+            keep(SERIES[4], largest, generated.written, results)
+        finally:
+            await delete_namespace(bootstrap, namespace)
     points = [
         {
             "series": e["series"],
@@ -387,7 +442,6 @@ async def recovery(opts: Any) -> dict[str, Any]:
         }
         for e in entries
     ]
-    largest = max(sizes)
 
     def at(series: str, size: int, key: str) -> Any:
         for e in entries:
@@ -402,6 +456,10 @@ async def recovery(opts: Any) -> dict[str, Any]:
         "peak_rss_mb_snapshots": at("snapshots", largest, "peak_rss_restore_mb"),
         "peak_rss_mb_no_snapshots": at("no snapshots", largest, "peak_rss_restore_mb"),
         "restore_s_snapshots_uncompacted": at("snapshots, uncompacted", sizes[0], "restore_s"),
+        "restore_s_wide_no_checkpoint": at("wide, no checkpoint", largest, "restore_s"),
+        "restore_s_wide_checkpoints": at("wide, checkpoints", largest, "restore_s"),
+        "peak_rss_mb_wide_no_checkpoint": at("wide, no checkpoint", largest, "peak_rss_restore_mb"),
+        "peak_rss_mb_wide_checkpoints": at("wide, checkpoints", largest, "peak_rss_restore_mb"),
     }
     return {
         "system": "tether",
@@ -410,6 +468,9 @@ async def recovery(opts: Any) -> dict[str, Any]:
             "sessions": SESSIONS,
             "partitions": 1,
             "checkpoint_every": CHECKPOINT_EVERY,
+            "checkpoint_every_events": CHECKPOINT_EVERY_EVENTS,
+            "restore_buffer_bytes": RuntimeSettings().restore_buffer_bytes,
+            "wide_events_per_entry": WIDE.events_per_entry,
             "transaction_records": TXN_RECORDS,
             "runs": opts.runs,
             "single_run_from": SINGLE_RUN_FROM,
@@ -430,8 +491,11 @@ def main() -> None:
     restore.add_argument("--namespace", required=True)
     restore.add_argument("--checkpoint-every", type=int, required=True)
     restore.add_argument("--events", type=int, required=True)
+    restore.add_argument("--shape", choices=sorted(SHAPES), default=NARROW.name)
     args = parser.parse_args()
-    result = asyncio.run(_restore(args.bootstrap, args.namespace, args.checkpoint_every, args.events))
+    result = asyncio.run(
+        _restore(args.bootstrap, args.namespace, args.checkpoint_every, args.events, SHAPES[args.shape])
+    )
     print(json.dumps(result))
 
 

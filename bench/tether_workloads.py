@@ -34,12 +34,14 @@ from bench import tether_apps as apps
 from bench._harness import (
     ProcessSampler,
     Result,
+    check_mark,
     console,
     drive,
     load_results,
     median_run,
     progress_bar,
     record,
+    workload_result,
 )
 from bench._tether_harness import (
     PARTITIONS,
@@ -59,7 +61,7 @@ from bench._tether_harness import (
 from bench._tether_harness import (
     lifespan as broker_lifespan,
 )
-from bench.peer_restate.driver import SEED, WARMUP_CALLS, Workload, check_counters, key_sequence
+from bench.peer_restate.driver import SEED, Workload, check_counters, key_sequence
 from bench.peer_restate.driver import WORKLOADS as PEER_WORKLOADS
 from bench.registry import register
 
@@ -264,15 +266,7 @@ async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[st
     timeout_s = max(180.0, workload.calls / 10.0)
     results = []
     async with system(name, backend) as sut:
-        warm = Workload(
-            workload.name,
-            workload.handler,
-            min(WARMUP_CALLS, workload.calls),
-            workload.concurrency,
-            min(workload.keys, 100),
-            "warm-up",
-        )
-        wkeys = key_sequence(warm, f"warm-{uuid.uuid4().hex[:8]}")
+        warm, wkeys = workload.warm_up()
         handler = HANDLERS[warm.handler]
         with progress_bar(f"tether {name} warm-up (worker start)", warm.calls) as advance:
             await drive(
@@ -296,14 +290,7 @@ async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[st
             if not figures["correct"]:
                 out.print(f"[red]  {figures['check']['problems'][:3]} first error: {figures['first_error']}[/red]")
         params = asdict(workload) | sut.params | {"runs": opts.runs, "warmup_calls": warm.calls, "seed": SEED}
-    med = median_run(results)
-    return {
-        "system": "tether",
-        "params": params,
-        "median": {k: v for k, v in med.items() if k != "check"},
-        "runs": results,
-        "correct": all(r["correct"] for r in results),
-    }
+    return workload_result("tether", params, results, median_run(results))
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +460,7 @@ async def fire_and_forget(
                 return {"system": "tether", "skipped": repr(exc), "params": {"workers": workers, "ray": True}}
             raise
         results.append(figures)
-        mark = "[green]ok[/green]" if figures["correct"] else f"[red]WRONG {figures['check']['problems'][:3]}[/red]"
+        mark = check_mark(figures)
         out.print(
             f"tether {name} run {r + 1}/{opts.runs}: send {figures['send_msgs_per_s']:,.0f} msg/s, "
             f"end-to-end {figures['end_to_end_msgs_per_s']:,.0f} msg/s "
@@ -487,13 +474,8 @@ async def fire_and_forget(
         med["raw_ratio"] = med["end_to_end_msgs_per_s"] / raw["end_to_end_msgs_per_s"]
     for run in results:
         run.pop("params", None)
-    return {
-        "system": "tether",
-        "params": params | {"messages": messages, "sessions": W4_SESSIONS, "runs": opts.runs, "warmup": "5%"},
-        "median": {k: v for k, v in med.items() if k != "check"},
-        "runs": results,
-        "correct": all(r["correct"] for r in results),
-    }
+    extra = {"messages": messages, "sessions": W4_SESSIONS, "runs": opts.runs, "warmup": "5%"}
+    return workload_result("tether", params | extra, results, med)
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +524,10 @@ DESCRIPTIONS: dict[str, str] = {
     "W4": "100,000 one-way sends to 10,000 sessions, 1 worker process, first send to last commit",
     "W4-2workers": "W4 with 2 worker processes (one consumer group)",
     "W4-ray": "W4 with 2 workers as Ray actors (tether serve --ray --workers 2)",
-    "W5": "restore a partition of 100,000 and 1,000,000 events (10,000 sessions), with and without snapshots",
+    "W5": (
+        "restore a partition of 100,000 and 1,000,000 events (10,000 sessions, or one wide session), "
+        "with and without snapshots"
+    ),
     "W6": "1,000 three-step sagas, 5% failing at the third step (compensated)",
     "W7": "replay 10,000 dead letters from the DLQ (dlq.DeadLetters.replay)",
     "W1-embedded": "W1 on the embedded (SQLite) backend, worker in-process",

@@ -19,6 +19,7 @@ _BADGES = {
     "pending": "bad",
     "parked": "warn",
     "compensated": "warn",
+    "cancelled": "warn",
     "compensating": "warn",
     "suspended": "info",
     "waiting": "info",

@@ -36,6 +36,8 @@ def _note(rec: SagaRecord) -> str:
     s = rec.state
     if s.stuck is not None:
         return s.stuck.reason
+    if s.cancelled is not None:
+        return f"cancelled by {s.cancelled.by}: {s.cancelled.reason}"
     if s.failed_step and s.failure is not None:
         return f"{s.failed_step}: {s.failure.type}: {s.failure.message}"
     return ""
@@ -141,6 +143,11 @@ async def saga_page(
         + render(" · version {v} · partition {p}</p>", v=rec.version, p=rec.partition)
         + (render('<p class="notice">waiting: {w}</p>', w=rec.waiting) if rec.waiting else Safe(""))
         + (render('<p class="error">stuck: {r}</p>', r=s.stuck.reason) if s.stuck is not None else Safe(""))
+        + (
+            render('<p class="notice">{n}</p>', n=_note(rec))
+            if s.cancelled is not None and s.stuck is None
+            else Safe("")
+        )
         + (render('<p class="error">failed step {n}</p>', n=_note(rec)) if s.failed_step else Safe(""))
         + "<h2>Input</h2>"
         + data(s.input, limit=20000)

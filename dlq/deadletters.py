@@ -15,11 +15,11 @@ import builtins
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 from actors import Client, Settings
 from eventstore import EmbeddedLog, EventLog, Topics, open_log
+from eventstore.lifecycle import AsyncResource
 
 from .discard import discard as discard_letters
 from .errors import InvalidFilterError, NoDeadLetterTopicError, NoMatchError
@@ -33,7 +33,7 @@ from .status import StatusStore
 log = logging.getLogger(__name__)
 
 
-class DeadLetters:
+class DeadLetters(AsyncResource):
     """Inspect, replay and discard the dead letters of one namespace.
 
     Use as ``async with DeadLetters(settings) as dlq``. Reads go through the event log
@@ -78,18 +78,6 @@ class DeadLetters:
             index_path = dlq_index_path(self.settings.data_dir, identity, topic or self.topics.dlq)
         self.inspector = Inspector(self._log, self.topics, self.statuses, topic=topic, index_path=index_path)
         self._replayer = Replayer(self._log, self.settings, self.statuses, chunk_size=chunk_size)
-
-    async def __aenter__(self) -> DeadLetters:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Connect to the log.
@@ -261,27 +249,24 @@ class DeadLetters:
             transform = Transform.load(transform)
         elif transform is not None and not isinstance(transform, Transform):
             transform = Transform(transform)
-        if dry_run:
+        loaded: Transform | None = transform  # narrowed above; a closure would see the declared type
+
+        async def run() -> Report:
             return await self._replayer.replay(
                 await self.select(ids, where),
-                dry_run=True,
+                dry_run=dry_run,
                 rate=rate,
-                transform=transform,
+                transform=loaded,
                 include_discarded=include_discarded,
                 by=by,
                 progress=progress,
             )
+
+        if dry_run:
+            return await run()
         # Fence older replayers first: the statuses read next include all they committed.
         async with self._replayer.fenced():
-            letters = await self.select(ids, where)
-            return await self._replayer.replay(
-                letters,
-                rate=rate,
-                transform=transform,
-                include_discarded=include_discarded,
-                by=by,
-                progress=progress,
-            )
+            return await run()
 
     async def discard(
         self,

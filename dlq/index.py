@@ -10,6 +10,8 @@ the log; it is never trusted over it:
   its headers): a topic deleted and created again, or another log behind the same path, makes
   the index rebuild that partition;
 - an index that ends past a partition's end does the same;
+- letters before a partition's first kept offset (removed by the topic's retention) are
+  dropped from the index on the next use;
 - ``show`` and replays read the dead letters themselves from the log; the index only says which.
 
 Statuses are not indexed: they are read from the control topic each time and joined.
@@ -25,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.protocol.deadletter import DeadLetterHeaders
+from actors.protocol.deadletter import DeadLetterSummary
 from eventstore import EventLog, Record
 
 from .records import DeadLetter, first_line
@@ -148,6 +150,14 @@ class LetterIndex:
             ).fetchone()
             start = 0
             if row is not None:
+                # Letters that retention removed from the topic leave the index too: it never
+                # lists a dead letter the topic no longer has.
+                kept_from = await self._log.offset_for_time(self._topic, partition, 0)
+                if kept_from > 0:
+                    gone = db.execute(
+                        "DELETE FROM letters WHERE partition = ? AND offset < ?", (partition, kept_from)
+                    ).rowcount
+                    regroup = regroup or gone > 0
                 next_offset, last_ts, last_sum = (int(v) for v in row)
                 fresh = next_offset <= end and (
                     next_offset == 0 or await self._still_there(partition, next_offset - 1, last_ts, last_sum)
@@ -207,7 +217,7 @@ class LetterIndex:
         else as `DeadLetter.from_record` parses it.
         """
         headers = dict(record.headers)  # the last value of a name wins, as in Record.header
-        dl = DeadLetterHeaders.decode(headers.get)
+        dl = DeadLetterSummary.decode(headers.get)
         if dl.object_name is None or dl.key is None or dl.handler is None or dl.category is None:
             letter = DeadLetter.from_record(record, foreign_topic=self._foreign)
             return (

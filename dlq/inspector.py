@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,11 @@ order (producers' clocks), and the filter itself is applied exactly afterwards."
 
 # Offsets this close together are read as one range rather than one read each.
 _RUN_GAP = 256
+
+SETTLE_TIMEOUT = 5.0
+"""Seconds a listing waits for transactions open on the topic when it starts (a worker's
+commit that returned a moment ago but whose markers are not written yet) before it reads what
+is committed (see `EventLog.settled_end_offset`)."""
 
 
 def parse_time(text: str, *, now: float | None = None) -> int:
@@ -252,8 +258,18 @@ class Inspector:
         """
         return await self._read_from(since_ms - CLOCK_SKEW_MS)
 
+    async def _settle(self, count: int) -> None:
+        """Wait until what was written to the topic before now is visible (or `SETTLE_TIMEOUT`).
+
+        A worker's transaction (a dead letter, the caller's error reply, the inbox offset) is
+        visible on each partition once the broker has written its markers there, a moment
+        after the commit returned: a listing right after a failure must still show it.
+        """
+        await asyncio.gather(*(self._log.settled_end_offset(self.topic, p, SETTLE_TIMEOUT) for p in range(count)))
+
     async def _read_from(self, from_ms: int | None) -> list[DeadLetter]:
         count = await self._partitions()
+        await self._settle(count)
         resolutions = await self._statuses.load()
         out: list[DeadLetter] = []
         for partition in range(count):
@@ -296,6 +312,7 @@ class Inspector:
         """
         assert self.index is not None
         count = await self._partitions()
+        await self._settle(count)
         await self.index.sync(count)
         positions, total = self.index.locate(where, await self._statuses.load(), limit)
         return await self.at(positions), total
@@ -307,6 +324,7 @@ class Inspector:
             if field not in GROUP_FIELDS:
                 raise InvalidFilterError(f"cannot group by {field!r}; choose from {', '.join(GROUP_FIELDS)}")
         count = await self._partitions()
+        await self._settle(count)
         await self.index.sync(count)
         rows = []
         for group in self.index.stats(where, await self._statuses.load(), by):

@@ -73,22 +73,8 @@ class Resolution(Transition):
         transform: str | None = None,
     ) -> Resolution:
         """The next resolution, keeping this one in the history."""
-        previous = Transition(
-            status=self.status,
-            at_ms=self.at_ms,
-            by=self.by,
-            reason=self.reason,
-            replay_message_id=self.replay_message_id,
-        )
-        return Resolution(
-            id=self.id,
-            status=status,
-            at_ms=now_ms(),
-            by=by,
-            reason=reason,
-            replay_message_id=replay_message_id,
-            transform=transform,
-            history=(*self.history, previous),
+        return resolve(
+            self.id, self, status, by=by, reason=reason, replay_message_id=replay_message_id, transform=transform
         )
 
 
@@ -108,17 +94,25 @@ def resolve(
     transform: str | None = None,
 ) -> Resolution:
     """The resolution that moves `dead_letter_id` from `previous` (None: pending) to `status`."""
-    who = by or operator()
+    history: tuple[Transition, ...] = ()
     if previous is not None:
-        return previous.then(status, by=who, reason=reason, replay_message_id=replay_message_id, transform=transform)
+        earlier = Transition(
+            status=previous.status,
+            at_ms=previous.at_ms,
+            by=previous.by,
+            reason=previous.reason,
+            replay_message_id=previous.replay_message_id,
+        )
+        history = (*previous.history, earlier)
     return Resolution(
         id=dead_letter_id,
         status=status,
         at_ms=now_ms(),
-        by=who,
+        by=by or operator(),
         reason=reason,
         replay_message_id=replay_message_id,
         transform=transform,
+        history=history,
     )
 
 

@@ -7,6 +7,7 @@ TetherError
 │       ├── KafkaAuthenticationError  SASL credentials or mechanism refused
 │       └── KafkaAuthorizationError   authenticated, but an ACL denies an operation
 ├── UsageError                a definition or call that misuses the API
+│   └── PartitionCountError   partitions asked for differ from an existing namespace's
 ├── LogUnavailableError       the log (broker or file) cannot be reached       retriable
 ├── ProducerFencedError       a newer writer took over this transactional id
 │   └── StaleMembershipError  the group moved on: this member's offset commit was refused (KIP-447)
@@ -70,6 +71,22 @@ class KafkaAuthorizationError(KafkaSecurityError):
 
 class UsageError(TetherError):
     """A definition or a call that misuses the API (raised where the mistake is made)."""
+
+
+class PartitionCountError(UsageError):
+    """Partitions asked for differ from the count an existing namespace was created with.
+
+    From ``--partitions``, ``TETHER_PARTITIONS`` or ``Settings(partitions=...)``: a namespace's
+    partition count is fixed when it is created.
+    """
+
+    def __init__(self, namespace: str, topic: str, asked: int, found: int) -> None:
+        super().__init__(
+            f"namespace {namespace!r} has {found} partition(s) (topic {topic!r}), but {asked} were asked for "
+            f"(--partitions / TETHER_PARTITIONS): the count is fixed when a namespace is created; drop the "
+            f"option, give {found}, or use a new namespace"
+        )
+        self.namespace, self.topic, self.asked, self.found = namespace, topic, asked, found
 
 
 class LogUnavailableError(TetherError):

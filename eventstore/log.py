@@ -126,6 +126,17 @@ class EventLog(Protocol):
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset after the last committed record (Kafka: last stable offset)."""
 
+    async def settled_end_offset(self, topic: str, partition: int, timeout: float) -> int:
+        """`end_offset` once every transaction that had written to the partition has ended.
+
+        Those that had written to it when called; it waits at most `timeout` seconds (then it
+        is `end_offset` as it is).
+
+        For readers that must see what another process committed just before: Kafka makes a
+        committed transaction visible to read_committed readers only once its markers are
+        written, after the writer's commit returned (its records are in the partition already).
+        """
+
     async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         """The earliest offset whose record's time is at or after `timestamp_ms`.
 

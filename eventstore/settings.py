@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, PartitionCountError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -175,6 +175,15 @@ class LogSettings(BaseSettings):
     (``synchronous=FULL``) syncs every commit to disk, slower."""
     kafka: KafkaSettings = KafkaSettings()
     """Broker connection, when the backend is Kafka."""
+
+    def check_partitions(self, topic: str, found: int) -> None:
+        """Refuse an explicit `partitions` (set, not defaulted) that `topic`'s `found` contradicts.
+
+        Raises:
+            PartitionCountError: the namespace exists with another partition count.
+        """
+        if "partitions" in self.model_fields_set and self.partitions != found:
+            raise PartitionCountError(self.namespace, topic, self.partitions, found)
 
     @property
     def resolved_backend(self) -> Literal["embedded", "kafka"]:

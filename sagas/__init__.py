@@ -8,7 +8,7 @@ step fails for good, and parks the saga as ``stuck`` (a dead letter) when a comp
 """
 
 from .client import SagaClient, SagaHandle, SagaOutcome
-from .coordinator import RetryRequest, RetryResult, StatusQuery
+from .coordinator import CancelRequest, CancelResult, RetryRequest, RetryResult, StatusQuery
 from .definitions import (
     DEFAULT_COMPENSATION_RETRY,
     DEFAULT_STEP_RETRY,
@@ -18,12 +18,15 @@ from .definitions import (
     idempotency_key,
 )
 from .errors import SagaError, SagaNotFoundError, SagaTimeoutError, UsageError
-from .events import Attempt, ErrorInfo, SagaState, SagaStatus, StepState, StepStatus, StuckInfo
+from .events import Attempt, CancelInfo, ErrorInfo, SagaState, SagaStatus, StepState, StepStatus, StuckInfo
 from .inspect import SagaRecord, find_saga, read_sagas
 from .results import StepResults
 
 __all__ = [
     "Attempt",
+    "CancelInfo",
+    "CancelRequest",
+    "CancelResult",
     "Compensation",
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_STEP_RETRY",

@@ -1,9 +1,9 @@
-"""`tether saga list|show|retry`: thin commands over `sagas.inspect` and `SagaClient`.
+"""`tether saga list|show|retry|cancel`: thin commands over `sagas.inspect` and `SagaClient`.
 
 `list` and `show` read the log directly (no worker needed, no saga code imported); `retry`
-asks the worker that serves the saga's coordinator to resume it. Exit codes as for every
-`tether` command: 0 done, 1 failed (nothing to retry), 2 no such saga, 3 unavailable (log or
-worker unreachable).
+and `cancel` ask the worker that serves the saga's coordinator to resume or cancel it. Exit
+codes as for every `tether` command: 0 done, 1 failed (nothing to retry or cancel), 2 no such
+saga, 3 unavailable (log or worker unreachable).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from .errors import SagaNotFoundError
 from .events import SagaStatus, StepState
 from .inspect import SagaRecord, find_saga, read_sagas
 
-STATUSES: tuple[SagaStatus, ...] = ("running", "compensating", "completed", "compensated", "stuck")
+STATUSES: tuple[SagaStatus, ...] = ("running", "compensating", "completed", "compensated", "cancelled", "stuck")
 _COLORS = {
     "completed": "green",
     "compensated": "yellow",
+    "cancelled": "yellow",
     "stuck": "bold red",
     "running": "cyan",
     "compensating": "magenta",
@@ -54,6 +55,8 @@ def _summary(rec: SagaRecord) -> dict[str, Any]:
     note = ""
     if s.stuck is not None:
         note = s.stuck.reason
+    elif s.cancelled is not None:
+        note = f"cancelled by {s.cancelled.by}: {s.cancelled.reason}"
     elif s.failed_step and s.failure is not None:
         note = f"{s.failed_step}: {s.failure.type}: {s.failure.message}"
     return {
@@ -73,7 +76,7 @@ def _summary(rec: SagaRecord) -> dict[str, Any]:
 
 @click.group(context_settings=HELP_OPTIONS)
 def saga() -> None:
-    """Inspect sagas and resume stuck ones."""
+    """Inspect sagas, resume stuck ones, cancel running ones."""
 
 
 @saga.command("list")
@@ -169,6 +172,9 @@ def show(settings: Settings, saga_id: str, saga_name: str | None, as_json: bool)
         console.print(
             Text.assemble(("failed step ", "red"), plain(f"{s.failed_step}: {s.failure.type}: {s.failure.message}"))
         )
+    if s.cancelled is not None:
+        who = s.cancelled
+        console.print(Text.assemble(("cancelled", "yellow"), plain(f" {_when(who.at)} by {who.by}: {who.reason}")))
     if s.stuck is not None:
         console.print(Text.assemble(("stuck", "bold red"), plain(f" since {_when(s.stuck.at)}: {s.stuck.reason}")))
     if s.resumes:
@@ -234,6 +240,48 @@ def retry(settings: Settings, saga_id: str, saga_name: str | None, timeout: floa
         sys.exit(0 if result.resumed else EXIT_FAILURE)
     if result.resumed:
         click.echo(printable(f"saga {name}/{saga_id}: {result.message} (now {result.status})"))
+        return
+    click.secho(printable(f"saga {name}/{saga_id}: {result.message}"), fg="yellow", err=True)
+    sys.exit(EXIT_FAILURE)
+
+
+@saga.command("cancel")
+@click.argument("saga_id")
+@click.option("--saga", "saga_name", default=None, metavar="NAME", help="The definition (skips the log scan).")
+@click.option(
+    "--reason", default="cancelled by an operator", show_default=True, help="Recorded, and shown by saga show."
+)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def cancel(settings: Settings, saga_id: str, saga_name: str | None, reason: str, timeout: float, as_json: bool) -> None:
+    """Cancel a running saga as a whole: no more steps start, completed ones are compensated.
+
+    Compensations run in reverse order, each once; the saga then ends `cancelled`, and `saga
+    show` says who cancelled it, when and why. A group of steps already running finishes
+    first. A saga stuck on a step that must not be undone can be cancelled too. A worker
+    serving the saga must be running. Exit 1 when there is nothing to cancel (completed,
+    compensating, cancelled before).
+    """
+    from actors.inspection.audit import operator
+
+    by = operator()
+
+    async def go() -> tuple[str, Any]:
+        name = saga_name or (await find_saga(settings, saga_id)).saga
+        async with Client.connect(settings) as client:
+            return name, await SagaClient(client).cancel(name, saga_id, reason, by=by, timeout=timeout)
+
+    try:
+        name, result = asyncio.run(go())
+    except SagaNotFoundError as exc:
+        fail(exc, EXIT_USAGE)
+    if as_json:
+        out = {"saga": name, "saga_id": saga_id, "cancelled": result.cancelled, "status": result.status, "by": by}
+        click.echo(json.dumps({**out, "reason": reason, "message": result.message}, ensure_ascii=True))
+        sys.exit(0 if result.cancelled else EXIT_FAILURE)
+    if result.cancelled:
+        click.echo(printable(f"saga {name}/{saga_id}: {result.message} (by {by}: {reason})"))
         return
     click.secho(printable(f"saga {name}/{saga_id}: {result.message}"), fg="yellow", err=True)
     sys.exit(EXIT_FAILURE)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from actors import CallTimeoutError, Client
+from actors.inspection.cancelling import cancel_live
 
-from .coordinator import RetryRequest, RetryResult, StatusQuery
+from .coordinator import CancelRequest, CancelResult, RetryRequest, RetryResult, StatusQuery
 from .definitions import Saga, Step, object_name
 from .errors import SagaTimeoutError
 from .events import SagaState
@@ -26,7 +28,7 @@ POLL_MAX = 1.0
 
 
 class SagaOutcome(SagaState):
-    """A settled saga: completed, compensated, or stuck. Typed access to step results."""
+    """A settled saga: completed, compensated, cancelled, or stuck. Typed access to step results."""
 
     @property
     def ok(self) -> bool:
@@ -60,7 +62,7 @@ class SagaHandle(Generic[I]):
         return state
 
     async def result(self, *, timeout: float = 60.0) -> SagaOutcome:
-        """Wait until the saga is completed, compensated or stuck, and return it.
+        """Wait until the saga is completed, compensated, cancelled or stuck, and return it.
 
         Raises:
             SagaTimeoutError: it did not settle within `timeout` s (it goes on regardless).
@@ -88,6 +90,10 @@ class SagaHandle(Generic[I]):
         result = await self.client.call(self.saga.resume, self.saga_id, RetryRequest(), timeout=timeout)
         assert isinstance(result, RetryResult)
         return result
+
+    async def cancel(self, reason: str, *, by: str, timeout: float = 30.0) -> CancelResult:
+        """Cancel the saga as a whole (see `SagaClient.cancel`)."""
+        return await SagaClient(self.client).cancel(self.saga, self.saga_id, reason, by=by, timeout=timeout)
 
 
 class SagaClient:
@@ -119,3 +125,28 @@ class SagaClient:
         name = saga if isinstance(saga, str) else saga.name
         raw = await self.client.call_raw(object_name(name), saga_id, "retry", {}, timeout=timeout)
         return RetryResult.model_validate(raw)
+
+    async def cancel(
+        self, saga: str | Saga[Any], saga_id: str, reason: str, *, by: str, timeout: float = 30.0
+    ) -> CancelResult:
+        """Cancel a saga as a whole by the name of its definition (no need to import it).
+
+        The coordinator records who and why (`SagaCancelled`), starts no more steps and
+        compensates the completed ones in reverse order; the saga then ends ``cancelled``. A
+        group of steps already running finishes its current attempts first (and is compensated
+        with the rest); a group waiting to retry a step starts no further attempt. A worker
+        serving the saga must answer.
+        """
+        name = saga if isinstance(saga, str) else saga.name
+        coordinator = object_name(name)
+        payload = CancelRequest(by=by, reason=reason).model_dump(mode="json")
+        request_id = f"saga-cancel:{uuid.uuid4().hex}"
+        # First the request, durable and queued behind whatever the coordinator runs; then that
+        # run is interrupted (a retry round it waits for does not start); then the request's
+        # reply, asked for again by its id (a duplicate is answered with the recorded reply).
+        await self.client.send_raw(coordinator, saga_id, "cancel", payload, idempotency_key=request_id)
+        await cancel_live(self.client, coordinator, saga_id, reason=reason, by=by, handler="advance", timeout=timeout)
+        raw = await self.client.call_raw(
+            coordinator, saga_id, "cancel", payload, timeout=timeout, idempotency_key=request_id
+        )
+        return CancelResult.model_validate(raw)

@@ -10,6 +10,9 @@ Handlers:
   the runtime dead-letters it. (A failed invocation commits no events, which is why `SagaStuck`
   is recorded by the ``advance`` that failed, and the dead letter comes from this second one.)
 - ``retry``: an operator resumes a stuck saga (`tether saga retry`).
+- ``cancel``: an operator cancels the saga as a whole (`tether saga cancel`): `SagaCancelled`
+  is recorded and the next ``advance`` compensates the completed steps in reverse order. It
+  runs between two ``advance`` invocations (one group each), so no step starts after it.
 - ``status`` (shared): the saga's state.
 
 Every attempt of an action or compensation is one journaled step named ``{step}:{phase}``: it
@@ -29,6 +32,7 @@ from pydantic import BaseModel
 
 from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
 from actors.clock import clock
+from actors.errors import InvocationCancelledError
 from actors.observability.redaction import redact
 
 from .events import (
@@ -38,6 +42,7 @@ from .events import (
     CompensationSucceeded,
     ErrorInfo,
     Phase,
+    SagaCancelled,
     SagaCompensated,
     SagaCompleted,
     SagaResumed,
@@ -93,6 +98,26 @@ class RetryResult(BaseModel):
 
     resumed: bool
     """True when a stuck saga was resumed (or a stalled one nudged)."""
+    status: SagaStatus
+    """The saga's status afterwards."""
+    message: str
+    """A sentence for the operator."""
+
+
+class CancelRequest(BaseModel):
+    """Cancel a saga as a whole: compensate what completed, start no more steps."""
+
+    by: str
+    """Who cancels (``user@host``), recorded with the cancellation."""
+    reason: str
+    """Why, recorded and shown by `tether saga show`."""
+
+
+class CancelResult(BaseModel):
+    """What `cancel` did."""
+
+    cancelled: bool
+    """True when this request cancelled the saga."""
     status: SagaStatus
     """The saga's status afterwards."""
     message: str
@@ -209,19 +234,41 @@ def _check_result(step: Step[Any, Any], phase: Phase, value: Any) -> Any:
 
 async def _run_group(
     ctx: ObjectContext[SagaState], saga: Saga[Any], steps: list[Step[Any, Any]], phase: Phase
-) -> dict[str, _Unit]:
-    """Attempt every step of a group until each succeeds or fails for good, in rounds."""
+) -> tuple[dict[str, _Unit], list[Step[Any, Any]]]:
+    """Attempt every step of a group until each succeeds or fails for good, in rounds.
+
+    Returns the units and the steps left pending: none, unless an operator cancelled the saga
+    (`tether saga cancel` interrupts the coordinator) while the group waited between rounds.
+    Then no further round starts.
+    """
     units = {s.name: _Unit() for s in steps}
     pending = list(steps)
     attempt = 0
     while pending:
         attempt += 1
         backoff = {s.name: units[s.name].last for s in pending}
-        if attempt > 1 and await _durable_backoff(ctx, pending, phase, units, attempt):
-            backoff = {}  # waited out: the attempts start at once
-        outcomes = await asyncio.gather(*(_attempt(ctx, saga, s, phase, backoff.get(s.name), attempt) for s in pending))
+        if attempt > 1:
+            try:
+                if await _durable_backoff(ctx, pending, phase, units, attempt):
+                    backoff = {}  # waited out: the attempts start at once
+                await ctx.check_cancelled()  # before the round: none of its attempts starts
+            except InvocationCancelledError:
+                if phase == "action":
+                    return units, pending
+                # Compensations are never cancelled: wait again, then go on.
+                if await _durable_backoff(ctx, pending, phase, units, attempt):
+                    backoff = {}
+        results = await asyncio.gather(
+            *(_attempt(ctx, saga, s, phase, backoff.get(s.name), attempt) for s in pending), return_exceptions=True
+        )
+        # A cancellation restored after a restart may surface in a round's first new attempt.
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, InvocationCancelledError):
+                raise result
+        cancelled = [s for s, r in zip(pending, results, strict=True) if isinstance(r, InvocationCancelledError)]
+        outcomes = [(s, r) for s, r in zip(pending, results, strict=True) if isinstance(r, Outcome)]
         still: list[Step[Any, Any]] = []
-        for step, outcome in zip(pending, outcomes, strict=True):
+        for step, outcome in outcomes:
             unit = units[step.name]
             unit.last = outcome
             unit.attempts.append(Attempt(n=attempt, started=outcome.started, ended=outcome.ended, error=outcome.error))
@@ -229,8 +276,10 @@ async def _run_group(
             error = outcome.error
             if not outcome.ok and error is not None and error.retryable and attempt < policy.max_attempts:
                 still.append(step)
-        pending = still
-    return units
+        if cancelled and phase == "action":
+            return units, [s for s in pending if s in cancelled or s in still]
+        pending = [s for s in pending if s in cancelled or s in still]
+    return units, []
 
 
 def _policy(step: Step[Any, Any], phase: Phase) -> RetryPolicy:
@@ -260,6 +309,34 @@ async def _durable_backoff(
     ctx.logger.info("saga %s: next %s attempt in %.1f s (durable timer)", ctx.key, phase, wait)
     await ctx.sleep(wait)
     return True
+
+
+def _interrupted(
+    ctx: ObjectContext[SagaState], todo: list[Step[Any, Any]], units: dict[str, _Unit], left: list[Step[Any, Any]]
+) -> None:
+    """Record a group that a cancellation stopped between rounds.
+
+    Steps that succeeded are recorded so, and so are steps that failed for good; a step left
+    pending stays pending, unless an attempt of it timed out and it compensates timeouts (it may
+    have taken effect: recorded failed and uncertain, so that the cancellation compensates it).
+    None of this starts a compensation: the operator's cancel, queued behind, does.
+    """
+    state = ctx.state
+    for step in todo:
+        unit = units[step.name]
+        if unit.last is None:
+            continue
+        if unit.ok:
+            ctx.emit(StepSucceeded(step=step.name, result=unit.last.result, attempts=unit.attempts))
+            continue
+        uncertain = step.compensate_timeouts and _timed_out(state.step(step.name).attempts + unit.attempts)
+        if step not in left or uncertain:
+            assert unit.last.error is not None
+            ctx.emit(
+                StepFailed(
+                    step=step.name, error=unit.last.error, attempts=unit.attempts, compensate=False, uncertain=uncertain
+                )
+            )
 
 
 def _pending_group(saga: Saga[Any], state: SagaState) -> list[Step[Any, Any]] | None:
@@ -346,8 +423,13 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
                     return
                 if worked:
                     break
-                units = await _run_group(ctx, saga, todo, "action")
+                units, interrupted = await _run_group(ctx, saga, todo, "action")
                 worked = True
+                if interrupted:
+                    # Cancelled between rounds: record what completed; the operator's cancel,
+                    # queued behind this invocation, compensates it.
+                    _interrupted(ctx, todo, units, interrupted)
+                    break
                 failed: dict[str, ErrorInfo] = {}
                 compensate = False
                 for step in todo:
@@ -386,7 +468,7 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
                     return
                 if worked:
                     break
-                units = await _run_group(ctx, saga, todo, "compensation")
+                units, _ = await _run_group(ctx, saga, todo, "compensation")
                 worked = True
                 failed = {}
                 for step in todo:
@@ -448,6 +530,33 @@ def build(saga: Saga[Any]) -> VirtualObject[SagaState]:
         )
 
     obj.handler("retry")(retry)
+
+    async def cancel(ctx: ObjectContext[SagaState], cmd: CancelRequest) -> CancelResult:
+        state = ctx.state
+        stuck_on_action = state.status == "stuck" and state.stuck is not None and state.stuck.phase == "action"
+        if state.status == "running" or stuck_on_action:
+            ctx.emit(SagaCancelled(by=cmd.by, reason=cmd.reason, at=ctx.now()))
+            ctx.send(advance_handler, ctx.key, Advance(seq=ctx.state.seq))
+            ctx.logger.warning("saga %s cancelled by %s: %s", ctx.key, cmd.by, cmd.reason)
+            done = [s.name for s in ctx.state.steps if _due(s) and s.compensable]
+            undo = f"compensating {', '.join(reversed(done))}" if done else "no completed step to compensate"
+            return CancelResult(cancelled=True, status=ctx.state.status, message=f"cancelled; {undo}")
+        if state.status == "new":
+            return CancelResult(cancelled=False, status="new", message="no saga with this id was started")
+        if state.status == "compensating":
+            # The cancellation may have stopped the advance queued before this: nudge (a stale
+            # advance is ignored by its seq), so the compensation goes on.
+            ctx.send(advance_handler, ctx.key, Advance(seq=state.seq))
+        if state.cancelled is not None:
+            who = state.cancelled
+            return CancelResult(
+                cancelled=False, status=state.status, message=f"cancelled before by {who.by}: {who.reason}"
+            )
+        return CancelResult(
+            cancelled=False, status=state.status, message=f"the saga is {state.status}; nothing to cancel"
+        )
+
+    obj.handler("cancel", retry=NO_RETRY)(cancel)
 
     async def status(ctx: ObjectContext[SagaState], query: StatusQuery) -> SagaState:
         return ctx.state

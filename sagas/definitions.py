@@ -29,7 +29,7 @@ from .events import Phase, SagaState, effect_key
 from .results import StepResults
 
 if TYPE_CHECKING:
-    from .coordinator import Advance, Park, RetryRequest, RetryResult, StatusQuery
+    from .coordinator import Advance, CancelRequest, CancelResult, Park, RetryRequest, RetryResult, StatusQuery
 
 I = TypeVar("I", bound=BaseModel)  # noqa: E741 - the saga's input
 R = TypeVar("R", bound=BaseModel | None)
@@ -388,6 +388,11 @@ class Saga(Generic[I]):
     def resume(self) -> Handler[SagaState, RetryRequest, RetryResult]:
         """Handler behind `tether saga retry`: resume a stuck saga (or nudge a stalled one)."""
         return self._handler("retry")
+
+    @property
+    def cancel(self) -> Handler[SagaState, CancelRequest, CancelResult]:
+        """Handler behind `tether saga cancel`: compensate what completed, start no more steps."""
+        return self._handler("cancel")
 
     @property
     def advance(self) -> Handler[SagaState, Advance, Any]:

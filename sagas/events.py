@@ -14,15 +14,16 @@ from pydantic import BaseModel, Field
 
 from eventstore import Codec
 
-SagaStatus = Literal["new", "running", "compensating", "completed", "compensated", "stuck"]
-"""Where a saga is. `completed`, `compensated` are final; `stuck` waits for an operator."""
+SagaStatus = Literal["new", "running", "compensating", "completed", "compensated", "cancelled", "stuck"]
+"""Where a saga is. `completed`, `compensated`, `cancelled` (an operator cancelled it and its
+completed steps were compensated) are final; `stuck` waits for an operator."""
 StepStatus = Literal["pending", "succeeded", "failed", "compensated", "compensation_failed"]
 """Where one step is. A step that failed is not compensated (it did not complete), unless its
 outcome is uncertain (`StepState.uncertain`)."""
 Phase = Literal["action", "compensation"]
 """Which half of a step."""
 
-FINAL: frozenset[str] = frozenset({"completed", "compensated"})
+FINAL: frozenset[str] = frozenset({"completed", "compensated", "cancelled"})
 """Statuses a saga never leaves."""
 SETTLED: frozenset[str] = FINAL | {"stuck"}
 """Statuses in which nothing happens until an operator acts (`SagaHandle.result` returns)."""
@@ -113,6 +114,17 @@ class StuckInfo(BaseModel):
     """When it got stuck."""
 
 
+class CancelInfo(BaseModel):
+    """Who cancelled a saga, when and why (`tether saga cancel`)."""
+
+    by: str
+    """The operator (``user@host``)."""
+    reason: str
+    """Why, as they said it."""
+    at: datetime
+    """When the coordinator took the cancellation."""
+
+
 class SagaState(BaseModel):
     """The coordinator's state: a saga, rebuilt from its events."""
 
@@ -136,6 +148,8 @@ class SagaState(BaseModel):
     """That step's error."""
     stuck: StuckInfo | None = None
     """Set while the saga is stuck."""
+    cancelled: CancelInfo | None = None
+    """Set once an operator cancelled the saga: it compensates, then ends `cancelled`."""
     resumes: int = 0
     """How often an operator resumed it."""
     seq: int = 0
@@ -250,6 +264,17 @@ class SagaStuck(BaseModel):
     at: datetime
 
 
+class SagaCancelled(BaseModel):
+    """An operator cancelled the saga (`tether saga cancel`).
+
+    No step starts any more, and the completed ones are compensated in reverse order.
+    """
+
+    by: str
+    reason: str
+    at: datetime
+
+
 class SagaResumed(BaseModel):
     """An operator resumed a stuck saga (`tether saga retry`)."""
 
@@ -297,7 +322,12 @@ def _completed(state: SagaState, e: SagaCompleted) -> None:
 
 
 def _compensated(state: SagaState, e: SagaCompensated) -> None:
-    state.status, state.ended_at = "compensated", e.at
+    state.status, state.ended_at = ("cancelled" if state.cancelled is not None else "compensated"), e.at
+
+
+def _cancelled(state: SagaState, e: SagaCancelled) -> None:
+    state.cancelled = CancelInfo(by=e.by, reason=e.reason, at=e.at)
+    state.status, state.stuck = "compensating", None
 
 
 def _stuck(state: SagaState, e: SagaStuck) -> None:
@@ -342,6 +372,7 @@ FOLDS: dict[type[BaseModel], Callable[[SagaState, Any], None]] = {
     SagaCompensated: _counted(_compensated),
     SagaStuck: _counted(_stuck),
     SagaResumed: _counted(_resumed),
+    SagaCancelled: _counted(_cancelled),
 }
 """Event type -> fold; each fold also counts the event in `SagaState.seq`."""
 

@@ -132,7 +132,7 @@ def settings_options(fn: F) -> F:
         "--partitions",
         type=click.IntRange(min=1),
         default=None,
-        help="Partitions of a new namespace (TETHER_PARTITIONS).",
+        help="Partitions of a new namespace (TETHER_PARTITIONS); another count than an existing one's is exit 2.",
     )
     @click.option("-v", "--verbose", count=True, help="-v for lifecycle logs, -vv for debug.")
     @click.option(

@@ -13,12 +13,12 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, partition_for, unpack
+from eventstore.lifecycle import AsyncResource
 from eventstore.log import LogConsumer
 
 from ..clock import now_ms
@@ -51,7 +51,7 @@ _ERRORS: dict[str, type[InvocationError]] = {
 }
 
 
-class Client:
+class Client(AsyncResource):
     """Talks to sessions through the log. Use as ``async with Client.connect() as client``."""
 
     def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
@@ -82,15 +82,6 @@ class Client:
         """A client to use as an async context manager (it starts on enter)."""
         return cls(settings, log=log)
 
-    async def __aenter__(self) -> Client:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     async def start(self) -> None:
         """Connect, create the namespace's topics if needed, and start listening for replies."""
         if self._listener is not None:
@@ -99,6 +90,7 @@ class Client:
             await self._log.start()
         await self._log.create_topics(self.topics.specs(self.settings.partitions))
         self._partitions = await self._log.partition_count(self.topics.inbox)
+        self.settings.check_partitions(self.topics.inbox, self._partitions)
         replies = await self._log.partition_count(self.topics.replies)
         self._reply_partition = random.randrange(replies)
         self._replies = await self._log.consumer(self.topics.replies, partitions={self._reply_partition: -1})
@@ -277,18 +269,11 @@ class Client:
         timeout: float | None = None,
     ) -> str:
         """`send` by names, with a JSON-like payload (for tools and dynamic callers)."""
-        span = tracing.client_span(
-            f"send {object_name}.{handler}", one_way=True, attributes=_span_attributes(object_name, key, handler)
-        )
-        try:
+        attributes = _span_attributes(object_name, key, handler)
+        with tracing.client_span(f"send {object_name}.{handler}", one_way=True, attributes=attributes) as at_end:
             message = self._message(object_name, key, handler, payload, idempotency_key, reply=False, delay=delay)
             await self._append(message, timeout=timeout)
-        except BaseException as exc:
-            if span is not None:
-                span.end(exc)
-            raise
-        if span is not None:
-            span.end(attributes={"tether.message_id": message.id})
+            at_end["tether.message_id"] = message.id
         return message.id
 
     async def send_many(
@@ -321,20 +306,9 @@ class Client:
         items = list(messages)
         if idempotency_keys is not None and len(idempotency_keys) != len(items):
             raise UsageError(f"{len(idempotency_keys)} idempotency keys for {len(items)} messages; give one each")
-        span = tracing.client_span(
-            f"send {handler.object_name}.{handler.name}",
-            one_way=True,
-            attributes={**_span_attributes(handler.object_name, None, handler.name), "tether.batch_size": len(items)},
-        )
-        try:
-            ids = await self._send_batch(handler, items, idempotency_keys, timeout)
-        except BaseException as exc:
-            if span is not None:
-                span.end(exc)
-            raise
-        if span is not None:
-            span.end()
-        return ids
+        attributes = {**_span_attributes(handler.object_name, None, handler.name), "tether.batch_size": len(items)}
+        with tracing.client_span(f"send {handler.object_name}.{handler.name}", one_way=True, attributes=attributes):
+            return await self._send_batch(handler, items, idempotency_keys, timeout)
 
     async def _send_batch(
         self,
@@ -415,20 +389,11 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Any:
         """`call` by names; returns the JSON-like result."""
-        span = tracing.client_span(
-            f"call {object_name}.{handler}", one_way=False, attributes=_span_attributes(object_name, key, handler)
-        )
-        try:
-            result = await self._call_raw(
+        attributes = _span_attributes(object_name, key, handler)
+        with tracing.client_span(f"call {object_name}.{handler}", one_way=False, attributes=attributes):
+            return await self._call_raw(
                 object_name, key, handler, payload, timeout=timeout, idempotency_key=idempotency_key
             )
-        except BaseException as exc:
-            if span is not None:
-                span.end(exc)
-            raise
-        if span is not None:
-            span.end()
-        return result
 
     async def _call_raw(
         self,

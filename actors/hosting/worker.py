@@ -10,13 +10,13 @@ import signal
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from eventstore import EventLog, ProducerFencedError, Topics, UsageError, open_log
 from eventstore.kafka import KafkaLog
 from eventstore.kafka.consumer import KafkaConsumer
 from eventstore.kafka.group_writer import GroupCommitWriter
+from eventstore.lifecycle import AsyncResource
 from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
@@ -35,7 +35,7 @@ SUBMIT_SLICE = 256
 """Inbox records routed between two yields to the event loop."""
 
 
-class Worker:
+class Worker(AsyncResource):
     """Consumes the inbox as a member of the namespace's group and runs its partitions.
 
     Use as ``async with Worker([agent]) as worker: await worker.wait()``, or `tether serve`.
@@ -84,15 +84,6 @@ class Worker:
         self.metrics_port: int | None = None
         """The port metrics are served on (None: not served)."""
 
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     async def start(self) -> None:
         """Join the group; partitions are restored as they are assigned."""
         runtime = self.settings.runtime
@@ -106,6 +97,7 @@ class Worker:
             await self._log.start()
         await self._log.create_topics(self.topics.specs(self.settings.partitions))
         self._partitions = await self._log.partition_count(self.topics.inbox)
+        self.settings.check_partitions(self.topics.inbox, self._partitions)
         await self.client.start()
         self._consumer = await self._log.consumer(self.topics.inbox, group_id=self.topics.group(), listener=self)
         self._group_writer = await self._open_group_writer(self._consumer)
@@ -158,6 +150,10 @@ class Worker:
         await self.client.close()
         if self._owns_log:
             await self._log.close()
+
+    async def close(self) -> None:
+        """The same as `stop`: how ``async with`` (`AsyncResource`) ends a worker."""
+        await self.stop()
 
     # -- PartitionListener -----------------------------------------------------------------
     async def on_assigned(self, partitions: set[int]) -> None:

@@ -213,7 +213,7 @@ async def session_view(
         assert snapshot.value is not None
         covered = snapshot_version(snapshot.value, snapshot.header(SNAPSHOT_VERSION_HEADER))
         snapshot_value = await snapshot_in_hand(large, snapshot.value, snapshot.key or b"")
-    tail: list[Done | Suspend] = []
+    tail: list[bytes] = []
     events_since: list[dict[str, Any]] = []
     waits = OpenWaits()
     in_flight: dict[str, list[dict[str, Any]]] = {}
@@ -226,7 +226,7 @@ async def session_view(
         invocation = entry.message_id
         if isinstance(entry, Done | Suspend) and entry.version > covered:
             entry = await with_events(large, entry, f"{object_name}/{key}")
-            tail.append(entry)
+            tail.append(entry.encode())  # as a restore keeps it: encoded, folded on load
             version = max(version, entry.version)
             events_since.append(
                 {

@@ -13,6 +13,8 @@ their replays. A step replayed from the journal makes no span: a trace shows wha
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -136,8 +138,21 @@ class SpanScope:
             self._token = None
 
 
-def client_span(name: str, *, one_way: bool, attributes: dict[str, Any]) -> SpanScope | None:
-    """A span around a client's call (CLIENT) or send (PRODUCER), if tracing is on."""
+@contextmanager
+def client_span(name: str, *, one_way: bool, attributes: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A span around a client's call (CLIENT) or send (PRODUCER) while the block runs, if tracing is on.
+
+    The block may add attributes to the dict it gets; they are recorded when it ends. An exception
+    that leaves the block is recorded on the span and propagates.
+    """
     if not enabled():
-        return None
-    return SpanScope(name, kind=SpanKind.PRODUCER if one_way else SpanKind.CLIENT, attributes=attributes)
+        yield {}
+        return
+    scope = SpanScope(name, kind=SpanKind.PRODUCER if one_way else SpanKind.CLIENT, attributes=attributes)
+    at_end: dict[str, Any] = {}
+    try:
+        yield at_end
+    except BaseException as exc:
+        scope.end(exc)
+        raise
+    scope.end(attributes=at_end)

@@ -1,14 +1,15 @@
 """When a partition writes a checkpoint, what it writes, and the sessions it then passivates.
 
-The cadence: a checkpoint goes into the transaction once `checkpoint_every` events-topic
-records committed since the last one (`Checkpoints.due`, `Checkpoints.committed`). What it
+The cadence (`cadence.CheckpointCadence`, asked through `Checkpoints.due` and
+`Checkpoints.committed`): a checkpoint goes into the transaction once enough events records,
+events or bytes committed since the last one. What it
 holds is `restore.checkpoint_records`; after it commits, idle sessions over
 `max_resident_sessions` drop their decoded state (`Checkpoints.passivate`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventstore.log import EventLog
@@ -18,6 +19,7 @@ from eventstore.topics import Topics
 from ..definitions import VirtualObject
 from ..protocol.large_values import LargeValues
 from ..settings import RuntimeSettings
+from .cadence import CheckpointCadence
 from .partition_state import PartitionState
 from .restore import checkpoint_records, snapshot_blobs
 from .sessions import Session
@@ -45,17 +47,17 @@ class Checkpoints:
         self._large = large
         self.start = start
         """Events offset where the last checkpoint (written or restored) starts a restore."""
-        self._since = 0
-        """Events-topic records committed since the last checkpoint."""
+        self._cadence = CheckpointCadence(settings, topics.events)
+        """When the next checkpoint is due (`cadence`: by events records, events and bytes)."""
 
     # -- cadence ---------------------------------------------------------------------------
-    def due(self, pending_events: int) -> bool:
-        """Whether the next transaction, with `pending_events` events records, takes a checkpoint."""
-        return self._since + pending_events >= self._settings.checkpoint_every
+    def due(self, records: Sequence[OutRecord], entries: int, events: int) -> bool:
+        """Whether the next transaction (`records`, with `entries` events records carrying `events`) checkpoints."""
+        return self._cadence.due(records, entries, events)
 
-    def committed(self, events_records: int, *, checkpointed: bool) -> None:
-        """A transaction with `events_records` events records committed (with a checkpoint or not)."""
-        self._since = 0 if checkpointed else self._since + events_records
+    def committed(self, records: Sequence[OutRecord], entries: int, events: int, *, checkpointed: bool) -> None:
+        """A transaction committed (with a checkpoint or not)."""
+        self._cadence.committed(records, entries, events, checkpointed=checkpointed)
 
     # -- records ---------------------------------------------------------------------------
     async def records(self) -> list[OutRecord]:

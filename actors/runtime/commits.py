@@ -33,6 +33,8 @@ class _Batch:
     records: list[OutRecord] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     events_records: int = 0
+    events: int = 0
+    """Events (emitted by handlers) that the events records carry."""
     must_commit_offsets: bool = False
 
 
@@ -89,10 +91,11 @@ class GroupCommit:
         return len(self._pending.records)
 
     # -- adding to the batch ---------------------------------------------------------------
-    def finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0) -> None:
+    def finish(self, offset: int, records: list[OutRecord], *, events_records: int = 0, events: int = 0) -> None:
         """The message at inbox `offset` (or `NO_OFFSET`) is done: `records` commit with its offset."""
         self._pending.records.extend(records)
         self._pending.events_records += events_records
+        self._pending.events += events
         if offset != NO_OFFSET:
             self._offsets.finish(offset)
         self._wake.set()
@@ -164,7 +167,7 @@ class GroupCommit:
                     continue
                 extra: list[OutRecord] = []
                 checkpointed = False
-                if self._checkpoints.due(self._pending.events_records):
+                if self._checkpoints.due(pending.records, pending.events_records, pending.events):
                     extra = await self._checkpoints.records()  # empty if it had to be skipped
                     checkpointed = True
                     watermark = self._offsets.watermark()
@@ -187,7 +190,9 @@ class GroupCommit:
                 if METRICS.enabled:
                     METRICS.committed(len(batch.records) + len(extra), time.perf_counter() - clock)
                 self._on_commit()
-                self._checkpoints.committed(batch.events_records, checkpointed=checkpointed)
+                self._checkpoints.committed(
+                    batch.records, batch.events_records, batch.events, checkpointed=checkpointed
+                )
                 if commit_offsets:
                     self.committed = watermark
                     self._offsets_at = time.monotonic()

@@ -128,7 +128,11 @@ class Intake:
         try:
             while session.queue and session.blocked_by is None:
                 offset, message, record = session.queue.popleft()
-                await self.runner.invoke(session, offset, message, record)
+                session.current = message
+                try:
+                    await self.runner.invoke(session, offset, message, record)
+                finally:
+                    session.current = None
             if session.blocked_by is not None:
                 # Whatever waits behind a suspended invocation moves into the events log.
                 for offset, message, _ in list(session.queue):

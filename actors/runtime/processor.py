@@ -100,6 +100,7 @@ class PartitionProcessor:
         self._offsets_always = offsets_in_every_commit
         self._outputs = PartitionOutputs(topics, partition, partitions, settings, self.group)
         self._restored_records = 0
+        self._restored_events_records = 0
         self._compose(RestoredPartition(resume=-1))  # nothing committed yet: `restore` or `adopt` tells
 
     def _compose(self, restored: RestoredPartition) -> None:
@@ -134,7 +135,15 @@ class PartitionProcessor:
     async def restore(self) -> int:
         """Rebuild sessions from snapshots and events; return the inbox offset to resume at."""
         clock = time.perf_counter()
-        restored = await restore(self.log, self.topics, self.partition, self.group, self.large)
+        restored = await restore(
+            self.log,
+            self.topics,
+            self.partition,
+            self.group,
+            objects=self.objects,
+            settings=self.settings,
+            large=self.large,
+        )
         if METRICS.enabled:
             METRICS.restored(time.perf_counter() - clock, restored.records)
         self.adopt(restored)
@@ -144,6 +153,7 @@ class PartitionProcessor:
         """Take over the state of a restore (before `start`)."""
         self._compose(restored)
         self._restored_records = restored.records
+        self._restored_events_records = restored.events_records
 
     @property
     def checkpoint_start(self) -> int:
@@ -183,6 +193,7 @@ class PartitionProcessor:
             "invocations": self._intake.runner.invocations,
             "transactions": self.commits.transactions,
             "restored_records": self._restored_records,
+            "restored_events_records": self._restored_events_records,
         }
 
     @property

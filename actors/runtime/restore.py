@@ -4,7 +4,10 @@ A checkpoint is a snapshot (bytes, with the session's version in a header) of ev
 that changed, plus one record under `CHECKPOINT_KEY` saying where in the events topic the
 snapshots end, which invocations were in flight (their journals), which inbox offsets above
 the committed one already finished, and every open wait. A restore reads the snapshots, then
-the events from the checkpoint on, so its cost is bounded by `checkpoint_every`.
+the events from the checkpoint on, so its cost is bounded by the checkpoint cadence (records,
+events and bytes: `cadence`). The entries it keeps for sessions to fold later are kept encoded,
+and past `restore_buffer_bytes` the sessions holding the most are folded at once, so a
+restore's memory is bounded whatever the shape of the events (`_TailBudget`).
 
 `restore` only reads: it returns the partition's state (`RestoredPartition`) for a processor to
 adopt, so it runs, and is tested, without one. `checkpoint_records` writes the state it is given.
@@ -72,24 +75,115 @@ class RestoredPartition:
     """Events offset where the last checkpoint starts a restore."""
     records: int = 0
     """Records read (snapshots and events)."""
+    events_records: int = 0
+    """Events-topic records read (from the checkpoint's start on)."""
+    events: int = 0
+    """Events (emitted by handlers) those records carry."""
+    events_bytes: int = 0
+    """Bytes (key and value) of those records."""
+    folded: int = 0
+    """Sessions folded during the restore to keep within `restore_buffer_bytes`."""
 
     def session(self, key: bytes) -> Session:
         """The session of record key `key` (created if new)."""
         return session_of(self.sessions, key)
 
 
+class _TailBudget:
+    """Keeps the encoded entries a restore holds for its sessions under `restore_buffer_bytes`.
+
+    Past the limit, the sessions holding the most are folded into their states (as their first
+    message would) until half of it is left; a session type this worker does not serve cannot be
+    folded here, and its entries stay (with one warning). A session holding a sixteenth of the
+    limit is folded at once, so that no single fold blocks the event loop for long.
+    """
+
+    def __init__(
+        self,
+        out: RestoredPartition,
+        partition: int,
+        objects: Mapping[str, VirtualObject[Any]] | None,
+        settings: RuntimeSettings | None,
+    ) -> None:
+        self._out = out
+        self._partition = partition
+        self._objects = objects
+        self._limit = settings.restore_buffer_bytes if settings is not None else None
+        self._retention_ms = settings.retention_ms if settings is not None else 0
+        self.held = 0
+        self._next = self._limit
+        """Bytes held past which to fold again (above the limit while unfoldable entries fill it)."""
+        self._warned = False
+
+    async def added(self, session: Session, nbytes: int) -> None:
+        self.held += nbytes
+        if self._limit is None:
+            return
+        if session.tail_bytes > self._limit // 16 and self._fold_one(session):
+            await asyncio.sleep(0)
+        if self._next is not None and self.held > self._next:
+            await self._fold()
+
+    def dropped(self, nbytes: int) -> None:
+        self.held -= nbytes
+
+    def _fold_one(self, session: Session) -> bool:
+        obj = (self._objects or {}).get(session.object_name)
+        if obj is None:
+            return False
+        self.held -= session.tail_bytes
+        session.load(obj, self._retention_ms)
+        self._out.folded += 1
+        return True
+
+    async def _fold(self) -> None:
+        assert self._limit is not None
+        holding = sorted((s for s in self._out.sessions.values() if s.tail), key=lambda s: s.tail_bytes, reverse=True)
+        unserved: set[str] = set()
+        for n, session in enumerate(holding):
+            if self.held <= self._limit // 2:
+                break
+            if not self._fold_one(session):
+                unserved.add(session.object_name)
+            elif n % 100 == 99:
+                await asyncio.sleep(0)
+        self._next = max(self._limit, self.held + self._limit // 2)  # no sorting again at every record
+        if self.held > self._limit and not self._warned:
+            self._warned = True
+            log.warning(
+                "partition %d: restore holds %d bytes of events of session types not served here (%s), over "
+                "restore_buffer_bytes=%d; they cannot be folded by this worker and stay in memory",
+                self._partition,
+                self.held,
+                ", ".join(sorted(unserved)),
+                self._limit,
+            )
+
+
 async def restore(
-    log_: EventLog, topics: Topics, partition: int, group: str, large: LargeValues | None = None
+    log_: EventLog,
+    topics: Topics,
+    partition: int,
+    group: str,
+    *,
+    objects: Mapping[str, VirtualObject[Any]] | None = None,
+    settings: RuntimeSettings | None = None,
+    large: LargeValues | None = None,
 ) -> RestoredPartition:
     """Rebuild partition `partition` from its snapshots and events (read-only).
 
     Events and snapshot states in the blob store (`large`) are read back as the records are.
+
+    With `objects` and `settings` (a processor's), the entries held for sessions to fold later
+    stay under `settings.restore_buffer_bytes` (sessions are folded early past it); without,
+    every session keeps its entries until its first message.
 
     Raises:
         BlobError: a referenced blob is missing or corrupt (the partition cannot be rebuilt).
     """
     started = time.perf_counter()
     out = RestoredPartition()
+    budget = _TailBudget(out, partition, objects, settings)
     finished: set[int] = set()
     count = 0
     async for record in log_.read(topics.snapshots, partition):
@@ -104,7 +198,8 @@ async def restore(
             session = out.session(record.key)
             session.snapshot = await snapshot_in_hand(large, record.value, record.key)
             session.version = snapshot_version(record.value, record.header(SNAPSHOT_VERSION_HEADER))
-            session.state, session.tail = None, []
+            budget.dropped(session.tail_bytes)
+            session.state, session.tail, session.tail_bytes = None, [], 0
             continue
         checkpoint = Checkpoint.decode(record.value)
         out.checkpoint_start = checkpoint.start
@@ -121,6 +216,8 @@ async def restore(
             await asyncio.sleep(0)
         if record.key is None or record.value is None:
             continue
+        out.events_records += 1
+        out.events_bytes += len(record.key) + len(record.value)
         entry = entries.decode(record.value)
         if isinstance(entry, Step):
             inv_id = invocation_id(record.key.decode(errors="replace"), entry.message_id)
@@ -133,12 +230,14 @@ async def restore(
         if not isinstance(entry, Done):
             _open_wait(out, topics, partition, entry)
             if isinstance(entry, Suspend):
+                out.events += len(entry.events)
                 session = out.session(record.key)
                 if entry.version > session.version:
-                    session.add_tail(
-                        await with_events(large, entry, record.key.decode(errors="replace")), record.offset
-                    )
+                    value = await _tail_value(large, entry, record.value, record.key)
+                    session.add_tail(value, entry.version, record.offset)
+                    await budget.added(session, len(value))
             continue
+        out.events += len(entry.events)
         inv_id = invocation_id(record.key.decode(errors="replace"), entry.message_id)
         out.waits.forget(inv_id)
         out.journals.pop(inv_id, None)
@@ -149,7 +248,9 @@ async def restore(
         session = out.session(record.key)
         if entry.version <= session.version:
             continue  # covered by the snapshot
-        session.add_tail(await with_events(large, entry, record.key.decode(errors="replace")), record.offset)
+        value = await _tail_value(large, entry, record.value, record.key)
+        session.add_tail(value, entry.version, record.offset)
+        await budget.added(session, len(value))
     for session in out.sessions.values():
         if session.blocked_by is not None and session.blocked_by not in out.waits.suspended:
             session.blocked_by = None  # its invocation finished after it suspended
@@ -159,17 +260,29 @@ async def restore(
     out.offsets = OffsetTracker(out.resume, finished)
     out.records = count
     log.info(
-        "partition %d restored: %d records, %d sessions, %d open invocations in %.3f s "
+        "partition %d restored: %d records, %d sessions (%d folded early), %d open invocations in %.3f s "
         "(checkpoint at event offset %d); resuming inbox at %d",
         partition,
         count,
         len(out.sessions),
+        out.folded,
         len(out.journals),
         time.perf_counter() - started,
         out.checkpoint_start,
         out.resume,
     )
     return out
+
+
+async def _tail_value(large: LargeValues | None, entry: Done | Suspend, value: bytes, key: bytes) -> bytes:
+    """The entry as a session's tail holds it: its record's bytes, or the entry re-encoded.
+
+    When its events are in the blob store they are read back here: a session folds its tail
+    synchronously, on its first message.
+    """
+    if entry.events_blob is None:
+        return value
+    return (await with_events(large, entry, key.decode(errors="replace"))).encode()
 
 
 def _open_wait(out: RestoredPartition, topics: Topics, partition: int, entry: Suspend | Queued | Delayed) -> None:
@@ -228,7 +341,7 @@ def checkpoint_records(
     written: list[Session] = []
     all_sessions = list(sessions)
     for session in all_sessions:
-        if session.dirty and session.state is None and session.tail:
+        if session.dirty and session.tail:
             obj = objects.get(session.object_name)
             if obj is None:  # cannot fold it here: keep its events for the next restore
                 start = min(start, int(session.tail_from))

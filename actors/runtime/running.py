@@ -295,4 +295,4 @@ class Runner:
         session.remember(message.id, reply, finished, self._p.settings.retention_ms)
         self._p.state.ended(message.invocation_id)
         self.invocations += 1
-        self._p.commits.finish(offset, records, events_records=1)
+        self._p.commits.finish(offset, records, events_records=1, events=len(events))

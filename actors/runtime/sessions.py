@@ -12,6 +12,7 @@ from eventstore.records import Record
 
 from ..clock import now_ms
 from ..definitions import VirtualObject
+from ..protocol import entries
 from ..protocol.entries import Done, Suspend
 from ..protocol.inbox import Message
 from ..protocol.snapshot import Remembered, Snapshot
@@ -30,8 +31,12 @@ class Session:
     object_name: str
     snapshot: bytes | None = None
     """The last snapshot (an encoded `Snapshot`), if any; decoded only on load."""
-    tail: list[Done | Suspend] = field(default_factory=list)
-    """Entries with events that the snapshot misses, in log order (folded on load)."""
+    tail: list[bytes] = field(default_factory=list)
+    """Entries with events (`Done`, `Suspend`) that the snapshot or `state` misses, in log
+    order, as the events topic holds them (decoded and folded on load: encoded, they take a
+    fraction of the memory)."""
+    tail_bytes: int = 0
+    """Bytes of `tail`."""
     tail_from: float = float("inf")
     """Events-topic offset of the first tail entry (where a restore must start to see it)."""
     state: BaseModel | None = None
@@ -41,6 +46,8 @@ class Session:
     queue: deque[tuple[int, Message, Record]] = field(default_factory=deque)
     """Messages to run, in order: (inbox offset or `NO_OFFSET`, message, its inbox record)."""
     running: bool = False
+    current: Message | None = None
+    """The exclusive invocation running now (between its attempts too), if any."""
     blocked_by: str | None = None
     """Id of the suspended invocation that later messages wait behind."""
     dirty: bool = False
@@ -51,28 +58,37 @@ class Session:
 
     @property
     def loaded(self) -> bool:
-        """Whether `state` is decoded and current."""
-        return self.state is not None
+        """Whether `state` is decoded and current (no entries left to fold onto it)."""
+        return self.state is not None and not self.tail
 
     def load(self, obj: VirtualObject[Any], retention_ms: int) -> BaseModel:
-        """Decode snapshot + tail into `state` (once) and return it."""
-        if self.state is not None:
+        """Decode snapshot + tail into `state` (once) and return it.
+
+        A restore may fold a session early (to bound its memory) and go on adding to its tail:
+        the tail is then folded onto that state.
+        """
+        if self.state is not None and not self.tail:
             return self.state
         now = now_ms()
-        if self.snapshot is not None:
+        if self.state is not None:
+            state: BaseModel = self.state
+        elif self.snapshot is not None:
             snapshot = Snapshot.decode(self.snapshot)
-            state: BaseModel = obj.state_type.model_validate(snapshot.state)
+            state = obj.state_type.model_validate(snapshot.state)
             self.version = snapshot.version
             self.recent = OrderedDict(_remembered(item, now) for item in snapshot.recent)
         else:
             state = obj.initial_state()
-        for entry in self.tail:
+        for value in self.tail:
+            entry = entries.decode(value)
+            assert isinstance(entry, Done | Suspend), "a session's tail holds done and suspend entries only"
             for envelope in entry.events:
                 state = obj.fold(state, obj.codec.decode_envelope(envelope))
             self.version = entry.version
             if isinstance(entry, Done):
                 self.remember(entry.message_id, entry.recorded_reply(), int(entry.ended_ms or now), retention_ms)
         self.tail.clear()
+        self.tail_bytes = 0
         self.state = state
         self.expire(now, retention_ms)
         return self.state
@@ -110,14 +126,17 @@ class Session:
             state_blob,
         )
 
-    def add_tail(self, entry: Done | Suspend, offset: int) -> None:
+    def add_tail(self, value: bytes, version: int, offset: int) -> None:
         """Keep an entry with events that the snapshot misses, to fold when the session loads.
+
+        `value` is the events-topic record of an entry that brings the session to `version`.
 
         The session is dirty until a checkpoint covers the entry, loaded or not, or the next
         checkpoint would move the restore start past it.
         """
-        self.tail.append(entry)
-        self.version = entry.version
+        self.tail.append(value)
+        self.tail_bytes += len(value)
+        self.version = version
         self.dirty = True
         self.tail_from = min(self.tail_from, offset)
 

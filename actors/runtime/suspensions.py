@@ -19,10 +19,11 @@ from eventstore.records import OutRecord, Record
 from ..clock import now_ms
 from ..errors import TerminalError
 from ..observability.scope import set_outcome
-from ..protocol.awakeables import cancelled_message, parse_awakeable_id
+from ..protocol.awakeables import cancel_awakeable_id, cancelled_message, parse_awakeable_id
 from ..protocol.entries import Completion, Queued, Suspend
 from ..protocol.inbox import Message
 from ..protocol.inbox import invocation_id as invocation_id_of
+from .cancels import live_invocation
 from .failures import Failures
 from .invocation import Invocation
 from .offsets import NO_OFFSET
@@ -97,7 +98,7 @@ class Suspensions:
             self.wake(inv_id)  # resolved while it was still running
         log.info("%s.%s waits (timer %s, awakeable %s)", message.session, message.handler, wake_ms, awakeable)
         set_outcome("suspended")
-        self._p.commits.finish(offset, [record], events_records=1)
+        self._p.commits.finish(offset, [record], events_records=1, events=len(events))
 
     def queue_behind(self, session: Session, offset: int, message: Message, *, append: bool = True) -> None:
         """Move a message that waits behind a suspended invocation into the events log."""
@@ -123,12 +124,29 @@ class Suspensions:
             return
         invocation_id = invocation_id_of(message.session, waiting_id)
         records: list[OutRecord] = []
+        live = bool(payload.get("live")) and cancelled_message(awk_id) is not None
+        if live:
+            # Addressed to what runs on the key now (`cancels`): recorded as a cancellation of it.
+            target = live_invocation(
+                session, self._p.state.waits, cancelled_message(awk_id) or "", str(payload.get("handler") or "")
+            )
+            if target is None:
+                if message.reply_partition is not None:
+                    none = {"id": awk_id, "accepted": False, "invocation": None}
+                    records.append(self._p.outputs.reply(message, {"ok": none}))
+                self._p.commits.finish(record.offset, records)
+                return
+            awk_id = cancel_awakeable_id(object_name, key, target)
+            waiting_id = parse_awakeable_id(awk_id)[2]
         outcome = {"err": payload["err"]} if "err" in payload else {"ok": payload.get("ok")}
         completion = Completion.from_outcome(awk_id, {**outcome, "by": payload.get("by")}, waiting_id)
         if self._p.state.waits.complete(completion):
             records.append(self._p.outputs.session_event(session, completion.encode()))
         if message.reply_partition is not None:
-            records.append(self._p.outputs.reply(message, {"ok": {"id": awk_id, "accepted": bool(records)}}))
+            answer = {"id": awk_id, "accepted": bool(records)}
+            if live:
+                answer["invocation"] = cancelled_message(awk_id)
+            records.append(self._p.outputs.reply(message, {"ok": answer}))
         self._p.commits.finish(record.offset, records, events_records=1 if records else 0)
         cancelled = cancelled_message(awk_id)
         if cancelled is not None:

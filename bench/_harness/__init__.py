@@ -4,15 +4,16 @@ Nothing here imports Tether: the same harness measures Tether, the Restate peer 
 aiokafka baseline, so the three are timed by the same code. One module per concern:
 `latency` (percentiles, recorder, driver), `sampling` (RSS/CPU), `machine` (what it ran on),
 `paths`, `results` (the JSON files), `terminal` (progress, console, ports), `tracing` (the
-OpenTelemetry SDK set up to measure what tracing costs).
+OpenTelemetry SDK set up to measure what tracing costs), `raw_clients` (the raw baselines'
+aiokafka clients; imported from there, not re-exported).
 """
 
 from .latency import LatencyRecorder, Progress, Result, drive, median_run, percentile
 from .machine import KAFKA_VERSION, TRACKED_PACKAGES, machine_info, package_versions
 from .paths import BENCH_DIR, LATEST_JSON, QUICK_JSON, REPO_ROOT, RESULTS_DIR, RUNS_DIR
-from .results import SCHEMA_VERSION, load_results, record, utc_now
-from .sampling import ProcessSampler
-from .terminal import console, free_port, pick_port, port_is_free, progress_bar, wait_for_port
+from .results import SCHEMA_VERSION, load_results, record, utc_now, workload_result
+from .sampling import ProcessSampler, sample_this_process
+from .terminal import check_mark, console, free_port, pick_port, port_is_free, progress_bar, wait_for_port
 
 __all__ = [
     "BENCH_DIR",
@@ -28,6 +29,7 @@ __all__ = [
     "ProcessSampler",
     "Progress",
     "Result",
+    "check_mark",
     "console",
     "drive",
     "free_port",
@@ -40,6 +42,8 @@ __all__ = [
     "port_is_free",
     "progress_bar",
     "record",
+    "sample_this_process",
     "utc_now",
     "wait_for_port",
+    "workload_result",
 ]

@@ -19,6 +19,20 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def workload_result(
+    system: str, params: dict[str, Any], runs: list[dict[str, Any]], median: dict[str, Any]
+) -> dict[str, Any]:
+    """One workload's entry: its parameters, the median run without its check (each run keeps
+    its own), every run, and whether all of them were correct."""
+    return {
+        "system": system,
+        "params": params,
+        "median": {k: v for k, v in median.items() if k != "check"},
+        "runs": runs,
+        "correct": all(r["correct"] for r in runs),
+    }
+
+
 def load_results(path: Path = LATEST_JSON) -> dict[str, Any]:
     """The results file as a dict (an empty skeleton if it does not exist yet)."""
     if path.exists():

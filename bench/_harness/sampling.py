@@ -144,3 +144,12 @@ class ProcessSampler:
                 "loadavg_1m_at_start": self._load_start[0],
             }
         return out
+
+
+def sample_this_process(name: str, broker_pid: int | None = None, **others: int) -> ProcessSampler:
+    """A sampler of this process (as `name`, without its children), the broker when its PID is
+    known, and the `others` process trees."""
+    roots = {name: os.getpid(), **others}
+    if broker_pid:
+        roots["broker"] = broker_pid
+    return ProcessSampler(roots, no_children={name})

@@ -54,6 +54,11 @@ def console() -> Any:
 _CONSOLE: Any = None
 
 
+def check_mark(figures: dict[str, Any]) -> str:
+    """``ok`` in green for a correct run; ``WRONG`` and its first three problems in red."""
+    return "[green]ok[/green]" if figures["correct"] else f"[red]WRONG {figures['check']['problems'][:3]}[/red]"
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True if nothing listens on host:port and we may bind it."""
     import socket

@@ -22,6 +22,7 @@ from bench._harness import (
     drive,
     median_run,
     progress_bar,
+    workload_result,
 )
 from bench.peer_restate.install import RESTATE_VERSION, SDK_VERSION, ensure_installed
 from bench.peer_restate.server import CounterService, Ports, RestateServer, server_version
@@ -51,6 +52,14 @@ class Workload:
         calls = max(self.concurrency * 2, int(round(self.calls * scale)), 20)
         # The key count stays: fewer keys would mean more contention per key, another workload.
         return Workload(self.name, self.handler, calls, self.concurrency, self.keys, self.description)
+
+    def warm_up(self) -> tuple[Workload, list[str]]:
+        """The unmeasured calls before the runs: at most `WARMUP_CALLS`, on at most 100 keys of their
+        own; the workload and each call's key."""
+        warm = Workload(
+            self.name, self.handler, min(WARMUP_CALLS, self.calls), self.concurrency, min(self.keys, 100), "warm-up"
+        )
+        return warm, key_sequence(warm, f"warm-{uuid.uuid4().hex[:8]}")
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -190,15 +199,7 @@ async def _run_workload(
         pids = {"restate_server": server.pid, "service": service.pid, "load_generator": os.getpid()}
         timeout_s = max(120.0, workload.calls / 20.0)
         async with IngressClient(server.ingress_url, workload.concurrency) as client:
-            warm = Workload(
-                workload.name,
-                workload.handler,
-                min(WARMUP_CALLS, workload.calls),
-                workload.concurrency,
-                min(workload.keys, 100),
-                "warm-up",
-            )
-            wkeys = key_sequence(warm, f"warm-{uuid.uuid4().hex[:8]}")
+            warm, wkeys = workload.warm_up()
             await drive(lambda i: client.call(wkeys[i], warm.handler), warm.calls, warm.concurrency)
             results = []
             for r in range(runs):
@@ -225,14 +226,8 @@ async def _run_workload(
                     out.print(f"[red]  {figures['check']['problems'][:3]} first error: {figures['first_error']}[/red]")
     finally:
         server.stop()
-    med = median_run(results)
-    return {
-        "system": "restate",
-        "params": asdict(workload) | {"runs": runs, "warmup_calls": WARMUP_CALLS, "seed": SEED},
-        "median": {k: v for k, v in med.items() if k not in ("check",)},
-        "runs": results,
-        "correct": all(r["correct"] for r in results),
-    }
+    params = asdict(workload) | {"runs": runs, "warmup_calls": WARMUP_CALLS, "seed": SEED}
+    return workload_result("restate", params, results, median_run(results))
 
 
 async def run_restate(workloads: Iterable[str] = tuple(WORKLOADS), runs: int = 3, scale: float = 1.0) -> dict[str, Any]:

@@ -64,7 +64,30 @@ def _stop_process(proc: subprocess.Popen[Any], sig: int, name: str, grace_s: flo
         proc.wait(10)
 
 
-class RestateServer:
+class _LoggedChild:
+    """A child process of the bench whose output goes to a log file in `LOG_DIR`."""
+
+    def __init__(self, log_name: str) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = LOG_DIR / log_name
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def _stop_child(self, sig: int, name: str, grace_s: float) -> None:
+        """Stop the process (`sig`, SIGKILL after `grace_s`) and close its log."""
+        if self.proc is not None:
+            _stop_process(self.proc, sig, name, grace_s=grace_s)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class RestateServer(_LoggedChild):
     """One restate-server process on a fresh base-dir in a temporary folder.
 
     Configured as the peer measurements were (PEERS.md): loopback only, TCP listeners only,
@@ -72,17 +95,10 @@ class RestateServer:
     """
 
     def __init__(self, binaries: PeerBinaries, ports: Ports) -> None:
+        super().__init__("restate-server.log")
         self.binaries = binaries
         self.ports = ports
-        self.proc: subprocess.Popen[bytes] | None = None
         self.base_dir: Path | None = None
-        self.log_path = LOG_DIR / "restate-server.log"
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     @property
     def ingress_url(self) -> str:
@@ -186,30 +202,18 @@ class RestateServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wipe its base-dir."""
-        if self.proc is not None:
-            _stop_process(self.proc, signal.SIGTERM, "restate-server", grace_s=30)
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._stop_child(signal.SIGTERM, "restate-server", grace_s=30)
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir.parent, ignore_errors=True)
             self.base_dir = None
 
 
-class CounterService:
+class CounterService(_LoggedChild):
     """The Counter virtual object under hypercorn (1 worker, HTTP/2), as a child process."""
 
     def __init__(self, port: int) -> None:
+        super().__init__("counter-service.log")
         self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = LOG_DIR / "counter-service.log"
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     @property
     def url(self) -> str:
@@ -246,12 +250,7 @@ class CounterService:
 
     def stop(self) -> None:
         # SIGINT: the SDK takes over SIGTERM for itself (see service.py).
-        if self.proc is not None:
-            _stop_process(self.proc, signal.SIGINT, "Counter service", grace_s=15)
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._stop_child(signal.SIGINT, "Counter service", grace_s=15)
 
 
 def server_version(binaries: PeerBinaries) -> str:

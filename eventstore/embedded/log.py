@@ -269,6 +269,10 @@ class EmbeddedLog:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    async def settled_end_offset(self, topic: str, partition: int, timeout: float) -> int:
+        """`end_offset`: a transaction here is visible as soon as it commits."""
+        return await self.end_offset(topic, partition)
+
     async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         """The earliest offset whose record's time is at or after `timestamp_ms`, else the end.
 

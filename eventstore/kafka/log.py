@@ -73,8 +73,7 @@ class KafkaLog:
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None
         self._meta_uncommitted: AIOKafkaConsumer | None = None
-        self._meta_uncommitted_lock = asyncio.Lock()
-        """Partitions settle at once after a rebalance: one of them opens that consumer."""
+        self._meta_hw_lock = asyncio.Lock()
         self._partitions: dict[str, int] = {}
         self._connection: dict[str, Any] | None = None
         # Read-your-writes: Kafka writes commit markers after `commit_transaction` returns, so
@@ -382,20 +381,15 @@ class KafkaLog:
         """
         _, _, meta = self._require()
         await self._check_partition(topic, partition)
-        async with self._meta_uncommitted_lock:
-            if self._meta_uncommitted is None:
-                uncommitted = AIOKafkaConsumer(
-                    **self._options(),
-                    client_id=f"{self.settings.client_id}-meta-hw",
-                    isolation_level="read_uncommitted",
-                    enable_auto_commit=False,
-                )
-                try:
-                    await self._guard(uncommitted.start())
-                except BaseException:
-                    await uncommitted.stop()
-                    raise
-                self._meta_uncommitted = uncommitted
+        if self._meta_uncommitted is None:
+            uncommitted = AIOKafkaConsumer(
+                **self._options(),
+                client_id=f"{self.settings.client_id}-meta-hw",
+                isolation_level="read_uncommitted",
+                enable_auto_commit=False,
+            )
+            await self._guard(uncommitted.start())
+            self._meta_uncommitted = uncommitted
         tp = KafkaTP(topic, partition)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * self.settings.transaction_timeout_ms / 1000
@@ -446,6 +440,56 @@ class KafkaLog:
     async def end_offset(self, topic: str, partition: int) -> int:
         """The last stable offset: everything before it is committed or aborted."""
         return await self._end_offset(topic, partition, own_writes=True)
+
+    async def settled_end_offset(self, topic: str, partition: int, timeout: float) -> int:
+        """The last stable offset once it reaches the high-water mark read first.
+
+        Every record written before the call, committed or not, then has its transaction's
+        outcome. It waits at most `timeout` seconds, then returns the last stable offset as it
+        is, with a warning.
+
+        A writer's commit returns before the broker has written the transaction's markers, so a
+        reader in another process that takes the last stable offset right after it (the caller
+        got its error reply; `tether dlq list`) could stop before the transaction's records.
+        """
+        stable = await self._end_offset(topic, partition, own_writes=False)
+        end = await self._high_water_mark(topic, partition)
+        if stable >= end:
+            return stable
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = _FIRST_POLL
+        while stable < end:
+            if loop.time() > deadline:
+                log.warning(
+                    "%s/%d: a transaction still open after %.1f s holds back records %d-%d; reading up to %d",
+                    topic,
+                    partition,
+                    timeout,
+                    stable,
+                    end - 1,
+                    stable,
+                )
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_POLL)
+            stable = await self._end_offset(topic, partition, own_writes=False)
+        return stable
+
+    async def _high_water_mark(self, topic: str, partition: int) -> int:
+        """The partition's end including records of open transactions (read_uncommitted)."""
+        async with self._meta_hw_lock:  # readers of several partitions ask at once: one consumer
+            if self._meta_uncommitted is None:
+                uncommitted = AIOKafkaConsumer(
+                    **self._options(),
+                    client_id=f"{self.settings.client_id}-meta-hw",
+                    isolation_level="read_uncommitted",
+                    enable_auto_commit=False,
+                )
+                await self._guard(uncommitted.start())
+                self._meta_uncommitted = uncommitted
+        tp = KafkaTP(topic, partition)
+        return int((await self._guard(self._meta_uncommitted.end_offsets([tp])))[tp])
 
     async def _end_offset(self, topic: str, partition: int, *, own_writes: bool) -> int:
         _, _, meta = self._require()

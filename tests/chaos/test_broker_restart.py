@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
+from harness.raw_kafka import create_topic, read_values
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def _values(prefix: str, count: int) -> list[bytes]:
     return [f"{prefix}-{i}".encode() for i in range(count)]
-
-
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 def _producer(bootstrap: str, transactional_id: str) -> AIOKafkaProducer:
@@ -31,37 +22,12 @@ async def _send_all(producer: AIOKafkaProducer, topic: str, values: list[bytes])
         await producer.send_and_wait(topic, value, key=b"session-1")
 
 
-async def _read_all(bootstrap: str, topic: str, *, isolation: str, expected: int) -> list[bytes]:
-    """Read the topic from the start until `expected` records arrived, then a little longer."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level=isolation,
-    )
-    await consumer.start()
-    seen: list[bytes] = []
-    try:
-        for _ in range(120):
-            batches = await consumer.getmany(timeout_ms=250)
-            seen += [r.value for records in batches.values() for r in records]
-            if len(seen) >= expected:
-                break
-        # Anything that should not be visible would arrive together with what should.
-        batches = await consumer.getmany(timeout_ms=1000)
-        seen += [r.value for records in batches.values() for r in records]
-    finally:
-        await consumer.stop()
-    return seen
-
-
 @pytest.mark.parametrize("kill", [False, True], ids=["SIGTERM", "SIGKILL"])
 async def test_restart_keeps_committed_and_hides_aborted(local_broker, namespace: str, kill: bool) -> None:
     bootstrap = local_broker.bootstrap
     topic = f"{namespace}-events"
     txn_id = f"{namespace}-writer"
-    await _create_topic(bootstrap, topic)
+    await create_topic(bootstrap, topic)
 
     committed_1, aborted, committed_2, in_flight = (
         _values("committed-1", 5),
@@ -100,10 +66,10 @@ async def test_restart_keeps_committed_and_hides_aborted(local_broker, namespace
         await producer.stop()
 
     expected = committed_1 + committed_2 + committed_3
-    seen = await _read_all(bootstrap, topic, isolation="read_committed", expected=len(expected))
+    seen = await read_values(bootstrap, topic, isolation="read_committed", expected=len(expected), linger=1.0)
     assert seen == expected
 
     # The aborted records did reach the log and survived too; only their markers hide them.
     everything = committed_1 + aborted + committed_2 + in_flight + committed_3
-    raw = await _read_all(bootstrap, topic, isolation="read_uncommitted", expected=len(everything))
+    raw = await read_values(bootstrap, topic, isolation="read_uncommitted", expected=len(everything), linger=1.0)
     assert raw == everything

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.ledger_chaos import LedgerLoad, ledger_lines, verify
-from harness.session_harness import WorkerProcess, assert_eventually, make_settings, worker_env
+from harness.ledger_chaos import LedgerLoad, TwoLedgerWorkers, ledger_lines, verify
+from harness.session_harness import WorkerProcess, assert_eventually
 
-from actors import Client, RuntimeSettings
+from actors import Client
 from eventstore import Topics, open_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
@@ -35,24 +35,15 @@ FROZEN_FOR = 3 * SESSION_TIMEOUT_MS / 1000
 async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_takeover(
     kafka_bootstrap: str, namespace: str, tmp_path: Path, transactions: str
 ) -> None:
-    settings = make_settings(
-        "kafka",
-        tmp_path / "data",
+    workers = TwoLedgerWorkers.make(
+        kafka_bootstrap,
         namespace,
-        bootstrap=kafka_bootstrap,
-        partitions=4,
-        runtime=RuntimeSettings(checkpoint_every=30),
-    )
-    ledger = tmp_path / "ledger.jsonl"
-    env = worker_env(
-        settings,
-        TETHER_TEST_LEDGER=str(ledger),
+        tmp_path,
         TETHER_KAFKA__SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
         TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
         TETHER_KAFKA__TRANSACTIONS=transactions,
     )
-    a = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="a")
-    b = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="b")
+    settings, ledger, a, b = workers.settings, workers.ledger, workers.a, workers.b
     log = open_log(settings)
     a.start()
     frozen = False
@@ -76,7 +67,7 @@ async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_tak
 
             await progress()
             b.start()
-            await assert_eventually(lambda: _owns_partitions(b), timeout=60)
+            await assert_eventually(lambda: b.assert_restored(why="no partition assigned yet"), timeout=60)
             await progress()
             restores_before = b.restored_partitions()
 
@@ -84,7 +75,10 @@ async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_tak
             frozen = True
             frozen_at = time.monotonic()
             # b takes the frozen worker's partitions once the group has expelled it.
-            await assert_eventually(lambda: _restored_more(b, restores_before), timeout=60)
+            await assert_eventually(
+                lambda: b.assert_restored(restores_before, "the frozen worker's partitions were not taken over"),
+                timeout=60,
+            )
             await progress()
             await asyncio.sleep(max(0.0, FROZEN_FOR - (time.monotonic() - frozen_at)))
             os.kill(a.pid, signal.SIGCONT)
@@ -112,16 +106,6 @@ async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_tak
         a.cleanup()
         b.cleanup()
         await log.close()
-
-
-def _owns_partitions(worker: WorkerProcess) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > 0, "no partition assigned yet"
-
-
-def _restored_more(worker: WorkerProcess, before: int) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > before, "the frozen worker's partitions were not taken over"
 
 
 def _was_fenced(worker: WorkerProcess) -> None:

@@ -64,10 +64,9 @@ async def test_one_idempotency_key_on_50_sessions_under_kill_9(
 
             running = asyncio.create_task(load())
             for _ in range(KILLS):
-                await assert_eventually(lambda: _restored(worker), timeout=60)
+                await assert_eventually(worker.assert_restored, timeout=60)
                 await asyncio.sleep(rng.uniform(0.3, 1.5))
-                worker.kill()
-                worker.start()
+                worker.kill_and_restart()
             await asyncio.wait_for(running, 300)
             assert worker.starts == KILLS + 1
             for r, receipts in enumerate(rounds):
@@ -106,8 +105,7 @@ async def test_step_result_types_survive_kill_9(request: pytest.FixtureRequest, 
             call = asyncio.ensure_future(client.call(iso.gather_slowly, "killed", iso.Fetch(), timeout=90))
             await asyncio.sleep(1.0)  # the three steps are journaled; the handler sleeps 2 s
             assert not call.done()
-            worker.kill()
-            worker.start()
+            worker.kill_and_restart()
             replayed = await call
             assert replayed.kinds == live.kinds
     except AssertionError:
@@ -115,8 +113,3 @@ async def test_step_result_types_survive_kill_9(request: pytest.FixtureRequest, 
         raise
     finally:
         worker.cleanup()
-
-
-def _restored(worker: WorkerProcess) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > 0, "the worker has not restored a partition yet"

@@ -116,8 +116,7 @@ async def test_kill_9_at_a_step_boundary(kafka_bootstrap: str, namespace: str, t
                 assert set(journaled) <= names, names
 
             await assert_eventually(siblings_journaled, timeout=30)
-            worker.kill()
-            worker.start()
+            worker.kill_and_restart()
             outcome = await handle.result(timeout=120)
     finally:
         worker.cleanup()
@@ -179,8 +178,7 @@ async def test_many_sagas_while_workers_are_killed(kafka_bootstrap: str, namespa
                 await asyncio.sleep(rng.uniform(0.1, 1.0))
                 victim = rng.choice(workers)
                 kills.append((victim.name, len(ledger.effects())))
-                victim.kill()
-                victim.start()
+                victim.kill_and_restart()
 
             async def settled() -> dict[str, SagaRecord]:
                 records = {r.saga_id: r for r in await read_sagas(settings, saga="booking")}

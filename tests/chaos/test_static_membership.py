@@ -32,8 +32,7 @@ async def test_a_restarted_static_member_resumes_before_the_session_timeout(
             keys = [f"s{n}" for n in range(8)]  # on every partition
             for key in keys:
                 assert (await client.call(iso.add, key, iso.Add(by=1), timeout=60)).total == 1
-            worker.kill()
-            worker.start()
+            worker.kill_and_restart()
             restarted = time.monotonic()
             for key in keys:
                 assert (await client.call(iso.add, key, iso.Add(by=1), timeout=20)).total == 2

@@ -38,9 +38,7 @@ async def test_kill_9_mid_stream_gives_one_complete_stream_and_the_reply(
             async for chunk in stream:
                 chunks.append(chunk)
                 if len(chunks) == 11:  # the worker holds after token 10: kill it there
-                    worker.kill()
-                    hold.unlink()
-                    worker.start()
+                    worker.kill_and_restart(meanwhile=hold.unlink)
             reply = stream.result()
     except BaseException:
         print(worker.logs())

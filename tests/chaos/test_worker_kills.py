@@ -89,13 +89,12 @@ async def test_exactly_once_under_repeated_kill_9(
             thresholds = sorted(rng.sample(range(total // 10, total * 8 // 10), KILLS))
             kill_times: list[tuple[int, int]] = []
             for threshold in thresholds:
-                await assert_eventually(lambda: _restored(worker), timeout=60)
+                await assert_eventually(worker.assert_restored, timeout=60)
                 await assert_eventually(lambda t=threshold: _reached(load, t), timeout=120)
                 await asyncio.sleep(rng.uniform(0.0, 0.5))
                 assert not running.done()
                 kill_times.append((load.done_ops, ledger_lines(ledger)))
-                worker.kill()
-                worker.start()
+                worker.kill_and_restart()
             load.release.set()
             await asyncio.wait_for(running, 240)
             await load.barriers()
@@ -115,11 +114,6 @@ async def test_exactly_once_under_repeated_kill_9(
     finally:
         worker.cleanup()
         await log.close()
-
-
-def _restored(worker: WorkerProcess) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > 0, "the worker has not restored a partition yet"
 
 
 def _reached(load: LedgerLoad, threshold: int) -> None:

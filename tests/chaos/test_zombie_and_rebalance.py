@@ -8,21 +8,19 @@ import json
 from pathlib import Path
 
 import pytest
-from harness.ledger_chaos import LedgerLoad, ledger_lines, verify
+from harness.ledger_chaos import LedgerLoad, TwoLedgerWorkers, ledger_lines, verify
 from harness.probe_sessions import PROBE, Item, append, gated_step, new_id, probe
 from harness.session_harness import (
     WAIT,
     WorkerProcess,
     assert_eventually,
     keys_on_partition,
-    make_settings,
     open_runtime,
     read_invocations,
     settings_for,
-    worker_env,
 )
 
-from actors import Client, RuntimeSettings, Worker  # noqa: E402
+from actors import Client, Worker  # noqa: E402
 from eventstore import EventLog, ProducerFencedError, Topics, open_log  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
@@ -129,18 +127,8 @@ async def test_rebalance_under_load_loses_and_duplicates_nothing(
     kafka_bootstrap: str, namespace: str, tmp_path: Path, transactions: str
 ) -> None:
     """A second worker joins under load and later leaves on SIGTERM; exactly once throughout."""
-    settings = make_settings(
-        "kafka",
-        tmp_path / "data",
-        namespace,
-        bootstrap=kafka_bootstrap,
-        partitions=4,
-        runtime=RuntimeSettings(checkpoint_every=30),
-    )
-    ledger = tmp_path / "ledger.jsonl"
-    env = worker_env(settings, TETHER_TEST_LEDGER=str(ledger), TETHER_KAFKA__TRANSACTIONS=transactions)
-    a = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="a")
-    b = WorkerProcess("harness.ledger_sessions:ledger", env, tmp_path, name="b")
+    workers = TwoLedgerWorkers.make(kafka_bootstrap, namespace, tmp_path, TETHER_KAFKA__TRANSACTIONS=transactions)
+    settings, ledger, a, b = workers.settings, workers.ledger, workers.a, workers.b
     log = open_log(settings)
     a.start()
     try:
@@ -161,11 +149,14 @@ async def test_rebalance_under_load_loses_and_duplicates_nothing(
 
             await progress(a)
             b.start()
-            await assert_eventually(lambda: _owns_partitions(b), timeout=60)
+            await assert_eventually(lambda: b.assert_restored(why="no partition assigned yet"), timeout=60)
             await progress(b)
             restores_before_leave = a.restored_partitions()
             assert b.terminate() == 0, b.output()[-3000:]
-            await assert_eventually(lambda: _restored_more(a, restores_before_leave), timeout=60)
+            await assert_eventually(
+                lambda: a.assert_restored(restores_before_leave, "the partitions of the leaver were not taken over"),
+                timeout=60,
+            )
             await progress(a)
             assert not running.done()
             stop.set()
@@ -187,13 +178,3 @@ async def test_rebalance_under_load_loses_and_duplicates_nothing(
         a.cleanup()
         b.cleanup()
         await log.close()
-
-
-def _owns_partitions(worker: WorkerProcess) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > 0, "no partition assigned yet"
-
-
-def _restored_more(worker: WorkerProcess, before: int) -> None:
-    assert worker.alive(), worker.output()[-3000:]
-    assert worker.restored_partitions() > before, "the partitions of the leaver were not taken over"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -21,14 +22,26 @@ from pydantic_ai.usage import RequestUsage
 
 from actors import Budget, ObjectContext, VirtualObject
 from actors.agents import DurableAgent, tool_idempotency_key
+from harness.faults import FailOnce
 
 SOURCES = ("web", "news", "papers")
 RUNS: list[tuple[str, str]] = []
 """(kind, detail) of every model request and tool run in this process."""
-FAIL_AFTER_RUN: set[str] = set()
+FAIL_AFTER_RUN = FailOnce()
 """Keys whose handler fails once after the agent run (a handler retry replays the run)."""
 SEEN: list[list[str]] = []
 """Per handler attempt: the types of the run's messages and parts."""
+ONE_RESEARCH = Counter(
+    {
+        ("model", "0"): 1,
+        ("model", "1"): 1,
+        ("model", "2"): 1,
+        ("tool", "search:web"): 1,
+        ("tool", "search:news"): 1,
+        ("tool", "search:papers"): 1,
+    }
+)
+"""The (kind, detail) runs of one `research`, the email apart, each once: what a run repeats none of."""
 
 
 def record(kind: str, detail: str) -> None:
@@ -97,9 +110,7 @@ durable = DurableAgent(research_agent)
 async def research(ctx: ObjectContext[Notes], req: Topic) -> Findings:
     result = await durable.run(ctx, req.topic)
     SEEN.append([f"{type(m).__name__}:{','.join(type(p).__name__ for p in m.parts)}" for m in result.all_messages()])
-    if ctx.key in FAIL_AFTER_RUN:
-        FAIL_AFTER_RUN.discard(ctx.key)
-        raise RuntimeError("fail once after the run: the retry replays it")
+    FAIL_AFTER_RUN.check(ctx.key)
     ctx.emit(Researched(text=result.output))
     usage = result.usage
     return Findings(

@@ -26,6 +26,13 @@ def _agent() -> VirtualObject[AgentState]:
     return agent
 
 
+async def _final(ctx: ObjectContext[AgentState], draft: str, web: str, docs: str) -> Answer:
+    """The quickstart's last step and event, which no variant changes."""
+    text = await ctx.run("llm:final", lambda: quickstart.call_llm(draft + web + docs))
+    ctx.emit(Answered(text=text))
+    return Answer(text=text)
+
+
 renamed = _agent()
 
 
@@ -36,9 +43,7 @@ async def ask_renamed(ctx: ObjectContext[AgentState], req: Ask) -> Answer:
         ctx.run("tool:search", lambda: quickstart.search_web(draft)),  # was "tool:web"
         ctx.run("tool:docs", lambda: quickstart.search_docs(draft)),
     )
-    text = await ctx.run("llm:final", lambda: quickstart.call_llm(draft + web + docs))
-    ctx.emit(Answered(text=text))
-    return Answer(text=text)
+    return await _final(ctx, draft, web, docs)
 
 
 inserted = _agent()
@@ -52,9 +57,7 @@ async def ask_inserted(ctx: ObjectContext[AgentState], req: Ask) -> Answer:
         ctx.run("tool:web", lambda: quickstart.search_web(draft)),
         ctx.run("tool:docs", lambda: quickstart.search_docs(draft)),
     )
-    text = await ctx.run("llm:final", lambda: quickstart.call_llm(draft + web + docs))
-    ctx.emit(Answered(text=text))
-    return Answer(text=text)
+    return await _final(ctx, draft, web, docs)
 
 
 appended = _agent()

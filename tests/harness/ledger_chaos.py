@@ -17,12 +17,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors import CallTimeoutError, Client
+from actors import CallTimeoutError, Client, RuntimeSettings, Settings
 from actors.messages import invocation_id
 from eventstore import EventLog, Topics
 
 from .ledger_sessions import Op, apply, ask, relay
-from .session_harness import WAIT, Invocations, read_invocations
+from .session_harness import WAIT, Invocations, WorkerProcess, make_settings, read_invocations, worker_env
+
+
+@dataclass
+class TwoLedgerWorkers:
+    """Two ledger workers, `a` and `b` (not started), on one Kafka namespace and one side-effect ledger."""
+
+    settings: Settings
+    """Kafka, 4 partitions, a checkpoint every 30 events."""
+    ledger: Path
+    a: WorkerProcess
+    b: WorkerProcess
+
+    @classmethod
+    def make(cls, bootstrap: str, namespace: str, tmp_path: Path, **env: str) -> TwoLedgerWorkers:
+        """Their settings and processes; `env` adds ``TETHER_*`` variables to both."""
+        settings = make_settings(
+            "kafka",
+            tmp_path / "data",
+            namespace,
+            bootstrap=bootstrap,
+            partitions=4,
+            runtime=RuntimeSettings(checkpoint_every=30),
+        )
+        ledger = tmp_path / "ledger.jsonl"
+        environ = worker_env(settings, TETHER_TEST_LEDGER=str(ledger), **env)
+        a = WorkerProcess("harness.ledger_sessions:ledger", environ, tmp_path, name="a")
+        b = WorkerProcess("harness.ledger_sessions:ledger", environ, tmp_path, name="b")
+        return cls(settings, ledger, a, b)
 
 
 @dataclass

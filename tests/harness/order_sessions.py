@@ -1,18 +1,23 @@
 """Test workload: an order session that records every order it applies, and its dead letters.
 
 `orders.apply` folds each order number into the session's state, so an order applied twice
-shows up twice. `order_dead_letters` builds the dead-letter records of orders that failed for
-good (as a worker writes them), so that a replay test needs no worker to produce them.
+shows up twice; a ``bad`` order fails for good until `FIXED` is set ("fixing the cause" before a
+replay), and `orders.flaky` fails every time (after one retry). `order_dead_letters` builds the
+dead-letter records of orders that failed for good (as a worker writes them), so that a replay
+test needs no worker to produce them.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from actors import ObjectContext, TerminalError, VirtualObject
+from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
 from actors.messages import Message, session_key
 from actors.runtime.deadletters import Failure, dead_letter
 from eventstore import OutRecord, Record, Topics, partition_for
+
+FIXED = {"value": False}
+"""Set to True to "fix the cause": a bad order then applies."""
 
 
 class Orders(BaseModel):
@@ -22,6 +27,7 @@ class Orders(BaseModel):
 
 class Order(BaseModel):
     n: int
+    bad: bool = False
 
 
 class Applied(BaseModel):
@@ -33,7 +39,14 @@ orders = VirtualObject("orders", state=Orders)
 
 @orders.handler()
 async def apply(ctx: ObjectContext[Orders], order: Order) -> None:
+    if order.bad and not FIXED["value"]:
+        raise TerminalError(f"bad order {order.n}\nthe cause is not fixed yet")
     ctx.emit(Applied(n=order.n))
+
+
+@orders.handler(retry=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=0))
+async def flaky(ctx: ObjectContext[Orders], order: Order) -> None:
+    raise ValueError(f"flaky {order.n}")
 
 
 @orders.on_event(Applied)

@@ -1,4 +1,5 @@
-"""Test workload: a counter session for the Ray worker tests (Ray workers import it too)."""
+"""Test workload: a counter session (the Ray worker tests, whose workers import it too, and the
+secured-cluster round trip in test_kafka_security)."""
 
 from __future__ import annotations
 

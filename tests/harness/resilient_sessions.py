@@ -1,29 +1,24 @@
-"""Session types exercising fallbacks, circuit breakers and large inputs."""
+"""Session types exercising fallbacks, circuit breakers and large inputs.
+
+The assistant keeps the quickstart agent's state, reply and event (and its fold); only its
+request and handlers are its own.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from actors import CircuitPolicy, ObjectContext, RetryableError, RetryPolicy, VirtualObject
+from harness.examples import example
 
+quickstart = example("quickstart")
+Notes, Answer, Answered = quickstart.AgentState, quickstart.Answer, quickstart.Answered
 CALLS: dict[str, int] = {}
-
-
-class Notes(BaseModel):
-    answers: list[str] = Field(default_factory=list)
 
 
 class Ask(BaseModel):
     question: str
     primary_up: bool = False
-
-
-class Answer(BaseModel):
-    text: str
-
-
-class Answered(BaseModel):
-    text: str
 
 
 assistant = VirtualObject("assistant", state=Notes)
@@ -80,6 +75,4 @@ async def pipeline(ctx: ObjectContext[Notes], req: Ask) -> Answer:
     return Answer(text="|".join(parts))
 
 
-@assistant.on_event(Answered)
-def _answered(state: Notes, event: Answered) -> None:
-    state.answers.append(event.text)
+assistant.on_event(Answered)(quickstart.answered)

@@ -338,11 +338,29 @@ class WorkerProcess:
         """How many partition restores this instance logged (it owns partitions once > 0)."""
         return self.output().count(" restored: ")
 
+    def assert_restored(self, more_than: int = 0, why: str = "the worker has not restored a partition yet") -> None:
+        """It runs and has logged more than `more_than` partition restores (with 0: it owns partitions).
+
+        For `assert_eventually`; `why` is the failure message (a takeover, a join, a restart).
+        """
+        assert self.alive(), self.output()[-3000:]
+        assert self.restored_partitions() > more_than, why
+
     def kill(self) -> None:
         """SIGKILL by PID, and reap."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def kill_and_restart(self, meanwhile: Callable[[], object] | None = None) -> int:
+        """SIGKILL, then a new process (`meanwhile` runs in between, while none runs: to open a gate
+        the old one waited at); returns the PID of the killed one."""
+        killed = self.pid
+        self.kill()
+        if meanwhile is not None:
+            meanwhile()
+        self.start()
+        return killed
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait for a clean exit; returns the exit code."""
@@ -358,6 +376,13 @@ class WorkerProcess:
     def cleanup(self) -> None:
         """Kill the process if it still runs (test teardown)."""
         self.kill()
+
+    def stop(self) -> None:
+        """SIGTERM and assert a clean exit (exit code 0, its output in the message); killed in any case."""
+        try:
+            assert self.terminate() == 0, self.output()
+        finally:
+            self.cleanup()
 
     def logs(self, tail: int | None = 6000) -> str:
         """Every log file of this worker (the last `tail` characters of each)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness.raw_kafka import create_topic, read_values
 
 from eventstore.kafka.localbroker import log_tail
 
@@ -31,12 +31,7 @@ def _tether(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def _produce_and_consume(bootstrap: str, topic: str, values: list[bytes]) -> list[bytes]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -44,20 +39,7 @@ async def _produce_and_consume(bootstrap: str, topic: str, values: list[bytes]) 
             await producer.send_and_wait(topic, value, key=b"k")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    seen: list[bytes] = []
-    try:
-        for _ in range(60):
-            batches = await consumer.getmany(timeout_ms=500)
-            seen += [record.value for records in batches.values() for record in records]
-            if len(seen) >= len(values):
-                break
-    finally:
-        await consumer.stop()
-    return seen
+    return await read_values(bootstrap, topic, expected=len(values))
 
 
 async def test_up_status_produce_consume_down(kafka_libs: Path, tmp_path: Path, namespace: str) -> None:
@@ -125,17 +107,12 @@ async def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
 async def test_compaction_happens_within_a_test(kafka_bootstrap: str, namespace: str) -> None:
     """The broker's short cleaner back-off lets a test watch a compacted topic get compacted."""
     topic = f"{namespace}-compacted"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        config = {
-            "cleanup.policy": "compact",
-            "segment.ms": "100",  # roll segments quickly: only closed segments are compacted
-            "min.cleanable.dirty.ratio": "0.01",
-        }
-        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs=config)])
-    finally:
-        await admin.close()
+    config = {
+        "cleanup.policy": "compact",
+        "segment.ms": "100",  # roll segments quickly: only closed segments are compacted
+        "min.cleanable.dirty.ratio": "0.01",
+    }
+    await create_topic(kafka_bootstrap, topic, config=config)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     try:

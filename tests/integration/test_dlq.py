@@ -1,8 +1,8 @@
 """Dead letters end to end: a real worker dead-letters messages; list, stats, show, replay, discard.
 
-Runs on the embedded log and on the real Kafka broker. The session type's handler fails for
-"bad" items until the module-level `FIXED` flag is set: that is "fixing the cause" before a
-replay. State is read back through the client, so "applied once" is what the session folded.
+Runs on the embedded log and on the real Kafka broker. The session type (`harness.order_sessions`)
+fails for "bad" orders until its `FIXED` flag is set: that is "fixing the cause" before a replay.
+State is read back through the client, so "applied once" is what the session folded.
 """
 
 from __future__ import annotations
@@ -17,17 +17,10 @@ from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
-from pydantic import BaseModel, Field
+from harness import order_sessions
+from harness.order_sessions import orders
 
-from actors import (
-    Client,
-    ObjectContext,
-    RetryPolicy,
-    Settings,
-    TerminalError,
-    VirtualObject,
-    Worker,
-)
+from actors import Client, Settings, Worker
 from actors.messages import session_key
 from dlq import DeadLetter, DeadLetters, Filter, NoMatchError, ReplayTarget, UnknownDeadLetterError
 from dlq.cli import dlq as dlq_cli
@@ -35,47 +28,13 @@ from eventstore import KafkaSettings, OutRecord, Topics, TopicSpec, open_log, pa
 
 T = TypeVar("T")
 WAIT = 60.0
-FIXED = {"value": False}
-
-
-class Items(BaseModel):
-    applied: list[int] = Field(default_factory=list)
-
-
-class Item(BaseModel):
-    n: int
-    bad: bool = False
-
-
-class Applied(BaseModel):
-    n: int
-
-
-items = VirtualObject("items", state=Items)
-
-
-@items.handler()
-async def apply(ctx: ObjectContext[Items], item: Item) -> None:
-    if item.bad and not FIXED["value"]:
-        raise TerminalError(f"bad item {item.n}\nthe cause is not fixed yet")
-    ctx.emit(Applied(n=item.n))
-
-
-@items.handler(retry=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=0))
-async def flaky(ctx: ObjectContext[Items], item: Item) -> None:
-    raise ValueError(f"flaky {item.n}")
-
-
-@items.on_event(Applied)
-def applied(state: Items, event: Applied) -> None:
-    state.applied.append(event.n)
 
 
 @pytest.fixture(autouse=True)
 def unfixed() -> Iterator[None]:
-    FIXED["value"] = False
+    order_sessions.FIXED["value"] = False
     yield
-    FIXED["value"] = False
+    order_sessions.FIXED["value"] = False
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -116,7 +75,7 @@ async def count_letters(dead: DeadLetters, n: int) -> list[DeadLetter]:
 
 
 async def applied_of(client: Client, key: str) -> list[int]:
-    state = await client.state("items", key, timeout=WAIT)
+    state = await client.state("orders", key, timeout=WAIT)
     return list(state["state"]["applied"])
 
 
@@ -124,7 +83,7 @@ async def wait_applied(client: Client, key: str, expected: list[int]) -> None:
     async def probe() -> bool:
         return await applied_of(client, key) == expected
 
-    await eventually(probe, f"items/{key} to have applied {expected}")
+    await eventually(probe, f"orders/{key} to have applied {expected}")
 
 
 async def append_poison(settings: Settings, key: str) -> None:
@@ -132,7 +91,7 @@ async def append_poison(settings: Settings, key: str) -> None:
     await log.start()
     try:
         topics = Topics(settings.namespace)
-        record_key = session_key("items", key)
+        record_key = session_key("orders", key)
         count = await log.partition_count(topics.inbox)
         await log.append([OutRecord(topics.inbox, partition_for(record_key, count), record_key, b"\xc1junk")])
     finally:
@@ -141,16 +100,16 @@ async def append_poison(settings: Settings, key: str) -> None:
 
 @pytest.fixture
 async def running(settings: Settings) -> AsyncIterator[tuple[Worker, Client]]:
-    async with Worker([items], settings) as worker, Client.connect(settings) as client:
+    async with Worker([orders], settings) as worker, Client.connect(settings) as client:
         yield worker, client
 
 
 async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Worker, Client]) -> None:
     _, client = running
-    await client.send_raw("items", "k0", "apply", {"n": 0})
+    await client.send_raw("orders", "k0", "apply", {"n": 0})
     for n in (1, 2, 3):
-        await client.send_raw("items", f"k{n}", "apply", {"n": n, "bad": True})
-    await client.send_raw("items", "k4", "flaky", {"n": 4})
+        await client.send_raw("orders", f"k{n}", "apply", {"n": n, "bad": True})
+    await client.send_raw("orders", "k4", "flaky", {"n": 4})
     await append_poison(settings, "p")
     await wait_applied(client, "k0", [0])
 
@@ -167,8 +126,8 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
         terminal = await dead.list(Filter(categories=("terminal",)))
         assert sorted(x.object_key or "" for x in terminal) == ["k1", "k2", "k3"]
         assert all(x.status == "pending" and x.attempts == 1 for x in terminal)
-        assert [x.object_key for x in await dead.list(Filter.session("items/k2"))] == ["k2"]
-        assert len(await dead.list(Filter(handlers=("items.flaky",)))) == 1
+        assert [x.object_key for x in await dead.list(Filter.session("orders/k2"))] == ["k2"]
+        assert len(await dead.list(Filter(handlers=("orders.flaky",)))) == 1
         with pytest.raises(NoMatchError, match="handler=nope"):
             await dead.list(Filter(handlers=("nope",)))
 
@@ -177,7 +136,7 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
         assert exhausted.first_failure_ms and exhausted.last_failure_ms
         assert exhausted.first_failure_ms <= exhausted.last_failure_ms
         poison = by_category["poison"]
-        assert poison.poison and poison.session == "items/p" and poison.handler is None
+        assert poison.poison and poison.session == "orders/p" and poison.handler is None
 
         stats = await dead.stats(by=["error_class"])
         assert {r.error_class: r.count for r in stats} == {
@@ -187,14 +146,14 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
         }
         by_default = await dead.stats()  # error class and handler
         assert {(r.error_class, r.handler, r.count) for r in by_default} == {
-            ("TerminalError", "items.apply", 3),
-            ("ValueError", "items.flaky", 1),
-            ("EnvelopeDecodeError", "items.(none)", 1),
+            ("TerminalError", "orders.apply", 3),
+            ("ValueError", "orders.flaky", 1),
+            ("EnvelopeDecodeError", "orders.(none)", 1),
         }
         grouped = await dead.stats(by=["error_class", "handler", "message"])
-        assert len(grouped) == 5  # the first message line differs per bad item
+        assert len(grouped) == 5  # the first message line differs per bad order
         first_lines = {r.message for r in grouped}
-        assert "bad item 1" in first_lines and "flaky 4" in first_lines
+        assert "bad order 1" in first_lines and "flaky 4" in first_lines
 
         k1 = next(x for x in terminal if x.object_key == "k1")
         shown = await dead.show(k1.id)
@@ -207,7 +166,7 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
             await dead.show("garbage")
 
         # Fix the cause, then replay the terminal failures: each is applied once.
-        FIXED["value"] = True
+        order_sessions.FIXED["value"] = True
         report = await dead.replay(where=Filter(error_classes=("TerminalError",)))
         assert report.ok and report.counts["replayed"] == 3
         for n in (1, 2, 3):
@@ -218,8 +177,8 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
 
         # Even a resend that bypasses the status (a crash between send and status record) is
         # answered by the session's dedupe window, not applied again.
-        await client.send_raw("items", "k1", "apply", {"n": 1, "bad": True}, idempotency_key=k1.replay_message_id)
-        await client.send_raw("items", "k1", "apply", {"n": 100})
+        await client.send_raw("orders", "k1", "apply", {"n": 1, "bad": True}, idempotency_key=k1.replay_message_id)
+        await client.send_raw("orders", "k1", "apply", {"n": 100})
         await wait_applied(client, "k1", [1, 100])
 
         # Discard the poison record: resolved, audited, not deleted.
@@ -256,14 +215,14 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
 async def test_interrupted_replay_resumes(settings: Settings, running: tuple[Worker, Client]) -> None:
     _, client = running
     for n in range(5):
-        await client.send_raw("items", f"r{n}", "apply", {"n": n, "bad": True})
+        await client.send_raw("orders", f"r{n}", "apply", {"n": n, "bad": True})
     for n in range(5, 10):
-        await client.send_raw("items", f"s{n}", "apply", {"n": n, "bad": True})
+        await client.send_raw("orders", f"s{n}", "apply", {"n": n, "bad": True})
     async with DeadLetters(settings) as dead:
         letters = await count_letters(dead, 10)
         first_batch = [x.id for x in letters if (x.object_key or "").startswith("r")]
         second_batch = [x.id for x in letters if (x.object_key or "").startswith("s")]
-        FIXED["value"] = True
+        order_sessions.FIXED["value"] = True
 
         # A transform that raises on the third item: that item fails, the rest goes on.
         seen: list[str] = []
@@ -319,9 +278,9 @@ def cli_args(settings: Settings) -> list[str]:
 
 def test_cli(settings: Settings, keep_logging: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def produce() -> list[DeadLetter]:
-        async with Worker([items], settings), Client.connect(settings) as client:
-            await client.send_raw("items", "c1", "apply", {"n": 1, "bad": True})
-            await client.send_raw("items", "c2", "apply", {"n": 2, "bad": True})
+        async with Worker([orders], settings), Client.connect(settings) as client:
+            await client.send_raw("orders", "c1", "apply", {"n": 1, "bad": True})
+            await client.send_raw("orders", "c2", "apply", {"n": 2, "bad": True})
             await append_poison(settings, "cp")
             async with DeadLetters(settings) as dead:
                 return await count_letters(dead, 3)
@@ -375,7 +334,7 @@ def test_cli(settings: Settings, keep_logging: None, tmp_path: Path, monkeypatch
     module.write_text(
         "from dlq import ReplayTarget\n"
         "def fix(payload, letter):\n"
-        "    return ReplayTarget('items', letter.object_key, 'apply', {'n': 7})\n"
+        "    return ReplayTarget('orders', letter.object_key, 'apply', {'n': 7})\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     fixed = run_json("replay", poison.id, "--transform", "dlq_cli_fix:fix", "--dry-run")
@@ -444,7 +403,7 @@ async def test_a_spring_topic_by_time_and_by_index(settings: Settings) -> None:
         assert sum(r.count for r in again) == 12 and dead.inspector.index.read_records == 0
 
         def to_item(payload: Any, letter: DeadLetter) -> ReplayTarget:
-            return ReplayTarget("items", json.loads(payload)["orderId"], "apply", {"n": letter.original_offset})
+            return ReplayTarget("orders", json.loads(payload)["orderId"], "apply", {"n": letter.original_offset})
 
         report = await dead.replay(where=Filter(since_ms=now - 3_600_000), transform=to_item, dry_run=True)
         assert [i.outcome for i in report.items] == ["would-replay", "would-replay"]

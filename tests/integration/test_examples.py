@@ -13,6 +13,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_example(name: str, timeout: float) -> str:
+    """Run ``examples/<name>.py`` as a user does (no ``TETHER_`` variables); its output, once it exited 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    out = subprocess.run(
+        [sys.executable, f"examples/{name}.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def readme_block(pattern: str) -> str:
+    """The README's code block that `pattern` (a regular expression, its group 1) finds."""
+    block = re.search(pattern, (ROOT / "README.md").read_text(), re.S)
+    assert block is not None, pattern
+    return block.group(1)
+
+
 def assert_shown_in(block: str, example: str, *, name: str, skip_imports: bool = False) -> None:
     """Every line of the README's `block` is a whole line of `example`, in the same order.
 
@@ -41,66 +58,41 @@ def test_the_readme_check_fails_on_a_changed_or_reordered_line() -> None:
 
 
 def test_quickstart_example_runs_on_the_embedded_log() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    out = subprocess.run(
-        [sys.executable, "examples/quickstart.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert "answer: <answer to" in out.stdout
+    stdout = run_example("quickstart", timeout=120)
+    assert "answer: <answer to" in stdout
     # three asks, one of them sent twice with the same idempotency key: three answers
-    assert "answers: 3 version: 3" in out.stdout
+    assert "answers: 3 version: 3" in stdout
 
 
 def test_readme_session_type_matches_the_example_file() -> None:
-    readme = (ROOT / "README.md").read_text()
+    block = readme_block(r"## A session type\n\n```python\n(.*?)```")
     example = (ROOT / "examples/quickstart.py").read_text()
-    block = re.search(r"## A session type\n\n```python\n(.*?)```", readme, re.S)
-    assert block is not None
-    assert_shown_in(block.group(1), example, name="examples/quickstart.py", skip_imports=True)
+    assert_shown_in(block, example, name="examples/quickstart.py", skip_imports=True)
 
 
 def test_booking_saga_example_runs_and_the_readme_shows_its_code() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    out = subprocess.run(
-        [sys.executable, "examples/booking_saga.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert out.returncode == 0, out.stderr
-    assert "compensated" in out.stdout
-    readme = (ROOT / "README.md").read_text()
+    stdout = run_example("booking_saga", timeout=180)
+    assert "compensated" in stdout
     example = (ROOT / "examples/booking_saga.py").read_text()
-    block = re.search(r"## Sagas.*?```python\n(.*?)```", readme, re.S)
-    assert block is not None
-    assert_shown_in(block.group(1), example, name="examples/booking_saga.py")
+    assert_shown_in(readme_block(r"## Sagas.*?```python\n(.*?)```"), example, name="examples/booking_saga.py")
 
 
 def test_research_agent_example_streams_and_the_readme_shows_its_code() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    out = subprocess.run(
-        [sys.executable, "examples/research_agent.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("Durable agents resume from their journal instead of starting over.")
-    assert "answer: 'Durable agents resume" in out.stdout and "tokens)" in out.stdout
-    readme = (ROOT / "README.md").read_text()
+    stdout = run_example("research_agent", timeout=180)
+    assert stdout.startswith("Durable agents resume from their journal instead of starting over.")
+    assert "answer: 'Durable agents resume" in stdout and "tokens)" in stdout
     example = (ROOT / "examples/research_agent.py").read_text()
-    agents = re.search(r"## Agents\n.*?```python\n(.*?)```", readme, re.S)
-    streaming = re.search(r"### Streaming to the caller\n.*?```python\n(.*?)```", readme, re.S)
-    assert agents is not None and streaming is not None
-    assert_shown_in(agents.group(1), example, name="examples/research_agent.py")
-    assert_shown_in(streaming.group(1), example, name="examples/research_agent.py")
+    agents = readme_block(r"## Agents\n.*?```python\n(.*?)```")
+    streaming = readme_block(r"### Streaming to the caller\n.*?```python\n(.*?)```")
+    assert_shown_in(agents, example, name="examples/research_agent.py")
+    assert_shown_in(streaming, example, name="examples/research_agent.py")
 
 
 def test_large_payloads_example_runs_and_the_readme_shows_its_setting() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    out = subprocess.run(
-        [sys.executable, "examples/large_payloads.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert out.returncode == 0, out.stderr
+    stdout = run_example("large_payloads", timeout=180)
     # 5 MiB in; the document plus half of it (a step result by reference) back; three blobs.
-    assert "sent 5,160,000 chars, got back 7,740,000 chars and 720,000 words" in out.stdout
-    assert "3 blobs:" in out.stdout
-    readme = (ROOT / "README.md").read_text()
+    assert "sent 5,160,000 chars, got back 7,740,000 chars and 720,000 words" in stdout
+    assert "3 blobs:" in stdout
     example = (ROOT / "examples/large_payloads.py").read_text()
-    block = re.search(r"### Large payloads by reference\n.*?```python\n(.*?)```", readme, re.S)
-    assert block is not None
-    assert_shown_in(block.group(1), example, name="examples/large_payloads.py")
+    block = readme_block(r"### Large payloads by reference\n.*?```python\n(.*?)```")
+    assert_shown_in(block, example, name="examples/large_payloads.py")

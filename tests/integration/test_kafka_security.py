@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
-from pydantic import BaseModel, Field
+from harness.ray_counter import Add, Total, add, counter
 
-from actors import Client, ObjectContext, Settings, VirtualObject, Worker
+from actors import Client, Settings, Worker
 from eventstore import KafkaAuthenticationError, KafkaSettings, KafkaTLSError
 from eventstore.kafka.localbroker import make_ca
 from eventstore.kafka.localbroker.cli import kafka
@@ -30,38 +30,6 @@ pytestmark = pytest.mark.kafka
 FAST = 8.0
 """Seconds within which a refused connection must fail (the connect bound is 10 s by default)."""
 WRONG_PASSWORD = "not-the-password-5f3a"
-
-
-class Tally(BaseModel):
-    total: int = 0
-    seen: list[str] = Field(default_factory=list)
-
-
-class Add(BaseModel):
-    by: int
-
-
-class Total(BaseModel):
-    total: int
-
-
-class Added(BaseModel):
-    by: int
-
-
-tally = VirtualObject("tally", state=Tally)
-
-
-@tally.handler()
-async def add(ctx: ObjectContext[Tally], req: Add) -> Total:
-    doubled = await ctx.run("double", lambda: req.by * 2)
-    ctx.emit(Added(by=doubled))  # folds at once: ctx.state includes it
-    return Total(total=ctx.state.total)
-
-
-@tally.on_event(Added)
-def added(state: Tally, event: Added) -> None:
-    state.total += event.by
 
 
 def _settings(kafka_settings: KafkaSettings, namespace: str, tmp_path: Path) -> Settings:
@@ -83,10 +51,10 @@ async def test_a_worker_and_a_client_round_trip_over_sasl_ssl(
 ) -> None:
     _capture_everything(caplog)
     settings = _settings(sasl_ssl_kafka.settings(), namespace, tmp_path)
-    async with Worker([tally], settings), Client.connect(settings) as client:
-        first = await client.call(add, "a", Add(by=2), timeout=60)
-        second = await client.call(add, "a", Add(by=3), timeout=60)
-    assert (first.total, second.total) == (4, 10)
+    async with Worker([counter], settings), Client.connect(settings) as client:
+        first = await client.call(add, "a", Add(n=2), timeout=60)
+        second = await client.call(add, "a", Add(n=3), timeout=60)
+    assert (first, second) == (Total(value=2, adds=1), Total(value=5, adds=2))
     password = sasl_ssl_kafka.credentials.password
     _assert_no_secret(password, caplog, repr(settings), str(settings), settings.model_dump_json())
     assert any("Authenticated as tether via SCRAM-SHA-512" in r.getMessage() for r in caplog.records)
@@ -97,7 +65,7 @@ async def test_a_wrong_password_fails_fast_with_a_typed_error_naming_the_setting
 ) -> None:
     _capture_everything(caplog)
     settings = _settings(sasl_ssl_kafka.settings(sasl_password=WRONG_PASSWORD), namespace, tmp_path)
-    for start in (Client.connect(settings).start, Worker([tally], settings).start):
+    for start in (Client.connect(settings).start, Worker([counter], settings).start):
         began = time.monotonic()
         with pytest.raises(KafkaAuthenticationError) as caught:
             await start()

@@ -57,10 +57,7 @@ async def test_json_logs_parse_and_a_secret_reaches_no_log_dead_letter_or_caller
         assert events and all(obs.SECRET.encode() not in (r.value or b"") for r in events)
     finally:
         await log.close()
-        try:
-            assert worker.terminate() == 0, worker.output()
-        finally:
-            worker.cleanup()
+        worker.stop()
     lines = [line for line in worker.output().splitlines() if line.strip()]
     parsed = [json.loads(line) for line in lines]  # every line is one JSON object
     assert [r for r in parsed if r.get("ready")], "no ready line (--json)"

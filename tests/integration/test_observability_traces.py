@@ -24,11 +24,10 @@ from harness.session_harness import (
     settings_for,
     worker_env,
 )
+from harness.spans import in_memory_spans
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
 
 from actors import Client, RuntimeSettings
 from actors.messages import Message
@@ -40,17 +39,8 @@ BOTH = pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", mar
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """An SDK provider with an in-memory exporter for this test only."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace.set_tracer_provider(provider)
-    try:
+    with in_memory_spans() as exporter:
         yield exporter
-    finally:
-        provider.shutdown()
-        trace._TRACER_PROVIDER = None
-        trace._TRACER_PROVIDER_SET_ONCE = Once()
 
 
 def _hex(span: ReadableSpan) -> tuple[str, str, str | None]:
@@ -169,10 +159,7 @@ async def test_a_kill_between_steps_2_and_3_gives_one_execution_span_per_step(
                 assert steps_log.exists() and "s3-started" in steps_log.read_text()
 
             await assert_eventually(third_started, timeout=60)
-            first_pid = worker.pid
-            worker.kill()
-            gate.touch()
-            worker.start()
+            first_pid = worker.kill_and_restart(meanwhile=gate.touch)
             answer = await call
             assert answer.text == "s1,s2,s3,s4,s5"
             client_spans = [s for s in spans.get_finished_spans() if s.name == "call five.run"]

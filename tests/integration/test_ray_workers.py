@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -149,8 +150,10 @@ def test_cli_ray_without_a_broker_is_a_usage_error() -> None:
     assert NEEDS_KAFKA in result.output
 
 
-def _serve_on_ray(kafka_bootstrap: str, namespace: str) -> subprocess.Popen[str]:
-    """`tether serve --ray --workers 2` as a user runs it, without the test session's TETHER_* env."""
+@contextmanager
+def _serving_on_ray(kafka_bootstrap: str, namespace: str) -> Iterator[subprocess.Popen[str]]:
+    """`tether serve --ray --workers 2` as a user runs it, without the test session's TETHER_* env;
+    killed on leaving if it still runs."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TETHER_", "RAY_ADDRESS"))},
         "TETHER_NAMESPACE": namespace,
@@ -158,16 +161,21 @@ def _serve_on_ray(kafka_bootstrap: str, namespace: str) -> subprocess.Popen[str]
     }
     cmd = [*TETHER, "serve", TARGET, "--ray", "--workers", "2", "-b", kafka_bootstrap, "-v"]
     # cwd: `tether serve` imports MODULE from the current directory, like the user's app.
-    return subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
 
 
 @pytest.mark.ray
 @pytest.mark.kafka
 async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: str) -> None:
     """`tether serve --ray` as a user runs it: answers calls, stops on SIGTERM, takes Ray down."""
-    proc = _serve_on_ray(kafka_bootstrap, namespace)
     ray_processes: list[psutil.Process] = []
-    try:
+    with _serving_on_ray(kafka_bootstrap, namespace) as proc:
         settings = Settings(
             namespace=namespace,
             backend="kafka",
@@ -181,10 +189,6 @@ async def test_cli_serves_on_ray_until_sigterm(kafka_bootstrap: str, namespace: 
         assert ray_processes, "ray should run under the serving process"
         proc.send_signal(signal.SIGTERM)
         output, _ = await asyncio.to_thread(proc.communicate, timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "stopped 2 Ray workers" in output, output
     # ray.shutdown() took down the local Ray it started (actors, raylet, GCS).
@@ -202,25 +206,20 @@ async def test_cli_sigterm_while_the_ray_workers_start_stops_them_gracefully(
     `ray.init` installs a SIGTERM handler of its own that ends the process at once (exit -6
     with an actor half created, seen in a CI run); the serve command's handler now survives it.
     """
-    proc = _serve_on_ray(kafka_bootstrap, namespace)
     seen: list[str] = []
 
-    def until_ray_started() -> None:
+    def until_ray_started(proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             seen.append(line)
             if "ray started" in line:
                 return
 
-    try:
-        await asyncio.wait_for(asyncio.to_thread(until_ray_started), timeout=120)
+    with _serving_on_ray(kafka_bootstrap, namespace) as proc:
+        await asyncio.wait_for(asyncio.to_thread(until_ray_started, proc), timeout=120)
         assert not any("serving" in line for line in seen), "the workers were up already: no start-up window"
         proc.send_signal(signal.SIGTERM)
         rest, _ = await asyncio.to_thread(proc.communicate, timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
     output = "".join(seen) + rest
     assert proc.returncode == 0, output
     assert "SIGTERM received" not in output, output

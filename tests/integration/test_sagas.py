@@ -6,7 +6,10 @@ that timed out after acting is compensated; a long backoff is a durable timer ac
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.cli import run_ok
@@ -104,15 +107,23 @@ async def test_stuck_compensation_is_dead_lettered_and_finished_by_tether_saga_r
     assert [item["saga_id"] for item in json.loads(listed)["items"]] == ["trip-stuck"]
 
 
+@asynccontextmanager
+async def bank(coordinator: Any, kafka_bootstrap: str, namespace: str, tmp_path: Path) -> AsyncIterator[Runtime]:
+    """A runtime on Kafka serving one of `harness.transfer_saga`'s coordinators, the bank reset first."""
+    from harness.transfer_saga import reset
+
+    reset()
+    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
+    async with open_runtime([coordinator], settings) as rt:
+        yield rt
+
+
 async def test_a_step_that_timed_out_after_acting_is_compensated(
     kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
     from harness.transfer_saga import LEDGER, UNDONE, Transfer, careful, careful_coordinator
-    from harness.transfer_saga import reset as reset_bank
 
-    reset_bank()
-    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
-    async with open_runtime([careful_coordinator], settings) as rt:
+    async with bank(careful_coordinator, kafka_bootstrap, namespace, tmp_path) as rt:
         handle = await SagaClient(rt.client).start(careful, "wire-1", Transfer(wire="lost-reply"))
         outcome = await handle.result(timeout=60)
     assert outcome.status == "compensated" and outcome.step("wire").uncertain
@@ -124,19 +135,16 @@ async def test_a_long_backoff_waits_on_a_durable_timer_across_a_restart(
     kafka_bootstrap: str, namespace: str, tmp_path: Path
 ) -> None:
     from harness.transfer_saga import CALLS, Transfer, patient, patient_coordinator
-    from harness.transfer_saga import reset as reset_bank
 
     from actors.errors import SessionNotFoundError
     from actors.inspection.views import session_view
 
-    reset_bank()
-    settings = make_settings("kafka", tmp_path, namespace, bootstrap=kafka_bootstrap, partitions=2)
-    async with open_runtime([patient_coordinator], settings) as rt:
+    async with bank(patient_coordinator, kafka_bootstrap, namespace, tmp_path) as rt:
         handle = await SagaClient(rt.client).start(patient, "backoff-1", Transfer())
 
         async def suspended() -> None:
             try:
-                view = await session_view(settings, patient.object_name, "backoff-1")
+                view = await session_view(rt.settings, patient.object_name, "backoff-1")
             except SessionNotFoundError as exc:  # its start is not processed yet
                 raise AssertionError(exc) from None
             assert [w["kind"] for w in view["waits"].values()] == ["suspended invocation"], view["waits"]

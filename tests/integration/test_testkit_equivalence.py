@@ -2,7 +2,8 @@
 the Kafka broker gives identical replies (and typed errors), events, states and steps.
 
 The scenario: the README agent (a duplicate idempotency key, a step retried after a 429, a step
-that fails for good), and a session that sleeps, waits for an awakeable and is resolved. The
+that fails for good), and the README's approval flow (`examples/approval_flow.py`: a 30 s durable
+sleep, an awakeable resolved with "yes", a step with a fallback and a circuit). The
 same `StepStubs` inject the failures in both runs (the real worker takes them as
 `step_overrides`); only the clock differs (virtual in the kit, real on the broker).
 """
@@ -20,7 +21,7 @@ from harness.examples import example
 from harness.session_harness import settings_for
 from pydantic import BaseModel
 
-from actors import Client, ObjectContext, RetryableError, Settings, TerminalError, VirtualObject, Worker
+from actors import Client, RetryableError, Settings, TerminalError, Worker
 from actors.protocol.entries import Done, Step, Suspend
 from actors.testing import SessionHistory, SessionTestKit, StepStubs, read_history
 from eventstore import Topics, open_log
@@ -29,51 +30,11 @@ from eventstore.errors import TetherError
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
 quickstart = example("quickstart")
+approval = example("approval_flow")
 
 
-class Waiting(BaseModel):
-    awakeable: str | None = None
-    verdicts: list[str] = []
-
-
-class Go(BaseModel):
-    text: str
-
-
-class Asked(BaseModel):
-    awakeable: str
-
-
-class Decided(BaseModel):
-    verdict: str
-
-
-waiter = VirtualObject("waiter", state=Waiting)
-
-
-@waiter.handler()
-async def approve(ctx: ObjectContext[Waiting], req: Go) -> Go:
-    await ctx.sleep(0.3)
-    promise = ctx.awakeable(str)
-    ctx.emit(Asked(awakeable=promise.id))
-    verdict = await promise.result(timeout=600)
-    ctx.emit(Decided(verdict=verdict))
-    return Go(text=f"{req.text}: {verdict}")
-
-
-@waiter.on_event(Asked)
-def asked(state: Waiting, event: Asked) -> None:
-    state.awakeable = event.awakeable
-
-
-@waiter.on_event(Decided)
-def decided(state: Waiting, event: Decided) -> None:
-    state.awakeable = None
-    state.verdicts.append(event.verdict)
-
-
-OBJECTS = [quickstart.agent, waiter]
-SESSIONS = [("agent", "s1"), ("agent", "s2"), ("waiter", "w1")]
+OBJECTS = [quickstart.agent, approval.agent]
+SESSIONS = [("agent", "s1"), ("agent", "s2"), ("publisher", "p1")]
 
 
 class Driver:
@@ -102,12 +63,12 @@ async def scenario(d: Driver, stubs: StepStubs) -> dict[str, Any]:
     out["retried"] = await d.call(quickstart.ask, "s2", quickstart.Ask(question="and?"), "a2")
     stubs.fail("llm:draft", TerminalError("the model refused"), times=1)
     out["failed"] = await d.call(quickstart.ask, "s2", quickstart.Ask(question="no"), "a3")
-    pending = await d.start(approve, "w1", Go(text="publish"), "w-1")
-    deadline = time.monotonic() + 60
-    while (await d.state("waiter", "w1")).get("awakeable") is None:
-        assert time.monotonic() < deadline, "the waiter never asked"
+    pending = await d.start(approval.publish, "p1", approval.Draft(text="publish"), "p-1")
+    deadline = time.monotonic() + 90  # the flow sleeps 30 s first (real seconds on the worker)
+    while (await d.state("publisher", "p1")).get("waiting_for") is None:
+        assert time.monotonic() < deadline, "the publisher never asked"
         await d.tick()
-    awakeable = (await d.state("waiter", "w1"))["awakeable"]
+    awakeable = (await d.state("publisher", "p1"))["waiting_for"]
     await d.resolve(awakeable, "yes")
     out["approved"] = await d.result(pending)
     for name, key in SESSIONS:
@@ -158,7 +119,7 @@ async def on_kit(data_dir: Path) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         d.result = result
         d.resolve = kit.resolve
         d.state = state
-        d.tick = lambda: kit.advance(seconds=0.1)
+        d.tick = lambda: kit.advance(seconds=1.0)
         out = await scenario(d, kit.stubs)
         journals = {f"{n}/{k}": journal(SessionHistory.from_json(await kit.history(n, k))) for n, k in SESSIONS}
     return out, journals
@@ -188,7 +149,7 @@ async def on_worker(settings: Settings) -> tuple[dict[str, Any], dict[str, list[
             return await client.resolve(awakeable, value)
 
         d.call, d.start, d.result, d.resolve, d.state = call, start, result, resolve, state
-        d.tick = lambda: asyncio.sleep(0.05)
+        d.tick = lambda: asyncio.sleep(0.2)
         out = await scenario(d, stubs)
     log = open_log(settings)
     await log.start()
@@ -210,5 +171,5 @@ async def test_the_kit_and_a_real_worker_on_kafka_agree(
     # the scenario did what it says
     assert kit_out["duplicate"] == kit_out["first"]
     assert kit_out["failed"]["error"] == "InvocationError"
-    assert kit_out["approved"] == {"text": "publish: yes"}
+    assert kit_out["approved"] == {"text": "polished: publish"}
     assert [e[4] for e in kit_journals["agent/s2"] if e[0] == "step" and e[3] == "tool:web"] == [2]

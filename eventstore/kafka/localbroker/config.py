@@ -72,8 +72,25 @@ class BrokerPaths:
         return self.kafka_data_dir / "meta.properties"
 
 
+class LoopbackAddresses:
+    """The client addresses of a broker that listens on 127.0.0.1 (for a class with these ports)."""
+
+    port: int
+    sasl_ssl_port: int | None
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap address clients connect to, `127.0.0.1:PORT`."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """The SASL_SSL bootstrap address, `127.0.0.1:PORT`, when there is that listener."""
+        return None if self.sasl_ssl_port is None else f"{LOOPBACK}:{self.sasl_ssl_port}"
+
+
 @dataclass(frozen=True)
-class BrokerState:
+class BrokerState(LoopbackAddresses):
     """What must stay the same across restarts of one data directory."""
 
     cluster_id: str
@@ -87,16 +104,6 @@ class BrokerState:
     sasl_ssl_port: int | None = None
     """The SASL_SSL client port, when the data directory has that listener (chosen at format
     time, with its SCRAM user: a directory formatted without it never gains it)."""
-
-    @property
-    def bootstrap(self) -> str:
-        """The bootstrap address clients connect to."""
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def sasl_ssl_bootstrap(self) -> str | None:
-        """The SASL_SSL bootstrap address, if there is that listener."""
-        return None if self.sasl_ssl_port is None else f"{LOOPBACK}:{self.sasl_ssl_port}"
 
     @classmethod
     def load(cls, path: Path) -> BrokerState | None:

@@ -26,6 +26,7 @@ from eventstore.kafka.localbroker.config import (
     LOOPBACK,
     BrokerPaths,
     BrokerState,
+    LoopbackAddresses,
     broker_properties,
     new_cluster_id,
     pick_free_ports,
@@ -42,6 +43,7 @@ from eventstore.kafka.localbroker.process import (
     find_broker,
     process_create_time,
     read_pid_file,
+    run_tool,
     send_signal,
     wait_gone,
     write_pid_file,
@@ -81,7 +83,7 @@ NOT_READY = (
 
 
 @dataclass(frozen=True)
-class BrokerInfo:
+class BrokerInfo(LoopbackAddresses):
     """A broker process serving one data directory."""
 
     data_dir: Path
@@ -100,16 +102,6 @@ class BrokerInfo:
     """The SASL_SSL client port on 127.0.0.1, when the broker has that listener."""
     sasl_ssl: SaslSslCredentials | None
     """The CA file and SCRAM user of the SASL_SSL listener (the password is not in repr)."""
-
-    @property
-    def bootstrap(self) -> str:
-        """The bootstrap address for clients, `127.0.0.1:PORT`."""
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def sasl_ssl_bootstrap(self) -> str | None:
-        """The SASL_SSL bootstrap address, `127.0.0.1:PORT`, when there is that listener."""
-        return None if self.sasl_ssl_port is None else f"{LOOPBACK}:{self.sasl_ssl_port}"
 
 
 @dataclass(frozen=True)
@@ -389,16 +381,7 @@ class LocalBroker:
         if state.sasl_ssl_port is not None:
             cmd += scram_arguments(ensure_sasl_ssl(paths.data_dir))
         try:
-            out = subprocess.run(
-                cmd,
-                cwd=paths.data_dir,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=180,
-                check=False,
-            )
+            out = run_tool(cmd, cwd=paths.data_dir, timeout=180)
         except subprocess.TimeoutExpired as exc:
             raise BrokerStartError("formatting the KRaft storage timed out", data_dir=paths.data_dir) from exc
         if out.returncode != 0:
@@ -541,16 +524,7 @@ def _spawn_detached(cmd: list[str], *, cwd: Path, log_file: Path) -> int:
     child: it cannot become our zombie, and no `Popen` object outlives this call.
     """
     script = '"$@" </dev/null >>"$0" 2>&1 & echo $!'
-    out = subprocess.run(
-        ["/bin/sh", "-c", script, str(log_file), *cmd],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        start_new_session=True,
-        timeout=30,
-        check=False,
-    )
+    out = run_tool(["/bin/sh", "-c", script, str(log_file), *cmd], cwd=cwd, timeout=30, start_new_session=True)
     try:
         return int(out.stdout.strip())
     except ValueError as exc:

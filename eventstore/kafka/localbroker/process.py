@@ -1,4 +1,4 @@
-"""The broker's PID file, and telling our broker's JVM apart from any other process."""
+"""The broker's PID file, our JVM told apart from other processes, the short-lived tools run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,28 @@ TAG_PROPERTY = "tether.kafka.dataDir"
 
 _CREATE_TIME_SLACK = 1.0
 """Seconds of disagreement tolerated between a recorded and an observed process start time."""
+
+
+def run_tool(cmd: Sequence[str], *, cwd: Path, timeout: float, **options: Any) -> subprocess.CompletedProcess[str]:
+    """Run a short-lived tool (kafka-storage, openssl, the JVM launcher) to its end.
+
+    It gets no input; its output is captured as text (undecodable bytes replaced); its exit code
+    is the caller's to check.
+
+    Raises:
+        subprocess.TimeoutExpired: It ran longer than `timeout` seconds (it is killed).
+    """
+    return subprocess.run(
+        list(cmd),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+        **options,
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventstore.kafka.localbroker.errors import BrokerSetupError
+from eventstore.kafka.localbroker.process import run_tool
 
 SCRAM_USER = "tether"
 """The SCRAM user created at format time."""
@@ -70,16 +71,7 @@ def openssl() -> str:
 
 def _run(*args: str, cwd: Path) -> None:
     try:
-        out = subprocess.run(
-            [openssl(), *args],
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=60,
-            check=False,
-        )
+        out = run_tool([openssl(), *args], cwd=cwd, timeout=60)
     except subprocess.TimeoutExpired as exc:
         raise BrokerSetupError(f"openssl {args[0]} timed out") from exc
     if out.returncode != 0:

@@ -94,6 +94,18 @@ async def chores(ctx: ObjectContext[Count], req: Ask) -> Done:
     return Done()
 
 
+ENTERED = Gate()
+"""Set by `begin` once it runs: it has journaled nothing, so the log does not show it."""
+
+
+@desk.handler()
+async def begin(ctx: ObjectContext[Count], req: Ask) -> Done:
+    ENTERED.set()
+    await RUNNING.wait()
+    await ctx.run("after", lambda: STEPS.append("after"))
+    return Done()
+
+
 @other.handler()
 async def ping(ctx: ObjectContext[Count], req: Ask) -> Done:
     return Done()
@@ -101,6 +113,7 @@ async def ping(ctx: ObjectContext[Count], req: Ask) -> Done:
 
 def reset() -> None:
     RUNNING.event = asyncio.Event()
+    ENTERED.event = asyncio.Event()
     STEPS.clear()
 
 
@@ -283,6 +296,41 @@ async def test_cancel_a_queued_message_by_id_and_refuse_an_unknown_one(runtime: 
         assert [e["type"] for e in errors if e] == ["InvocationCancelledError", "InvocationCancelledError"], errors
 
     await assert_eventually(both_ended, timeout=30)
+
+
+@pytest.mark.usefixtures("keep_logging")
+async def test_cancel_an_invocation_that_has_journaled_nothing_yet(runtime: Runtime) -> None:
+    settings = runtime.settings
+    client = runtime.client
+    first = asyncio.create_task(client.call(begin, "new-1", Ask(), timeout=60))
+    assert ENTERED.event is not None
+    await asyncio.wait_for(ENTERED.event.wait(), 30)
+    queued = await client.send(quick, "new-1", Ask())  # behind it, in memory only
+    assert "new-1" not in await listed(runtime), "nothing of it is in the log yet"
+
+    out = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "new-1", "--reason", "typo", "--json")
+    assert out.exit_code == 0, out.output
+    said = json.loads(out.output)
+    assert said["cancelled"] is True and said["invocation"] != queued, said
+    RUNNING.set()  # its next step is where the cancellation ends it
+    with pytest.raises(InvocationError) as caught:
+        await first
+    assert caught.value.error_type == "InvocationCancelledError" and "typo" in str(caught.value)
+    assert said["by"] in str(caught.value), "the caller learns who cancelled it"
+    assert STEPS == [], "no step started after the cancellation"
+
+    async def history() -> list[dict[str, Any]]:
+        out = await asyncio.to_thread(invoke_ok, settings, "sessions", "history", "desk", "new-1", "--json")
+        done = [item for item in _items(out) if item["kind"] == "done"]
+        assert len(done) == 2, done  # the cancelled one, then the queued one, which ran
+        return done
+
+    done = await assert_eventually(history, timeout=30)
+    assert [(d.get("error") or {}).get("type") for d in done] == ["InvocationCancelledError", None], done
+    again = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "new-1", "--timeout", "10")
+    assert again.exit_code == 2 and "nothing running or waiting" in again.output, again.output
+    typo = await asyncio.to_thread(invoke, settings, "sessions", "cancel", "desk", "no-such-key", "--timeout", "10")
+    assert typo.exit_code == 2, typo.output
 
 
 def _items(output: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from actors.protocol import (
     Snapshot,
     Step,
     Suspend,
+    entries,
 )
 from actors.protocol.awakeables import awakeable_id
 from actors.runtime.offsets import NO_OFFSET, OffsetTracker
@@ -132,7 +133,9 @@ async def test_restore_rebuilds_a_partition_without_a_processor(tmp_path: Path) 
     restored = await restore(log, topics, 0, topics.group())
     await log.close()
     session = restored.sessions[key]
-    assert session.version == 2 and [type(e) for e in session.tail] == [Suspend]  # m0 is covered by the snapshot
+    assert session.version == 2 and [type(entries.decode(e)) for e in session.tail] == [
+        Suspend
+    ]  # m0 is covered by the snapshot
     assert session.blocked_by == m1.invocation_id
     assert [(o, m.id) for o, m, _ in session.queue] == [(NO_OFFSET, "m2")]
     assert restored.journals == {m1.invocation_id: {0: Step("m1", 0, "llm", "draft")}}

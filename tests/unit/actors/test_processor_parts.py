@@ -124,13 +124,15 @@ async def test_a_failed_commit_loses_the_partition_once_and_fails_the_waiting_st
         await commits.stop()
 
 
-def test_checkpoint_cadence_counts_events_records_since_the_last_checkpoint() -> None:
-    checkpoints = Checkpoints(cast(Any, None), TOPICS, 0, {}, RuntimeSettings(checkpoint_every=3), _state(), 0)
-    assert not checkpoints.due(2) and checkpoints.due(3)
-    checkpoints.committed(2, checkpointed=False)
-    assert checkpoints.due(1) and not checkpoints.due(0)
-    checkpoints.committed(1, checkpointed=True)
-    assert not checkpoints.due(2) and checkpoints.due(3)
+def test_checkpoints_ask_the_cadence_and_count_what_committed() -> None:
+    settings = RuntimeSettings(checkpoint_every=3)
+    checkpoints = Checkpoints(cast(Any, None), TOPICS, 0, {}, settings, _state(), 0)
+    two = [_event(0), _event(1)]
+    assert not checkpoints.due(two, 2, 0) and checkpoints.due([*two, _event(2)], 3, 0)
+    checkpoints.committed(two, 2, 0, checkpointed=False)
+    assert checkpoints.due([_event(3)], 1, 0) and not checkpoints.due([], 0, 0)
+    checkpoints.committed([_event(3)], 1, 0, checkpointed=True)
+    assert not checkpoints.due(two, 2, 0)
 
 
 @pytest.mark.parametrize(

@@ -246,3 +246,44 @@ def test_values_by_reference_golden_bytes_and_records_without_references() -> No
     again = Session(key=b"acct/ka", object_name="acct", snapshot=session.to_snapshot().encode())
     again.load(iso.acct, DAY_MS * 10_000)
     assert again.recorded("order-7", 1_714_564_800_001, DAY_MS * 10_000) == {"okb": BLOB_REF}
+
+
+# Since 0.3: a live cancellation (`tether sessions cancel` of an invocation that has journaled
+# nothing) is an ordinary resolution message whose payload adds ``live``; the processor records
+# it as the usual ``awk`` completion of the invocation it picks, so no entry kind is new.
+LIVE_CANCEL = (
+    b"\x89\xa2id\xadcancel-live-1\xa1o\xa5agent\xa1k\xa2k1\xa1h\xab__resolve__\xa1p\x84\xa2id\xb6awk:agent/k1"
+    b"#cancel-#0\xa3err\x82\xa4type\xa8Rejected\xa7message\xa4typo\xa2by\xa8ops@host\xa4live\xc3\xa2rp\x03\xa2ts"
+    b"\xcf\x00\x00\x01\x8f4\x06\x9e\x00\xa2nb\xc0\xa2sj\xc0"
+)
+# A saga cancelled by an operator (`tether saga cancel`): the event envelope in the events topic.
+SAGA_CANCELLED = (
+    b"\x83\xa1t\xb9tether.saga.SagaCancelled\xa1v\x01\xa1d\x83\xa2by\xa8ops@host\xa6reason\xadcustomer left"
+    b"\xa2at\xb42024-05-01T12:00:00Z"
+)
+
+
+def test_live_cancellation_golden_bytes() -> None:
+    from actors.protocol.awakeables import cancel_awakeable_id, cancelled_message
+    from actors.protocol.inbox import RESOLVE_HANDLER
+
+    awk = cancel_awakeable_id("agent", "k1", "")
+    payload = {"id": awk, "err": {"type": "Rejected", "message": "typo"}, "by": "ops@host", "live": True}
+    message = Message(id="cancel-live-1", o="agent", k="k1", h=RESOLVE_HANDLER, p=payload, rp=3, ts=1_714_564_800_000)
+    assert message.encode() == LIVE_CANCEL
+    assert Message.decode(LIVE_CANCEL) == message
+    assert cancelled_message(awk) == "", "no message id: the invocation that runs on the key now"
+
+
+def test_saga_cancelled_golden_bytes_and_states_written_before_it() -> None:
+    from datetime import UTC, datetime
+
+    from sagas.events import SagaCancelled, SagaState, apply, codec
+
+    event = SagaCancelled(by="ops@host", reason="customer left", at=datetime(2024, 5, 1, 12, tzinfo=UTC))
+    assert pack(codec().encode_envelope(event)) == SAGA_CANCELLED
+    assert codec().decode_envelope(unpack(SAGA_CANCELLED)) == event
+    old = SagaState.model_validate({"saga_id": "s1", "saga": "trip", "status": "running", "seq": 3})
+    assert old.cancelled is None, "a state snapshotted before cancellations existed"
+    state = apply(old, event)
+    assert state.status == "compensating" and state.cancelled is not None and state.cancelled.by == "ops@host"

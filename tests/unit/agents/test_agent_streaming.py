@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from harness.faults import FailOnce
 from harness.session_harness import make_settings, open_runtime
 from pydantic import BaseModel
 from pydantic_ai import Agent
@@ -18,7 +19,7 @@ from actors.agents import DurableAgent
 
 WORDS = ["one ", "two ", "three ", "four "]
 REQUESTS: list[int] = []
-FAIL_ONCE: set[str] = set()
+FAIL_ONCE = FailOnce()
 
 
 async def words(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
@@ -42,9 +43,7 @@ durable = DurableAgent(Agent(FunctionModel(stream_function=words), name="talker"
 @talker.handler()
 async def talk(ctx: ObjectContext[Empty], req: Empty) -> Said:
     result = await durable.run(ctx, "talk")
-    if ctx.key in FAIL_ONCE:
-        FAIL_ONCE.discard(ctx.key)
-        raise RuntimeError("fail once after the run")
+    FAIL_ONCE.check(ctx.key)
     return Said(text=result.output)
 
 

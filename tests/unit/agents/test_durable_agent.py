@@ -15,17 +15,6 @@ from harness.session_harness import WAIT, make_settings, open_runtime
 from actors import InvocationError
 from actors.inspection.views import session_history
 
-EXPECTED_RUNS = Counter(
-    {
-        ("model", "0"): 1,
-        ("model", "1"): 1,
-        ("model", "2"): 1,
-        ("tool", "search:web"): 1,
-        ("tool", "search:news"): 1,
-        ("tool", "search:papers"): 1,
-    }
-)
-
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
@@ -59,7 +48,7 @@ async def test_each_model_request_and_tool_call_is_a_step(tmp_path: Path, namesp
     model_steps = [e for e in history if e["name"] == "researcher:model"]
     assert [e["result"]["usage"] for e in model_steps] == [{"input_tokens": 40, "output_tokens": 10}] * 3
     assert [e["result"]["cost"] for e in model_steps] == [50.0] * 3
-    assert runs_without_email() == EXPECTED_RUNS
+    assert runs_without_email() == a.ONE_RESEARCH
 
 
 async def test_a_handler_retry_replays_the_run_without_repeating_it(tmp_path: Path, namespace: str) -> None:
@@ -71,7 +60,7 @@ async def test_a_handler_retry_replays_the_run_without_repeating_it(tmp_path: Pa
     assert len(a.SEEN) == 2, "the handler ran twice"
     assert a.SEEN[0] == a.SEEN[1], "the replayed messages have the same types"
     assert a.SEEN[0][1] == "ModelResponse:ToolCallPart,ToolCallPart,ToolCallPart"
-    assert runs_without_email() == EXPECTED_RUNS  # nothing ran twice
+    assert runs_without_email() == a.ONE_RESEARCH  # nothing ran twice
     emails = [r for r in a.RUNS if r[0] == "effect"]
     assert len(emails) == 1 and emails[0][1].startswith("email:inv_")
 
@@ -94,7 +83,7 @@ async def test_a_worker_restart_mid_run_resumes_without_repeats(
         await rt.start_worker()
         reply = await call
     assert reply.text == "findings from web, news, papers"
-    assert runs_without_email() == EXPECTED_RUNS  # the first model request and searches ran once
+    assert runs_without_email() == a.ONE_RESEARCH  # the first model request and searches ran once
     started = [r[1] for r in a.RUNS if r[0] == "tool" and r[1].startswith("email:")]
     assert len(started) == 2, "the interrupted email call (not journaled) ran again on the new worker"
     assert len(set(started)) == 1, "with the same idempotency key"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.faults import FailOnce
 from harness.session_harness import WAIT, make_settings, open_runtime
 from pydantic import BaseModel
 from pydantic_ai import Agent, DeferredToolRequests
@@ -16,7 +17,7 @@ from actors import ObjectContext, VirtualObject
 from actors.agents import DurableAgent
 
 CALLS: list[str] = []
-FAIL_ONCE: set[str] = set()
+FAIL_ONCE = FailOnce()
 
 
 def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -63,9 +64,7 @@ durable = DurableAgent(agent)
 @payer.handler()
 async def run(ctx: ObjectContext[Empty], req: Empty) -> Outcome:
     result = await durable.run(ctx, "pay")
-    if ctx.key in FAIL_ONCE:
-        FAIL_ONCE.discard(ctx.key)
-        raise RuntimeError("fail once after the run")
+    FAIL_ONCE.check(ctx.key)
     assert isinstance(result.output, DeferredToolRequests)
     return Outcome(approvals=[call.tool_call_id for call in result.output.approvals])
 

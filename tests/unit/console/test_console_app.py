@@ -10,6 +10,7 @@ import asyncio
 import html
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from harness.console_sessions import (
     shipment,
     shipment_coordinator,
 )
+from harness.session_harness import assert_eventually
 from pydantic import SecretStr
 
 from actors import InvocationError, Settings
@@ -54,6 +56,27 @@ async def fail_one(runtime: Any, key: str, item: str = "anvil") -> None:
 async def letter_ids(settings: Settings) -> list[str]:
     async with DeadLetters(settings) as dead:
         return [letter.id for letter in await dead.all()]
+
+
+async def placed_anvil(runtime: Any, key: str) -> None:
+    """Wait until the session ``orders/<key>`` has placed exactly ``anvil``."""
+
+    async def check() -> None:
+        state = await runtime.client.state("orders", key)
+        assert state["state"]["placed"] == ["anvil"], state
+
+    await assert_eventually(check, timeout=15)
+
+
+async def page_when(web: httpx.AsyncClient, path: str, ready: Callable[[str], bool]) -> httpx.Response:
+    """GET `path` until its text is `ready`; that page."""
+
+    async def check() -> httpx.Response:
+        page = await web.get(path)
+        assert ready(page.text), page.text[-2000:]
+        return page
+
+    return await assert_eventually(check, timeout=15)
 
 
 async def test_sessions_list_filters_and_the_session_page_shows_state_and_timeline(runtime: Any) -> None:
@@ -178,12 +201,7 @@ async def test_replay_with_dry_run_then_for_real_and_the_session_succeeds(runtim
             letter = await dead.show(letter_id)
         assert letter.status == "replayed" and letter.resolution is not None
         assert letter.resolution.by.startswith("alice via console ")
-        for _ in range(300):
-            state = await runtime.client.state("orders", "erin")
-            if state["state"]["placed"] == ["anvil"]:
-                break
-            await asyncio.sleep(0.05)
-        assert state["state"]["placed"] == ["anvil"]
+        await placed_anvil(runtime, "erin")
         letter_page = await web.get(f"/dead-letters/{letter_id}")
         assert 'data-status="replayed"' in letter_page.text and "alice via console" in letter_page.text
 
@@ -241,12 +259,7 @@ async def test_restart_from_a_step_needs_confirmation_and_runs_again(
         assert done.status_code == 200 and "restarted as message" in done.text
     audited = [r.getMessage() for r in caplog.records if r.name == "tether.console.audit"]
     assert any(m.startswith("console-operator via console ") and "restart orders/gus from step 1" in m for m in audited)
-    for _ in range(300):
-        state = await runtime.client.state("orders", "gus")
-        if state["state"]["placed"] == ["anvil"]:
-            break
-        await asyncio.sleep(0.05)
-    assert state["state"]["placed"] == ["anvil"]
+    await placed_anvil(runtime, "gus")
 
 
 async def test_sagas_page_and_errors_for_what_does_not_exist(runtime: Any) -> None:
@@ -273,11 +286,7 @@ async def test_a_namespace_that_does_not_exist_is_an_error_page_and_nothing_is_c
 async def test_cancel_a_waiting_invocation_with_confirmation(runtime: Any) -> None:
     await runtime.client.send(hold, "ivy", Hold())
     async with console(runtime.settings, token=SecretStr(TOKEN), token_holder="bea") as web:
-        for _ in range(300):
-            page = await web.get("/sessions/orders/ivy")
-            if 'data-status="waiting"' in page.text:
-                break
-            await asyncio.sleep(0.05)
+        page = await page_when(web, "/sessions/orders/ivy", lambda text: 'data-status="waiting"' in text)
         assert 'action="/actions/cancel/orders/ivy"' in page.text
         [invocation] = re.findall(r'<select name="invocation"><option value="([^"]+)"', page.text)[:1]
         unconfirmed = await web.post("/actions/cancel/orders/ivy", data={"token": TOKEN, "invocation": invocation})
@@ -287,11 +296,7 @@ async def test_cancel_a_waiting_invocation_with_confirmation(runtime: Any) -> No
             data={"token": TOKEN, "invocation": invocation, "reason": "not needed", "confirm": "yes"},
         )
         assert done.status_code == 200 and "cancelled invocation" in done.text and "bea via console" in done.text
-        for _ in range(300):
-            page = await web.get("/sessions/orders/ivy")
-            if 'data-status="waiting"' not in page.text:
-                break
-            await asyncio.sleep(0.05)
+        page = await page_when(web, "/sessions/orders/ivy", lambda text: 'data-status="waiting"' not in text)
         assert "InvocationCancelledError" in page.text and "nothing running or waiting to cancel" in page.text
 
 
@@ -313,22 +318,14 @@ async def test_sagas_by_status_a_saga_timeline_and_retry_of_a_stuck_one(runtime:
         console_sessions.RELEASE_BROKEN["value"] = False
         retried = await web.post("/actions/saga-retry/shipment/s-stuck", data={"token": TOKEN})
         assert retried.status_code == 200 and 'class="done" id="retry-result"' in retried.text
-        for _ in range(300):
-            page = await web.get("/sagas/shipment/s-stuck")
-            if 'data-status="compensated"' in page.text:
-                break
-            await asyncio.sleep(0.05)
+        page = await page_when(web, "/sagas/shipment/s-stuck", lambda text: 'data-status="compensated"' in text)
         assert 'data-status="compensated"' in page.text
 
 
 async def test_an_awakeable_is_resolved_from_the_session_page(runtime: Any) -> None:
     call = asyncio.ensure_future(runtime.client.call(approve, "jo", Hold(seconds=60), timeout=60))
     async with console(runtime.settings, token=SecretStr(TOKEN), token_holder="kim") as web:
-        for _ in range(300):
-            page = await web.get("/sessions/orders/jo")
-            if 'name="awakeable"' in page.text:
-                break
-            await asyncio.sleep(0.05)
+        page = await page_when(web, "/sessions/orders/jo", lambda text: 'name="awakeable"' in text)
         [awakeable] = re.findall(r'name="awakeable" value="([^"]+)"', page.text)
         form = {"token": TOKEN, "awakeable": html.unescape(awakeable), "outcome": "resolve"}
         bad = await web.post("/actions/awakeable/orders/jo", data={**form, "value": "yes"})

@@ -244,6 +244,36 @@ async def test_the_index_agrees_with_a_full_scan_and_catches_up(tmp_path: Path) 
         await log.close()
 
 
+def retain_from(log: EmbeddedLog, offset: int) -> None:
+    """What Kafka's retention does to partition 0 of the dead-letter topic: records before `offset` go."""
+    log.db.execute("DELETE FROM records WHERE topic = ? AND partition = 0 AND offset < ?", (TOPICS.dlq, offset))
+
+
+async def test_letters_removed_by_retention_leave_the_index(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    log = EmbeddedLog(tmp_path)
+    await log.start()
+    try:
+        await log.create_topics(TOPICS.specs(2))
+        await write_letters(log, 20, start_ms=T0, step_ms=1000)
+        async with DeadLetters(settings, log=log) as dead:
+            assert sum(r.count for r in await dead.stats()) == 20  # indexed
+            retain_from(log, 8)
+            rows = await dead.stats()
+            assert sum(r.count for r in rows) == 12
+            assert min(r.first_seen_ms for r in rows) == T0 + 8 * 1000, "the groups are counted again"
+            letters, total = await dead.page(Filter(), limit=100)
+            assert total == 12 and [x.id for x in letters] == [f"0-{n}" for n in range(8, 20)]
+            assert dead.inspector.index is not None and dead.inspector.index.read_records == 0, "nothing re-read"
+            retain_from(log, 20)  # every indexed letter is gone, the last one too
+            await write_letters(log, 3, start_ms=T0 + 100_000, step_ms=1)
+            letters, total = await dead.page(Filter(), limit=100)
+            assert total == 3 and [x.id for x in letters] == ["0-20", "0-21", "0-22"]
+            assert sum(r.count for r in await dead.stats()) == 3
+    finally:
+        await log.close()
+
+
 async def test_an_index_of_another_log_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "log")
     log = EmbeddedLog(tmp_path / "log")
@@ -333,3 +363,24 @@ async def test_a_damaged_index_is_not_a_failure(tmp_path: Path, caplog: pytest.L
         assert "unusable" in caplog.text and str(path) in caplog.text
     finally:
         await log.close()
+
+
+def test_the_index_summary_reads_what_the_full_decode_reads() -> None:
+    """`DeadLetterSummary` (the index's rows) reads 9 headers alone; they agree with the full decode."""
+    from harness import golden_formats as golden
+
+    from actors.protocol.deadletter import DeadLetterHeaders, DeadLetterSummary
+
+    tether = dead_letter(
+        Record(TOPICS.inbox, 0, 3, b"orders/k", b"x", (), T0),
+        Failure(ValueError("bad\nline two"), "terminal", 2, T0, T0 + 5, "orders", "k", "apply", "m1"),
+        dlq_topic=TOPICS.dlq,
+        group="g",
+    )
+    forms = [tether.headers, spring_record(0).headers, connect_record(1).headers]
+    forms += [tuple(golden.DEAD_LETTER_HEADERS), tuple(golden.DEAD_LETTER_HEADERS_V2)]
+    for headers in forms:
+        get = dict(headers).get
+        full, summary = DeadLetterHeaders.decode(get), DeadLetterSummary.decode(get)
+        for field in DeadLetterSummary.__dataclass_fields__:
+            assert getattr(summary, field) == getattr(full, field), (field, headers)

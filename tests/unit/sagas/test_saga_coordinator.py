@@ -160,6 +160,31 @@ async def test_a_park_step_is_not_compensated_but_retried_by_an_operator(runtime
     assert sorted(effects("p1")) == sorted(ALL_ACTIONS)
 
 
+async def test_a_saga_stuck_on_a_park_step_can_be_cancelled_and_compensates_in_reverse(runtime: Runtime) -> None:
+    BROKEN.add("email:action")
+    sagas = SagaClient(runtime.client)
+    handle = await sagas.start(booking, "c1", Order())
+    assert (await handle.result(timeout=30)).status == "stuck"
+    result = await sagas.cancel("booking", "c1", "trip called off", by="ops@test")
+    assert result.cancelled and "compensating charge, car, hotel, flight" in result.message, result
+    outcome = await handle.result(timeout=30)
+    assert outcome.status == "cancelled" and outcome.stuck is None
+    assert outcome.cancelled is not None and (outcome.cancelled.by, outcome.cancelled.reason) == (
+        "ops@test",
+        "trip called off",
+    )
+    done = [e for e in effects("c1") if e.endswith(":compensation")]
+    assert done[0] == "charge:compensation" and set(done[1:3]) == {"hotel:compensation", "car:compensation"}
+    assert done[3:] == ["flight:compensation"] and all(CALLS[k] == 1 for k in EFFECTS), "each once, in reverse"
+    again = await sagas.cancel("booking", "c1", "twice", by="ops@test")
+    assert not again.cancelled and again.status == "cancelled" and "cancelled before by ops@test" in again.message
+    BROKEN.clear()
+    finished = await (await sagas.start(booking, "c2", Order())).result(timeout=30)
+    assert finished.status == "completed"
+    late = await sagas.cancel("booking", "c2", "too late", by="ops@test")
+    assert not late.cancelled and late.status == "completed"
+
+
 async def test_start_is_idempotent_and_refuses_another_input(runtime: Runtime) -> None:
     sagas = SagaClient(runtime.client)
     first = await sagas.start(booking, "i1", Order())

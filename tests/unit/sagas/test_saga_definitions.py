@@ -92,7 +92,7 @@ def test_coordinator_is_a_virtual_object_keyed_by_saga_id() -> None:
     assert isinstance(obj, VirtualObject)
     assert obj is booking.coordinator()
     assert obj.name == "saga.booking" == booking.object_name
-    assert set(obj.handlers) == {"start", "advance", "park", "retry", "status"}
+    assert set(obj.handlers) == {"start", "advance", "park", "retry", "cancel", "status"}
     assert obj.handlers["status"].kind == "shared"
     assert booking.start.input_type is Trip and booking.start.output_type is SagaState
     assert [s.group for s in booking.steps] == [0, 1, 1, 2]

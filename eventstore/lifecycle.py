@@ -1,0 +1,28 @@
+"""Resources that are opened and closed: the one ``async with`` behaviour they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
+
+
+class AsyncResource(ABC):
+    """Opened by `start()`, released by `close()`; ``async with`` does both, closing on errors too."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open the resource (connect, start background tasks)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what `start` opened."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

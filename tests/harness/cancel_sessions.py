@@ -1,0 +1,117 @@
+"""Test workload for cancellation: a session whose invocation runs before it journals anything,
+and a three-step saga whose steps a test can hold or use to cancel it between steps.
+
+`trip` is a -> b -> c, each compensable; b retries after 30 s (a durable backoff).
+`HOOKS[step]` (an async function) runs inside that step's action before its effect;
+`EFFECTS` lists each effect (``a:action``, ``b:compensation``) as it takes place, so a test
+sees order and count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
+
+from actors import ObjectContext, RetryPolicy, VirtualObject
+from sagas import Saga
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Trip(BaseModel):
+    city: str = "Lyon"
+
+
+class Ref(BaseModel):
+    ref: str
+
+
+class Gates:
+    """Events of the current test's loop (made fresh by `reset`)."""
+
+    entered: asyncio.Event
+    release: asyncio.Event
+
+
+GATES = Gates()
+STEPS: list[str] = []
+"""Steps of `desk.begin` that really ran."""
+EFFECTS: list[str] = []
+"""``step:phase`` in the order they took effect."""
+HOOKS: dict[str, Callable[[], Awaitable[None]]] = {}
+"""By step name: awaited inside its action, before the effect."""
+
+
+def reset() -> None:
+    GATES.entered, GATES.release = asyncio.Event(), asyncio.Event()
+    STEPS.clear()
+    EFFECTS.clear()
+    HOOKS.clear()
+
+
+desk = VirtualObject("canceldesk", state=Empty)
+
+
+@desk.handler()
+async def begin(ctx: ObjectContext[Empty], req: Empty) -> Empty:
+    """Runs a while before its first step: until then, nothing of it is in the log."""
+    GATES.entered.set()
+    await GATES.release.wait()
+    await ctx.run("first", lambda: STEPS.append("first"))
+    return Empty()
+
+
+trip = Saga("canceltrip", input=Trip)
+
+
+async def _act(step: str) -> Ref:
+    hook = HOOKS.get(step)
+    if hook is not None:
+        await hook()
+    EFFECTS.append(f"{step}:action")
+    return Ref(ref=step)
+
+
+async def _undo(step: str) -> None:
+    EFFECTS.append(f"{step}:compensation")
+
+
+@trip.step("a", compensate="undo_a")
+async def do_a(t: Trip, key: str) -> Ref:
+    return await _act("a")
+
+
+@trip.compensation("a")
+async def undo_a(t: Trip, done: Ref, key: str) -> None:
+    await _undo("a")
+
+
+SLOW_RETRY = RetryPolicy(max_attempts=3, initial_interval=30.0, max_interval=60.0)
+"""b's retries wait 30 s or more: on a durable timer (the coordinator suspends)."""
+
+
+@trip.step("b", compensate="undo_b", retry=SLOW_RETRY)
+async def do_b(t: Trip, key: str) -> Ref:
+    return await _act("b")
+
+
+@trip.compensation("b")
+async def undo_b(t: Trip, done: Ref, key: str) -> None:
+    await _undo("b")
+
+
+@trip.step("c", compensate="undo_c")
+async def do_c(t: Trip, key: str) -> Ref:
+    return await _act("c")
+
+
+@trip.compensation("c")
+async def undo_c(t: Trip, done: Ref, key: str) -> None:
+    await _undo("c")
+
+
+coordinator = trip.coordinator()
