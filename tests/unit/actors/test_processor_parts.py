@@ -37,18 +37,13 @@ class _Writer:
         self.gate.set()
         self.error: BaseException | None = None
 
-    async def commit(
-        self,
-        records: Sequence[OutRecord],
-        *,
-        group_id: str | None = None,
-        offsets: Mapping[TopicPartition, int] | None = None,
-    ) -> None:
+    async def commit(self, records: Sequence[OutRecord], **options: Any) -> None:  # noqa: ANN401
         self.entered.set()
         await self.gate.wait()
         if self.error is not None:
             raise self.error
-        self.commits.append((list(records), dict(offsets or {})))
+        offsets: Mapping[TopicPartition, int] = options.get("offsets") or {}
+        self.commits.append((list(records), dict(offsets)))
 
 
 def _state() -> PartitionState:
