@@ -8,7 +8,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, overload
 
 from pydantic import BaseModel
 
@@ -20,6 +20,25 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound=BaseModel)
 T = TypeVar("T")
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
+
+
+class StepOptions(TypedDict, Generic[T], total=False):
+    """The keywords of `ObjectContext.run` (all optional), typed for the step's result `T`."""
+
+    result_type: type[T] | None
+    """What the result decodes to, live and on replay (default: the function's return annotation)."""
+    retry: RetryPolicy | None
+    """The step's retry policy (default: up to 3 attempts, the first retry after 50 ms)."""
+    timeout: float | None
+    """Seconds one attempt may take."""
+    heartbeat_timeout: float | None
+    """Seconds a function that takes ``heartbeat`` may go without calling it."""
+    fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None
+    """What to call instead once the step failed `fallback_after` times, transiently."""
+    fallback_after: int
+    """Transient failures before `fallback` is used (default 1)."""
+    circuit: CircuitPolicy | None
+    """A breaker per step name: while open, attempts fail at once with `CircuitOpenError`."""
 
 
 class Awakeable(abc.ABC, Generic[T]):
@@ -61,50 +80,19 @@ class ObjectContext(abc.ABC, Generic[S]):
         """Record an event; it is folded into `state` now and committed with the reply."""
 
     @overload
-    async def run(
-        self,
-        name: str,
-        fn: Callable[[], Awaitable[T]],
-        *,
-        result_type: type[T] | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        heartbeat_timeout: float | None = None,
-        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
-        fallback_after: int = 1,
-        circuit: CircuitPolicy | None = None,
-    ) -> T: ...
+    async def run(self, name: str, fn: Callable[[], Awaitable[T]], **options: Unpack[StepOptions[T]]) -> T: ...
 
     @overload
-    async def run(
-        self,
-        name: str,
-        fn: Callable[[], T],
-        *,
-        result_type: type[T] | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        heartbeat_timeout: float | None = None,
-        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
-        fallback_after: int = 1,
-        circuit: CircuitPolicy | None = None,
-    ) -> T: ...
+    async def run(self, name: str, fn: Callable[[], T], **options: Unpack[StepOptions[T]]) -> T: ...
 
     @abc.abstractmethod
     async def run(
-        self,
-        name: str,
-        fn: Callable[[], Awaitable[T]] | Callable[[], T],
-        *,
-        result_type: type[T] | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        heartbeat_timeout: float | None = None,
-        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
-        fallback_after: int = 1,
-        circuit: CircuitPolicy | None = None,
+        self, name: str, fn: Callable[[], Awaitable[T]] | Callable[[], T], **options: Unpack[StepOptions[T]]
     ) -> T:
         """Run a side effect once: its result is durable before this returns.
+
+        `options` are keywords (`StepOptions`): ``result_type``, ``retry``, ``timeout``,
+        ``heartbeat_timeout``, ``fallback``, ``fallback_after`` and ``circuit``.
 
         On replay (a retry, or another worker after a crash) a recorded step returns its
         recorded result (or raises its recorded terminal error) without running `fn` again.

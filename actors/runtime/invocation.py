@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from ..clock import clock, now_ms
-from ..context import Awakeable, ObjectContext
+from ..context import Awakeable, ObjectContext, StepOptions
 from ..definitions import Handler, VirtualObject
 from ..errors import (
     BudgetExceededError,
@@ -36,7 +36,7 @@ from ..errors import (
 from ..observability import tracing
 from ..observability.metrics import METRICS
 from ..observability.scope import current as current_scope
-from ..policies import DEFAULT_RETRY, Budget, CircuitPolicy, RetryPolicy
+from ..policies import DEFAULT_RETRY, Budget, RetryPolicy
 from ..protocol.awakeables import awakeable_id, cancel_awakeable_id
 from ..protocol.entries import Completion, Step
 from ..protocol.inbox import Message
@@ -145,6 +145,7 @@ class Invocation(ObjectContext[S]):
         self._host = host
         self._obj = obj
         self.message = message
+        self._logger = _ReplayQuietAdapter(_log, self)
         self._state = state
         self._copied = False
         self._seen: dict[str, Any] | None = None
@@ -152,20 +153,19 @@ class Invocation(ObjectContext[S]):
         self.check_writes = check_writes
         self._journal = journal
         self._attempt = attempt
+        self._run_ms = now_ms()
         self._step = 0
         self._uuids = 0
         self._sends = 0
         self._awakeables = 0
+        self._random: random.Random | None = None  # seeded on first use: most handlers never ask
         self._cancel_delivered = False
         self.skip_emits = 0
         self._retries = 0
         self._cost = 0.0
         self.events: list[BaseModel] = []
         self.outgoing: list[Message] = []
-        self._random: random.Random | None = None  # seeded on first use: most handlers never ask
-        self._run_ms = now_ms()
         self._streamed = 0
-        self._logger = _ReplayQuietAdapter(_log, self)
 
     # -- identity and deterministic helpers ------------------------------------------------
     @property
@@ -175,10 +175,6 @@ class Invocation(ObjectContext[S]):
     @property
     def invocation_id(self) -> str:
         return self.message.invocation_id
-
-    @property
-    def attempt(self) -> int:
-        return self._attempt
 
     @property
     def replaying(self) -> bool:
@@ -286,6 +282,10 @@ class Invocation(ObjectContext[S]):
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         return self._logger
 
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
     # -- state and events ------------------------------------------------------------------
     @property
     def state(self) -> S:
@@ -333,21 +333,16 @@ class Invocation(ObjectContext[S]):
 
     # -- steps -----------------------------------------------------------------------------
     async def run(
-        self,
-        name: str,
-        fn: Callable[[], Awaitable[T]] | Callable[[], T],
-        *,
-        result_type: type[T] | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        heartbeat_timeout: float | None = None,
-        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None = None,
-        fallback_after: int = 1,
-        circuit: CircuitPolicy | None = None,
+        self, name: str, fn: Callable[[], Awaitable[T]] | Callable[[], T], **options: Unpack[StepOptions[T]]
     ) -> T:
+        unknown = options.keys() - StepOptions.__optional_keys__
+        if unknown:  # a typed caller cannot get here; an untyped one gets what Python would say
+            known = ", ".join(sorted(StepOptions.__optional_keys__))
+            raise TypeError(f"run() got unexpected keyword argument(s) {sorted(unknown)} (it takes {known})")
         await self.check_cancelled()
         index = self._step
         self._step += 1
+        result_type = options.get("result_type")
         results = StepResults.of(name, result_type if result_type is not None else declared_type(fn))
         recorded = self._journal.get(index)
         if recorded is not None:
@@ -361,15 +356,12 @@ class Invocation(ObjectContext[S]):
         overrides = self._host.step_overrides
         if overrides is not None:
             fn = overrides.wrap(name, fn)
-        policy = retry or STEP_RETRY
         started = now_ms()
         t0 = time.perf_counter()
         cost_before = self._cost
         span = self._step_span(name, index) if tracing.enabled() else None
         try:
-            plain, attempt = await self._execute(
-                name, index, fn, results, policy, started, timeout, heartbeat_timeout, fallback, fallback_after, circuit
-            )
+            plain, attempt = await self._execute(name, index, fn, results, started, options)
         except BaseException as exc:
             if METRICS.enabled and not isinstance(exc, asyncio.CancelledError):
                 METRICS.step(self._obj.name, name, "error", time.perf_counter() - t0)
@@ -406,15 +398,14 @@ class Invocation(ObjectContext[S]):
         index: int,
         fn: Callable[[], Awaitable[T]] | Callable[[], T],
         results: StepResults,
-        policy: RetryPolicy,
         started: int,
-        timeout: float | None,
-        heartbeat_timeout: float | None,
-        fallback: Callable[[], Awaitable[T]] | Callable[[], T] | None,
-        fallback_after: int,
-        circuit: CircuitPolicy | None,
+        options: StepOptions[T],
     ) -> tuple[Any, int]:
         """Run a step that is not in the journal until it succeeds or fails for good; journal it."""
+        policy = options.get("retry") or STEP_RETRY
+        timeout, heartbeat_timeout = options.get("timeout"), options.get("heartbeat_timeout")
+        fallback, fallback_after = options.get("fallback"), options.get("fallback_after", 1)
+        circuit = options.get("circuit")
         attempt = 0
         failures = 0
         breaker = Breakers.get(name, circuit) if circuit is not None else None

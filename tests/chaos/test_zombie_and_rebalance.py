@@ -76,8 +76,8 @@ async def test_zombie_worker_is_fenced(
         def blocked_and_idle() -> None:
             assert PROBE.started == ["g"]
             # Nothing left to commit: the zombie's next transaction is the step's journal entry.
-            assert zombie._committed == zombie.offsets.watermark()
-            assert not zombie._pending.records
+            assert zombie.commits.committed == zombie.offsets.watermark()
+            assert zombie.commits.pending_records == 0
 
         await assert_eventually(blocked_and_idle)
 

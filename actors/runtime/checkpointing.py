@@ -1,0 +1,96 @@
+"""When a partition writes a checkpoint, what it writes, and the sessions it then passivates.
+
+The cadence (`cadence.CheckpointCadence`, asked through `Checkpoints.due` and
+`Checkpoints.committed`): a checkpoint goes into the transaction once enough events records,
+events or bytes committed since the last one. What it
+holds is `restore.checkpoint_records`; after it commits, idle sessions over
+`max_resident_sessions` drop their decoded state (`Checkpoints.passivate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventstore.log import EventLog
+from eventstore.records import OutRecord
+from eventstore.topics import Topics
+
+from ..definitions import VirtualObject
+from ..protocol.large_values import LargeValues
+from ..settings import RuntimeSettings
+from .cadence import CheckpointCadence
+from .partition_state import PartitionState
+from .restore import checkpoint_records, snapshot_blobs
+from .sessions import Session
+
+
+class Checkpoints:
+    """The checkpoints of one partition: their cadence, their records, passivation after them."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        topics: Topics,
+        partition: int,
+        objects: dict[str, VirtualObject[Any]],
+        settings: RuntimeSettings,
+        state: PartitionState,
+        start: int,
+        large: LargeValues | None = None,
+    ) -> None:
+        self._log = log
+        self._objects = objects
+        self._where = (topics, partition)
+        self._settings = settings
+        self._state = state
+        self._large = large
+        self.start = start
+        """Events offset where the last checkpoint (written or restored) starts a restore."""
+        self._cadence = CheckpointCadence(settings, topics.events)
+        """When the next checkpoint is due (`cadence`: by events records, events and bytes)."""
+
+    # -- cadence ---------------------------------------------------------------------------
+    def due(self, records: Sequence[OutRecord], entries: int, events: int) -> bool:
+        """Whether the next transaction (`records`, with `entries` events records carrying `events`) checkpoints."""
+        return self._cadence.due(records, entries, events)
+
+    def committed(self, records: Sequence[OutRecord], entries: int, events: int, *, checkpointed: bool) -> None:
+        """A transaction committed (with a checkpoint or not)."""
+        self._cadence.committed(records, entries, events, checkpointed=checkpointed)
+
+    # -- records ---------------------------------------------------------------------------
+    async def records(self) -> list[OutRecord]:
+        """Snapshots of the changed sessions and the checkpoint record (empty if it had to be skipped)."""
+        topics, partition = self._where
+        state_blobs = await snapshot_blobs(self._state.sessions.values(), self._large)
+        records, self.start = checkpoint_records(
+            state_blobs=state_blobs,
+            start=await self._log.end_offset(topics.events, partition),
+            sessions=self._state.sessions.values(),
+            objects=self._objects,
+            settings=self._settings,
+            topics=topics,
+            partition=partition,
+            journals=self._state.journals,
+            legacy_journals=self._state.legacy_journals,
+            offsets=self._state.offsets,
+            waits=self._state.waits,
+            checkpoint_start=self.start,
+        )
+        return records
+
+    def passivate(self) -> None:
+        """Drop the decoded state of the idle, clean sessions over `max_resident_sessions`."""
+        passivate(self._state.sessions.values(), self._settings.max_resident_sessions)
+
+
+def passivate(sessions: Iterable[Session], max_resident: int) -> None:
+    """Passivate the least recently used idle, clean sessions of `sessions` over `max_resident`."""
+    resident = [s for s in sessions if s.state is not None]
+    excess = len(resident) - max_resident
+    if excess <= 0:
+        return
+    idle = sorted((s for s in resident if not s.running and not s.dirty), key=lambda s: s.last_used)
+    for session in idle[:excess]:
+        session.passivate(session.to_snapshot().encode())
