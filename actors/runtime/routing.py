@@ -37,8 +37,11 @@ def caller_error(kind: type[E], text: str, message: Message) -> E:
     return kind(text, error_type=kind.__name__, object_name=message.object, key=message.key, handler=message.handler)
 
 
-def scope_for(namespace: str, objects: Objects, message: Message) -> InvocationScope:
-    """The log context, span and outcome metrics of one run of `message`'s invocation."""
+def scope_for(namespace: str, objects: Objects, message: Message, *, woken_by: str | None = None) -> InvocationScope:
+    """The log context, span and outcome metrics of one run of `message`'s invocation.
+
+    `woken_by`: the ``traceparent`` of the resolution that resumed it (its span links there).
+    """
     obj = objects.get(message.object)
     if obj is None:
         object_label = handler_label = UNKNOWN
@@ -46,4 +49,6 @@ def scope_for(namespace: str, objects: Objects, message: Message) -> InvocationS
         object_label = message.object
         known = message.handler in obj.handlers or message.handler in RESERVED_HANDLERS
         handler_label = message.handler if known else UNKNOWN
-    return InvocationScope(namespace, message, object_label=object_label, handler_label=handler_label)
+    return InvocationScope(
+        namespace, message, object_label=object_label, handler_label=handler_label, woken_by=woken_by
+    )

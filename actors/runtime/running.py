@@ -49,7 +49,8 @@ class Runner:
         """Exclusive invocations that finished with a reply."""
 
     def _scope(self, message: Message) -> InvocationScope:
-        return scope_for(self._namespace, self._p.objects, message)
+        woken_by = self._p.state.waits.woken_by.pop(message.invocation_id, None)
+        return scope_for(self._namespace, self._p.objects, message, woken_by=woken_by)
 
     # -- shared handlers -------------------------------------------------------------------
     async def shared(self, session: Session, record: Record, message: Message, handler: Any) -> None:  # noqa: ANN401

@@ -154,6 +154,8 @@ class Suspensions:
             invocation_id = invocation_id_of(message.session, cancelled)
         waiting = self._p.state.waits.suspended.get(invocation_id)
         if waiting is not None and (waiting.awakeable == awk_id or (cancelled is not None and not waiting.parked)):
+            if message.trace_parent:
+                self._p.state.waits.woken_by[invocation_id] = message.trace_parent
             self.wake(invocation_id)
 
     def wake(self, invocation_id: str) -> None:

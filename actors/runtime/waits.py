@@ -108,6 +108,9 @@ class WaitTable:
         """Delayed messages by invocation id."""
         self.completions: dict[str, Completion] = {}
         """Awakeable completions by awakeable id (the first resolution wins)."""
+        self.woken_by: dict[str, str] = {}
+        """The ``traceparent`` of the resolution that woke an invocation, by invocation id, until
+        its run starts (its span links to the resolver's; kept in memory only)."""
         self.timers = Timers()
 
     def suspend(self, invocation_id: str, wait: Suspend) -> None:
@@ -150,6 +153,7 @@ class WaitTable:
         """Drop the wait of an invocation (or delayed message) that finished."""
         self.suspended.pop(invocation_id, None)
         self.delayed.pop(invocation_id, None)
+        self.woken_by.pop(invocation_id, None)
         self.timers.cancel(invocation_id)
 
     def wake_resolved(self) -> None:

@@ -190,3 +190,36 @@ async def test_a_kill_between_steps_2_and_3_gives_one_execution_span_per_step(
 def test_an_untraced_message_has_no_trace_context() -> None:
     message = Message(id="m", o="a", k="k", h="h", p=None, ts=1)
     assert message.trace_parent is None and "tp" not in message.to_wire()
+
+
+async def test_a_resumed_invocation_links_to_the_span_that_resolved_its_awakeable(
+    namespace: str, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """The resolver's trace leads to the run it resumed: that run's span links to the resolve call."""
+    from harness import waiting_sessions as waits
+
+    settings = make_settings("embedded", tmp_path, namespace, partitions=1)
+    async with open_runtime([waits.waiter], settings) as rt:
+        call = asyncio.create_task(
+            rt.client.call(waits.approval, "w1", waits.Draft(text="d"), timeout=60, idempotency_key="m-1")
+        )
+        waits_on: list[str] = []
+
+        async def waiting() -> None:
+            processor = (await rt.processors())[0]
+            waits_on[:] = [w.awakeable for w in processor.waits.suspended.values() if w.awakeable]
+            assert waits_on, "suspended on its awakeable"
+
+        await assert_eventually(waiting)
+        (awakeable,) = waits_on
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("operator approves") as approving:
+            assert await rt.client.resolve(awakeable, "ship it")
+        assert (await call).text == "ship it"
+    resolver_trace = approving.get_span_context().trace_id
+    runs = [s for s in spans.get_finished_spans() if s.name == "waiter.approval"]
+    assert len(runs) == 2, [s.name for s in spans.get_finished_spans()]  # suspended, then resumed
+    first, resumed = sorted(runs, key=lambda s: s.start_time or 0)
+    assert not first.links
+    assert [link.context.trace_id for link in resumed.links] == [resolver_trace]
+    assert resumed.context is not None and resumed.context.trace_id != resolver_trace, "its own trace, linked"
