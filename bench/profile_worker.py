@@ -90,7 +90,7 @@ def profile(scheme: str, seconds: float, scale: float, delay: float) -> Path:
         worker = _find_worker(psutil.Process(bench.pid), timeout=300)
         console().print(f"worker {worker.pid}: sampling for {seconds:.0f} s after {delay:.0f} s of warm-up")
         time.sleep(delay)
-        spy = [sys.executable.replace("python", "py-spy"), "record", "--pid", str(worker.pid), "--nonblocking"]
+        spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(worker.pid), "--nonblocking"]
         spy += ["--format", "raw", "--function", "--duration", str(int(seconds)), "--output", str(out)]
         subprocess.run(spy, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bench.wait(timeout=900)

@@ -192,13 +192,14 @@ def test_an_untraced_message_has_no_trace_context() -> None:
     assert message.trace_parent is None and "tp" not in message.to_wire()
 
 
+@BOTH
 async def test_a_resumed_invocation_links_to_the_span_that_resolved_its_awakeable(
-    namespace: str, tmp_path: Path, spans: InMemorySpanExporter
+    request: pytest.FixtureRequest, backend: str, namespace: str, tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
     """The resolver's trace leads to the run it resumed: that run's span links to the resolve call."""
     from harness import waiting_sessions as waits
 
-    settings = make_settings("embedded", tmp_path, namespace, partitions=1)
+    settings = settings_for(request, backend, tmp_path, namespace, partitions=1)
     async with open_runtime([waits.waiter], settings) as rt:
         call = asyncio.create_task(
             rt.client.call(waits.approval, "w1", waits.Draft(text="d"), timeout=60, idempotency_key="m-1")
