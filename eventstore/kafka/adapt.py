@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka.errors import (
+    InconsistentGroupProtocolError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -12,7 +13,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from ..errors import LogUnavailableError, ProducerFencedError, TetherError, TopicError
+from ..errors import ConfigurationError, LogUnavailableError, ProducerFencedError, TetherError, TopicError
 from ..records import Record
 
 UNREACHABLE = (
@@ -23,6 +24,13 @@ FENCED = (
     "writer {tid!r} was fenced by a newer writer with the same transactional id; this process "
     "no longer owns the partition: stop writing for it and let the new owner continue"
 )
+OTHER_PROTOCOL = (
+    "this worker cannot join its consumer group: the group's members assign partitions with "
+    "another protocol ({exc}). Every worker of a namespace must run with the same "
+    "TETHER_KAFKA__REBALANCE: `sticky` (the default) uses `tether-sticky`, `eager` and Tethers "
+    "before it use `roundrobin`. Switch with a full stop: stop every worker, then start them "
+    'all with the same setting (README, "Rebalances")'
+)
 MISSING = "topic {topic!r} does not exist; create the namespace first"
 
 
@@ -30,6 +38,8 @@ def translate(exc: BaseException, servers: str) -> TetherError | None:
     """The Tether error for an aiokafka error, or None to let `exc` through unchanged."""
     if isinstance(exc, ProducerFenced):
         return ProducerFencedError(str(exc))
+    if isinstance(exc, InconsistentGroupProtocolError):
+        return ConfigurationError(OTHER_PROTOCOL.format(exc=exc))
     if isinstance(exc, UnknownTopicOrPartitionError):
         return TopicError(f"unknown topic or partition: {exc}")
     if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, ConnectionError, OSError)) or (

@@ -599,7 +599,11 @@ class KafkaLog:
         if partitions is None:
             await self.partition_count(topic)  # a missing topic is an error, not an empty one
         sticky = StickyAssignor() if self.settings.rebalance == "sticky" else None
-        strategies = (RoundRobinPartitionAssignor,) if sticky is None else (sticky, RoundRobinPartitionAssignor)
+        # One assignor, not sticky with round robin as a fallback: aiokafka 0.14 sends one
+        # JoinGroup per assignor (the first with only the first protocol, aio-libs/aiokafka#1168),
+        # and the broker takes the change of protocols between the two as new metadata: every
+        # join of a member started another rebalance (sticky.py, "one assignor").
+        strategies = (RoundRobinPartitionAssignor,) if sticky is None else (sticky,)
         consumer = AIOKafkaConsumer(
             **self._options(),
             client_id=f"{self.settings.client_id}-{group_id or 'reader'}",

@@ -3,14 +3,33 @@
 aiokafka offers eager rebalancing only (no KIP-848, no cooperative KIP-429) and its default
 assignor, round robin, deals every partition out afresh: when a worker joins or leaves, the
 others' partitions move too. `StickyAssignor` keeps each member's previous partitions where
-balance allows: each member says in its join metadata which partitions it held and in which
-generation (the user data, below); the leader keeps every claim up to the member's fair share
-(a newer generation wins a partition claimed twice) and deals out only what is left.
+balance allows: each member says in its join metadata which partitions it holds (the user
+data, below); the leader keeps every claim up to the member's fair share and deals out only
+what is left.
 
-User data (msgpack): ``{"v": 1, "g": generation, "p": {topic: [partition, ...]}}``. Empty or
-undecodable user data (a member's first join, another client's) claims nothing. Groups offer
-this protocol first and ``roundrobin`` second, so a group with a member that knows only round
-robin (an older Tether) agrees on round robin.
+Only a member of the group claims: one whose membership was reset (expelled, or never joined)
+claims nothing, so two claims of one partition come from members of the same generation and
+cannot really overlap (a tie goes to the first member id).
+
+Two choices keep the group from rebalancing in a loop. The broker starts a rebalance whenever
+a member joins a stable (or completing) group with protocols other than those it last joined
+with. (1) The claim carries no generation: a claim stamped with its generation differs after
+every rebalance, so each of the rejoins aiokafka makes now and then (a SyncGroup that timed
+out, a heartbeat that saw the last rebalance) started another one, and stamped a newer
+generation again. Without the stamp a member rejoining with the partitions it holds matches
+what it joined with, and the broker answers with the current assignment.
+(2) A consumer offers this one protocol, with no ``roundrobin`` fallback: aiokafka 0.14 sends
+one JoinGroup per configured assignor, the first with only the first protocol
+(aio-libs/aiokafka#1168, not fixed in 0.15.0rc1), so with two assignors every join carried
+two protocol lists and the second always looked like new metadata: each rebalance started
+another (a saga chaos run on a loaded machine reached generation 378 and stalled).
+`tests/integration/test_sticky_rejoin.py` pins both. The price of (2): a group agrees on one
+protocol, so workers with ``kafka.rebalance=sticky`` cannot join a group whose members use
+round robin (``eager``, or a Tether from before this assignor): they fail with a
+`ConfigurationError` that says so, and switching is a full stop (README, "Rebalances").
+
+User data (msgpack): ``{"v": 1, "p": {topic: [partition, ...]}}``. Empty or undecodable user
+data (a member's first join, another client's) claims nothing; unknown keys are ignored.
 """
 
 from __future__ import annotations
@@ -38,7 +57,6 @@ class _UserData(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="ignore", frozen=True)
 
     v: int = pydantic.Field(ge=1)
-    g: int
     p: dict[str, list[pydantic.NonNegativeInt]]
 
 
@@ -48,30 +66,28 @@ class Claim:
 
     topics: frozenset[str]
     """The topics it subscribes to."""
-    generation: int = NO_GENERATION
-    """The generation it held `partitions` in (-1: none, or no longer a member)."""
     partitions: Mapping[str, frozenset[int]] = field(default_factory=dict)
     """By topic."""
 
 
-def encode_user_data(generation: int, partitions: Mapping[str, Iterable[int]]) -> bytes:
-    """A member's claim, as it travels in its join metadata."""
-    return pack({"v": 1, "g": generation, "p": {t: sorted(ps) for t, ps in sorted(partitions.items())}})
+def encode_user_data(partitions: Mapping[str, Iterable[int]]) -> bytes:
+    """A member's claim, as it travels in its join metadata: the same bytes for the same claim."""
+    return pack({"v": 1, "p": {t: sorted(ps) for t, ps in sorted(partitions.items())}})
 
 
-def decode_user_data(data: bytes | None) -> tuple[int, dict[str, frozenset[int]]]:
-    """(generation, partitions by topic) of a claim; nothing for empty or foreign user data."""
+def decode_user_data(data: bytes | None) -> dict[str, frozenset[int]]:
+    """The partitions by topic a claim names; nothing for empty or foreign user data."""
     if not data:
-        return NO_GENERATION, {}
+        return {}
     try:
         decoded = _UserData.model_validate(unpack(data))
     except (TetherError, pydantic.ValidationError) as exc:
         log.warning("ignoring a group member's assignment user data (%d bytes): %s", len(data), exc)
-        return NO_GENERATION, {}
+        return {}
     if decoded.v != 1:
         log.warning("ignoring a group member's assignment user data of version %d", decoded.v)
-        return NO_GENERATION, {}
-    return decoded.g, {t: frozenset(ps) for t, ps in decoded.p.items()}
+        return {}
+    return {t: frozenset(ps) for t, ps in decoded.p.items()}
 
 
 def sticky_assignment(partitions: Mapping[str, int], claims: Mapping[str, Claim]) -> dict[str, dict[str, list[int]]]:
@@ -79,8 +95,8 @@ def sticky_assignment(partitions: Mapping[str, int], claims: Mapping[str, Claim]
 
     Per topic, each subscribed member gets ``n // k`` or ``n // k + 1`` of its ``n``
     partitions; the larger shares go to the members that held the most. A member keeps the
-    partitions it claims up to its share (a partition claimed by two members goes to the newer
-    generation's claim; the same generation, to the first member id). The rest is dealt out
+    partitions it claims up to its share (a partition claimed by two members goes to the first
+    member id). The rest is dealt out
     in partition order to the members with room. Deterministic for the same input.
     """
     out: dict[str, dict[str, list[int]]] = {m: {} for m in claims}
@@ -88,17 +104,13 @@ def sticky_assignment(partitions: Mapping[str, int], claims: Mapping[str, Claim]
         members = sorted(m for m, c in claims.items() if topic in c.topics)
         if not members or count <= 0:
             continue
-        owner: dict[int, tuple[int, str]] = {}
+        owner: dict[int, str] = {}
         for m in members:
-            claim = claims[m]
-            for p in claim.partitions.get(topic, ()):
-                if not 0 <= p < count:
-                    continue
-                held = owner.get(p)
-                if held is None or claim.generation > held[0]:
-                    owner[p] = (claim.generation, m)
+            for p in claims[m].partitions.get(topic, ()):
+                if 0 <= p < count:
+                    owner.setdefault(p, m)
         kept: dict[str, list[int]] = {m: [] for m in members}
-        for p, (_, m) in sorted(owner.items()):
+        for p, m in sorted(owner.items()):
             kept[m].append(p)
         base, extra = divmod(count, len(members))
         by_claims = sorted(members, key=lambda m: (-len(kept[m]), m))
@@ -120,7 +132,7 @@ class StickyAssignor:
 
     Unlike aiokafka's class-level assignors it keeps its state (the last assignment) on the
     instance, so consumers in one process do not share claims. `generation` tells it the
-    generation its consumer is in (read when it joins: that of the assignment it claims).
+    generation its consumer is in (read when it joins): a member without one claims nothing.
     """
 
     name = PROTOCOL
@@ -133,13 +145,13 @@ class StickyAssignor:
 
     def metadata(self, topics: Iterable[str]) -> Any:  # noqa: ANN401 - aiokafka's struct
         """aiokafka: this member's subscription and claim, for JoinGroup."""
-        generation = NO_GENERATION
+        member = self.generation is None
         if self.generation is not None:
             try:
-                generation = int(self.generation())
+                member = int(self.generation()) != NO_GENERATION
             except TetherError:  # not (or no longer) a member
-                generation = NO_GENERATION
-        user_data = encode_user_data(generation, self.assigned) if self.assigned else b""
+                member = False
+        user_data = encode_user_data(self.assigned) if self.assigned and member else b""
         return ConsumerProtocolMemberMetadata(self.version, sorted(topics), user_data)
 
     def assign(self, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:  # noqa: ANN401
@@ -147,10 +159,9 @@ class StickyAssignor:
         claims: dict[str, Claim] = {}
         topics: set[str] = set()
         for member_id, metadata in members.items():
-            generation, held = decode_user_data(metadata.user_data)
             subscribed = frozenset(metadata.subscription)
             topics |= subscribed
-            claims[member_id] = Claim(subscribed, generation, held)
+            claims[member_id] = Claim(subscribed, decode_user_data(metadata.user_data))
         counts: dict[str, int] = {}
         for topic in topics:
             found: Sequence[int] | None = cluster.partitions_for_topic(topic)
