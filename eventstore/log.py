@@ -98,6 +98,14 @@ class LogConsumer(Protocol):
     def assignment(self) -> set[int]:
         """Partitions currently fetched."""
 
+    def position(self, partition: int) -> int | None:
+        """The offset `fetch` returns next for `partition`; None if not known (not assigned yet).
+
+        Past the transaction markers after the records returned so far (Kafka), so a reader
+        that has finished everything up to its position has no lag, where its committed
+        offset (the last record's plus one) still lags the end offset by the markers.
+        """
+
     async def close(self) -> None:
         """Leave the group (if any) and release resources."""
 

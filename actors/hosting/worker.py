@@ -186,6 +186,7 @@ class Worker(AsyncResource):
             # Where it stopped reading: every earlier record was handed to it.
             self._consumer.seek(p, parked.processor.offsets.next)
             self.kept += 1
+            METRICS.kept()
             log.info(
                 "partition %d kept across the rebalance (generation %d -> %d): resumed, not restored",
                 p,
@@ -403,11 +404,26 @@ class Worker(AsyncResource):
                 except Exception:  # an outage: keep the last value of this partition
                     end = None
                 if end is not None:
-                    snap.lag[p] = max(0, end - processor.offsets.watermark())
+                    snap.lag[p] = max(0, end - self._finished_to(p, processor))
                 elif p in self.metrics_snapshot.lag:
                     snap.lag[p] = self.metrics_snapshot.lag[p]
             self.metrics_snapshot = snap
             await asyncio.sleep(interval)
+
+    def _finished_to(self, p: int, processor: PartitionProcessor) -> int:
+        """The inbox offset of partition `p` before which everything is finished, for the lag.
+
+        The watermark, or, when every record fetched so far is finished, the consumer's
+        position: the last record of a transactional write is followed by its commit marker,
+        which the watermark (last record + 1) does not pass, so a partition at rest would show
+        a lag of one per write otherwise.
+        """
+        watermark = processor.offsets.watermark()
+        if len(processor.offsets) == 0 and self._consumer is not None:
+            position = self._consumer.position(p)
+            if position is not None and position > watermark:
+                return position
+        return watermark
 
     # -- fetch loop ------------------------------------------------------------------------
     async def _run(self) -> None:

@@ -54,7 +54,8 @@ class WorkerSnapshot:
     suspended: int = 0
     timers: int = 0
     lag: dict[int, int] = field(default_factory=dict)
-    """Inbox records not finished yet, by partition (end offset minus the commit watermark)."""
+    """Inbox records not finished yet, by partition (end offset minus the commit watermark, or
+    minus the consumer's position once every fetched record is finished)."""
 
 
 class SnapshotSource(Protocol):
@@ -193,6 +194,9 @@ class Metrics:
             "tether_restore_duration_seconds", "Time to restore a partition.", buckets=_RESTORE
         )
         self.restore_records = _Family("tether_restore_records", "Records read by partition restores.")
+        self.partitions_kept = _Family(
+            "tether_partitions_kept", "Partitions a rebalance gave back to this worker, resumed without a restore."
+        )
         self.transactions = _Family("tether_transactions", "Transactions committed by partition processors.")
         self.transaction_records = _Family(
             "tether_transaction_records", "Records per committed transaction.", buckets=_SIZES
@@ -213,6 +217,7 @@ class Metrics:
             self.circuit_opens,
             self.dead_letters,
             self.restore_seconds,
+            self.partitions_kept,
             self.restore_records,
             self.transactions,
             self.transaction_records,
@@ -271,6 +276,10 @@ class Metrics:
         """A partition restore read `records` records in `seconds`."""
         self.restore_seconds.observe(seconds)
         self.restore_records.inc((), records)
+
+    def kept(self) -> None:
+        """A partition came back in a rebalance and its processor resumed (no restore)."""
+        self.partitions_kept.inc()
 
     def committed(self, records: int, seconds: float) -> None:
         """A transaction of `records` records committed in `seconds`."""

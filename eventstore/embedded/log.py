@@ -392,6 +392,10 @@ class EmbeddedConsumer:
         """Partitions currently fetched."""
         return set(self._positions)
 
+    def position(self, partition: int) -> int | None:
+        """The offset `fetch` returns next for `partition`; None if it is not assigned."""
+        return self._positions.get(partition)
+
     def seek(self, partition: int, offset: int) -> None:
         """Fetch `partition` from `offset` next.
 

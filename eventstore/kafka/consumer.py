@@ -103,6 +103,20 @@ class KafkaConsumer:
         """Partitions currently assigned."""
         return {tp.partition for tp in self._consumer.assignment()}
 
+    def position(self, partition: int) -> int | None:
+        """The offset `fetch` returns next for `partition`, past transaction markers; None if unknown.
+
+        aiokafka's public ``position`` waits for a position that is not known yet (a partition
+        assigned a moment ago, its committed offset still being fetched); this one does not.
+        """
+        tp = KafkaTP(self._topic, partition)
+        assignment = self._consumer._subscription.subscription
+        assignment = assignment.assignment if assignment is not None else None
+        if assignment is None or tp not in assignment.tps:
+            return None
+        state = assignment.state_value(tp)
+        return int(state.position) if state is not None and state.has_valid_position else None
+
     def group_metadata(self) -> GroupMetadata:
         """This member's group id, generation, member id and instance id, as of now (KIP-447).
 

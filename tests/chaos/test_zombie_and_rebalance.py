@@ -38,6 +38,9 @@ class _ManualConsumer:
     def assignment(self) -> set[int]:
         return {0}  # the partition the test hands over
 
+    def position(self, partition: int) -> int | None:
+        return self.positions.get(partition)
+
     async def close(self) -> None:
         pass
 

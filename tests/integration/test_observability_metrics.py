@@ -2,8 +2,9 @@
 
 A `tether serve` subprocess (embedded log and real broker) serves the observed sessions with
 metrics on. The test makes N calls, M poison records, K calls whose step fails once, one call
-that fails for good, then scrapes ``/metrics`` until the consumer lag is 0: every counter
-must equal what was sent, exactly, and no label may carry a session key.
+that fails for good, and calls whose sessions write to the inbox in transactions, then scrapes
+``/metrics`` until the consumer lag is 0: every counter must equal what was sent, exactly, and
+no label may carry a session key.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CALLS = 120
 KEYS = 12
 POISON = 5
 FLAKY = 3
+HOPS = 4
 
 
 def free_port() -> int:
@@ -75,6 +77,11 @@ async def test_a_scraped_worker_counts_the_workload_exactly(
                 assert (await client.call(obs.once, f"flaky-{n}", obs.Note(), timeout=60)).text == "ok"
             with pytest.raises(InvocationError):
                 await client.call(obs.fail, "leaky-1", obs.Note(), timeout=60)
+            # Inbox writes in transactions: each hop calls another session and starts a saga,
+            # whose records are each followed by a commit marker. A lag computed from the
+            # committed offset alone stays at one per such write on a partition at rest.
+            for n in range(HOPS):
+                assert (await client.call(obs.hop, f"hop-{n}", obs.Note(text=f"c{n}"), timeout=60)).text == f"pong c{n}"
             topics = Topics(settings.namespace)
             count = await log.partition_count(topics.inbox)
             poison = []
@@ -108,7 +115,9 @@ async def test_a_scraped_worker_counts_the_workload_exactly(
         assert value(samples, "tether_restore_duration_seconds_count") == 4
         # Bounded labels: no sample names a session key.
         labels = {v for (_, pairs) in samples for _, v in pairs}
-        assert not [v for v in labels if v.startswith(("sess-", "flaky-", "leaky-", "poison-"))]
+        assert not [
+            v for v in labels if v.startswith(("sess-", "flaky-", "leaky-", "poison-", "hop-", "b-hop", "trip-"))
+        ]
     finally:
         await log.close()
         worker.stop()

@@ -47,6 +47,8 @@ def test_counters_and_gauges_are_exposed_with_prometheus_names() -> None:
     metrics.committed(4, 0.002)
     metrics.charged("agent", 0.25)
     metrics.charged("agent", 0.0)
+    metrics.kept()
+    metrics.kept()
 
     class Source:
         metrics_snapshot = WorkerSnapshot(partitions=3, resident=7, suspended=1, timers=2, lag={0: 5, 2: 0})
@@ -58,6 +60,7 @@ def test_counters_and_gauges_are_exposed_with_prometheus_names() -> None:
     assert samples["tether_dead_letters_total"] == {(("category", "poison"),): 1.0}
     assert samples["tether_transaction_records_sum"][()] == 4.0
     assert samples["tether_cost_units_total"] == {(("object", "agent"),): 0.25}
+    assert samples["tether_partitions_kept_total"] == {(): 2.0}
     assert samples["tether_partitions_owned"][()] == 3 and samples["tether_sessions_resident"][()] == 7
     assert samples["tether_consumer_lag_records"] == {(("partition", "0"),): 5.0, (("partition", "2"),): 0.0}
     metrics.unwatch(source)
