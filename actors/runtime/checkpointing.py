@@ -9,6 +9,7 @@ holds is `restore.checkpoint_records`; after it commits, idle sessions over
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -63,6 +64,7 @@ class Checkpoints:
     async def records(self) -> list[OutRecord]:
         """Snapshots of the changed sessions and the checkpoint record (empty if it had to be skipped)."""
         topics, partition = self._where
+        await fold_tails(self._state.sessions.values(), self._objects, self._settings.retention_ms)
         state_blobs = await snapshot_blobs(self._state.sessions.values(), self._large)
         records, self.start = checkpoint_records(
             state_blobs=state_blobs,
@@ -83,6 +85,35 @@ class Checkpoints:
     def passivate(self) -> None:
         """Drop the decoded state of the idle, clean sessions over `max_resident_sessions`."""
         passivate(self._state.sessions.values(), self._settings.max_resident_sessions)
+
+
+FOLD_SLICE_SECONDS = 0.02
+"""How long `fold_tails` folds before it lets the event loop run."""
+
+
+async def fold_tails(sessions: Iterable[Session], objects: dict[str, VirtualObject[Any]], retention_ms: int) -> None:
+    """Fold the restored tails of the changed sessions, letting the event loop in between.
+
+    A checkpoint snapshots every changed session, and one right after a long restore finds
+    thousands whose restored entries are still encoded (a session folds its tail on first
+    use). Folding them all inside the synchronous `checkpoint_records` blocked the loop for as
+    long as that took: no heartbeat, no reply, for seconds with a large partition. Here they
+    are folded first, a slice at a time; a session's own fold is not split (the restore bounds
+    a tail's size, `restore_buffer_bytes`). Folding early is what the session's next message
+    would do anyway; `checkpoint_records` then folds only what changed since.
+    """
+    loop = asyncio.get_running_loop()
+    until = loop.time() + FOLD_SLICE_SECONDS
+    for session in list(sessions):
+        if not (session.dirty and session.tail):
+            continue
+        obj = objects.get(session.object_name)
+        if obj is None:
+            continue
+        session.load(obj, retention_ms)
+        if loop.time() >= until:
+            await asyncio.sleep(0)
+            until = loop.time() + FOLD_SLICE_SECONDS
 
 
 def passivate(sessions: Iterable[Session], max_resident: int) -> None:

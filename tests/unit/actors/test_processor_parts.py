@@ -8,8 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import pytest
+from harness import isolation_sessions as iso
 
 from actors.errors import PartitionLost
+from actors.messages import session_key
+from actors.protocol.entries import Done
+from actors.runtime import checkpointing
 from actors.runtime.checkpointing import Checkpoints
 from actors.runtime.commits import GroupCommit
 from actors.runtime.failures import Failures
@@ -18,6 +22,7 @@ from actors.runtime.outputs import PartitionOutputs
 from actors.runtime.partition import Partition
 from actors.runtime.partition_state import PartitionState
 from actors.runtime.restore import RestoredPartition
+from actors.runtime.sessions import Session
 from actors.runtime.streaming import StreamTracker
 from actors.settings import RuntimeSettings
 from eventstore import OutRecord, Record, Topics
@@ -128,6 +133,51 @@ def test_checkpoints_ask_the_cadence_and_count_what_committed() -> None:
     assert checkpoints.due([_event(3)], 1, 0) and not checkpoints.due([], 0, 0)
     checkpoints.committed([_event(3)], 1, 0, checkpointed=True)
     assert not checkpoints.due(two, 2, 0)
+
+
+class _EndOffsets:
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return 0
+
+
+async def test_the_first_checkpoint_after_a_restore_folds_tails_without_blocking_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a restore, every session holds its entries still encoded (folded on first use);
+    # the checkpoint must fold them all, and used to do it in one synchronous stretch.
+    monkeypatch.setattr(checkpointing, "FOLD_SLICE_SECONDS", 0.001)
+    state = _state()
+    envelope = iso.acct.codec.encode_envelope(iso.Added(by=1, tag="t"))
+    for k in range(400):
+        session = Session(session_key("acct", f"k{k}"), "acct")
+        for v in range(1, 21):
+            session.add_tail(
+                Done(f"m{k}-{v}", "add", [envelope], version=v, inbox_offset=-1, ended_ms=1).encode(), v, v
+            )
+        state.sessions[session.key] = session
+    checkpoints = Checkpoints(cast(Any, _EndOffsets()), TOPICS, 0, {"acct": iso.acct}, RuntimeSettings(), state, 0)
+    ticks = 0
+    busy = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        await busy.wait()
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    busy.set()
+    try:
+        records = await checkpoints.records()
+        during = ticks
+    finally:
+        task.cancel()
+    assert during > 1, "the checkpoint folded every session without letting the loop run"
+    snapshots = [r for r in records if r.topic == TOPICS.snapshots and r.key.startswith(b"acct/")]
+    assert len(snapshots) == 400
+    assert all(s.tail == [] and isinstance(s.state, iso.Total) and s.state.n == 20 for s in state.sessions.values())
 
 
 @pytest.mark.parametrize(
