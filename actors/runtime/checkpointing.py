@@ -24,6 +24,7 @@ from .cadence import CheckpointCadence
 from .partition_state import PartitionState
 from .restore import checkpoint_records, snapshot_blobs
 from .sessions import Session
+from .stalls import runtime_section
 
 
 class Checkpoints:
@@ -66,9 +67,16 @@ class Checkpoints:
         topics, partition = self._where
         await fold_tails(self._state.sessions.values(), self._objects, self._settings.retention_ms)
         state_blobs = await snapshot_blobs(self._state.sessions.values(), self._large)
-        records, self.start = checkpoint_records(
+        end = await self._log.end_offset(topics.events, partition)
+        with runtime_section(f"a checkpoint of partition {partition}"):
+            records, self.start = self._records(state_blobs, end)
+        return records
+
+    def _records(self, state_blobs: dict[bytes, tuple[int, str]], start: int) -> tuple[list[OutRecord], int]:
+        topics, partition = self._where
+        return checkpoint_records(
             state_blobs=state_blobs,
-            start=await self._log.end_offset(topics.events, partition),
+            start=start,
             sessions=self._state.sessions.values(),
             objects=self._objects,
             settings=self._settings,
@@ -80,11 +88,11 @@ class Checkpoints:
             waits=self._state.waits,
             checkpoint_start=self.start,
         )
-        return records
 
     def passivate(self) -> None:
         """Drop the decoded state of the idle, clean sessions over `max_resident_sessions`."""
-        passivate(self._state.sessions.values(), self._settings.max_resident_sessions)
+        with runtime_section(f"passivating sessions of partition {self._where[1]}"):
+            passivate(self._state.sessions.values(), self._settings.max_resident_sessions)
 
 
 FOLD_SLICE_SECONDS = 0.02
@@ -102,18 +110,16 @@ async def fold_tails(sessions: Iterable[Session], objects: dict[str, VirtualObje
     a tail's size, `restore_buffer_bytes`). Folding early is what the session's next message
     would do anyway; `checkpoint_records` then folds only what changed since.
     """
+    pending = [s for s in list(sessions) if s.dirty and s.tail and s.object_name in objects]
     loop = asyncio.get_running_loop()
-    until = loop.time() + FOLD_SLICE_SECONDS
-    for session in list(sessions):
-        if not (session.dirty and session.tail):
-            continue
-        obj = objects.get(session.object_name)
-        if obj is None:
-            continue
-        session.load(obj, retention_ms)
-        if loop.time() >= until:
-            await asyncio.sleep(0)
-            until = loop.time() + FOLD_SLICE_SECONDS
+    n = 0
+    while n < len(pending):
+        until = loop.time() + FOLD_SLICE_SECONDS
+        with runtime_section("folding restored sessions for a checkpoint"):
+            while n < len(pending) and loop.time() < until:
+                pending[n].load(objects[pending[n].object_name], retention_ms)
+                n += 1
+        await asyncio.sleep(0)
 
 
 def passivate(sessions: Iterable[Session], max_resident: int) -> None:

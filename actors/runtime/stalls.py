@@ -11,11 +11,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..observability.metrics import METRICS
 
 log = logging.getLogger(__name__)
+
+_SECTIONS: deque[tuple[float, float, str]] = deque(maxlen=64)
+"""The runtime's own synchronous sections that ended lately: (start, end, what), monotonic."""
+
+
+@contextmanager
+def runtime_section(what: str) -> Iterator[None]:
+    """Mark synchronous work of Tether's own, with no handler code inside (`what` names it).
+
+    A stall that this work takes most of is reported as the runtime's, not blamed on a handler
+    (the warning otherwise tells the user to fix blocking code in their handlers).
+    """
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        _SECTIONS.append((start, time.monotonic(), what))
+
+
+def _runtime_share(since: float, until: float) -> tuple[str, float] | None:
+    """The runtime's section that ran longest between `since` and `until`, and for how long."""
+    best: tuple[str, float] | None = None
+    for start, end, what in list(_SECTIONS):
+        overlap = min(end, until) - max(start, since)
+        if overlap > 0 and (best is None or overlap > best[1]):
+            best = (what, overlap)
+    return best
 
 
 @dataclass
@@ -48,12 +78,13 @@ class LoopWatchdog:
         while True:
             before = time.monotonic()
             await asyncio.sleep(tick)
-            late = time.monotonic() - before - tick
+            now = time.monotonic()
+            late = now - before - tick
             if late >= self.threshold:
-                self.observe(late)
+                self.observe(late, since=before, until=now)
 
-    def observe(self, late: float) -> None:
-        """Record (and log) a stall of `late` seconds."""
+    def observe(self, late: float, since: float | None = None, until: float | None = None) -> None:
+        """Record (and log) a stall of `late` seconds, seen between `since` and `until` (monotonic)."""
         self.stalls += 1
         self.longest = max(self.longest, late)
         if METRICS.enabled:
@@ -64,6 +95,17 @@ class LoopWatchdog:
                 f"; heartbeats stop meanwhile, and at {self.session_timeout:.0f} s the group gives this "
                 "worker's partitions to another"
             )
+        own = _runtime_share(since, until) if since is not None and until is not None else None
+        if own is not None and own[1] >= late / 2:
+            log.warning(
+                "the event loop was blocked for %.1f s%s, by Tether's own work (%s, %.1f s of it), not "
+                "by a handler; if it recurs, raise kafka.session_timeout_ms or report it",
+                late,
+                risk,
+                own[0],
+                own[1],
+            )
+            return
         log.warning(
             "the event loop was blocked for %.1f s%s. A handler or step is running blocking code: "
             "await it with asyncio.to_thread (or use an async library)",

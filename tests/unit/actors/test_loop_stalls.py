@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from actors import Client, ObjectContext, RuntimeSettings, VirtualObject, Worker
-from actors.runtime.stalls import LoopWatchdog
+from actors.runtime.stalls import LoopWatchdog, runtime_section
 from actors.settings import Settings
 
 
@@ -61,3 +62,22 @@ def test_the_warning_names_the_session_timeout(caplog: pytest.LogCaptureFixture)
     watchdog.observe(2.0)
     assert (watchdog.stalls, watchdog.longest) == (2, 12.5)
     assert "blocked for 12.5 s; heartbeats stop meanwhile, and at 10 s" in caplog.records[0].getMessage()
+
+
+async def test_a_stall_of_the_runtimes_own_work_is_not_blamed_on_a_handler(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="actors.runtime.stalls")
+    watchdog = LoopWatchdog(0.1)
+    watchdog.start()
+    try:
+        await asyncio.sleep(0.1)
+        with runtime_section("a checkpoint of partition 3"):
+            time.sleep(0.4)  # what a synchronous checkpoint of many sessions does
+        await asyncio.sleep(0.2)
+        time.sleep(0.4)  # and this is "handler" code: outside any runtime section
+        await asyncio.sleep(0.2)
+    finally:
+        await watchdog.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "actors.runtime.stalls"]
+    assert len(warnings) == 2, warnings
+    assert "Tether's own work (a checkpoint of partition 3" in warnings[0] and "to_thread" not in warnings[0]
+    assert "A handler or step is running blocking code" in warnings[1]
