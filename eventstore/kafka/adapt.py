@@ -25,11 +25,11 @@ FENCED = (
     "no longer owns the partition: stop writing for it and let the new owner continue"
 )
 OTHER_PROTOCOL = (
-    "this worker cannot join its consumer group: the group's members assign partitions with "
+    "this worker cannot join its consumer group yet: the group's members assign partitions with "
     "another protocol ({exc}). Every worker of a namespace must run with the same "
     "TETHER_KAFKA__REBALANCE: `sticky` (the default) uses `tether-sticky`, `eager` and Tethers "
-    "before it use `roundrobin`. Switch with a full stop: stop every worker, then start them "
-    'all with the same setting (README, "Rebalances")'
+    "before it use `roundrobin`. This worker retries and takes partitions once the last member "
+    'with the other protocol has left; restart those with the same setting (README, "Rebalances")'
 )
 MISSING = "topic {topic!r} does not exist; create the namespace first"
 

@@ -25,8 +25,9 @@ two protocol lists and the second always looked like new metadata: each rebalanc
 another (a saga chaos run on a loaded machine reached generation 378 and stalled).
 `tests/integration/test_sticky_rejoin.py` pins both. The price of (2): a group agrees on one
 protocol, so workers with ``kafka.rebalance=sticky`` cannot join a group whose members use
-round robin (``eager``, or a Tether from before this assignor): they fail with a
-`ConfigurationError` that says so, and switching is a full stop (README, "Rebalances").
+round robin (``eager``, or a Tether from before this assignor): their fetches fail with a
+`ConfigurationError` that says so until the last round-robin member has left, and then they
+take the partitions (a rolling switch runs on fewer workers meanwhile; README, "Rebalances").
 
 User data (msgpack): ``{"v": 1, "p": {topic: [partition, ...]}}``. Empty or undecodable user
 data (a member's first join, another client's) claims nothing; unknown keys are ignored.
