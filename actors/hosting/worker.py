@@ -253,13 +253,9 @@ class Worker(AsyncResource):
             return False
         p = parked.processor.partition
         try:
-            if self._group_writer is not None:
-                assert isinstance(self._log, KafkaLog)
-                await self._log.settle(self.topics.events, p)
-            else:
-                # Fences whoever opened the partition's writer meanwhile and completes its
-                # transactions, so the log read next is final.
-                writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+            # Fences whoever wrote the partition meanwhile, so the log read next is final.
+            writer = await self._fence_previous_owners(p)
+            if writer is not None:
                 old, parked.processor.writer = parked.processor.writer, writer
                 await old.close()
             mark = await self._mark(p)
@@ -301,6 +297,34 @@ class Worker(AsyncResource):
 
         task.add_done_callback(done)
 
+    async def _fence_previous_owners(self, p: int) -> TransactionalWriter | None:
+        """Fence every earlier writer of partition `p`, whichever transaction scheme it ran.
+
+        Returns this worker's writer for `p` under ``per_partition``, None under ``per_worker``
+        (its processors share `_group_writer`). Both fences are made under both schemes, so a
+        rolling switch between them (owners of both kinds in the group for a while) is safe:
+        a ``per_partition`` zombie is fenced only by a newer producer of ``{ns}-pp-{p}`` (which
+        also ends its open transaction); a ``per_worker`` zombie's transaction that passed its
+        offset commit before the rebalance may still commit, so the new owner waits until
+        nothing is open on the partition's events (`KafkaLog.settle`), and any transaction
+        the zombie begins later is refused at its offset commit.
+        """
+        writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+        try:
+            if isinstance(self._log, KafkaLog):
+                await self._log.settle(self.topics.events, p)
+        except BaseException:
+            await writer.close()
+            raise
+        if self._group_writer is None:
+            return writer
+        await writer.close()
+        return None
+
+    def _group_writer_shared(self) -> TransactionalWriter:
+        assert self._group_writer is not None
+        return self._group_writer.shared()
+
     async def _cancel_restores(self, partitions: set[int]) -> None:
         tasks = [self._restoring.pop(p) for p in partitions if p in self._restoring]
         for task in tasks:
@@ -310,16 +334,8 @@ class Worker(AsyncResource):
     async def _take(self, p: int, *, delay: float = 0.0) -> None:
         if delay:
             await asyncio.sleep(delay)
-        writer: TransactionalWriter
-        if self._group_writer is not None:
-            # No transactional id to fence a previous owner with: wait until its transactions
-            # are over (those that passed their offset commit before the rebalance may still
-            # commit); any it begins from now on is refused at its offset commit.
-            assert isinstance(self._log, KafkaLog)
-            await self._log.settle(self.topics.events, p)
-            writer = self._group_writer.shared()
-        else:
-            writer = await self._log.writer(f"{self.settings.namespace}-pp-{p}")
+        own = await self._fence_previous_owners(p)
+        writer: TransactionalWriter = own if own is not None else self._group_writer_shared()
         processor = PartitionProcessor(
             partition=p,
             partitions=self._partitions,

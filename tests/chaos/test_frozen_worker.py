@@ -5,7 +5,9 @@ the middle of their steps and records waiting for their transaction, and it does
 that the group gave its partitions to another worker. Whatever it then tries to commit must be
 fenced: none of its writes becomes visible, no message is lost, none is applied twice. Its side
 effects may still run (fencing stops writes, not code already running), and the ledger check
-allows exactly that: late executions by the zombie's PID, never journaled.
+allows exactly that: late executions by the zombie's PID, never journaled. The worker that
+takes over runs either transaction scheme: in a rolling switch of `kafka.transactions` a zombie
+of one scheme meets an owner of the other, and each owner fences both kinds.
 """
 
 from __future__ import annotations
@@ -31,14 +33,24 @@ FROZEN_FOR = 3 * SESSION_TIMEOUT_MS / 1000
 """Seconds the worker stays stopped: well past its session timeout and the takeover."""
 
 
-@pytest.mark.parametrize("transactions", ["per_partition", "per_worker"])
+@pytest.mark.parametrize(
+    ("transactions", "taken_over_by"),
+    [
+        ("per_partition", "per_partition"),
+        ("per_worker", "per_worker"),
+        # A rolling switch of the transaction scheme: the zombie ran the other scheme.
+        ("per_partition", "per_worker"),
+        ("per_worker", "per_partition"),
+    ],
+)
 async def test_a_worker_frozen_past_its_session_timeout_writes_nothing_after_takeover(
-    kafka_bootstrap: str, namespace: str, tmp_path: Path, transactions: str
+    kafka_bootstrap: str, namespace: str, tmp_path: Path, transactions: str, taken_over_by: str
 ) -> None:
     workers = TwoLedgerWorkers.make(
         kafka_bootstrap,
         namespace,
         tmp_path,
+        b_env={"TETHER_KAFKA__TRANSACTIONS": taken_over_by},
         TETHER_KAFKA__SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
         TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
         TETHER_KAFKA__TRANSACTIONS=transactions,

@@ -36,8 +36,10 @@ class TwoLedgerWorkers:
     b: WorkerProcess
 
     @classmethod
-    def make(cls, bootstrap: str, namespace: str, tmp_path: Path, **env: str) -> TwoLedgerWorkers:
-        """Their settings and processes; `env` adds ``TETHER_*`` variables to both."""
+    def make(
+        cls, bootstrap: str, namespace: str, tmp_path: Path, b_env: dict[str, str] | None = None, **env: str
+    ) -> TwoLedgerWorkers:
+        """Their settings and processes; `env` adds ``TETHER_*`` variables to both, `b_env` to `b` only."""
         settings = make_settings(
             "kafka",
             tmp_path / "data",
@@ -49,7 +51,7 @@ class TwoLedgerWorkers:
         ledger = tmp_path / "ledger.jsonl"
         environ = worker_env(settings, TETHER_TEST_LEDGER=str(ledger), **env)
         a = WorkerProcess("harness.ledger_sessions:ledger", environ, tmp_path, name="a")
-        b = WorkerProcess("harness.ledger_sessions:ledger", environ, tmp_path, name="b")
+        b = WorkerProcess("harness.ledger_sessions:ledger", {**environ, **(b_env or {})}, tmp_path, name="b")
         return cls(settings, ledger, a, b)
 
 
