@@ -49,29 +49,54 @@ RR_CONCURRENCY = 64
 RR_KEYS = 1_000
 
 
-def _deadline(messages: int) -> float:
-    return time.monotonic() + max(120.0, messages / 200)
-
-
 # --------------------------------------------------------------------------------------------
 # pipeline: consume -> transactional produce, per variant
 # --------------------------------------------------------------------------------------------
 
 
 class _Tally:
-    """What a processing loop measured."""
+    """What a processing loop measured, from its set-up (when the tally is made) on."""
 
-    def __init__(self) -> None:
+    def __init__(self, messages: int) -> None:
+        self.messages = messages
+        self.deadline: float | None = None
+        """Set when the loop starts (`more`): at least two minutes, longer for many messages."""
+        self.setup_start = time.perf_counter()
         self.first_record_at: float | None = None
         self.last_commit_at = 0.0
         self.processed = 0
         self.transactions = 0
         self.txn_latency = LatencyRecorder()
 
-    def figures(self, setup_start: float) -> dict[str, Any]:
+    def more(self) -> bool:
+        """Whether records are left to process; past the deadline, TimeoutError."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + max(120.0, self.messages / 200)
+        if self.processed >= self.messages:
+            return False
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"processed {self.processed} of {self.messages} before the deadline")
+        return True
+
+    def fetched(self) -> None:
+        """A batch was fetched: the first one ends the set-up."""
+        if self.first_record_at is None:
+            self.first_record_at = time.perf_counter()
+
+    def transacted(self, t0: float) -> None:
+        """A transaction begun at `t0` committed."""
+        self.txn_latency.add(time.perf_counter() - t0)
+        self.transactions += 1
+
+    def applied(self, records: int) -> None:
+        """A fetched batch of `records` is committed."""
+        self.last_commit_at = time.perf_counter()
+        self.processed += records
+
+    def figures(self) -> dict[str, Any]:
         assert self.first_record_at is not None
         return {
-            "setup_s": self.first_record_at - setup_start,
+            "setup_s": self.first_record_at - self.setup_start,
             "first_record_at": self.first_record_at,
             "last_commit_at": self.last_commit_at,
             "processed": self.processed,
@@ -88,8 +113,7 @@ async def _pipeline_aiokafka(
     ids = range(PARTITIONS) if per_partition else range(1)
     producers = transactional_producers(bootstrap, f"{ns}-t", ids, max_batch_size=256 * 1024)
     consumer = committed_reader(in_topic, bootstrap=bootstrap, group_id=group_id)
-    tally = _Tally()
-    setup_start = time.perf_counter()
+    tally = _Tally(messages)
     await asyncio.gather(*(p.start() for p in producers.values()))
     await consumer.start()
 
@@ -103,30 +127,24 @@ async def _pipeline_aiokafka(
             ]
             await prod.send_offsets_to_transaction({tp: rs[-1].offset + 1 for tp, rs in batch.items()}, group_id)
             await asyncio.gather(*futures)
-        tally.txn_latency.add(time.perf_counter() - t0)
-        tally.transactions += 1
+        tally.transacted(t0)
 
     try:
-        deadline = _deadline(messages)
-        while tally.processed < messages:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"processed {tally.processed} of {messages} before the deadline")
+        while tally.more():
             fetched = await consumer.getmany(timeout_ms=500, max_records=max_records)
             fetched = {tp: rs for tp, rs in fetched.items() if rs}
             if not fetched:
                 continue
-            if tally.first_record_at is None:
-                tally.first_record_at = time.perf_counter()
+            tally.fetched()
             if per_partition:
                 await asyncio.gather(*(transact(producers[tp.partition], {tp: rs}) for tp, rs in fetched.items()))
             else:
                 await transact(producers[0], fetched)
-            tally.last_commit_at = time.perf_counter()
-            tally.processed += sum(len(rs) for rs in fetched.values())
+            tally.applied(sum(len(rs) for rs in fetched.values()))
     finally:
         await consumer.stop()
         await asyncio.gather(*(p.stop() for p in producers.values()))
-    return tally.figures(setup_start)
+    return tally.figures()
 
 
 def _pipeline_kafka_python(
@@ -135,8 +153,7 @@ def _pipeline_kafka_python(
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.structs import OffsetAndMetadata
 
-    tally = _Tally()
-    setup_start = time.perf_counter()
+    tally = _Tally(messages)
     consumer = KafkaConsumer(
         in_topic,
         bootstrap_servers=bootstrap,
@@ -156,15 +173,11 @@ def _pipeline_kafka_python(
     )
     try:
         producer.init_transactions()
-        deadline = _deadline(messages)
-        while tally.processed < messages:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"processed {tally.processed} of {messages} before the deadline")
+        while tally.more():
             fetched = {tp: rs for tp, rs in consumer.poll(timeout_ms=500).items() if rs}
             if not fetched:
                 continue
-            if tally.first_record_at is None:
-                tally.first_record_at = time.perf_counter()
+            tally.fetched()
             t0 = time.perf_counter()
             producer.begin_transaction()
             for tp, records in fetched.items():
@@ -175,14 +188,12 @@ def _pipeline_kafka_python(
                 consumer.group_metadata(),
             )
             producer.commit_transaction()
-            tally.txn_latency.add(time.perf_counter() - t0)
-            tally.transactions += 1
-            tally.last_commit_at = time.perf_counter()
-            tally.processed += sum(len(rs) for rs in fetched.values())
+            tally.transacted(t0)
+            tally.applied(sum(len(rs) for rs in fetched.values()))
     finally:
         consumer.close()
         producer.close()
-    return tally.figures(setup_start)
+    return tally.figures()
 
 
 def _confluent_consumer(bootstrap: str, group_id: str, topic: str) -> Any:  # noqa: ANN401 - untyped client
@@ -240,20 +251,15 @@ def _confluent_offsets(topic: str, batch: list[Any]) -> list[Any]:  # noqa: ANN4
 def _pipeline_confluent(
     bootstrap: str, in_topic: str, out_topic: str, messages: int, ns: str, max_records: int
 ) -> dict[str, Any]:
-    tally = _Tally()
-    setup_start = time.perf_counter()
+    tally = _Tally(messages)
     consumer = _confluent_consumer(bootstrap, f"{ns}-g", in_topic)
     producer = _confluent_producer(bootstrap, f"{ns}-t")
     try:
-        deadline = _deadline(messages)
-        while tally.processed < messages:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"processed {tally.processed} of {messages} before the deadline")
+        while tally.more():
             batch = _confluent_batch(consumer, max_records, 0.5)
             if not batch:
                 continue
-            if tally.first_record_at is None:
-                tally.first_record_at = time.perf_counter()
+            tally.fetched()
             t0 = time.perf_counter()
             producer.begin_transaction()
             for m in batch:
@@ -262,14 +268,12 @@ def _pipeline_confluent(
                 _confluent_offsets(in_topic, batch), consumer.consumer_group_metadata()
             )
             producer.commit_transaction()
-            tally.txn_latency.add(time.perf_counter() - t0)
-            tally.transactions += 1
-            tally.last_commit_at = time.perf_counter()
-            tally.processed += len(batch)
+            tally.transacted(t0)
+            tally.applied(len(batch))
     finally:
         consumer.close()
         producer.flush(5)
-    return tally.figures(setup_start)
+    return tally.figures()
 
 
 async def _process(

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from eventstore import EventLog, OutRecord, Topics, UsageError, open_log, partition_for, unpack
-from eventstore.lifecycle import AsyncResource
+from eventstore.lifecycle import AsyncResource, cancel_and_wait
 from eventstore.log import LogConsumer
 
 from ..clock import now_ms
@@ -98,14 +98,10 @@ class Client(AsyncResource):
 
     async def close(self) -> None:
         """Stop listening and disconnect; pending calls fail with `CallTimeoutError`."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            await asyncio.gather(self._watchdog, return_exceptions=True)
-            self._watchdog = None
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+        await cancel_and_wait(self._watchdog)
+        self._watchdog = None
+        await cancel_and_wait(self._listener)
+        self._listener = None
         if self._replies is not None:
             await self._replies.close()
             self._replies = None

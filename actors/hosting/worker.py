@@ -16,7 +16,7 @@ from eventstore import EventLog, ProducerFencedError, TopicPartition, Topics, Us
 from eventstore.kafka import KafkaLog
 from eventstore.kafka.consumer import KafkaConsumer
 from eventstore.kafka.group_writer import GroupCommitWriter
-from eventstore.lifecycle import AsyncResource
+from eventstore.lifecycle import AsyncResource, cancel_and_wait
 from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
@@ -137,15 +137,11 @@ class Worker(AsyncResource):
         """Commit what finished, leave the group, release every partition."""
         self._stopping.set()
         await self.watchdog.stop()
-        if self._gauges is not None:
-            self._gauges.cancel()
-            await asyncio.gather(self._gauges, return_exceptions=True)
-            self._gauges = None
+        await cancel_and_wait(self._gauges)
+        self._gauges = None
         METRICS.unwatch(self)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._cancel_restores(set(self._restoring))
         if self._consumer is not None:
             await self._consumer.close()  # revokes, which stops the processors
@@ -326,10 +322,7 @@ class Worker(AsyncResource):
         return self._group_writer.shared()
 
     async def _cancel_restores(self, partitions: set[int]) -> None:
-        tasks = [self._restoring.pop(p) for p in partitions if p in self._restoring]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*[self._restoring.pop(p) for p in partitions if p in self._restoring])
 
     async def _take(self, p: int, *, delay: float = 0.0) -> None:
         if delay:

@@ -103,6 +103,32 @@ def _error(raw: dict[str, Any]) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
+def _put_outcome(entry: dict[str, Any], result: Any, error: dict[str, Any] | None, blob: str | None) -> None:  # noqa: ANN401 - plain data
+    """The outcome of a ``done`` or ``step`` entry on the wire: ``err``, else ``rb`` (a blob reference), else ``r``."""
+    if error is not None:
+        entry["err"] = error
+    elif blob is not None:
+        entry["rb"] = blob
+    else:
+        entry["r"] = result
+
+
+def _run_of(raw: dict[str, Any]) -> tuple[Any, dict[str, Any] | None, int, Any, Any, str | None]:
+    """``r``, ``err``, ``a``, ``t0``, ``t1`` and ``rb`` of a ``done`` or ``step`` entry of any release.
+
+    Its result, error, attempts (1 when not recorded), start and end times and result blob, in
+    the order both dataclasses declare them.
+    """
+    return raw.get("r"), _error(raw), int(raw.get("a") or 1), raw.get("t0"), raw.get("t1"), _optional_str(raw, "rb")
+
+
+def _shown(result: Any, error: dict[str, Any] | None, blob: str | None) -> tuple[Any, dict[str, Any] | None]:  # noqa: ANN401 - plain data
+    """``(result, error)`` of a ``done`` or ``step`` entry; a result in the blob store as ``{"blob": ref}``."""
+    if blob is not None and error is None:
+        return {"blob": blob}, None
+    return result, error
+
+
 @dataclass(slots=True)  # not frozen: a frozen __init__ doubles the cost of the hot path
 class Done(_Encoded):
     """``done``: an invocation finished."""
@@ -149,12 +175,7 @@ class Done(_Encoded):
             "t0": self.started_ms,
             "t1": self.ended_ms,
         }
-        if self.error is not None:
-            entry["err"] = self.error
-        elif self.reply_blob is not None:
-            entry["rb"] = self.reply_blob
-        else:
-            entry["r"] = self.reply
+        _put_outcome(entry, self.reply, self.error, self.reply_blob)
         if self.events_blob is not None:
             entry["evb"] = self.events_blob
         return entry
@@ -168,12 +189,7 @@ class Done(_Encoded):
             list(raw.get("ev") or ()),
             int(raw["sv"]),
             int(raw.get("o", -1)),
-            raw.get("r"),
-            _error(raw),
-            int(raw.get("a") or 1),
-            raw.get("t0"),
-            raw.get("t1"),
-            _optional_str(raw, "rb"),
+            *_run_of(raw),
             _optional_str(raw, "evb"),
         )
 
@@ -188,9 +204,7 @@ class Done(_Encoded):
     @property
     def outcome(self) -> tuple[Any, dict[str, Any] | None]:
         """``(result, error)``; a result in the blob store is shown as ``{"blob": ref}``."""
-        if self.reply_blob is not None and self.error is None:
-            return {"blob": self.reply_blob}, None
-        return self.reply, self.error
+        return _shown(self.reply, self.error, self.reply_blob)
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ doubles the cost of the hot path
@@ -231,12 +245,7 @@ class Step(_Encoded):
             entry["t0"] = self.started_ms
         if self.ended_ms is not None:
             entry["t1"] = self.ended_ms
-        if self.error is not None:
-            entry["err"] = self.error
-        elif self.blob is not None:
-            entry["rb"] = self.blob
-        else:
-            entry["r"] = self.result
+        _put_outcome(entry, self.result, self.error, self.blob)
         return entry
 
     def to_seed(self) -> dict[str, Any]:
@@ -260,20 +269,13 @@ class Step(_Encoded):
             str(raw["i"]),
             int(raw["n"]),
             str(raw["name"]),
-            raw.get("r"),
-            _error(raw),
-            int(raw.get("a") or 1),
-            raw.get("t0"),
-            raw.get("t1"),
-            _optional_str(raw, "rb"),
+            *_run_of(raw),
         )
 
     @property
     def outcome(self) -> tuple[Any, dict[str, Any] | None]:
         """``(result, error)``; a result in the blob store is shown as ``{"blob": ref}``."""
-        if self.blob is not None and self.error is None:
-            return {"blob": self.blob}, None
-        return self.result, self.error
+        return _shown(self.result, self.error, self.blob)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eventstore.errors import TetherError
+from eventstore.lifecycle import cancel_and_wait
 from eventstore.log import TransactionalWriter
 from eventstore.records import OutRecord, TopicPartition
 
@@ -180,9 +181,7 @@ class GroupCommit:
 
     async def stop(self) -> None:
         """Stop the loop (what is pending is not committed: `flush` first)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     def fail(self, exc: BaseException) -> None:
         """The partition is lost (its first failure counts): fail the waiting steps, tell the owner."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from eventstore.errors import DecodeError
+from eventstore.lifecycle import cancel_and_wait
 from eventstore.records import Record
 
 from ..clock import now_ms
@@ -120,9 +121,7 @@ class Intake:
 
     async def stop(self) -> None:
         """Cancel the running drains and shared handlers."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     async def _drain(self, session: Session) -> None:
         try:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
+from eventstore.lifecycle import cancel_and_wait
+
 from ..clock import clock, now_ms
 from ..context import Awakeable, ObjectContext, StepOptions
 from ..definitions import Handler, VirtualObject
@@ -569,5 +571,4 @@ async def _attempt(fn: Callable[..., Any], timeout: float | None, heartbeat_time
                 return task.result()
     finally:
         if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)

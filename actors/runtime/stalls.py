@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from eventstore.lifecycle import cancel_and_wait
+
 from ..observability.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,8 @@ class LoopWatchdog:
 
     async def stop(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         tick = max(0.05, self.threshold / 4)

@@ -15,6 +15,8 @@ import asyncio
 import heapq
 from collections.abc import Callable
 
+from eventstore.lifecycle import cancel_and_wait
+
 from ..clock import clock
 from ..clock import now_ms as now_ms  # where the runtime has always imported it from
 from ..protocol.entries import Completion, Delayed, Suspend
@@ -77,9 +79,7 @@ class Timers:
 
     async def stop(self) -> None:
         """Stop the loop (timers are durable elsewhere; nothing is lost)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

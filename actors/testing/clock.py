@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from actors.clock import Clock
+from eventstore.lifecycle import cancel_and_wait
 
 T = TypeVar("T")
 
@@ -95,8 +96,7 @@ class VirtualClock(Clock):
         except asyncio.CancelledError:
             task.cancel()
             raise
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         raise TimeoutError(f"not done within {seconds} s (virtual)")
 
     # -- moving ------------------------------------------------------------------------------

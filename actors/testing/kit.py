@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from eventstore import EventLog, Topics, open_log, partition_for
 from eventstore.codec import pack, unpack
 from eventstore.errors import TetherError, UsageError
+from eventstore.lifecycle import cancel_and_wait
 
 from ..client import Client
 from ..clock import Clock, install
@@ -211,9 +212,7 @@ class SessionTestKit:
     async def close(self) -> None:
         """Stop everything, put the real clock back, delete the temporary directory."""
         try:
-            for call in list(self._calls):
-                call.cancel()
-            await asyncio.gather(*self._calls, return_exceptions=True)
+            await cancel_and_wait(*self._calls)
             if self._client is not None:
                 await self._client.close()
             if self._worker is not None:

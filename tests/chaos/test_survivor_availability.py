@@ -123,9 +123,10 @@ async def _two_workers(a: WorkerProcess, b: WorkerProcess) -> tuple[set[int], se
     return set(range(PARTITIONS)) - b_parts, b_parts
 
 
-def _env(
-    request: pytest.FixtureRequest, namespace: str, tmp_path: Path, transactions: str
-) -> tuple[dict[str, str], Settings]:
+def _workers(
+    request: pytest.FixtureRequest, namespace: str, tmp_path: Path, transactions: str, names: str
+) -> tuple[Settings, list[WorkerProcess]]:
+    """The test's settings and a worker of the isolation sessions per letter of `names`, none started."""
     settings = settings_for(request, "kafka", tmp_path / "data", namespace, partitions=PARTITIONS)
     env = worker_env(
         settings,
@@ -133,7 +134,7 @@ def _env(
         TETHER_KAFKA__SESSION_TIMEOUT_MS="6000",
         TETHER_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
     )
-    return env, settings
+    return settings, [WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path, name=n) for n in names]
 
 
 def _keys(partitions: set[int]) -> list[str]:
@@ -146,9 +147,7 @@ def _keys(partitions: set[int]) -> list[str]:
 async def test_the_survivor_keeps_answering_while_the_other_worker_is_killed(
     request: pytest.FixtureRequest, namespace: str, tmp_path: Path, transactions: str
 ) -> None:
-    env, settings = _env(request, namespace, tmp_path, transactions)
-    a = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path, name="a")
-    b = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path, name="b")
+    settings, (a, b) = _workers(request, namespace, tmp_path, transactions, "ab")
     try:
         survivor, doomed = await _two_workers(a, b)
         before = _restores(a)
@@ -189,10 +188,7 @@ async def test_the_survivor_keeps_answering_while_the_other_worker_is_killed(
 async def test_the_workers_keep_answering_while_a_third_joins(
     request: pytest.FixtureRequest, namespace: str, tmp_path: Path, transactions: str
 ) -> None:
-    env, settings = _env(request, namespace, tmp_path, transactions)
-    a = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path, name="a")
-    b = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path, name="b")
-    c = WorkerProcess("harness.isolation_sessions:SERVED", env, tmp_path, name="c")
+    settings, (a, b, c) = _workers(request, namespace, tmp_path, transactions, "abc")
     try:
         a_parts, b_parts = await _two_workers(a, b)
         async with Client.connect(settings) as client:

@@ -9,15 +9,30 @@ tests/chaos/test_survivor_availability.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from harness.probe_sessions import PROBE, Item, append, gated_step, probe
-from harness.session_harness import WAIT, assert_eventually, make_settings, open_runtime
+from harness.session_harness import WAIT, Runtime, assert_eventually, make_settings, open_runtime
 
 from actors.hosting.parking import LogMark, Tenure, may_check, may_resume
 from actors.hosting.worker import Worker
 from actors.runtime.processor import PartitionProcessor
+
+
+@asynccontextmanager
+async def _group_played(
+    tmp_path: Path, namespace: str, tenure: list[Tenure], *, partitions: int
+) -> AsyncIterator[tuple[Runtime, Worker]]:
+    """A runtime of the probe sessions whose worker reports `tenure[0]` as its membership."""
+    PROBE.reset()
+    settings = make_settings("embedded", tmp_path, namespace, partitions=partitions)
+    async with open_runtime([probe], settings) as rt:
+        assert rt.worker is not None
+        rt.worker._tenure = lambda: tenure[0]  # type: ignore[method-assign]
+        yield rt, rt.worker
 
 
 def test_only_the_same_member_in_the_very_next_generation_may_resume() -> None:
@@ -34,13 +49,8 @@ def test_only_the_same_member_in_the_very_next_generation_may_resume() -> None:
 async def test_a_later_generation_resumes_only_if_the_log_did_not_change(
     tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    PROBE.reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=1)
-    async with open_runtime([probe], settings) as rt:
-        assert rt.worker is not None
-        worker = rt.worker
-        tenure = [Tenure(4, "m")]
-        _member(worker, tenure)
+    tenure = [Tenure(4, "m")]
+    async with _group_played(tmp_path, namespace, tenure, partitions=1) as (rt, worker):
         assert (await rt.client.call(append, "k", Item(value="a"), timeout=WAIT)).values == ["a"]
         (first,) = (await rt.processors()).values()
         await worker.on_revoked({0})
@@ -107,20 +117,11 @@ async def test_a_paused_processor_commits_nothing_and_runs_nothing_until_it_resu
         assert PROBE.executions["s"] == 1
 
 
-def _member(worker: Worker, tenure: list[Tenure]) -> None:
-    worker._tenure = lambda: tenure[0]  # type: ignore[method-assign]
-
-
 async def test_a_partition_back_in_the_next_generation_resumes_without_a_restore(
     tmp_path: Path, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    PROBE.reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([probe], settings) as rt:
-        assert rt.worker is not None
-        worker = rt.worker
-        tenure = [Tenure(4, "m")]
-        _member(worker, tenure)
+    tenure = [Tenure(4, "m")]
+    async with _group_played(tmp_path, namespace, tenure, partitions=2) as (rt, worker):
         keys = ["k0", "k1", "k2", "k3"]
         for key in keys:
             assert (await rt.client.call(append, key, Item(value="a"), timeout=WAIT)).values == ["a"]
@@ -138,13 +139,8 @@ async def test_a_partition_back_in_the_next_generation_resumes_without_a_restore
 async def test_a_parked_processor_is_dropped_uncommitted_when_the_member_changed(
     tmp_path: Path, namespace: str
 ) -> None:
-    PROBE.reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=1)
-    async with open_runtime([probe], settings) as rt:
-        assert rt.worker is not None
-        worker = rt.worker
-        tenure = [Tenure(4, "m")]
-        _member(worker, tenure)
+    tenure = [Tenure(4, "m")]
+    async with _group_played(tmp_path, namespace, tenure, partitions=1) as (rt, worker):
         assert (await rt.client.call(append, "k", Item(value="a"), timeout=WAIT)).values == ["a"]
         (old,) = (await rt.processors()).values()
         running = asyncio.create_task(rt.client.call(gated_step, "k", Item(value="s", gate="g"), timeout=WAIT))
@@ -165,13 +161,8 @@ async def test_a_parked_processor_is_dropped_uncommitted_when_the_member_changed
 async def test_a_partition_not_given_back_is_dropped_and_the_stopping_worker_releases_parked_ones(
     tmp_path: Path, namespace: str
 ) -> None:
-    PROBE.reset()
-    settings = make_settings("embedded", tmp_path, namespace, partitions=2)
-    async with open_runtime([probe], settings) as rt:
-        assert rt.worker is not None
-        worker = rt.worker
-        tenure = [Tenure(1, "m")]
-        _member(worker, tenure)
+    tenure = [Tenure(1, "m")]
+    async with _group_played(tmp_path, namespace, tenure, partitions=2) as (rt, worker):
         await rt.processors()
         await worker.on_revoked({0, 1})
         tenure[0] = Tenure(2, "m")
