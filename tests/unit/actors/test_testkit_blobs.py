@@ -3,19 +3,24 @@
 With a blob threshold, a call's large payload (``pb``), step result (``rb``), events (``evb``,
 in a ``done`` and in a ``sus`` entry) and reply go to the store and the records carry
 references. A test still asserts on the values: `CallResult.steps` and `events` hold them,
-`kit.restart()` checks their round trips, and `Replayer(..., runtime=...)` replays a history
-that holds references. Without the store named, a replay of such a history fails with
-`BlobError` instead of comparing references.
+`kit.restart()` checks their round trips, and `Replayer(..., runtime=...)` (and `tether
+replay-check` with the ``TETHER_RUNTIME__`` blob settings) replays a history that holds
+references. Without the store named, a replay of such a history fails with `BlobError` (exit 2)
+instead of comparing references.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, RuntimeSettings, VirtualObject
+from actors.cli.main import build
 from actors.protocol.entries import Done, Step, Suspend
 from actors.testing import Replayer, SessionHistory, SessionTestKit
 from eventstore.errors import BlobError
@@ -110,3 +115,24 @@ async def test_the_replayer_reads_a_historys_references_from_the_store(tmp_path:
             assert report.invocations >= 1
             with pytest.raises(BlobError, match="no blob store is configured"):
                 await Replayer(notes).replay(history)
+
+
+def test_replay_check_reads_references_from_the_store_the_settings_name(tmp_path: Path) -> None:
+    async def record() -> dict[str, object]:
+        async with SessionTestKit(notes, runtime=runtime_of(tmp_path)) as kit:
+            await kit.call(read, "n1", Doc(text=TEXT))
+            return await kit.history(notes, "n1")
+
+    path = tmp_path / "n1.json"
+    path.write_text(json.dumps(asyncio.run(record())))
+    args = ["replay-check", f"{__name__}:notes", str(path)]
+    blobs = {
+        "TETHER_RUNTIME__BLOB_THRESHOLD_BYTES": str(THRESHOLD),
+        "TETHER_RUNTIME__BLOB_DIR": str(tmp_path / "blobs"),
+    }
+    ok = CliRunner().invoke(build(), args, env=blobs)
+    assert ok.exit_code == 0, ok.output
+    assert "no mismatch" in ok.output
+    unset = {name: None for name in blobs}  # the history's values cannot be read: exit 2, not a mismatch
+    unreadable = CliRunner().invoke(build(), args, env=unset)
+    assert unreadable.exit_code == 2 and "no blob store is configured" in unreadable.output
