@@ -78,7 +78,7 @@ async def test_calls_show_step_results_and_events_kept_in_the_blob_store(tmp_pat
         assert result.reply == Summary(text=(TEXT * 2).upper())
         assert result.step("fetch").result == TEXT * 2
         assert result.events == [Noted(text=TEXT * 2)]
-        assert kit.state(notes, "n1").notes == [TEXT * 2]
+        assert kit.state(notes, "n1") == Notes(notes=[TEXT * 2])
 
         pending = await kit.start(read_later, "n2", Doc(text=TEXT))
         await kit.advance(seconds=60)
@@ -98,7 +98,7 @@ async def test_calls_show_step_results_and_events_kept_in_the_blob_store(tmp_pat
 
         # The round-trip checks fold the events read back (not an empty list) and pass.
         await kit.restart()
-        assert kit.state(notes, "n1").notes == [TEXT * 2]
+        assert kit.state(notes, "n1") == Notes(notes=[TEXT * 2])
 
 
 async def test_the_replayer_reads_a_historys_references_from_the_store(tmp_path: Path) -> None:
