@@ -170,7 +170,8 @@ class Replayer:
         self.objects = {o.name: o for o in flat}
         self.runtime = runtime
         """The settings naming the blob store that histories' references are read from."""
-        self._large: LargeValues | None = None
+        self._large: tuple[RuntimeSettings, LargeValues | None] | None = None
+        """`runtime` and its blob store, opened on the first replay that needs it."""
 
     async def replay(self, history: SessionHistory | dict[str, Any] | str | Path) -> ReplayReport:
         """Replay one history (a `SessionHistory`, its JSON document, or a file path).
@@ -199,6 +200,18 @@ class Replayer:
         finally:
             install(previous)
 
+    def _values(self) -> LargeValues | None:
+        """The blob store `runtime` names, or None.
+
+        Raises:
+            BlobError: the store cannot be opened (an S3 location without the ``s3`` extra).
+        """
+        if self.runtime is None:
+            return None
+        if self._large is None or self._large[0] is not self.runtime:
+            self._large = (self.runtime, LargeValues.of(self.runtime))
+        return self._large[1]
+
     async def replay_all(self, histories: Iterable[SessionHistory | dict[str, Any] | str | Path]) -> list[ReplayReport]:
         """Replay several histories; one report each."""
         return [await self.replay(h) for h in histories]
@@ -207,8 +220,7 @@ class Replayer:
         self, obj: VirtualObject[Any], history: SessionHistory, clock: _ReplayClock, source: str
     ) -> ReplayReport:
         report = ReplayReport(obj.name, history.key, source)
-        if self._large is None and self.runtime is not None:
-            self._large = LargeValues.of(self.runtime)
+        large = self._values()
         session = f"{history.object_name}/{history.key}"
         messages: dict[str, Message] = {}
         for record in history.records:
@@ -218,7 +230,7 @@ class Replayer:
                 except DecodeError:
                     continue  # a poison record: nothing ran
                 if message.id not in messages:
-                    messages[message.id] = await message_in_hand(self._large, message)
+                    messages[message.id] = await message_in_hand(large, message)
         journals: dict[str, dict[int, Step]] = {}
         completions: dict[str, Completion] = {}
         emitted: dict[str, int] = {}
@@ -227,7 +239,7 @@ class Replayer:
         for record in history.records:
             if record.topic != "events":
                 continue
-            entry = await entry_in_hand(self._large, record.entry(), session)
+            entry = await entry_in_hand(large, record.entry(), session)
             if isinstance(entry, Step):
                 journals.setdefault(entry.message_id, {})[entry.index] = entry
                 last_ms = max(last_ms, entry.ended_ms or 0)
