@@ -208,6 +208,18 @@ class DeadLetters(AsyncResource):
             raise NoMatchError(where.describe(), total=len(letters), namespace=self.topics.namespace)
         return selected
 
+    async def payload(self, letter: DeadLetter) -> Any:  # noqa: ANN401 - plain data
+        """The payload of `letter` as a replay transform gets it, read from the blob store if need be.
+
+        A message whose payload is in the blob store (``pb``) is read from the store the
+        settings name (``TETHER_RUNTIME__BLOB_STORE``); a poison record gives its raw value.
+
+        Raises:
+            BlobError: the blob is missing or corrupt, or no blob store is configured.
+            OSError: the blob store's directory cannot be read.
+        """
+        return await self._replayer.payload(letter)
+
     # -- acting ----------------------------------------------------------------------------
     async def replay(
         self,

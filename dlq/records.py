@@ -262,7 +262,10 @@ class DeadLetter(BaseModel):
 
     @property
     def payload(self) -> Any:
-        """The decoded handler input, or None for a poison record (or one whose input is in the blob store)."""
+        """The decoded handler input, or None for a poison record (or one whose input is in the blob store).
+
+        A payload in the blob store is read by `DeadLetters.payload` (and given to replay transforms).
+        """
         return self.message.payload if self.message is not None else None
 
     @property

@@ -43,7 +43,10 @@ from actors import Client, Settings
 from actors.errors import MessageTooLargeError
 from actors.inspection.audit import operator
 from actors.inspection.times import iso
+from actors.protocol.inbox import Message
+from actors.protocol.large_values import LargeValues, by_reference, payload_of
 from eventstore import EventLog, LogUnavailableError, OutRecord, pack
+from eventstore.errors import BlobError
 
 from .errors import InvalidFilterError, TransformLoadError
 from .records import DeadLetter
@@ -90,8 +93,11 @@ class Transform:
 
     It is called as ``fn(payload)`` or, if it takes two arguments, ``fn(payload, dead_letter)``,
     with a deep copy of the decoded payload (for a poison record: the value as msgpack data if
-    it is msgpack, else the raw bytes). It returns the new payload, or a `ReplayTarget`, and may
-    be async. If it raises, that dead letter is reported as failed and the replay goes on.
+    it is msgpack, else the raw bytes). A payload that the message kept in the blob store
+    (``pb``) is read from the store the settings name first, so the transform gets the value
+    the handler would have got. It returns the new payload, or a `ReplayTarget`, and may be
+    async. If it raises, or the payload's blob cannot be read, that dead letter is reported as
+    failed and the replay goes on.
     """
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
@@ -172,6 +178,48 @@ class Replayer:
     ) -> None:
         self._sender = ReplaySender(log, settings, statuses)
         self._chunk_size = max(1, chunk_size)
+        self._runtime = settings.runtime
+        self._large: LargeValues | None = None
+
+    def _values(self) -> LargeValues | None:
+        """The blob store the settings name (opened on first use), or None.
+
+        Raises:
+            BlobError: the store cannot be opened (an S3 location without the ``s3`` extra).
+        """
+        if self._large is None:
+            self._large = LargeValues.of(self._runtime)
+        return self._large
+
+    async def payload(self, letter: DeadLetter) -> Any:  # noqa: ANN401 - plain data
+        """The payload of `letter` as a transform gets it (before its copy).
+
+        A message's payload, read from the blob store when the message carries a reference
+        (``pb``); for a poison record, its value (`DeadLetter.raw_value`).
+
+        Raises:
+            BlobError: the blob is missing or corrupt, or no blob store is configured.
+            OSError: the blob store's directory cannot be read.
+        """
+        if letter.message is None:
+            return letter.raw_value()
+        if letter.message.payload_blob is None:
+            return letter.message.payload
+        return await payload_of(self._values(), letter.message)
+
+    async def _by_reference(self, message: Message) -> Message:
+        """`message` with its payload in the blob store when it is over the threshold.
+
+        The path the client's sends take (`by_reference`); a message that keeps the failed
+        message's reference is sent as it is.
+
+        Raises:
+            BlobError, OSError: the blob store cannot be opened or written.
+        """
+        if self._runtime.blob_threshold_bytes is None or message.payload_blob is not None:
+            return message
+        values = self._values()
+        return message if values is None else await by_reference(values, message)
 
     @asynccontextmanager
     async def fenced(self) -> AsyncIterator[None]:
@@ -200,7 +248,10 @@ class Replayer:
                 return POISON.format(reason=letter.decode_error or "no value")
             result: Any = letter.message.payload
         else:
-            payload = letter.payload if letter.message is not None else letter.raw_value()
+            try:
+                payload = await self.payload(letter)
+            except (BlobError, OSError) as exc:
+                return f"its payload cannot be read from the blob store, so the transform did not run: {_error(exc)}"
             try:
                 result = await transform.apply(payload, letter)
             except Exception as exc:
@@ -323,8 +374,9 @@ class Replayer:
                 for lt, t in sendable:
                     message = replay_message(lt, t.object_name, t.key, t.handler, t.payload)
                     try:
+                        message = await self._by_reference(message)
                         records.extend(self._sender.records(lt, message))
-                    except MessageTooLargeError as exc:  # this item fails alone, as a send would
+                    except (MessageTooLargeError, BlobError, OSError) as exc:  # this item fails alone, as a send would
                         outcomes[lt.id] = exc
                         continue
                     resolutions.append(replayed(lt))
@@ -360,7 +412,9 @@ class Replayer:
                         done(ItemResult(outcome="failed", reason=f"send failed: {_error(error)}", **fields))
                     else:
                         if dry_run:
-                            fields["payload"] = target.payload
+                            blob = letter.message.payload_blob if letter.message is not None else None
+                            kept = target.payload is None and blob is not None  # sent as the same reference
+                            fields["payload"] = {"blob": blob} if kept else target.payload
                         done(ItemResult(outcome="would-replay" if dry_run else "replayed", **fields))
             if unavailable is not None:
                 raise unavailable

@@ -44,7 +44,9 @@ def replay_message(letter: DeadLetter, object_name: str, key: str, handler: str,
     It carries the trace context of the message that failed, so the replayed invocation joins
     the trace it failed in (the replayer's own, when the original had none). A payload that the
     failed message kept in the blob store (``pb``) and a replay does not change (None) is sent
-    as the same reference: the replay needs that blob.
+    as the same reference: the replay needs that blob. A new payload (a transform's) is in the
+    message; the replayer then stores it by reference when it is over the threshold, as a
+    client's send does (`actors.protocol.large_values.by_reference`).
     """
     original = letter.message.trace_parent if letter.message is not None else None
     blob = letter.message.payload_blob if letter.message is not None and payload is None else None

@@ -578,7 +578,8 @@ def replay_check(target: str, files: tuple[Path, ...], verbose: int, as_json: bo
     """Replay recorded histories (`tether sessions export`) against the current code of MODULE:OBJECT.
 
     Exits 0 when every history replays, 1 when one does not (each mismatch is printed with
-    the recorded and the new step side by side), 2 when a file is not a history it can read.
+    the recorded and the new step side by side), 2 when a file is not a history it can read
+    (or a value it keeps in the blob store, TETHER_RUNTIME__BLOB_STORE, cannot be read).
     """
     from ..hosting.worker import load_objects
     from ..testing.replayer import Replayer
@@ -586,7 +587,7 @@ def replay_check(target: str, files: tuple[Path, ...], verbose: int, as_json: bo
     configure_logging(verbose)
     sys.path.insert(0, ".")
     try:
-        replayer = Replayer(load_objects(target))
+        replayer = Replayer(load_objects(target), runtime=load_settings().runtime)
         reports = [asyncio.run(replayer.replay(path)) for path in files]
     except TetherError as exc:
         fail(exc, EXIT_USAGE)

@@ -19,15 +19,17 @@ from eventstore.blobs import BlobError, BlobStore
 from eventstore.codec import pack, unpack
 
 from ..settings import RuntimeSettings
-from .entries import Done, Suspend
+from .entries import Delayed, Done, Entry, Queued, Step, Suspend, Unknown
 from .inbox import RESERVED_HANDLERS, Message
 from .snapshot import Snapshot
 
 __all__ = [
     "LargeValues",
     "by_reference",
+    "entry_in_hand",
     "events_by_reference",
     "load_value",
+    "message_in_hand",
     "payload_of",
     "snapshot_in_hand",
     "with_events",
@@ -129,6 +131,45 @@ async def with_events(values: LargeValues | None, entry: EntryWithEvents, sessio
     if not isinstance(events, list):
         raise BlobError(f"blob {entry.events_blob} of {session}'s events holds {type(events).__name__}, not a list")
     return dataclasses.replace(entry, events=events, events_blob=None)
+
+
+async def entry_in_hand(values: LargeValues | None, entry: Entry | Unknown, session: str) -> Entry | Unknown:
+    """`entry` with every value it keeps in the blob store read back, as if it had been in the record.
+
+    A step's result (``rb``), a ``done`` entry's reply (``rb``) and events (``evb``), a ``sus``
+    entry's events, and the payload (``pb``) of a waiting message. For readers that compare or
+    show values (the test kit, `actors.testing.Replayer`); the result is never written.
+
+    Raises:
+        BlobError: a blob is missing or corrupt, or no blob store is configured.
+    """
+    if isinstance(entry, Step):
+        if entry.blob is None:
+            return entry
+        result = await load_value(values, entry.blob, f"the result of step {entry.name!r} of {session}")
+        return dataclasses.replace(entry, result=result, blob=None)
+    if isinstance(entry, Done):
+        entry = await with_events(values, entry, session)
+        if entry.reply_blob is None or entry.error is not None:
+            return entry
+        reply = await load_value(values, entry.reply_blob, f"the reply of {session} ({entry.message_id})")
+        return dataclasses.replace(entry, reply=reply, reply_blob=None)
+    if isinstance(entry, Suspend):
+        entry = await with_events(values, entry, session)
+    if isinstance(entry, Suspend | Queued | Delayed) and entry.message.payload_blob is not None:
+        return dataclasses.replace(entry, message=await message_in_hand(values, entry.message))
+    return entry
+
+
+async def message_in_hand(values: LargeValues | None, message: Message) -> Message:
+    """`message` with its payload read from the blob store when it carries a reference, else itself.
+
+    Raises:
+        BlobError: the blob is missing or corrupt, or no blob store is configured.
+    """
+    if message.payload_blob is None:
+        return message
+    return message.model_copy(update={"payload": await payload_of(values, message), "payload_blob": None})
 
 
 async def snapshot_in_hand(large: LargeValues | None, value: bytes, key: bytes) -> bytes:

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from eventstore import EventLog, Topics, open_log, partition_for
+from eventstore.blobs import BlobStore
 from eventstore.codec import pack, unpack
 from eventstore.errors import TetherError, UsageError
 from eventstore.lifecycle import cancel_and_wait
@@ -36,6 +37,7 @@ from ..protocol import entries
 from ..protocol.deadletter import DeadLetterHeaders
 from ..protocol.entries import Done, Step, Suspend
 from ..protocol.inbox import session_key
+from ..protocol.large_values import LargeValues, entry_in_hand
 from ..protocol.snapshot import Snapshot
 from ..runtime.circuits import Breakers
 from ..settings import RuntimeSettings, Settings
@@ -49,6 +51,33 @@ _POLL = 0.001
 """Real seconds between two looks at the runtime while the kit waits for it."""
 _QUIET_LOOKS = 3
 """Consecutive looks that must find nothing moving before the runtime counts as settled."""
+
+
+class _TrackedBlobs:
+    """The kit client's blob store, counting the reads and writes in flight.
+
+    A call's payload is written before its message is sent and a reply by reference is read
+    after it arrives; meanwhile nothing in the log moves, so the kit must not take the
+    runtime for settled (and skip time, or give up) while one is in flight.
+    """
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.busy = 0
+
+    async def put(self, data: bytes) -> str:
+        self.busy += 1
+        try:
+            return await self.store.put(data)
+        finally:
+            self.busy -= 1
+
+    async def get(self, ref: str) -> bytes:
+        self.busy += 1
+        try:
+            return await self.store.get(ref)
+        finally:
+            self.busy -= 1
 
 
 @dataclass(frozen=True)
@@ -186,6 +215,9 @@ class SessionTestKit:
         self._log: EventLog | None = None
         self._worker: Worker | None = None
         self._client: Client | None = None
+        self._large: LargeValues | None = None
+        """The blob store `runtime` names, if any: the kit reads values kept there back."""
+        self._client_blobs: _TrackedBlobs | None = None
         self._calls: set[asyncio.Task[Any]] = set()
         """Calls sent and not answered yet (cancelled when the kit closes)."""
 
@@ -203,10 +235,14 @@ class SessionTestKit:
         """Install the virtual clock, open the log, start the worker and the client."""
         self._previous_clock = install(self.clock)
         Breakers.reset()
+        self._large = LargeValues.of(self.settings.runtime)
         self._log = open_log(self.settings)
         await self._log.start()
         await self._start_worker()
         self._client = Client(self.settings, log=self._log)
+        large = self._client._large  # noqa: SLF001 - the kit watches the client's blob I/O
+        if large is not None:
+            self._client_blobs = large.store = _TrackedBlobs(large.store)
         await self._client.start()
 
     async def close(self) -> None:
@@ -221,6 +257,7 @@ class SessionTestKit:
                 await self._log.close()
         finally:
             self._client = self._worker = self._log = None
+            self._client_blobs = None
             if self._previous_clock is not None:
                 install(self._previous_clock)
                 self._previous_clock = None
@@ -307,6 +344,8 @@ class SessionTestKit:
         assert self._log is not None
         if len(worker.processors) < self.settings.partitions:
             return None
+        if self._client_blobs is not None and self._client_blobs.busy:
+            return None  # a call's payload is being stored, or its reply read
         tasks = 0
         marks: list[int] = []
         for p, processor in sorted(worker.processors.items()):
@@ -433,14 +472,21 @@ class SessionTestKit:
         events, steps = await self._journal(obj, pending.key, pending.message_id)
         return CallResult(pending.message_id, reply, error, events, self.state(obj, pending.key), steps)
 
-    async def _entries(self, object_name: str, key: str) -> list[tuple[int, Any]]:
+    async def _entries(self, object_name: str, key: str, message_id: str | None = None) -> list[tuple[int, Any]]:
+        """The session's events-topic entries (of one message's invocation, if given), in order.
+
+        Values kept in the blob store (step results, replies, events, payloads) are read back
+        into them, so a test sees what the handler and the folds saw.
+        """
         assert self._log is not None
         wanted = session_key(object_name, key)
         partition = partition_for(wanted, self.settings.partitions)
         found = []
         async for record in self._log.read(self.topics.events, partition):
             if record.key == wanted and record.value is not None:
-                found.append((record.offset, entries.read(record.value)))
+                entry = entries.read(record.value)
+                if message_id is None or getattr(entry, "message_id", None) == message_id:
+                    found.append((record.offset, await entry_in_hand(self._large, entry, f"{object_name}/{key}")))
         return found
 
     async def _journal(
@@ -448,9 +494,7 @@ class SessionTestKit:
     ) -> tuple[list[BaseModel], list[StepRun]]:
         events: list[BaseModel] = []
         steps: list[StepRun] = []
-        for _, entry in await self._entries(obj.name, key):
-            if getattr(entry, "message_id", None) != message_id:
-                continue
+        for _, entry in await self._entries(obj.name, key, message_id):
             if isinstance(entry, Step):
                 steps.append(StepRun(entry.name, entry.attempts, entry.result, entry.error))
             elif isinstance(entry, Done | Suspend):
@@ -522,7 +566,11 @@ class SessionTestKit:
         return found
 
     async def history(self, obj: VirtualObject[Any] | str, key: str) -> dict[str, Any]:
-        """The session's history as `tether sessions export` writes it (for `Replayer`)."""
+        """The session's history as `tether sessions export` writes it (for `Replayer`).
+
+        It holds the log's records as they are: values kept in the blob store stay references,
+        which ``Replayer(..., runtime=kit.settings.runtime)`` reads back.
+        """
         from .history import export_history
 
         assert self._log is not None

@@ -88,8 +88,9 @@ else:  # pragma: no cover
 
 
 @pytest.fixture
-def replayer(tether_objects: list[Any]) -> Replayer:
-    """A `Replayer` of `tether_objects`."""
+def replayer(request: pytest.FixtureRequest, tether_objects: list[Any]) -> Replayer:
+    """A `Replayer` of `tether_objects` (reading blobs from the store of the marker's ``runtime=``, if any)."""
     from .replayer import Replayer
 
-    return Replayer(tether_objects)
+    mark = _marker(request)
+    return Replayer(tether_objects, runtime=mark.kwargs.get("runtime") if mark is not None else None)

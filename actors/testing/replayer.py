@@ -7,6 +7,11 @@ journal does not hold is reported, not executed (no LLM call, no email). What it
 the recorded and the new step side by side: a step renamed or moved (`JournalMismatchError`),
 a step inserted or removed, a wait that is gone, and finished invocations whose events or reply
 differ. The fold of the recorded events gives the state each invocation starts from.
+
+Values that the recording runtime kept in its blob store (payloads, step results, replies,
+events: references in the history's records) are read back from the store that `runtime`
+names before the replay compares anything; a history holding such references with no store
+named fails with `BlobError`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from ..definitions import VirtualObject
 from ..errors import JournalMismatchError
 from ..protocol.entries import Completion, Done, Step, Suspend
 from ..protocol.inbox import Message
+from ..protocol.large_values import LargeValues, entry_in_hand, message_in_hand
 from ..protocol.streams import StreamChunk
 from ..runtime.invocation import Invocation, StepOverrides
 from ..runtime.step_blobs import StepBlobs
 from ..runtime.waits import Suspended
+from ..settings import RuntimeSettings
 from .clock import VirtualClock
 from .errors import ReplayDiverged, UnrecordedStepError
 from .history import SessionHistory
@@ -130,7 +137,7 @@ class _ReplayHost:
 
     @property
     def step_blobs(self) -> StepBlobs | None:
-        return None  # recorded histories carry results, not blob references
+        return None  # the replayer reads a history's references back before it runs anything
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def never() -> Any:  # noqa: ANN401 - a step's result
@@ -146,14 +153,34 @@ def _dump(models: Iterable[BaseModel]) -> list[Any]:
 class Replayer:
     """Replays recorded session histories against the current code of their session types."""
 
-    def __init__(self, *objects: VirtualObject[Any] | Sequence[VirtualObject[Any]]) -> None:
+    def __init__(
+        self, *objects: VirtualObject[Any] | Sequence[VirtualObject[Any]], runtime: RuntimeSettings | None = None
+    ) -> None:
+        """Replay histories of `objects`.
+
+        Args:
+            objects: The session types (their current code).
+            runtime: The settings that name the blob store the recording runtime used (a
+                kit's ``kit.settings.runtime``, or the workers' ``TETHER_RUNTIME__*``), for
+                histories whose values are kept there; None: histories hold every value.
+        """
         flat: list[VirtualObject[Any]] = []
         for item in objects:
             flat.extend([item] if isinstance(item, VirtualObject) else item)
         self.objects = {o.name: o for o in flat}
+        self.runtime = runtime
+        """The settings naming the blob store that histories' references are read from."""
+        self._large: tuple[RuntimeSettings, LargeValues | None] | None = None
+        """`runtime` and its blob store, opened on the first replay that needs it."""
 
     async def replay(self, history: SessionHistory | dict[str, Any] | str | Path) -> ReplayReport:
-        """Replay one history (a `SessionHistory`, its JSON document, or a file path)."""
+        """Replay one history (a `SessionHistory`, its JSON document, or a file path).
+
+        Raises:
+            HistoryFormatError: not a history this code reads.
+            BlobError: a value the history keeps in the blob store cannot be read.
+            UsageError: the history is of a session type not given.
+        """
         source = ""
         if isinstance(history, str | Path):
             source = str(history)
@@ -173,6 +200,18 @@ class Replayer:
         finally:
             install(previous)
 
+    def _values(self) -> LargeValues | None:
+        """The blob store `runtime` names, or None.
+
+        Raises:
+            BlobError: the store cannot be opened (an S3 location without the ``s3`` extra).
+        """
+        if self.runtime is None:
+            return None
+        if self._large is None or self._large[0] is not self.runtime:
+            self._large = (self.runtime, LargeValues.of(self.runtime))
+        return self._large[1]
+
     async def replay_all(self, histories: Iterable[SessionHistory | dict[str, Any] | str | Path]) -> list[ReplayReport]:
         """Replay several histories; one report each."""
         return [await self.replay(h) for h in histories]
@@ -181,6 +220,8 @@ class Replayer:
         self, obj: VirtualObject[Any], history: SessionHistory, clock: _ReplayClock, source: str
     ) -> ReplayReport:
         report = ReplayReport(obj.name, history.key, source)
+        large = self._values()
+        session = f"{history.object_name}/{history.key}"
         messages: dict[str, Message] = {}
         for record in history.records:
             if record.topic == "inbox":
@@ -188,7 +229,8 @@ class Replayer:
                     message = record.message()
                 except DecodeError:
                     continue  # a poison record: nothing ran
-                messages.setdefault(message.id, message)
+                if message.id not in messages:
+                    messages[message.id] = await message_in_hand(large, message)
         journals: dict[str, dict[int, Step]] = {}
         completions: dict[str, Completion] = {}
         emitted: dict[str, int] = {}
@@ -197,7 +239,7 @@ class Replayer:
         for record in history.records:
             if record.topic != "events":
                 continue
-            entry = record.entry()
+            entry = await entry_in_hand(large, record.entry(), session)
             if isinstance(entry, Step):
                 journals.setdefault(entry.message_id, {})[entry.index] = entry
                 last_ms = max(last_ms, entry.ended_ms or 0)

@@ -13,9 +13,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 USER_TESTS = """
+import tempfile
+
 import pytest
 from pydantic import BaseModel
-from actors import ObjectContext, VirtualObject
+from actors import ObjectContext, RuntimeSettings, VirtualObject
 
 
 class Counter(BaseModel):
@@ -64,6 +66,14 @@ async def test_with_the_marker(session_kit):
 
 async def test_replayer_fixture(replayer):
     assert list(replayer.objects) == ["counter"]
+
+
+BLOBS = RuntimeSettings(blob_threshold_bytes=1000, blob_dir=tempfile.mkdtemp())
+
+
+@pytest.mark.tether(counter, runtime=BLOBS)
+async def test_the_replayer_reads_the_kits_blob_store(session_kit, replayer):
+    assert replayer.runtime == session_kit.settings.runtime == BLOBS
 """
 
 
@@ -83,4 +93,4 @@ def test_a_user_test_file_needs_no_setup(tmp_path: Path) -> None:
     cmd += ["-o", "asyncio_mode=auto", "-q", "test_user.py"]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 passed" in out.stdout
+    assert "4 passed" in out.stdout
