@@ -52,7 +52,8 @@ class KafkaSettings(BaseModel):
     """``per_partition`` (default): a transactional producer per partition, fenced by its
     transactional id. ``per_worker`` (experimental): one producer per worker and one transaction
     in flight for all of its partitions, fenced by the consumer group's generation (KIP-447:
-    ``TxnOffsetCommit`` v3 with the consumer's membership); see README, "What fences what"."""
+    ``TxnOffsetCommit`` v3 with the consumer's membership); see README, "What fences what".
+    Like every ``kafka.*`` setting, the embedded backend ignores it."""
     rebalance: Literal["sticky", "eager"] = "sticky"
     """``sticky`` (default): a rebalance moves only the partitions that balance needs (a sticky
     assignor), and a worker that gets a partition back in the very next generation keeps its

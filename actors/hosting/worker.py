@@ -119,7 +119,7 @@ class Worker(AsyncResource):
         if self.settings.kafka.transactions != "per_worker":
             return None
         if not isinstance(self._log, KafkaLog) or not isinstance(consumer, KafkaConsumer):
-            raise UsageError("TETHER_KAFKA__TRANSACTIONS=per_worker needs the Kafka backend")
+            return None  # the embedded log: `kafka.*` settings are the Kafka backend's, not its
         # A static member's restart fences its previous producer by id as well.
         instance = self.settings.kafka.group_instance_id or uuid.uuid4().hex[:12]
         return await self._log.group_writer(f"{self.settings.namespace}-worker-{instance}", consumer.group_metadata)
