@@ -44,6 +44,12 @@ class RuntimeSettings(BaseModel):
     (category ``oversize``) by the worker. Keep it below the broker's ``message.max.bytes``."""
     offset_commit_interval: float = 0.5
     """Seconds between inbox offset commits (each done entry also records its offset)."""
+    commit_interval: float = Field(default=0.0, ge=0, le=1.0)
+    """The least time, in seconds, from one transaction of a partition to the next (Kafka
+    Streams' ``commit.interval.ms`` under exactly-once): what finishes meanwhile waits and
+    shares the next transaction, so each carries more and costs the broker and the worker less
+    per call, at up to this much more latency per reply and per journaled step. 0 (the
+    default): the next transaction begins as soon as the last one ended (group commit alone)."""
     fetch_timeout: float = 0.1
     """Seconds a fetch waits for new inbox records."""
     check_state_writes: bool = True

@@ -157,6 +157,13 @@ async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
 # --------------------------------------------------------------------------------------------
 
 
+def runtime_overrides() -> dict[str, str]:
+    """The ``TETHER_RUNTIME__*`` variables of the bench's environment: they reach every worker
+    it starts (the other ``TETHER_*`` ones do not: the bench sets the backend, namespace and
+    Kafka settings itself), and the results record them (`machine_info`)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("TETHER_RUNTIME__")}
+
+
 class WorkerProcess:
     """``tether serve MODULE:OBJECT -b BOOTSTRAP -n NAMESPACE -v [--ray --workers N]``.
 
@@ -201,6 +208,7 @@ class WorkerProcess:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
+        env.update(runtime_overrides())  # e.g. TETHER_RUNTIME__COMMIT_INTERVAL for a paired run
         metrics_port = os.environ.get(METRICS_PORT_ENV)
         if metrics_port:  # measure the cost of metrics: the worker records and serves them
             env["TETHER_RUNTIME__METRICS_PORT"] = str(int(metrics_port) + next(_METRICS_OFFSETS) % 16)

@@ -379,6 +379,8 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
         )
     if m.get("git_commit"):
         lines.append(f"- Tether commit: {m['git_commit']}")
+    if m.get("settings"):  # the TETHER_RUNTIME__/TETHER_KAFKA__ variables the run was made with
+        lines.append("- Settings: " + ", ".join(f"`{k}={v}`" for k, v in m["settings"].items()))
     lines.append(f"- Updated: {results.get('updated_at', '?')}")
     return lines
 

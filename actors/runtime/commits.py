@@ -62,6 +62,9 @@ class GroupCommit:
         self.partition = inbox.partition
         """Where the transactions go: the writer, the inbox (whose offset they commit), the group."""
         self._interval = settings.offset_commit_interval
+        self._linger = settings.commit_interval
+        """The least time from one transaction's begin to the next (`commit_interval`)."""
+        self._began = 0.0
         self._offsets = offsets
         """The inbox offsets: `finish` marks one finished, the loop commits their watermark."""
         self._checkpoints = checkpoints
@@ -205,6 +208,9 @@ class GroupCommit:
                 offsets_due = watermark != self.committed and pending.must_commit_offsets
                 if not pending.records and not pending.waiters and not offsets_due:
                     continue
+                if self._linger and not pending.pause_after:
+                    await self._linger_since_last()
+                    watermark = self._offsets.watermark()
                 extra: list[OutRecord] = []
                 checkpointed = False
                 if self._checkpoints.due(pending.records, pending.events_records, pending.events):
@@ -226,6 +232,7 @@ class GroupCommit:
                     )
                 )
                 clock = time.perf_counter()
+                self._began = time.monotonic()
                 await self._commit(batch.records + extra, watermark if commit_offsets else None)
                 if METRICS.enabled:
                     METRICS.committed(len(batch.records) + len(extra), time.perf_counter() - clock)
@@ -248,6 +255,15 @@ class GroupCommit:
             raise
         except BaseException as exc:
             self.fail(exc)
+
+    async def _linger_since_last(self) -> None:
+        """Wait out the rest of `commit_interval` since the last transaction began.
+
+        What finishes meanwhile joins the pending batch.
+        """
+        left = self._began + self._linger - time.monotonic()
+        if left > 0:
+            await asyncio.sleep(left)
 
     async def _commit(self, records: list[OutRecord], watermark: int | None) -> None:
         offsets = None if watermark is None else {self._inbox: watermark}

@@ -79,6 +79,18 @@ def _git_commit() -> str | None:
     return proc.stdout.strip() or None
 
 
+def _tether_settings() -> dict[str, str]:
+    """The run's ``TETHER_RUNTIME__*`` and ``TETHER_KAFKA__*`` variables, secrets left out."""
+    return {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith(("TETHER_RUNTIME__", "TETHER_KAFKA__")) and not any(s in k for s in _SECRET_WORDS)
+    }
+
+
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+
+
 def machine_info(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """CPU, cores, memory, OS, Python, Java, Kafka and package versions of this machine."""
     vm = psutil.virtual_memory()
@@ -94,6 +106,7 @@ def machine_info(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "kafka": KAFKA_VERSION,
         "packages": package_versions(),
         "git_commit": _git_commit(),
+        "settings": _tether_settings(),
     }
     if extra:
         info.update(extra)

@@ -108,6 +108,33 @@ async def test_one_transaction_in_flight_takes_everything_that_finished_meanwhil
         await commits.stop()
 
 
+@pytest.mark.parametrize("interval", [0.0, 0.3])
+async def test_the_commit_interval_holds_the_next_transaction_so_it_carries_more(interval: float) -> None:
+    settings = RuntimeSettings(offset_commit_interval=5.0, commit_interval=interval)
+    state, writer = _state(), _Writer()
+    commits = _commits(writer, settings, state, [])
+    for offset in range(4):
+        assert state.offsets.add(offset)
+    commits.start()
+    try:
+        commits.finish(0, [_event(0)], events_records=1)
+        await _until(lambda: len(writer.commits) == 1)
+        # Three finish one after the other, each after the last transaction ended.
+        for n in (1, 2, 3):
+            commits.finish(n, [_event(n)], events_records=1)
+            await asyncio.sleep(0.05)
+        await _until(lambda: not commits.committing)
+        batches = [records for records, _ in writer.commits[1:]]
+        if interval:  # all three wait for the interval and share one transaction
+            assert batches == [[_event(1), _event(2), _event(3)]]
+        else:  # each goes at once
+            assert batches == [[_event(1)], [_event(2)], [_event(3)]]
+        await asyncio.wait_for(commits.flush(), 5)  # a flush commits the offsets all the same
+        assert commits.committed == 4
+    finally:
+        await commits.stop()
+
+
 async def test_a_failed_commit_loses_the_partition_once_and_fails_the_waiting_step() -> None:
     failures: list[BaseException] = []
     state, writer = _state(), _Writer()
