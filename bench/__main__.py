@@ -100,6 +100,10 @@ async def _eos(opts: RunOptions, variants: list[str] | None, max_records: int) -
     )
     entries = {f"pipeline-{v}": e for v, e in results["pipeline"].items()}
     entries.update({f"request_reply-{v}": e for v, e in results["request_reply"].items()})
+    if results["request_reply"]:  # W2's ceiling: the fastest client and scheme of this run
+        entries["request_reply-best"] = max(
+            results["request_reply"].values(), key=lambda e: e["median"].get("calls_per_s") or 0
+        )
     record("raw_eos", {**entries, "_meta": results["_broker"]}, path=opts.results_path)
     for row in table(results):
         console().print(row, markup=False)
@@ -173,12 +177,15 @@ def cli() -> None:
 @common
 @click.option("--only", default=None, help="Comma-separated workload names (W1,W2,...).")
 def all_cmd(quick: bool, runs: int | None, scale: float | None, only: str | None) -> None:
-    """Raw Kafka ceiling, the Restate peer, Tether's workloads, then the report."""
+    """Raw Kafka ceilings, the Restate peer, Tether's workloads, then the report."""
+    from bench.raw_eos import DEFAULT_MAX_RECORDS
+
     opts = _options(quick, runs, scale)
     sel = _only(only)
 
     async def go() -> None:
         await _raw(opts)
+        await _eos(opts, None, DEFAULT_MAX_RECORDS)  # W2's ceiling: raw request/reply per client
         await _peer(opts, sel)
         await _tether_all(opts, sel)
 
