@@ -259,12 +259,13 @@ def overhead(quick: bool, runs: int | None, scale: float | None, rounds: int) ->
 @click.option(
     "--delay", type=click.FloatRange(min=0), default=75.0, show_default=True, help="Wait after the worker starts."
 )
-@click.option("--scale", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="W2's size.")
-def profile_cmd(scheme: str, seconds: float, delay: float, scale: float) -> None:
-    """Sample a W2 worker with py-spy: where its CPU goes, by package (bench/results/profile-*.txt)."""
+@click.option("--scale", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="The workload's size.")
+@click.option("--workload", type=click.Choice(["W2", "W4"]), default="W2", show_default=True)
+def profile_cmd(scheme: str, seconds: float, delay: float, scale: float, workload: str) -> None:
+    """Sample a W2 (or W4) worker with py-spy: where its CPU goes, by package (bench/results/profile-*.txt)."""
     from bench.profile_worker import profile, render
 
-    path = profile(scheme, seconds, scale, delay)
+    path = profile(scheme, seconds, scale, delay, workload)
     for line in render(path, seconds):
         click.echo(line)
 

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,20 @@ async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
 # --------------------------------------------------------------------------------------------
 # Worker subprocesses: `tether serve` exactly as an operator runs it
 # --------------------------------------------------------------------------------------------
+
+
+_STOPPED = re.compile(r"partition \d+ stopped: (\d+) invocations in (\d+) transactions")
+
+
+def invocations_per_transaction(workers: list[WorkerProcess]) -> float | None:
+    """Invocations per transaction over the stopped workers' lifetimes, from their logs (each
+    processor logs its counts when it stops); None if none logged any."""
+    invocations = transactions = 0
+    for worker in workers:
+        for match in _STOPPED.finditer(worker.log_text()):
+            invocations += int(match.group(1))
+            transactions += int(match.group(2))
+    return invocations / transactions if transactions else None
 
 
 def runtime_overrides() -> dict[str, str]:

@@ -1,7 +1,7 @@
-"""Where a W2 worker's CPU goes: py-spy samples of the ``tether serve`` process, by package.
+"""Where a W2 (or W4) worker's CPU goes: py-spy samples of the ``tether serve`` process, by package.
 
-``python -m bench profile [--scheme per_partition|per_worker] [--seconds 20] [--scale 0.5]``
-runs ``python -m bench tether --only W2 --runs 1`` in a subprocess (its own broker, warmed
+``python -m bench profile [--workload W2|W4] [--scheme per_partition|per_worker] [--seconds 20]
+[--scale 0.5]`` runs ``python -m bench tether --only W2 --runs 1`` (or W4) in a subprocess (its own broker, warmed
 up), waits for its worker, samples it with py-spy (``--nonblocking``: the worker is not
 paused) during the measured run and prints self time by package and the functions that cost
 most. The raw samples go to ``bench/results/profile-<scheme>.txt`` (py-spy's collapsed
@@ -79,12 +79,16 @@ def _find_worker(bench: psutil.Process, timeout: float) -> psutil.Process:
     raise RuntimeError(f"no worker ({WORKER_MARK}) started within {timeout:.0f} s")
 
 
-def profile(scheme: str, seconds: float, scale: float, delay: float) -> Path:
-    """Run W2 with `scheme`, sample its worker for `seconds` after `delay`; the samples' path."""
+def profile(scheme: str, seconds: float, scale: float, delay: float, workload: str = "W2") -> Path:
+    """Run `workload` (W2 or W4) with `scheme`, sample its worker for `seconds` after `delay`.
+
+    Returns:
+        The samples' path: ``profile-<scheme>.txt`` for W2, ``profile-W4-<scheme>.txt`` for W4.
+    """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"profile-{scheme}.txt"
+    out = RESULTS_DIR / (f"profile-{scheme}.txt" if workload == "W2" else f"profile-{workload}-{scheme}.txt")
     env = {**os.environ, "TETHER_KAFKA__TRANSACTIONS": scheme}
-    cmd = [sys.executable, "-m", "bench", "tether", "--only", "W2", "--runs", "1", "--scale", str(scale)]
+    cmd = [sys.executable, "-m", "bench", "tether", "--only", workload, "--runs", "1", "--scale", str(scale)]
     bench = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         worker = _find_worker(psutil.Process(bench.pid), timeout=300)

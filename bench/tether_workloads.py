@@ -50,6 +50,7 @@ from bench._tether_harness import (
     delete_namespace,
     embedded_settings,
     inbox_progress,
+    invocations_per_transaction,
     kafka_settings,
     last_record_ms,
     new_namespace,
@@ -290,6 +291,10 @@ async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[st
             if not figures["correct"]:
                 out.print(f"[red]  {figures['check']['problems'][:3]} first error: {figures['first_error']}[/red]")
         params = asdict(workload) | sut.params | {"runs": opts.runs, "warmup_calls": warm.calls, "seed": SEED}
+    grouped = invocations_per_transaction(sut.workers)  # the workers stopped: their counts are logged
+    if grouped is not None:
+        params["invocations_per_transaction"] = round(grouped, 2)  # warm-up and every run together
+        out.print(f"[dim]tether {name}: {grouped:.1f} invocations per transaction[/dim]")
     return workload_result("tether", params, results, median_run(results))
 
 
@@ -390,7 +395,10 @@ async def _w4_run(opts: Any, name: str, backend: str, workers: int, ray: bool, r
             done = await read_done(log, sut.client.topics.events, PARTITIONS)
         check = _check_w4(done, prefix, messages, sessions, warm)
         check["read_s"] = time.perf_counter() - check_started
-        params = sut.params
+        params = dict(sut.params)
+    grouped = invocations_per_transaction(sut.workers)
+    if grouped is not None:
+        params["invocations_per_transaction"] = round(grouped, 2)
     end_to_end = last_ms / 1000 - t0
     figures: dict[str, Any] = {
         "messages": messages,

@@ -23,6 +23,7 @@ is what an invocation sees of its partition (`InvocationHost`).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,8 @@ from .waits import WaitTable
 
 if TYPE_CHECKING:
     from ..client import Client
+
+log = logging.getLogger("actors.runtime.processor")
 
 
 class PartitionProcessor:
@@ -185,6 +188,15 @@ class PartitionProcessor:
             await self.commits.flush()
         await self.commits.stop()
         await self._writer.close()
+        invocations, transactions = self._intake.runner.invocations, self.commits.transactions
+        if transactions:  # how well group commit grouped (see `commit_interval`)
+            log.info(
+                "partition %d stopped: %d invocations in %d transactions (%.1f each)",
+                self.partition,
+                invocations,
+                transactions,
+                invocations / transactions,
+            )
 
     async def pause(self) -> bool:
         """Commit what finished, then hold: no transaction, no new invocation until `resume`.
