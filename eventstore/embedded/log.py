@@ -116,6 +116,9 @@ class EmbeddedLog:
             raise
         db.execute("COMMIT")
         _notify(str(self.path))
+        # SQLite never makes the caller wait, so without this a loop of writes (a client's burst
+        # of sends in a worker's process) would never let the loop run anything else.
+        await asyncio.sleep(0)
 
     # -- topics ----------------------------------------------------------------------------
     async def create_topics(self, specs: Sequence[TopicSpec]) -> None:

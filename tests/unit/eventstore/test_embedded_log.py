@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -70,5 +71,30 @@ async def test_one_group_member_owns_every_partition_until_it_closes(tmp_path: P
         assert second_listener.events == [("assigned", {0, 1})]
         assert sorted((r.partition, r.offset) for r in taken) == [(0, 0), (0, 1), (1, 1)]
         await second.close()
+    finally:
+        await log.close()
+
+
+async def test_a_loop_of_writes_lets_the_event_loop_run_other_tasks(tmp_path: Path) -> None:
+    # A client's burst of sends in a worker's process must not starve the worker: SQLite never
+    # makes a write wait, so each write yields once (W4-embedded stalled the loop for seconds).
+    log = EmbeddedLog(tmp_path)
+    await log.start()
+    try:
+        await log.create_topics([TopicSpec("t", 1)])
+        ticks: list[int] = []
+
+        async def other() -> None:
+            for n in range(3):
+                ticks.append(n)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        for n in range(3):
+            await log.append([OutRecord("t", 0, None, bytes([n]))])
+        writer = await log.writer("w")
+        await writer.commit([OutRecord("t", 0, None, b"x")])
+        assert ticks == [0, 1, 2], "the other task ran between the writes, not after them"
+        await task
     finally:
         await log.close()
