@@ -15,7 +15,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -23,6 +23,9 @@ from opentelemetry.trace import ProxyTracerProvider, Span, SpanKind, Status, Sta
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .redaction import redact
+
+if TYPE_CHECKING:
+    from ..protocol.inbox import Message
 
 TRACER_NAME = "tether"
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -136,6 +139,24 @@ class SpanScope:
             except ValueError:  # ended in another context than it started in: nothing to restore
                 pass
             self._token = None
+
+
+def step_span(message: Message, attempt: int, name: str, index: int) -> SpanScope:
+    """The span of one executed step (`index`, named `name`) of `message`'s invocation."""
+    m = message
+    return SpanScope(
+        f"step {name}",
+        kind=SpanKind.INTERNAL,
+        attributes={
+            "tether.object": m.object,
+            "tether.key": m.key,
+            "tether.handler": m.handler,
+            "tether.invocation_id": m.invocation_id,
+            "tether.attempt": attempt,
+            "tether.step": name,
+            "tether.step_index": index,
+        },
+    )
 
 
 @contextmanager
