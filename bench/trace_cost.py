@@ -1,6 +1,6 @@
 """What Tether's own observability code costs per invocation and per client call, in one process.
 
-``python -m bench.trace_cost [--iterations 20000] [--repeats 5]``: no broker, no worker; a loop
+``python -m bench.trace_cost [--iterations 20000] [--repeats 9]``: no broker, no worker; a loop
 over the code the runtime and the client run around each invocation and each call, timed with
 ``time.process_time`` (CPU, so another job on the machine slows it less than wall time), the
 best of `repeats` loops per arm (the least disturbed one). The arms run in this order, in one
@@ -12,6 +12,10 @@ process, because OpenTelemetry's global tracer provider can be set only once:
   span processor, an exporter that counts and drops) with a sampler that samples nothing;
 - ``traced``: metrics, and every span recorded by the SDK.
 
+In the last two arms, `sdk_floor` times what the OpenTelemetry API itself charges for the same
+two spans (parent extracted, the spans started with the same attributes and ended): the part of
+an invocation's figure that no code on that API can avoid.
+
 Per invocation: an `InvocationScope` entered and left around a message that carries a
 ``traceparent`` (as a traced client sends it), with one executed step span and one
 ``ctx.send``'s ``traceparent`` inside it. Per client call: the client's span around building a
@@ -22,6 +26,7 @@ encoding), so an arm's figure minus ``off`` is what that observability adds.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -66,6 +71,55 @@ def client_call(message: Message) -> None:
         tracing.current_traceparent()
 
 
+_PROPAGATOR: Any = None
+
+
+def sdk_floor(message: Message) -> None:
+    """What any code on the OpenTelemetry API pays for an invocation's spans: the message's parent
+    extracted, the invocation's span and a step's span with Tether's attributes, nothing else
+    (no context made current, no outcome, no ``traceparent`` for a send)."""
+    global _PROPAGATOR
+    if _PROPAGATOR is None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _PROPAGATOR = TraceContextTextMapPropagator()
+    from opentelemetry import trace
+
+    tracer = tracing.tracer()
+    m = message
+    parent = _PROPAGATOR.extract({"traceparent": m.trace_parent})
+    span = tracer.start_span(
+        f"{m.object}.{m.handler}",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "tether.namespace": "bench",
+            "tether.object": m.object,
+            "tether.key": m.key,
+            "tether.handler": m.handler,
+            "tether.invocation_id": m.invocation_id,
+            "tether.message_id": m.id,
+        },
+    )
+    step = tracer.start_span(
+        "step work",
+        context=trace.set_span_in_context(span),
+        attributes={
+            "tether.object": m.object,
+            "tether.key": m.key,
+            "tether.handler": m.handler,
+            "tether.invocation_id": m.invocation_id,
+            "tether.attempt": 1,
+            "tether.step": "work",
+            "tether.step_index": 0,
+        },
+    )
+    step.set_attributes({"tether.attempts": 1, "tether.cost": 0.0})
+    step.end()
+    span.set_attributes({"tether.outcome": "ok", "tether.attempt": 1})
+    span.end()
+
+
 def _time(fn: Callable[[Message], None], iterations: int, repeats: int) -> float:
     """Microseconds of CPU per call of `fn`, the best of `repeats` loops."""
     messages = [_message(i) for i in range(256)]
@@ -73,6 +127,7 @@ def _time(fn: Callable[[Message], None], iterations: int, repeats: int) -> float
         fn(m)  # warm-up
     best = float("inf")
     for _ in range(repeats):
+        gc.collect()  # every loop starts from the same heap: the collector's pauses vary less
         t0 = time.process_time()
         for i in range(iterations):
             fn(messages[i & 255])
@@ -102,11 +157,15 @@ def measure(iterations: int, repeats: int) -> dict[str, dict[str, float]]:
     bench_tracing.install()
     bench_tracing.set_sampling(0.0)
     arm("unsampled")
+    out["unsampled"]["sdk_floor_us"] = _time(sdk_floor, iterations, repeats)
     bench_tracing.set_sampling(1.0)
     before = bench_tracing.spans_exported()
     arm("traced")
     spans = bench_tracing.spans_exported() - before
     expected = 3 * (200 + iterations * repeats)  # an invocation makes 2 spans, a client call 1
+    out["traced"]["sdk_floor_us"] = _time(sdk_floor, iterations, repeats)
+    for name in ("unsampled", "traced"):
+        print(f"{name:10} the SDK's floor for an invocation's two spans: {out[name]['sdk_floor_us']:7.2f} us")
     print(f"spans exported while traced: {spans} (expected {expected})", flush=True)
     out["traced"]["spans"] = spans
     return out
@@ -116,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     """Print each arm's cost, then the results as JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.trace_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
     results: dict[str, Any] = measure(args.iterations, args.repeats)
     print(json.dumps(results, indent=2))
