@@ -160,8 +160,18 @@ class SpanScope:
             self._token = None
 
 
-def step_span(message: Message, attempt: int, name: str, index: int) -> SpanScope:
-    """The span of one executed step (`index`, named `name`) of `message`'s invocation."""
+def step_span(message: Message, attempt: int, name: str, index: int) -> SpanScope | None:
+    """The span of one executed step (`index`, named `name`) of `message`'s invocation.
+
+    None when the invocation's span (the current one) does not record: a parent-based sampler
+    (the SDK's default, ``parentbased_*``) would not record a child of an unsampled span, so
+    asking it costs a span start and end for nothing. A sampler that does record children of
+    unsampled spans gets no step spans in those traces (they would hang off an invocation span
+    that is not in the trace).
+    """
+    current = trace.get_current_span()
+    if not current.is_recording() and current.get_span_context().is_valid:
+        return None
     m = message
     return SpanScope(
         f"step {name}",

@@ -62,3 +62,28 @@ def test_enabled_follows_the_provider_as_it_is_set_and_removed() -> None:
         trace._TRACER_PROVIDER = None
         trace._TRACER_PROVIDER_SET_ONCE = Once()
     assert not tracing.enabled()
+
+
+def test_a_step_gets_a_span_under_a_recording_invocation_and_none_under_an_unsampled_one() -> None:
+    with in_memory_spans() as spans:
+        for tp in (SAMPLED, NOT_SAMPLED):
+            message = _message(tp)
+            with InvocationScope("ns", message, object_label="Counter", handler_label="add"):
+                step = tracing.step_span(message, 1, "work", 0)
+                if step is not None:
+                    step.end(attributes={"tether.attempts": 1, "tether.cost": 0.0})
+            assert (step is None) == (tp == NOT_SAMPLED)
+        step_span, invocation_span = spans.get_finished_spans()
+    assert step_span.name == "step work" and step_span.parent is not None
+    assert step_span.parent.span_id == invocation_span.context.span_id
+    assert dict(step_span.attributes or {}) == {
+        "tether.object": "Counter",
+        "tether.key": "k1",
+        "tether.handler": "add",
+        "tether.invocation_id": message.invocation_id,
+        "tether.attempt": 1,
+        "tether.step": "work",
+        "tether.step_index": 0,
+        "tether.attempts": 1,
+        "tether.cost": 0.0,
+    }
