@@ -8,14 +8,18 @@ The trace context of a message travels in the message itself (``tp``: a W3C ``tr
 so it survives what the runtime does with messages: suspensions and timers (the message is
 kept in the wait entry), delayed sends, dead letters (their value is the original record) and
 their replays. A step replayed from the journal makes no span: a trace shows what ran, once.
+
+Cost: an invocation's spans cost what the SDK charges for them and little more (measured by
+``python -m bench.trace_cost``): nothing is propagated as text but the ``traceparent``, a span
+that does not record gets no end attributes or error text, and a step of an invocation whose
+span does not record gets no span at all (a parent-based sampler would not record it).
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -23,6 +27,9 @@ from opentelemetry.trace import ProxyTracerProvider, Span, SpanKind, Status, Sta
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .redaction import redact
+
+if TYPE_CHECKING:
+    from ..protocol.inbox import Message
 
 TRACER_NAME = "tether"
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -32,20 +39,30 @@ _provider: object | None = None
 
 trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, if any
 _UNKNOWN = object()
+_checked: object = _UNKNOWN
+"""The provider `enabled` last looked at, and what it answered for it."""
+_checked_enabled = False
 
 
 def enabled() -> bool:
     """Whether an application set a tracer provider (until then spans would all be no-ops).
 
     Asked a few times per invocation: it reads the API's global first (``get_tracer_provider``
-    also looks up an environment variable on every call while no provider is set).
+    also looks up an environment variable on every call while no provider is set), and answers
+    from the last answer while that global is the same object.
     """
+    global _checked, _checked_enabled
     provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
     if provider is None:
         return False
+    if provider is _checked:
+        return _checked_enabled
     if provider is _UNKNOWN:  # an API version without that global
         provider = trace.get_tracer_provider()
-    return not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
+        return not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
+    _checked_enabled = not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
+    _checked = provider
+    return _checked_enabled
 
 
 def tracer() -> trace.Tracer:
@@ -59,12 +76,17 @@ def tracer() -> trace.Tracer:
 
 
 def current_traceparent() -> str | None:
-    """The W3C ``traceparent`` of the current span, or None (no tracing or no span)."""
+    """The W3C ``traceparent`` of the current span, or None (no tracing or no span).
+
+    Formatted here from the span's context, as ``TraceContextTextMapPropagator.inject`` writes
+    it (version 00, the ids in lowercase hex, the flags), without its carrier and setter.
+    """
     if not enabled():
         return None
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier.get("traceparent")
+    sc = trace.get_current_span().get_span_context()
+    if not sc.is_valid:
+        return None
+    return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
 
 
 def parent_of(traceparent: str | None) -> otel_context.Context | None:
@@ -124,12 +146,17 @@ class SpanScope:
         self._token: object | None = otel_context.attach(trace.set_span_in_context(self.span))
 
     def end(self, error: BaseException | None = None, attributes: dict[str, Any] | None = None) -> None:
-        """Record `error` (if any) and `attributes`, end the span, restore the previous context."""
-        if attributes:
-            self.span.set_attributes(attributes)
-        if error is not None:
-            record_error(self.span, error)
-        self.span.end()
+        """Record `error` (if any) and `attributes`, end the span, restore the previous context.
+
+        A span that is not recording (not sampled) would drop both: they are not even built.
+        """
+        span = self.span
+        if span.is_recording():
+            if attributes:
+                span.set_attributes(attributes)
+            if error is not None:
+                record_error(span, error)
+        span.end()
         if self._token is not None:
             try:
                 otel_context.detach(self._token)  # type: ignore[arg-type]
@@ -138,21 +165,65 @@ class SpanScope:
             self._token = None
 
 
-@contextmanager
-def client_span(name: str, *, one_way: bool, attributes: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def step_span(message: Message, attempt: int, name: str, index: int) -> SpanScope | None:
+    """The span of one executed step (`index`, named `name`) of `message`'s invocation.
+
+    None when the invocation's span (the current one) does not record: a parent-based sampler
+    (the SDK's default, ``parentbased_*``) would not record a child of an unsampled span, so
+    asking it costs a span start and end for nothing. A sampler that does record children of
+    unsampled spans gets no step spans in those traces (they would hang off an invocation span
+    that is not in the trace).
+    """
+    current = trace.get_current_span()
+    if not current.is_recording() and current.get_span_context().is_valid:
+        return None
+    m = message
+    return SpanScope(
+        f"step {name}",
+        kind=SpanKind.INTERNAL,
+        attributes={
+            "tether.object": m.object,
+            "tether.key": m.key,
+            "tether.handler": m.handler,
+            "tether.invocation_id": m.invocation_id,
+            "tether.attempt": attempt,
+            "tether.step": name,
+            "tether.step_index": index,
+        },
+    )
+
+
+class _ClientSpan:
+    """`client_span`'s context manager: a class, not a generator (none is made when tracing is off)."""
+
+    __slots__ = ("_name", "_kind", "_attributes", "_scope", "_at_end")
+
+    def __init__(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> None:
+        self._name, self._kind, self._attributes = name, kind, attributes
+        self._scope: SpanScope | None = None
+        self._at_end: dict[str, Any] = {}
+
+    def __enter__(self) -> dict[str, Any]:
+        if enabled():
+            self._scope = SpanScope(self._name, kind=self._kind, attributes=self._attributes)
+        return self._at_end
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        scope = self._scope
+        if scope is not None:
+            self._scope = None
+            if exc is not None:
+                scope.end(exc)
+            else:
+                scope.end(attributes=self._at_end)
+
+
+def client_span(name: str, *, one_way: bool, attributes: dict[str, Any]) -> _ClientSpan:
     """A span around a client's call (CLIENT) or send (PRODUCER) while the block runs, if tracing is on.
 
     The block may add attributes to the dict it gets; they are recorded when it ends. An exception
     that leaves the block is recorded on the span and propagates.
     """
-    if not enabled():
-        yield {}
-        return
-    scope = SpanScope(name, kind=SpanKind.PRODUCER if one_way else SpanKind.CLIENT, attributes=attributes)
-    at_end: dict[str, Any] = {}
-    try:
-        yield at_end
-    except BaseException as exc:
-        scope.end(exc)
-        raise
-    scope.end(attributes=at_end)
+    return _ClientSpan(name, SpanKind.PRODUCER if one_way else SpanKind.CLIENT, attributes)

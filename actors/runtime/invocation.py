@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
-from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from eventstore.lifecycle import cancel_and_wait
@@ -361,7 +360,7 @@ class Invocation(ObjectContext[S]):
         started = now_ms()
         t0 = time.perf_counter()
         cost_before = self._cost
-        span = self._step_span(name, index) if tracing.enabled() else None
+        span = tracing.step_span(self.message, self._attempt, name, index) if tracing.enabled() else None
         try:
             plain, attempt = await self._execute(name, index, fn, results, started, options)
         except BaseException as exc:
@@ -377,22 +376,6 @@ class Invocation(ObjectContext[S]):
             span.end(attributes={"tether.attempts": attempt, "tether.cost": self._cost - cost_before})
         # The live result is decoded from the journaled data, exactly as a replay decodes it.
         return results.decode(plain)  # type: ignore[no-any-return]
-
-    def _step_span(self, name: str, index: int) -> tracing.SpanScope:
-        m = self.message
-        return tracing.SpanScope(
-            f"step {name}",
-            kind=SpanKind.INTERNAL,
-            attributes={
-                "tether.object": m.object,
-                "tether.key": m.key,
-                "tether.handler": m.handler,
-                "tether.invocation_id": m.invocation_id,
-                "tether.attempt": self._attempt,
-                "tether.step": name,
-                "tether.step_index": index,
-            },
-        )
 
     async def _execute(
         self,

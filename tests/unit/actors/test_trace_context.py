@@ -1,0 +1,89 @@
+"""`tracing.current_traceparent` writes what the W3C propagator writes; unsampled spans stay bare."""
+
+from __future__ import annotations
+
+from harness.spans import in_memory_spans
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util._once import Once
+
+from actors.observability import tracing
+from actors.observability.scope import InvocationScope
+from actors.protocol.inbox import Message
+
+SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+NOT_SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+
+
+def _propagated() -> str | None:
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
+
+
+def test_the_traceparent_is_the_propagators_for_a_root_a_sampled_and_an_unsampled_parent() -> None:
+    with in_memory_spans():
+        assert tracing.current_traceparent() is None  # no current span
+        tracer = tracing.tracer()
+        for parent in (None, tracing.parent_of(SAMPLED), tracing.parent_of(NOT_SAMPLED)):
+            with tracer.start_as_current_span("s", context=parent):
+                written = tracing.current_traceparent()
+                assert written is not None and written == _propagated()
+                assert tracing.parent_of(written) is not None
+    assert tracing.current_traceparent() is None  # no provider: nothing is propagated
+
+
+def _message(tp: str | None) -> Message:
+    return Message(id="m1", o="Counter", k="k1", h="add", p={}, ts=0, tp=tp)
+
+
+def test_an_invocation_whose_span_is_not_sampled_exports_nothing_and_passes_its_context_on() -> None:
+    with in_memory_spans() as spans:
+        with InvocationScope("ns", _message(NOT_SAMPLED), object_label="Counter", handler_label="add") as scope:
+            scope.error = ValueError("boom")
+            sent = tracing.current_traceparent()
+        assert spans.get_finished_spans() == ()
+    assert sent is not None and sent.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and sent.endswith("-00")
+
+
+def test_enabled_follows_the_provider_as_it_is_set_and_removed() -> None:
+    assert not tracing.enabled()
+    with in_memory_spans():
+        assert tracing.enabled()
+    assert not tracing.enabled()
+    off = TracerProvider(sampler=ALWAYS_OFF)
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace.set_tracer_provider(off)
+    try:
+        assert tracing.enabled()
+    finally:
+        trace._TRACER_PROVIDER = None
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
+    assert not tracing.enabled()
+
+
+def test_a_step_gets_a_span_under_a_recording_invocation_and_none_under_an_unsampled_one() -> None:
+    with in_memory_spans() as spans:
+        for tp in (SAMPLED, NOT_SAMPLED):
+            message = _message(tp)
+            with InvocationScope("ns", message, object_label="Counter", handler_label="add"):
+                step = tracing.step_span(message, 1, "work", 0)
+                if step is not None:
+                    step.end(attributes={"tether.attempts": 1, "tether.cost": 0.0})
+            assert (step is None) == (tp == NOT_SAMPLED)
+        step_span, invocation_span = spans.get_finished_spans()
+    assert step_span.name == "step work" and step_span.parent is not None
+    assert step_span.parent.span_id == invocation_span.context.span_id
+    assert dict(step_span.attributes or {}) == {
+        "tether.object": "Counter",
+        "tether.key": "k1",
+        "tether.handler": "add",
+        "tether.invocation_id": message.invocation_id,
+        "tether.attempt": 1,
+        "tether.step": "work",
+        "tether.step_index": 0,
+        "tether.attempts": 1,
+        "tether.cost": 0.0,
+    }
