@@ -33,6 +33,7 @@ BaseException so that a handler's ``except Exception`` cannot swallow them. The 
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 from eventstore.errors import TetherError, UsageError
@@ -93,26 +94,20 @@ class StepTimeoutError(RetryableError):
     """One attempt of a step ran past its `timeout` or stopped heartbeating (retried)."""
 
 
+@dataclass(eq=False, repr=False)  # compared and shown as exceptions are, not as records
 class InvocationError(ActorError):
     """A handler failed for good; carries the failure as the worker recorded it."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        error_type: str,
-        object_name: str | None = None,
-        key: str | None = None,
-        handler: str | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type
-        self.object_name = object_name
-        self.key = key
-        self.handler = handler
-        self.attempts = attempts
+    message: str
+    _: KW_ONLY
+    error_type: str
+    object_name: str | None = None
+    key: str | None = None
+    handler: str | None = None
+    attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         where = f"{self.object_name}/{self.key}.{self.handler}" if self.handler else "handler"

@@ -601,6 +601,13 @@ CHARTS: dict[str, Callable[[dict[str, Any], Path], bool]] = {
 }
 
 
+def _section(title: str, table: list[str], intro: str | None = None) -> list[str]:
+    """A report section: its heading, `intro` as a paragraph, the table; nothing when the table is empty."""
+    if not table:
+        return []
+    return [f"## {title}", "", *([intro, ""] if intro else []), *table, ""]
+
+
 def generate(path: Path = LATEST_JSON) -> Path:
     """Write ``<stem>.md`` and ``<stem>_<chart>.png`` next to the results file.
 
@@ -615,38 +622,22 @@ def generate(path: Path = LATEST_JSON) -> Path:
     lines += ["## Tether against its baselines", ""]
     lines += comparison_table(results)
     lines += ["", "Ratios are Tether / baseline. Targets live in `bench/report.py` (`ROWS`).", ""]
-    details = details_table(results)
-    if details:
-        lines += ["## Request-reply workloads (median of runs)", ""] + details + [""]
-    ref = peer_reference_table(results)
-    if ref:
-        lines += [
-            "## This run's Restate against PEERS.md's reference",
-            "",
-            "Far below 1.0x means this machine was slower or busier than the reference one; "
-            "the Tether/Restate ratios above still hold only if both ran under the same load.",
-            "",
-            *ref,
-            "",
-        ]
-    only = tether_only_table(results)
-    if only:
-        lines += ["## Tether-only workloads (median of runs)", ""] + only
-    raw = raw_table(results)
-    if raw:
-        lines += ["## Raw aiokafka exactly-once pipeline (ceiling)", ""] + raw + [""]
-    eos = eos_table(results)
-    if eos:
-        lines += [
-            "## Raw exactly-once ceilings by client and scheme (`bench.raw_eos`)",
-            "",
-            "The pipeline capped at 500 records per transaction; W2 raw: W2's load (64 in flight, "
-            "1,000 keys) on a transactional request/reply server with no Tether code. Ratios to "
-            "aiokafka per partition (Tether's default scheme).",
-            "",
-            *eos,
-            "",
-        ]
+    lines += _section("Request-reply workloads (median of runs)", details_table(results))
+    lines += _section(
+        "This run's Restate against PEERS.md's reference",
+        peer_reference_table(results),
+        "Far below 1.0x means this machine was slower or busier than the reference one; "
+        "the Tether/Restate ratios above still hold only if both ran under the same load.",
+    )
+    lines += _section("Tether-only workloads (median of runs)", tether_only_table(results))
+    lines += _section("Raw aiokafka exactly-once pipeline (ceiling)", raw_table(results))
+    lines += _section(
+        "Raw exactly-once ceilings by client and scheme (`bench.raw_eos`)",
+        eos_table(results),
+        "The pipeline capped at 500 records per transaction; W2 raw: W2's load (64 in flight, "
+        "1,000 keys) on a transactional request/reply server with no Tether code. Ratios to "
+        "aiokafka per partition (Tether's default scheme).",
+    )
     lines += ["## Charts", ""]
     for name, draw in CHARTS.items():
         png = out_dir / f"{stem}_{name}.png"

@@ -22,6 +22,7 @@ TetherError
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
 
@@ -107,29 +108,23 @@ class BlobError(TetherError):
     """A referenced blob (`eventstore.blobs`) is missing, or its bytes do not match its reference."""
 
 
+@dataclass(eq=False, repr=False)  # compared and shown as exceptions are, not as records
 class DecodeError(TetherError):
     """A record that cannot be decoded into a typed value.
 
     Carries where the record came from so an operator can find the bytes.
     """
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        topic: str | None = None,
-        partition: int | None = None,
-        offset: int | None = None,
-        type_name: str | None = None,
-        schema_version: int | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.type_name = type_name
-        self.schema_version = schema_version
+    reason: str
+    _: KW_ONLY
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    type_name: str | None = None
+    schema_version: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.reason)
 
     def located(self, *, topic: str, partition: int, offset: int) -> DecodeError:
         """Return the same error with its record location filled in."""

@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 SEND_DEADLINE_CHECK = 0.25
 """Seconds between two checks of the sends in flight against their deadlines."""
 O = TypeVar("O", bound=BaseModel)  # noqa: E741
+R = TypeVar("R", bound=BaseModel | None)
+"""A call's reply: the handler's output model, or None for a handler that returns none."""
 T = TypeVar("T")
 
 _ERRORS: dict[str, type[InvocationError]] = {
@@ -327,37 +329,15 @@ class Client(AsyncResource):
         await self._append(*batch, timeout=timeout)
         return [m.id for m in batch]
 
-    @overload
     async def call(
         self,
-        handler: Handler[Any, Any, O],
-        key: str,
-        payload: BaseModel,
-        *,
-        timeout: float = ...,
-        idempotency_key: str | None = ...,
-    ) -> O: ...
-
-    @overload
-    async def call(
-        self,
-        handler: Handler[Any, Any, Any],
-        key: str,
-        payload: BaseModel,
-        *,
-        timeout: float = ...,
-        idempotency_key: str | None = ...,
-    ) -> Any: ...
-
-    async def call(
-        self,
-        handler: Handler[Any, Any, Any],
+        handler: Handler[Any, Any, R],
         key: str,
         payload: BaseModel,
         *,
         timeout: float = 30.0,
         idempotency_key: str | None = None,
-    ) -> Any:
+    ) -> R:
         """Call a handler and return its typed result.
 
         Raises:
@@ -370,9 +350,8 @@ class Client(AsyncResource):
         result = await self.call_raw(
             handler.object_name, key, handler.name, payload, timeout=timeout, idempotency_key=idempotency_key
         )
-        if handler.output_type is None or result is None:
-            return result
-        return handler.output_type.model_validate(result)
+        output = cast("type[BaseModel] | None", handler.output_type)  # R is a model here, or None
+        return cast(R, result if output is None or result is None else output.model_validate(result))
 
     async def call_raw(
         self,

@@ -34,7 +34,7 @@ class SyncClient:
 
     def call(self, handler: Handler[Any, Any, O], key: str, payload: BaseModel, **kwargs: Any) -> O:
         """See `Client.call`."""
-        return self._run(self._client.call(handler, key, payload, **kwargs))  # type: ignore[no-any-return]
+        return self._run(self._client.call(handler, key, payload, **kwargs))
 
     def send(self, handler: Handler[Any, Any, Any], key: str, payload: BaseModel, **kwargs: Any) -> str:
         """See `Client.send`."""

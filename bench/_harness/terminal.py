@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from eventstore.kafka.localbroker import port_is_free
+
 from .latency import Progress
 
 
@@ -57,19 +59,6 @@ _CONSOLE: Any = None
 def check_mark(figures: dict[str, Any]) -> str:
     """``ok`` in green for a correct run; ``WRONG`` and its first three problems in red."""
     return "[green]ok[/green]" if figures["correct"] else f"[red]WRONG {figures['check']['problems'][:3]}[/red]"
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True if nothing listens on host:port and we may bind it."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port(host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:

@@ -1,5 +1,6 @@
 """The real Apache Kafka broker, run as a local JVM without Docker (`tether kafka up`)."""
 
+from eventstore.kafka.localbroker.config import port_is_free
 from eventstore.kafka.localbroker.errors import (
     BrokerError,
     BrokerSetupError,
@@ -24,5 +25,6 @@ __all__ = [
     "log_tail",
     "make_ca",
     "make_certificate",
+    "port_is_free",
     "resolve_jars",
 ]

@@ -145,8 +145,8 @@ def new_cluster_id() -> str:
             return text
 
 
-def port_is_free(port: int) -> bool:
-    """Whether a listener could bind `127.0.0.1:port` now.
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a listener could bind `host:port` (by default `127.0.0.1:port`) now.
 
     SO_REUSEADDR is set as the JVM sets it, so connections of a stopped broker lingering in
     TIME_WAIT do not count as a busy port.
@@ -154,7 +154,7 @@ def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((LOOPBACK, port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
