@@ -33,7 +33,7 @@ BaseException so that a handler's ``except Exception`` cannot swallow them. The 
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, fields
 from typing import Any, ClassVar
 
 from eventstore.errors import TetherError, UsageError
@@ -113,6 +113,14 @@ class InvocationError(ActorError):
         where = f"{self.object_name}/{self.key}.{self.handler}" if self.handler else "handler"
         tries = f" after {self.attempts} attempt(s)" if self.attempts else ""
         return f"{where} failed{tries}: {self.error_type}: {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by fields (a Ray task may raise it to its caller): `error_type` is keyword-only."""
+        return (_rebuild, (type(self), {f.name: getattr(self, f.name) for f in fields(self)}))
+
+
+def _rebuild(cls: type[InvocationError], values: dict[str, Any]) -> InvocationError:
+    return cls(**values)
 
 
 class UnknownObjectError(InvocationError):

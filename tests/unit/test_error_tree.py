@@ -119,3 +119,19 @@ def test_the_parser_reads_a_drawing() -> None:
         "CError": "TetherError",
         "DError": "CError",
     }
+
+
+def test_errors_with_keyword_only_fields_survive_pickling() -> None:
+    # A Ray task that raises one hands it to its caller pickled; `error_type` is keyword-only.
+    import pickle
+
+    from actors.errors import InvocationError, UnknownObjectError
+    from eventstore.errors import DecodeError
+
+    for error in (
+        InvocationError("boom", error_type="ValueError", object_name="Counter", key="k", handler="add", attempts=3),
+        UnknownObjectError("no such object", error_type="UnknownObject"),
+        DecodeError("bad bytes", topic="t", partition=1, offset=7),
+    ):
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, in memory
+        assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)
