@@ -169,7 +169,7 @@ def invocations_per_transaction(workers: list[WorkerProcess]) -> float | None:
         for match in _STOPPED.finditer(worker.log_text()):
             invocations += int(match.group(1))
             transactions += int(match.group(2))
-    return invocations / transactions if transactions else None
+    return invocations / transactions if transactions and invocations else None  # (Ray actors log elsewhere)
 
 
 def runtime_overrides() -> dict[str, str]:

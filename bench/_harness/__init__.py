@@ -8,12 +8,14 @@ OpenTelemetry SDK set up to measure what tracing costs), `raw_clients` (the raw 
 aiokafka clients; imported from there, not re-exported).
 """
 
+from eventstore.kafka.localbroker import port_is_free
+
 from .latency import LatencyRecorder, Progress, Result, drive, median_run, percentile
 from .machine import KAFKA_VERSION, TRACKED_PACKAGES, machine_info, package_versions
 from .paths import BENCH_DIR, LATEST_JSON, QUICK_JSON, REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from .results import SCHEMA_VERSION, load_results, record, utc_now, workload_result
 from .sampling import ProcessSampler, sample_this_process
-from .terminal import check_mark, console, free_port, pick_port, port_is_free, progress_bar, wait_for_port
+from .terminal import check_mark, console, free_port, pick_port, progress_bar, wait_for_port
 
 __all__ = [
     "BENCH_DIR",
