@@ -208,7 +208,7 @@ class GroupCommit:
                 offsets_due = watermark != self.committed and pending.must_commit_offsets
                 if not pending.records and not pending.waiters and not offsets_due:
                     continue
-                if self._linger and not pending.pause_after:
+                if self._linger and not (pending.pause_after or pending.must_commit_offsets):  # flush, pause: now
                     await self._linger_since_last()
                     watermark = self._offsets.watermark()
                 extra: list[OutRecord] = []

@@ -79,6 +79,9 @@ def _git_commit() -> str | None:
     return proc.stdout.strip() or None
 
 
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+
+
 def _tether_settings() -> dict[str, str]:
     """The run's ``TETHER_RUNTIME__*`` and ``TETHER_KAFKA__*`` variables, secrets left out."""
     return {
@@ -86,9 +89,6 @@ def _tether_settings() -> dict[str, str]:
         for k, v in sorted(os.environ.items())
         if k.startswith(("TETHER_RUNTIME__", "TETHER_KAFKA__")) and not any(s in k for s in _SECRET_WORDS)
     }
-
-
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 
 
 def machine_info(extra: dict[str, Any] | None = None) -> dict[str, Any]:
