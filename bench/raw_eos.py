@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench._harness import LatencyRecorder, console, drive, median_run, sample_this_process
 from bench._harness.raw_clients import committed_reader, scratch_topics, transactional_producers
-from bench.raw_kafka import DEFAULT_SESSIONS, PARTITIONS, _produce, _transform, _verify
+from bench.raw_kafka import DEFAULT_SESSIONS, PARTITIONS, _produce, _transform, _verify, pipeline_figures
 
 VARIANTS = ("aiokafka-partition", "aiokafka-worker", "kafka-python", "confluent")
 DEFAULT_MESSAGES = 50_000
@@ -315,14 +315,8 @@ async def run_pipeline(
         "max_records": max_records,
         "processing_s": processing,
         "msgs_per_s": proc["processed"] / processing,
-        "transactions": proc["transactions"],
-        "mean_records_per_txn": proc["mean_records_per_txn"],
-        "txn_latency": proc["txn_latency"],
         "cpu_ms_per_msg": sum(v.get("cpu_ms_per_call", 0.0) for k, v in usage.items() if k != "machine"),
-        "machine_load": usage.pop("machine", {}),
-        "processes": usage,
-        "check": check,
-        "correct": check["ok"],
+        **pipeline_figures(proc, usage, check),
     }
 
 
