@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import ProducerFencedError, UsageError
@@ -47,20 +48,12 @@ class FencingWriter(Protocol):
         """Release the writer."""
 
 
+@dataclass(slots=True)
 class _Commit:
-    __slots__ = ("done", "group_id", "offsets", "records")
-
-    def __init__(
-        self,
-        records: Sequence[OutRecord],
-        group_id: str,
-        offsets: Mapping[TopicPartition, int],
-        done: asyncio.Future[None],
-    ) -> None:
-        self.records = records
-        self.group_id = group_id
-        self.offsets = offsets
-        self.done = done
+    records: Sequence[OutRecord]
+    group_id: str
+    offsets: Mapping[TopicPartition, int]
+    done: asyncio.Future[None]
 
 
 class GroupCommitWriter:
