@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -121,12 +122,17 @@ def _report(opts: RunOptions) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+RESULTS_ENV = "TETHER_BENCH_RESULTS"
+"""A results file instead of ``latest.json``/``quick.json`` (the profiler's bench run writes there)."""
+
+
 def _options(quick: bool, runs: int | None, scale: float | None) -> RunOptions:
+    override = os.environ.get(RESULTS_ENV)
     return RunOptions(
         runs=runs if runs is not None else (1 if quick else 3),
         scale=scale if scale is not None else (QUICK_SCALE if quick else 1.0),
         quick=quick,
-        results_path=QUICK_JSON if quick else LATEST_JSON,
+        results_path=Path(override) if override else (QUICK_JSON if quick else LATEST_JSON),
     )
 
 

@@ -96,44 +96,32 @@ ROWS: list[Row] = [
     Row("W4", "end_to_end_msgs_per_s", RAW, W4_TARGET, unit="msg/s, 1 worker"),
     Row("W4-2workers", "end_to_end_msgs_per_s", RAW, W4_TARGET, unit="msg/s, 2 workers"),
     Row("W4-ray", "end_to_end_msgs_per_s", RAW, W4_TARGET, unit="msg/s, 2 Ray workers"),
-    Row(
-        "W5",
-        "restore_s_snapshots",
-        None,
-        Target("< 1 s at 1,000,000 events", value_at_most=1.0),
-        unit="restore s, snapshots, {events_max:,} events",
+    *(
+        Row(
+            "W5",
+            f"{figure}_{mode}",
+            None,
+            target if mode == "snapshots" else None,
+            unit=f"{what}, {text}, {{events_max:,}} events",
+        )
+        for figure, what, target in (
+            ("restore_s", "restore s", Target("< 1 s at 1,000,000 events", value_at_most=1.0)),
+            ("peak_rss_mb", "peak RSS MiB", Target("bounded by a setting")),
+        )
+        for mode, text in (("snapshots", "snapshots"), ("no_snapshots", "no snapshots"))
     ),
-    Row("W5", "restore_s_no_snapshots", None, None, unit="restore s, no snapshots, {events_max:,} events"),
-    Row(
-        "W5",
-        "peak_rss_mb_snapshots",
-        None,
-        Target("bounded by a setting"),
-        unit="peak RSS MiB, snapshots, {events_max:,} events",
-    ),
-    Row("W5", "peak_rss_mb_no_snapshots", None, None, unit="peak RSS MiB, no snapshots, {events_max:,} events"),
     Row("W6", "sagas_per_s", None, None, unit="sagas/s"),
-    Row("W2-observability", "cpu_cost_pct_metrics", None, OBSERVABILITY, unit="% more CPU per W2 call, metrics"),
-    Row(
-        "W2-observability",
-        "cpu_cost_pct_sampled",
-        None,
-        OBSERVABILITY,
-        unit="% more CPU/W2 call, metrics + 10 % traced",
-    ),
-    Row(
-        "W2-observability",
-        "cpu_cost_pct_traced",
-        None,
-        OBSERVABILITY,
-        unit="% more CPU/W2 call, metrics + all traced",
-    ),
-    Row(
-        "W2-observability",
-        "throughput_cost_pct_traced",
-        None,
-        OBSERVABILITY,
-        unit="% fewer calls/s, metrics + all traced",
+    *(
+        Row("W2-observability", figure, None, OBSERVABILITY, unit=unit)
+        for figure, unit in (
+            ("cpu_cost_pct_metrics", "% more CPU per W2 call, metrics"),
+            ("cpu_cost_pct_sampled", "% more CPU/W2 call, metrics + 10 % traced"),
+            ("cpu_cost_pct_traced", "% more CPU/W2 call, metrics + all traced"),
+            ("throughput_cost_pct_traced", "% fewer calls/s, metrics + all traced"),
+            ("tether_cpu_cost_pct_metrics", "% more worker + client CPU/W2 call, metrics"),
+            ("tether_cpu_cost_pct_sampled", "% more worker + client CPU/W2 call, metrics + 10 % traced"),
+            ("tether_cpu_cost_pct_traced", "% more worker + client CPU/W2 call, metrics + all traced"),
+        )
     ),
     Row("W7", "replayed_per_s", None, None, unit="dead letters replayed/s"),
     Row("W1-embedded", "p50_ms", None, Target("<= 10 ms", value_at_most=10.0), unit="p50 ms"),

@@ -26,6 +26,8 @@ class _Switch:
 
         self.ratio = 1.0
         self._parent_based = ParentBased(ALWAYS_ON)
+        self._ratios: dict[float, Any] = {}
+        """One ``ParentBased(TraceIdRatioBased(ratio))`` per ratio, built once (not per span)."""
 
     def should_sample(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the SDK's SamplingResult
         from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
@@ -34,7 +36,10 @@ class _Switch:
             return self._parent_based.should_sample(*args, **kwargs)
         if self.ratio <= 0.0:
             return ALWAYS_OFF.should_sample(*args, **kwargs)
-        return ParentBased(TraceIdRatioBased(self.ratio)).should_sample(*args, **kwargs)
+        sampler = self._ratios.get(self.ratio)
+        if sampler is None:
+            sampler = self._ratios[self.ratio] = ParentBased(TraceIdRatioBased(self.ratio))
+        return sampler.should_sample(*args, **kwargs)
 
     def get_description(self) -> str:
         return f"BenchSwitch({self.ratio})"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.profile_worker import render, summarize
 
 SAMPLES = """\
@@ -32,3 +34,17 @@ def test_the_table_shows_shares_and_how_busy_the_worker_was(tmp_path: Path) -> N
     lines = render(path, seconds=2.0, rate=100)
     assert lines[0].startswith("profile-per_worker.txt: 100 samples over 2 s (the worker was busy 50%")
     assert "| aiokafka | 50% |" in lines
+
+
+def test_a_results_file_named_in_the_environment_replaces_latest_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profiler's bench run sets it, so a profiled run never overwrites the full run's W2."""
+    from bench.__main__ import RESULTS_ENV, _options
+    from bench._harness import LATEST_JSON
+
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    assert _options(False, None, None).results_path == LATEST_JSON
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "profiled.json"))
+    assert _options(False, None, None).results_path == tmp_path / "profiled.json"
+    assert _options(True, None, None).results_path == tmp_path / "profiled.json"
