@@ -68,50 +68,31 @@ async def begin(ctx: ObjectContext[Empty], req: Empty) -> Empty:
 trip = Saga("canceltrip", input=Trip)
 
 
-async def _act(step: str) -> Ref:
-    hook = HOOKS.get(step)
-    if hook is not None:
-        await hook()
-    EFFECTS.append(f"{step}:action")
-    return Ref(ref=step)
-
-
-async def _undo(step: str) -> None:
-    EFFECTS.append(f"{step}:compensation")
-
-
-@trip.step("a", compensate="undo_a")
-async def do_a(t: Trip, key: str) -> Ref:
-    return await _act("a")
-
-
-@trip.compensation("a")
-async def undo_a(t: Trip, done: Ref, key: str) -> None:
-    await _undo("a")
-
-
 SLOW_RETRY = RetryPolicy(max_attempts=3, initial_interval=30.0, max_interval=60.0)
 """b's retries wait 30 s or more: on a durable timer (the coordinator suspends)."""
 
 
-@trip.step("b", compensate="undo_b", retry=SLOW_RETRY)
-async def do_b(t: Trip, key: str) -> Ref:
-    return await _act("b")
+def _compensable_step(step: str, retry: RetryPolicy | None = None) -> None:
+    """Add `step` to `trip`: its action awaits ``HOOKS[step]`` (if any), then both its action and
+    its compensation (``undo_{step}``) record their effect in `EFFECTS`."""
+
+    async def action(t: Trip, key: str) -> Ref:
+        hook = HOOKS.get(step)
+        if hook is not None:
+            await hook()
+        EFFECTS.append(f"{step}:action")
+        return Ref(ref=step)
+
+    async def compensation(t: Trip, done: Ref, key: str) -> None:
+        EFFECTS.append(f"{step}:compensation")
+
+    compensation.__name__ = f"undo_{step}"  # the name the step declares (compensate=...)
+    trip.step(step, compensate=compensation.__name__, retry=retry)(action)
+    trip.compensation(step)(compensation)
 
 
-@trip.compensation("b")
-async def undo_b(t: Trip, done: Ref, key: str) -> None:
-    await _undo("b")
-
-
-@trip.step("c", compensate="undo_c")
-async def do_c(t: Trip, key: str) -> Ref:
-    return await _act("c")
-
-
-@trip.compensation("c")
-async def undo_c(t: Trip, done: Ref, key: str) -> None:
-    await _undo("c")
-
+_compensable_step("a")
+_compensable_step("b", retry=SLOW_RETRY)
+_compensable_step("c")
 
 coordinator = trip.coordinator()

@@ -17,8 +17,8 @@ from actors import InvocationError, ObjectContext, RetryPolicy, TerminalError, V
 from actors.inspection.listing import SessionSummary, list_sessions
 
 
-class Count(BaseModel):
-    n: int = 0
+class NoState(BaseModel):
+    """These sessions keep nothing: the tests look at their statuses, never at their state."""
 
 
 class Ask(BaseModel):
@@ -44,39 +44,39 @@ class Gate:
 
 
 RUNNING = Gate()
-desk = VirtualObject("desk", state=Count)
-other = VirtualObject("other", state=Count)
+desk = VirtualObject("desk", state=NoState)
+other = VirtualObject("other", state=NoState)
 
 
 @desk.handler()
-async def quick(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def quick(ctx: ObjectContext[NoState], req: Ask) -> Done:
     return Done()
 
 
 @desk.handler()
-async def nap(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def nap(ctx: ObjectContext[NoState], req: Ask) -> Done:
     await ctx.sleep(req.seconds)
     return Done()
 
 
 @desk.handler()
-async def approve(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def approve(ctx: ObjectContext[NoState], req: Ask) -> Done:
     await ctx.awakeable(str).result()
     return Done()
 
 
 @desk.handler(retry=RetryPolicy(max_attempts=1))
-async def boom(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def boom(ctx: ObjectContext[NoState], req: Ask) -> Done:
     raise TerminalError("no such invoice")
 
 
 @desk.handler(retry=RetryPolicy(max_attempts=1), on_failure="park")
-async def strict(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def strict(ctx: ObjectContext[NoState], req: Ask) -> Done:
     raise TerminalError("cannot book")
 
 
 @desk.handler()
-async def work(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def work(ctx: ObjectContext[NoState], req: Ask) -> Done:
     await ctx.run("fetch", lambda: 1, result_type=int)
     await RUNNING.wait()
     return Done()
@@ -87,7 +87,7 @@ STEPS: list[str] = []
 
 
 @desk.handler()
-async def chores(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def chores(ctx: ObjectContext[NoState], req: Ask) -> Done:
     await ctx.run("first", lambda: STEPS.append("first"))
     await RUNNING.wait()
     await ctx.run("second", lambda: STEPS.append("second"))
@@ -99,7 +99,7 @@ ENTERED = Gate()
 
 
 @desk.handler()
-async def begin(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def begin(ctx: ObjectContext[NoState], req: Ask) -> Done:
     ENTERED.set()
     await RUNNING.wait()
     await ctx.run("after", lambda: STEPS.append("after"))
@@ -107,7 +107,7 @@ async def begin(ctx: ObjectContext[Count], req: Ask) -> Done:
 
 
 @other.handler()
-async def ping(ctx: ObjectContext[Count], req: Ask) -> Done:
+async def ping(ctx: ObjectContext[NoState], req: Ask) -> Done:
     return Done()
 
 

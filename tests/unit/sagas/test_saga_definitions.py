@@ -146,26 +146,32 @@ def test_misuse_is_a_usage_error() -> None:
         @saga.step("a")
         async def again(trip: Trip, key: str) -> None: ...
 
-    with pytest.raises(UsageError, match="declares compensate='undo_a'"):
+    with pytest.raises(UsageError, match="compensate='undo_a' but none is registered"):
+        saga.coordinator()
 
-        @saga.compensation("a")
-        async def wrong_name(trip: Trip, r: Ref, key: str) -> None: ...
 
-    with pytest.raises(UsageError, match="no such step"):
+@pytest.mark.parametrize(
+    ("step", "name", "match"),
+    [
+        ("a", "wrong_name", "declares compensate='undo_a'"),
+        ("zzz", "undo_zzz", "no such step"),
+        ("b", "undo_b", "declares no compensation"),
+    ],
+)
+def test_a_compensation_must_be_the_one_its_step_declares(step: str, name: str, match: str) -> None:
+    saga = Saga("s", input=Trip)
 
-        @saga.compensation("zzz")
-        async def undo_zzz(trip: Trip, r: Ref, key: str) -> None: ...
+    @saga.step("a", compensate="undo_a")
+    async def a(trip: Trip, key: str) -> Ref: ...
 
     @saga.step("b")
     async def b(trip: Trip, key: str) -> None: ...
 
-    with pytest.raises(UsageError, match="declares no compensation"):
+    async def compensation(trip: Trip, r: Ref | None, key: str) -> None: ...
 
-        @saga.compensation("b")
-        async def undo_b(trip: Trip, r: None, key: str) -> None: ...
-
-    with pytest.raises(UsageError, match="compensate='undo_a' but none is registered"):
-        saga.coordinator()
+    compensation.__name__ = name
+    with pytest.raises(UsageError, match=match):
+        saga.compensation(step)(compensation)
 
 
 def test_parallel_groups_must_be_consecutive() -> None:
