@@ -304,31 +304,36 @@ def tether_only_table(results: dict[str, Any]) -> list[str]:
     w6 = _entry(results, "W6")
     if w6:
         m = w6["median"]
-        lines += [
-            "### W6: sagas (three steps, 5% fail at the third and are compensated)",
-            "",
-            "| sagas | failing | sagas/s | saga p50 ms | saga p99 ms | compensated | compensations run "
-            "| CPU ms/saga | runs | correct |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-            f"| {m.get('sagas')} | {m.get('failing')} | {_fmt(m.get('sagas_per_s'))} | "
-            f"{_fmt(m.get('saga_p50_ms'))} | {_fmt(m.get('saga_p99_ms'))} | {m.get('compensated')} | "
-            f"{m.get('compensations_run')} | {_fmt(m.get('cpu_ms_per_saga'), 2)} | "
-            f"{len(w6.get('runs', []))} | {_ok(w6)} |",
-            "",
-        ]
+        lines += _one_row(
+            "W6: sagas (three steps, 5% fail at the third and are compensated)",
+            {
+                "sagas": m.get("sagas"),
+                "failing": m.get("failing"),
+                "sagas/s": _fmt(m.get("sagas_per_s")),
+                "saga p50 ms": _fmt(m.get("saga_p50_ms")),
+                "saga p99 ms": _fmt(m.get("saga_p99_ms")),
+                "compensated": m.get("compensated"),
+                "compensations run": m.get("compensations_run"),
+                "CPU ms/saga": _fmt(m.get("cpu_ms_per_saga"), 2),
+                "runs": len(w6.get("runs", [])),
+                "correct": _ok(w6),
+            },
+        )
     w7 = _entry(results, "W7")
     if w7:
         m = w7["median"]
-        lines += [
-            "### W7: dead-letter replay (`dlq.DeadLetters.replay`)",
-            "",
-            "| dead letters | replay s | replayed/s | applied by the worker/s | CPU ms/letter | runs | correct |",
-            "|---|---|---|---|---|---|---|",
-            f"| {m.get('dead_letters')} | {_fmt(m.get('replay_s'), 2)} | {_fmt(m.get('replayed_per_s'))} | "
-            f"{_fmt(m.get('processed_per_s'))} | {_fmt(m.get('cpu_ms_per_call'), 2)} | "
-            f"{len(w7.get('runs', []))} | {_ok(w7)} |",
-            "",
-        ]
+        lines += _one_row(
+            "W7: dead-letter replay (`dlq.DeadLetters.replay`)",
+            {
+                "dead letters": m.get("dead_letters"),
+                "replay s": _fmt(m.get("replay_s"), 2),
+                "replayed/s": _fmt(m.get("replayed_per_s")),
+                "applied by the worker/s": _fmt(m.get("processed_per_s")),
+                "CPU ms/letter": _fmt(m.get("cpu_ms_per_call"), 2),
+                "runs": len(w7.get("runs", [])),
+                "correct": _ok(w7),
+            },
+        )
     return lines
 
 
@@ -587,6 +592,18 @@ CHARTS: dict[str, Callable[[dict[str, Any], Path], bool]] = {
     "latency": chart_latency,
     "recovery": chart_recovery,
 }
+
+
+def _one_row(title: str, cells: dict[str, Any]) -> list[str]:
+    """A ``###`` sub-section holding a table of one row: column name -> cell."""
+    return [
+        f"### {title}",
+        "",
+        "| " + " | ".join(cells) + " |",
+        "|" + "---|" * len(cells),
+        "| " + " | ".join(str(v) for v in cells.values()) + " |",
+        "",
+    ]
 
 
 def _section(title: str, table: list[str], intro: str | None = None) -> list[str]:

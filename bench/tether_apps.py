@@ -142,31 +142,26 @@ except ImportError:  # the sagas package is not there yet: W6 skips, the rest st
 else:
     _saga: Saga[TripInput] = Saga("bench_trip", input=TripInput)
 
-    @_saga.step("reserve", compensate="release")
-    async def reserve(trip: TripInput, key: str) -> Ref:
-        return Ref(ref=key)
+    def _step(name: str, undo: str, *, can_fail: bool = False) -> None:
+        """Add step `name` to the saga: its action returns the session key as its reference, and
+        fails for good on a trip marked to fail when `can_fail`; its compensation, `undo`, does
+        nothing (the bench measures the coordinator, not the side effects)."""
 
-    @_saga.compensation("reserve")
-    async def release(trip: TripInput, result: Ref, key: str) -> None:
-        return None
+        async def action(trip: TripInput, key: str) -> Ref:
+            if can_fail and trip.fail:
+                raise TerminalError(f"bench: trip {trip.trip} fails at {name} (injected failure)")
+            return Ref(ref=key)
 
-    @_saga.step("charge", compensate="refund")
-    async def charge(trip: TripInput, key: str) -> Ref:
-        return Ref(ref=key)
+        async def compensation(trip: TripInput, result: Ref, key: str) -> None:
+            return None
 
-    @_saga.compensation("charge")
-    async def refund(trip: TripInput, result: Ref, key: str) -> None:
-        return None
+        compensation.__name__ = undo  # the name the step declares (compensate=...)
+        _saga.step(name, compensate=undo)(action)
+        _saga.compensation(name)(compensation)
 
-    @_saga.step("confirm", compensate="unconfirm")
-    async def confirm(trip: TripInput, key: str) -> Ref:
-        if trip.fail:
-            raise TerminalError(f"bench: trip {trip.trip} cannot be confirmed (injected failure)")
-        return Ref(ref=key)
-
-    @_saga.compensation("confirm")
-    async def unconfirm(trip: TripInput, result: Ref, key: str) -> None:
-        return None
+    _step("reserve", "release")
+    _step("charge", "refund")
+    _step("confirm", "unconfirm", can_fail=True)
 
     trip_saga = _saga
     saga_coordinator = _saga.coordinator()
