@@ -35,6 +35,41 @@ def test_the_traceparent_is_the_propagators_for_a_root_a_sampled_and_an_unsample
     assert tracing.current_traceparent() is None  # no provider: nothing is propagated
 
 
+HEADERS = (
+    SAMPLED,
+    NOT_SAMPLED,
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",  # flags beyond sampled
+    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",  # upper case: the propagator's call
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # zero trace id
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # zero span id
+    "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",  # a later version
+    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # the forbidden version
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # version 00 with more
+    "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  # short trace id
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa_ba902b7-01",  # not hex
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+    "garbage",
+)
+
+
+def test_a_parent_is_read_as_the_w3c_propagator_reads_it() -> None:
+    """`parent_of` parses Tether's own form itself (it is cheaper): every header, well formed or
+    not, names the same parent (or none) as the propagator's."""
+    for header in HEADERS:
+        ctx = tracing.parent_of(header)
+        ours = trace.get_current_span(ctx).get_span_context() if ctx is not None else None
+        theirs = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": header}))
+        expected = theirs.get_span_context() if theirs.get_span_context().is_valid else None
+        assert ours == expected, header
+        if ours is not None:
+            assert (ours.is_remote, ours.trace_flags, ours.trace_state) == (
+                expected.is_remote,  # type: ignore[union-attr]
+                expected.trace_flags,  # type: ignore[union-attr]
+                expected.trace_state,  # type: ignore[union-attr]
+            ), header
+    assert tracing.parent_of(None) is None and tracing.parent_of("") is None
+
+
 def _message(tp: str | None) -> Message:
     return Message(id="m1", o="Counter", k="k1", h="add", p={}, ts=0, tp=tp)
 
