@@ -11,7 +11,9 @@ format: ``frame;frame;frame count``), so two schemes can be compared later.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -100,10 +102,25 @@ def profile(scheme: str, seconds: float, scale: float, delay: float, workload: s
         subprocess.run(spy, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bench.wait(timeout=900)
     finally:
-        if bench.poll() is None:
-            bench.terminate()
-            bench.wait(timeout=60)
+        _stop(bench)
     return out
+
+
+def _stop(bench: subprocess.Popen[bytes]) -> None:
+    """Stop the bench run and everything it started, by PID: SIGINT first, so that it stops its
+    worker and broker itself; what is still running a minute later is killed."""
+    if bench.poll() is not None:
+        return
+    started = psutil.Process(bench.pid).children(recursive=True)
+    bench.send_signal(signal.SIGINT)
+    try:
+        bench.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        bench.kill()
+        bench.wait(timeout=10)
+    for child in started:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def render(path: Path, seconds: float | None = None, rate: int = 100) -> list[str]:
