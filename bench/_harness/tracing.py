@@ -22,22 +22,24 @@ class _Switch:
     """A sampler that follows a sampled parent, and samples this share of new traces."""
 
     def __init__(self) -> None:
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
         self.ratio = 1.0
         self._parent_based = ParentBased(ALWAYS_ON)
+        self._off = ALWAYS_OFF
         self._ratios: dict[float, Any] = {}
-        """One ``ParentBased(TraceIdRatioBased(ratio))`` per ratio, built once (not per span)."""
+        """One ``ParentBased(TraceIdRatioBased(ratio))`` per ratio, built once (not per span:
+        the bench's own cost would count as Tether's; so are the imports, ~1 us each)."""
 
     def should_sample(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the SDK's SamplingResult
-        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
-
         if self.ratio >= 1.0:
             return self._parent_based.should_sample(*args, **kwargs)
         if self.ratio <= 0.0:
-            return ALWAYS_OFF.should_sample(*args, **kwargs)
+            return self._off.should_sample(*args, **kwargs)
         sampler = self._ratios.get(self.ratio)
         if sampler is None:
+            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
             sampler = self._ratios[self.ratio] = ParentBased(TraceIdRatioBased(self.ratio))
         return sampler.should_sample(*args, **kwargs)
 
