@@ -19,6 +19,8 @@ milliseconds or seconds.
   them (an exporter's network cost is the deployment's choice, not Tether's).
 - ``sampled``: metrics, and 10 % of calls traced (``ParentBased(TraceIdRatioBased(0.1))`` in the
   load generator, the worker following its parent), as high-volume services usually run.
+- ``sampled_lean``: ``sampled`` with ``TETHER_RUNTIME__TRACE_UNSAMPLED=false`` in the workers (an
+  invocation under an unsampled parent starts no span).
 
 The costs are small against W2's spread on a shared 2-core machine, and the CPU time a process
 charges for the same work grows when another job runs beside it (caches, the hypervisor). So a
@@ -59,23 +61,33 @@ class Arm:
     metrics: bool
     sampling: float
     """Share of the load generator's new traces that are sampled (the worker follows it)."""
+    trace_unsampled: bool = True
+    """The workers' ``TETHER_RUNTIME__TRACE_UNSAMPLED``: False, no span under an unsampled parent."""
 
 
+TRACE_UNSAMPLED_ENV = "TETHER_RUNTIME__TRACE_UNSAMPLED"
 ARMS = (
     Arm("off", metrics=False, sampling=0.0),
     Arm("metrics", metrics=True, sampling=0.0),
     Arm("traced", metrics=True, sampling=1.0),
     Arm("sampled", metrics=True, sampling=0.1),
+    Arm("sampled_lean", metrics=True, sampling=0.1, trace_unsampled=False),
 )
 
 
 @contextlib.contextmanager
 def _arm(arm: Arm) -> Iterator[None]:
     """The environment the workers of one arm start with, and the load generator's sampling."""
-    saved = {k: os.environ.get(k) for k in (METRICS_PORT_ENV, tracing.TRACING_ENV)}
-    for key, on in ((METRICS_PORT_ENV, arm.metrics), (tracing.TRACING_ENV, arm.sampling > 0)):
+    values = {METRICS_PORT_ENV: METRICS_PORT, tracing.TRACING_ENV: "1", TRACE_UNSAMPLED_ENV: "false"}
+    saved = {k: os.environ.get(k) for k in values}
+    ons = (
+        (METRICS_PORT_ENV, arm.metrics),
+        (tracing.TRACING_ENV, arm.sampling > 0),
+        (TRACE_UNSAMPLED_ENV, not arm.trace_unsampled),
+    )
+    for key, on in ons:
         if on:
-            os.environ[key] = METRICS_PORT if key == METRICS_PORT_ENV else "1"
+            os.environ[key] = values[key]
         else:
             os.environ.pop(key, None)
     tracing.set_sampling(arm.sampling)
@@ -189,7 +201,7 @@ async def observability_cost(opts: Any, rounds: int) -> dict[str, Any]:
         )
     spans = {arm.name: [r["client_spans"] for r in runs if r["arm"] == arm.name] for arm in ARMS}
     traced_right = all(n == 0 for n in spans["off"] + spans["metrics"]) and all(
-        n > 0 for n in spans["traced"] + spans["sampled"]
+        n > 0 for n in spans["traced"] + spans["sampled"] + spans["sampled_lean"]
     )
     return {
         "system": "tether",

@@ -117,10 +117,12 @@ ROWS: list[Row] = [
             ("cpu_cost_pct_metrics", "% more CPU per W2 call, metrics"),
             ("cpu_cost_pct_sampled", "% more CPU/W2 call, metrics + 10 % traced"),
             ("cpu_cost_pct_traced", "% more CPU/W2 call, metrics + all traced"),
+            ("cpu_cost_pct_sampled_lean", "% more CPU/W2 call, metrics + 10 % traced, no unsampled spans"),
             ("throughput_cost_pct_traced", "% fewer calls/s, metrics + all traced"),
             ("tether_cpu_cost_pct_metrics", "% more worker + client CPU/W2 call, metrics"),
             ("tether_cpu_cost_pct_sampled", "% more worker + client CPU/W2 call, metrics + 10 % traced"),
             ("tether_cpu_cost_pct_traced", "% more worker + client CPU/W2 call, metrics + all traced"),
+            ("tether_cpu_cost_pct_sampled_lean", "% more worker + client CPU/W2 call, 10 % traced, no unsampled spans"),
         )
     ),
     Row("W7", "replayed_per_s", None, None, unit="dead letters replayed/s"),

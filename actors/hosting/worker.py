@@ -21,7 +21,7 @@ from eventstore.log import LogConsumer, TransactionalWriter
 
 from ..client import Client
 from ..definitions import VirtualObject
-from ..observability import redaction
+from ..observability import redaction, tracing
 from ..observability.metrics import METRICS, WorkerSnapshot, serve_metrics
 from ..runtime.invocation import StepOverrides
 from ..runtime.processor import PartitionProcessor
@@ -95,6 +95,7 @@ class Worker(AsyncResource):
         """Join the group; partitions are restored as they are assigned."""
         runtime = self.settings.runtime
         redaction.install(redaction.load_redactor(runtime.redact))
+        tracing.trace_unsampled(runtime.trace_unsampled)
         if runtime.metrics_port is not None:
             self.metrics_port = serve_metrics(runtime.metrics_port)
             log.info("metrics on http://0.0.0.0:%d/metrics", self.metrics_port)

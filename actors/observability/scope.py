@@ -93,11 +93,16 @@ class InvocationScope:
         self._token = _CURRENT.set(self)
         if tracing.enabled():
             m = self.message
+            parent = tracing.parent_of(m.trace_parent)
+            if parent is not None and tracing.unsampled_parent(parent):
+                self._span = tracing.SpanScope.adopt(parent)
+                self._started = time.perf_counter()
+                return self
             link = tracing.link_to(self.woken_by, {"tether.link": "resumed by"})
             self._span = tracing.SpanScope(
                 f"{m.object}.{m.handler}",
                 kind=SpanKind.CONSUMER,
-                parent=tracing.parent_of(m.trace_parent),
+                parent=parent,
                 links=[link] if link is not None else None,
                 attributes={
                     "tether.namespace": self.namespace,

@@ -39,6 +39,7 @@ _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 W3C propagator, so both read every header alike (``test_trace_context.py``)."""
 _tracer: trace.Tracer | None = None
 _provider: object | None = None
+_trace_unsampled = True
 
 
 trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, if any
@@ -67,6 +68,19 @@ def enabled() -> bool:
     _checked_enabled = not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
     _checked = provider
     return _checked_enabled
+
+
+def trace_unsampled(on: bool) -> None:
+    """Whether an invocation under an unsampled parent gets a span (`RuntimeSettings.trace_unsampled`)."""
+    global _trace_unsampled
+    _trace_unsampled = on
+
+
+def unsampled_parent(parent: otel_context.Context) -> bool:
+    """Whether `parent` was not sampled and such parents get no span (`trace_unsampled`)."""
+    if _trace_unsampled:
+        return False
+    return not trace.get_current_span(parent).get_span_context().trace_flags.sampled
 
 
 def tracer() -> trace.Tracer:
@@ -155,6 +169,14 @@ class SpanScope:
     ) -> None:
         self.span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
         self._token: object | None = otel_context.attach(trace.set_span_in_context(self.span))
+
+    @classmethod
+    def adopt(cls, parent: otel_context.Context) -> SpanScope:
+        """No span of its own: `parent`'s span (a remote, non-recording one) made current."""
+        scope = cls.__new__(cls)
+        scope.span = trace.get_current_span(parent)
+        scope._token = otel_context.attach(parent)
+        return scope
 
     def end(self, error: BaseException | None = None, attributes: dict[str, Any] | None = None) -> None:
         """Record `error` (if any) and `attributes`, end the span, restore the previous context.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from harness.spans import in_memory_spans
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -122,3 +123,33 @@ def test_a_step_gets_a_span_under_a_recording_invocation_and_none_under_an_unsam
         "tether.attempts": 1,
         "tether.cost": 0.0,
     }
+
+
+def test_without_trace_unsampled_an_unsampled_invocation_runs_in_its_senders_context() -> None:
+    """`RuntimeSettings.trace_unsampled = False`: no span under an unsampled parent, the sender's
+    context passed on as it came; a sampled parent still gets its span."""
+    with in_memory_spans() as spans:
+        for on in (True, False):
+            tracing.trace_unsampled(on)
+            try:
+                with InvocationScope("ns", _message(NOT_SAMPLED), object_label="Counter", handler_label="add") as scope:
+                    sent = tracing.current_traceparent()
+                    assert tracing.step_span(scope.message, 1, "work", 0) is None
+                    assert scope.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+                with InvocationScope("ns", _message(SAMPLED), object_label="Counter", handler_label="add"):
+                    sampled = tracing.current_traceparent()
+            finally:
+                tracing.trace_unsampled(True)
+            assert (sent == NOT_SAMPLED) is (not on), "a span of its own gets a new span id"
+            assert sampled is not None and sampled != SAMPLED and sampled.endswith("-01")
+            assert tracing.current_traceparent() is None, "the sender's context is not left behind"
+        assert [s.name for s in spans.get_finished_spans()] == ["Counter.add", "Counter.add"], "the sampled ones"
+
+
+def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.settings import Settings
+
+    monkeypatch.delenv("TETHER_RUNTIME__TRACE_UNSAMPLED", raising=False)
+    assert Settings().runtime.trace_unsampled is True
+    monkeypatch.setenv("TETHER_RUNTIME__TRACE_UNSAMPLED", "false")
+    assert Settings().runtime.trace_unsampled is False
