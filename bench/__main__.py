@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from bench._harness import LATEST_JSON, QUICK_JSON, console, record
+from bench._harness import LATEST_JSON, QUICK_JSON, RESULTS_ENV, console, record
 from bench.registry import Workload
 
 QUICK_SCALE = 0.1
@@ -120,10 +120,6 @@ def _report(opts: RunOptions) -> None:
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
-
-
-RESULTS_ENV = "TETHER_BENCH_RESULTS"
-"""A results file instead of ``latest.json``/``quick.json`` (the profiler's bench run writes there)."""
 
 
 def _options(quick: bool, runs: int | None, scale: float | None) -> RunOptions:

@@ -45,7 +45,7 @@ from typing import Any
 
 import psutil
 
-from bench._harness import console, record, tracing
+from bench._harness import console, other_share, record, tracing
 from bench._tether_harness import METRICS_PORT_ENV
 
 TARGET_PCT = 5.0
@@ -104,13 +104,6 @@ def _arm(arm: Arm) -> Iterator[None]:
 
 def _pct(cost: float, base: float) -> float:
     return (cost / base - 1.0) * 100.0
-
-
-def other_share(run: dict[str, Any]) -> float:
-    """The share of the machine's CPU that processes outside the run used during it."""
-    load = run.get("machine_load") or {}
-    cap = load.get("capacity_cpu_s") or 0.0
-    return float(load.get("other_cpu_s", 0.0)) / cap if cap else 0.0
 
 
 def tether_cpu(run: dict[str, Any]) -> float:
@@ -218,4 +211,4 @@ async def run_and_record(opts: Any, rounds: int) -> None:
     record("tether", {"W2-observability": entry}, path=opts.results_path)
 
 
-__all__ = ["ARMS", "QUIET", "costs", "observability_cost", "other_share", "run_and_record", "tether_cpu", "until_quiet"]
+__all__ = ["ARMS", "QUIET", "costs", "observability_cost", "run_and_record", "tether_cpu", "until_quiet"]

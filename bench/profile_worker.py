@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from bench._harness import REPO_ROOT, RESULTS_DIR, console
+from bench._harness import REPO_ROOT, RESULTS_DIR, RESULTS_ENV, console
 
 WORKER_MARK = "bench.tether_apps:counter"
 CATEGORIES = (
@@ -90,7 +90,7 @@ def profile(scheme: str, seconds: float, scale: float, delay: float, workload: s
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / (f"profile-{scheme}.txt" if workload == "W2" else f"profile-{workload}-{scheme}.txt")
     # its figures are a profiled run's: they go next to the samples, not into latest.json
-    env = {**os.environ, "TETHER_KAFKA__TRANSACTIONS": scheme, "TETHER_BENCH_RESULTS": str(out.with_suffix(".json"))}
+    env = {**os.environ, "TETHER_KAFKA__TRANSACTIONS": scheme, RESULTS_ENV: str(out.with_suffix(".json"))}
     cmd = [sys.executable, "-m", "bench", "tether", "--only", workload, "--runs", "1", "--scale", str(scale)]
     bench = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

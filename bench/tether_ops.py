@@ -20,12 +20,13 @@ from bench._harness import (
     console,
     drive,
     median_run,
+    other_share,
     progress_bar,
     workload_result,
 )
 from bench._tether_harness import PARTITIONS, reader, tail_done
 from bench.peer_restate.driver import SEED
-from bench.tether_workloads import System, _other_share, _send_all, _usage, _wait_processed, system
+from bench.tether_workloads import System, _send_all, _usage, _wait_processed, system
 from eventstore import Record
 
 SAGAS = 1_000
@@ -150,7 +151,7 @@ async def sagas_workload(opts: Any) -> dict[str, Any] | None:
             out.print(
                 f"{label}: {figures['sagas_per_s']:,.0f} sagas/s, saga p50 {figures.get('saga_p50_ms', 0):.0f} ms, "
                 f"{figures['compensated']} compensated ({figures['compensations_run']} compensations), "
-                f"cpu {figures['cpu_ms_per_saga']:.2f} ms/saga, other load {_other_share(figures):.0%}, check {mark}"
+                f"cpu {figures['cpu_ms_per_saga']:.2f} ms/saga, other load {other_share(figures):.0%}, check {mark}"
             )
         params = sut.params
     extra = {
@@ -272,7 +273,7 @@ async def dlq_workload(opts: Any) -> dict[str, Any]:
             out.print(
                 f"{label}: replay {figures['replayed_per_s']:,.0f} dead letters/s ({figures['replay_s']:.1f} s), "
                 f"applied {figures['processed_per_s']:,.0f}/s, cpu {figures['cpu_ms_per_call']:.2f} ms/letter, "
-                f"other load {_other_share(figures):.0%}, check {mark}"
+                f"other load {other_share(figures):.0%}, check {mark}"
             )
         params = sut.params
     extra = {"dead_letters": count, "sessions": DEAD_END_KEYS, "runs": opts.runs}

@@ -39,6 +39,7 @@ from bench._harness import (
     drive,
     load_results,
     median_run,
+    other_share,
     progress_bar,
     record,
     workload_result,
@@ -233,12 +234,6 @@ def _usage(figures: dict[str, Any], sampler: ProcessSampler, done: int) -> None:
     figures["cpu_ms_per_call"] = sum(p.get("cpu_ms_per_call", 0.0) for p in usage.values())
 
 
-def _other_share(figures: dict[str, Any]) -> float:
-    load = figures.get("machine_load") or {}
-    cap = load.get("capacity_cpu_s") or 0.0
-    return float(load.get("other_cpu_s", 0.0)) / cap if cap else 0.0
-
-
 async def _rr_run(sut: System, workload: Workload, prefix: str, label: str, timeout_s: float) -> dict[str, Any]:
     keys = key_sequence(workload, prefix)
     handler = HANDLERS[workload.handler]
@@ -286,7 +281,7 @@ async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[st
                 f"tether {name} run {r + 1}/{opts.runs}: "
                 f"{figures['calls_per_s']:.0f} calls/s, p50 {figures['p50_ms']:.1f} ms, "
                 f"p99 {figures['p99_ms']:.1f} ms, cpu {figures['cpu_ms_per_call']:.2f} ms/call, "
-                f"other load {_other_share(figures):.0%}, check {mark}"
+                f"other load {other_share(figures):.0%}, check {mark}"
             )
             if not figures["correct"]:
                 out.print(f"[red]  {figures['check']['problems'][:3]} first error: {figures['first_error']}[/red]")
@@ -473,7 +468,7 @@ async def fire_and_forget(
             f"tether {name} run {r + 1}/{opts.runs}: send {figures['send_msgs_per_s']:,.0f} msg/s, "
             f"end-to-end {figures['end_to_end_msgs_per_s']:,.0f} msg/s "
             f"({figures['end_to_end_s']:.1f} s; offsets committed at {figures['until_offsets_committed_s']:.1f} s), "
-            f"cpu {figures['cpu_ms_per_msg']:.2f} ms/msg, other load {_other_share(figures):.0%}, check {mark}"
+            f"cpu {figures['cpu_ms_per_msg']:.2f} ms/msg, other load {other_share(figures):.0%}, check {mark}"
         )
     med = dict(median_run(results, key="end_to_end_msgs_per_s"))
     params = med.pop("params", {})

@@ -15,6 +15,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from . import tracing
@@ -96,25 +97,28 @@ class InvocationScope:
             parent = tracing.parent_of(m.trace_parent)
             if parent is not None and tracing.unsampled_parent(parent):
                 self._span = tracing.SpanScope.adopt(parent)
-                self._started = time.perf_counter()
-                return self
-            link = tracing.link_to(self.woken_by, {"tether.link": "resumed by"})
-            self._span = tracing.SpanScope(
-                f"{m.object}.{m.handler}",
-                kind=SpanKind.CONSUMER,
-                parent=parent,
-                links=[link] if link is not None else None,
-                attributes={
-                    "tether.namespace": self.namespace,
-                    "tether.object": m.object,
-                    "tether.key": m.key,
-                    "tether.handler": m.handler,
-                    "tether.invocation_id": m.invocation_id,
-                    "tether.message_id": m.id,
-                },
-            )
+            else:
+                self._span = self._invocation_span(parent)
         self._started = time.perf_counter()
         return self
+
+    def _invocation_span(self, parent: Context | None) -> tracing.SpanScope:
+        m = self.message
+        link = tracing.link_to(self.woken_by, {"tether.link": "resumed by"})
+        return tracing.SpanScope(
+            f"{m.object}.{m.handler}",
+            kind=SpanKind.CONSUMER,
+            parent=parent,
+            links=[link] if link is not None else None,
+            attributes={
+                "tether.namespace": self.namespace,
+                "tether.object": m.object,
+                "tether.key": m.key,
+                "tether.handler": m.handler,
+                "tether.invocation_id": m.invocation_id,
+                "tether.message_id": m.id,
+            },
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

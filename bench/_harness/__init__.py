@@ -12,9 +12,9 @@ from eventstore.kafka.localbroker import port_is_free
 
 from .latency import LatencyRecorder, Progress, Result, drive, median_run, percentile
 from .machine import KAFKA_VERSION, TRACKED_PACKAGES, machine_info, package_versions
-from .paths import BENCH_DIR, LATEST_JSON, QUICK_JSON, REPO_ROOT, RESULTS_DIR, RUNS_DIR
+from .paths import BENCH_DIR, LATEST_JSON, QUICK_JSON, REPO_ROOT, RESULTS_DIR, RESULTS_ENV, RUNS_DIR
 from .results import SCHEMA_VERSION, load_results, record, utc_now, workload_result
-from .sampling import ProcessSampler, sample_this_process
+from .sampling import ProcessSampler, other_share, sample_this_process
 from .terminal import check_mark, console, free_port, pick_port, progress_bar, wait_for_port
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "QUICK_JSON",
     "REPO_ROOT",
     "RESULTS_DIR",
+    "RESULTS_ENV",
     "RUNS_DIR",
     "SCHEMA_VERSION",
     "TRACKED_PACKAGES",
@@ -38,6 +39,7 @@ __all__ = [
     "load_results",
     "machine_info",
     "median_run",
+    "other_share",
     "package_versions",
     "percentile",
     "pick_port",

@@ -11,3 +11,6 @@ RESULTS_DIR = BENCH_DIR / "results"
 LATEST_JSON = RESULTS_DIR / "latest.json"
 QUICK_JSON = RESULTS_DIR / "quick.json"
 RUNS_DIR = RESULTS_DIR / "runs"
+RESULTS_ENV = "TETHER_BENCH_RESULTS"
+"""Names a results file to use instead of ``latest.json``/``quick.json`` (the profiler's bench
+run writes there, so a profiled run never replaces the full run's figures)."""

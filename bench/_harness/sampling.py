@@ -153,3 +153,11 @@ def sample_this_process(name: str, broker_pid: int | None = None, **others: int)
     if broker_pid:
         roots["broker"] = broker_pid
     return ProcessSampler(roots, no_children={name})
+
+
+def other_share(figures: dict[str, Any]) -> float:
+    """The share of the machine's CPU that processes outside a run used during it (from the
+    ``machine_load`` a `ProcessSampler` summary gives)."""
+    load = figures.get("machine_load") or {}
+    cap = load.get("capacity_cpu_s") or 0.0
+    return float(load.get("other_cpu_s", 0.0)) / cap if cap else 0.0

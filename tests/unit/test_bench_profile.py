@@ -40,8 +40,8 @@ def test_a_results_file_named_in_the_environment_replaces_latest_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The profiler's bench run sets it, so a profiled run never overwrites the full run's W2."""
-    from bench.__main__ import RESULTS_ENV, _options
-    from bench._harness import LATEST_JSON
+    from bench.__main__ import _options
+    from bench._harness import LATEST_JSON, RESULTS_ENV
 
     monkeypatch.delenv(RESULTS_ENV, raising=False)
     assert _options(False, None, None).results_path == LATEST_JSON
