@@ -246,12 +246,38 @@ def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, ma
 @cli.command()
 @common
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Rounds of every arm.")
-def overhead(quick: bool, runs: int | None, scale: float | None, rounds: int) -> None:
+@click.option(
+    "--interleaved",
+    is_flag=True,
+    help="Switch the arms inside one running W2 instead (W2-observability-interleaved).",
+)
+@click.option(
+    "--cycles",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="With --interleaved: cycles of every arm.",
+)
+@click.option(
+    "--block",
+    type=click.FloatRange(min=0.5),
+    default=4.0,
+    show_default=True,
+    help="With --interleaved: seconds a block.",
+)
+def overhead(
+    quick: bool, runs: int | None, scale: float | None, rounds: int, interleaved: bool, cycles: int, block: float
+) -> None:
     """What metrics and tracing cost: W2 off, with metrics, traced, sampled (W2-observability)."""
-    from bench.observability_cost import run_and_record
-
     opts = _options(quick, runs, scale)
-    _run(run_and_record(opts, rounds))
+    if interleaved:
+        from bench import observability_interleaved
+
+        _run(observability_interleaved.run_and_record(opts, cycles, block))
+    else:
+        from bench import observability_cost
+
+        _run(observability_cost.run_and_record(opts, rounds))
     _report(opts)
 
 
@@ -292,6 +318,7 @@ def list_cmd() -> None:
     click.echo("raw          raw aiokafka EOS pipeline, 100,000 messages over 10,000 sessions")
     click.echo("profile      py-spy samples of a W2 worker, self time by package")
     click.echo("overhead     W2 off, with metrics, traced and 10 % sampled, in rounds (W2-observability)")
+    click.echo("             --interleaved: switched block by block in one run (W2-observability-interleaved)")
     click.echo("eos          raw EOS pipeline and W2 request/reply per Kafka client and transaction scheme")
 
 

@@ -27,6 +27,7 @@ import psutil
 from actors import RuntimeSettings, Settings
 from bench._harness import BENCH_DIR, REPO_ROOT, console
 from bench._harness.tracing import TRACING_ENV
+from bench.observability_switch import SWITCH_ENV
 from eventstore import EventLog, KafkaSettings, Record, TopicPartition, Topics, open_log, unpack
 from eventstore.kafka import client_kwargs
 from eventstore.settings import REVEAL_SECRETS
@@ -229,6 +230,8 @@ class WorkerProcess:
             env["TETHER_RUNTIME__METRICS_PORT"] = str(int(metrics_port) + next(_METRICS_OFFSETS) % 16)
         if os.environ.get(TRACING_ENV):  # and traces (bench._harness.tracing)
             env[TRACING_ENV] = "1"
+        if os.environ.get(SWITCH_ENV):  # switched on and off while it runs (bench.observability_switch)
+            env[SWITCH_ENV] = os.environ[SWITCH_ENV]
         env.update(self.extra_env)
         cmd = [sys.executable, "-c", "from actors.cli.main import main; main()", "serve", self.target, "-v"]
         if self.ray_workers:

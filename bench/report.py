@@ -125,6 +125,16 @@ ROWS: list[Row] = [
             ("tether_cpu_cost_pct_sampled_lean", "% more worker + client CPU/W2 call, 10 % traced, no unsampled spans"),
         )
     ),
+    *(
+        Row("W2-observability-interleaved", f"{kind}_cost_pct_{arm}", None, OBSERVABILITY, unit=f"{what}, {text}")
+        for kind, what in (("tether_cpu", "% more worker + client CPU/W2 call"), ("cpu", "% more CPU/W2 call"))
+        for arm, text in (
+            ("metrics", "metrics, switched in one run"),
+            ("sampled", "metrics + 10 % traced, switched in one run"),
+            ("sampled_lean", "10 % traced, no unsampled spans, switched in one run"),
+            ("traced", "metrics + all traced, switched in one run"),
+        )
+    ),
     Row("W7", "replayed_per_s", None, None, unit="dead letters replayed/s"),
     Row("W1-embedded", "p50_ms", None, Target("<= 10 ms", value_at_most=10.0), unit="p50 ms"),
     Row("W1-embedded", "calls_per_s", ("restate", "W1", "calls_per_s"), None),

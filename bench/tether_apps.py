@@ -14,15 +14,19 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from actors import ObjectContext, TerminalError, VirtualObject
+from bench import observability_switch as switch
 from bench._harness import tracing
 
 if os.environ.get(tracing.TRACING_ENV):  # a worker of `python -m bench overhead`'s "on" arm
     tracing.install(report_at_exit=True)
+if os.environ.get(switch.SWITCH_ENV):  # a worker of `python -m bench overhead --interleaved`
+    switch.listen(Path(os.environ[switch.SWITCH_ENV]))
 
 REPLAY_PREFIX = "dlq-replay:"
 """Message ids of replays from the dead-letter queue start with this (see dlq.replayer)."""

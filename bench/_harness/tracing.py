@@ -69,12 +69,13 @@ class _CountingExporter:
 _switch: _Switch | None = None
 _exporter: _CountingExporter | None = None
 _processor: Any = None
+_provider: Any = None
 
 
 def install(*, report_at_exit: bool = False) -> None:
     """Make this process record spans with the SDK: every new trace, and every span whose
     parent was sampled (once; later calls change nothing)."""
-    global _switch, _exporter, _processor
+    global _switch, _exporter, _processor, _provider
     if _switch is not None:
         return
     from opentelemetry import trace
@@ -87,8 +88,14 @@ def install(*, report_at_exit: bool = False) -> None:
     _processor = BatchSpanProcessor(_exporter)  # type: ignore[arg-type]
     provider.add_span_processor(_processor)
     trace.set_tracer_provider(provider)
+    _provider = provider
     if report_at_exit:
         atexit.register(lambda: print(f"bench tracing: {spans_exported()} spans exported", file=sys.stderr))
+
+
+def provider() -> Any:  # noqa: ANN401 - the SDK's TracerProvider
+    """The provider `install` set (None before)."""
+    return _provider
 
 
 def set_sampling(ratio: float) -> None:
@@ -104,4 +111,4 @@ def spans_exported() -> int:
     return _exporter.spans if _exporter is not None else 0
 
 
-__all__ = ["TRACING_ENV", "install", "set_sampling", "spans_exported"]
+__all__ = ["TRACING_ENV", "install", "provider", "set_sampling", "spans_exported"]

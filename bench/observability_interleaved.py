@@ -1,0 +1,250 @@
+"""What metrics and tracing cost, switched on and off inside one running W2 (interleaved blocks).
+
+`bench.observability_cost` compares separate runs, each with its own worker process; on this
+VM two runs of the same arm differ by more than the cost being measured (one arm's CPU per call
+drifted 545 -> 397 us between rounds with no other process running). Here one worker and one
+load generator run W2's load (64 calls in flight over 1,000 keys, the ``add`` handler) without
+pause, and every few seconds both switch mode (`bench.observability_switch`): metrics, tracing
+and its sampling, inside the same processes, on the same broker connections and sessions. The
+blocks alternate ``off``, an arm, ``off``, the next arm, ... (the arms rotated each cycle), and
+an arm's block is compared with the mean of the ``off`` blocks just before and just after it,
+so a drift slower than a block cancels out. The cost of an arm is the median over its blocks.
+
+Each block first settles (the switch, in-flight calls of the previous mode finishing, the
+client's spans flushed), then measures CPU time (worker, load generator, broker) and calls for
+its length. The arms and their meaning are `bench.observability_cost.ARMS`'s; ``off`` here is
+stricter than there: no tracer provider in the load generator either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench import tether_apps as apps
+from bench._harness import ProcessSampler, console, drive, other_share, progress_bar, record, tracing
+from bench._tether_harness import METRICS_PORT_ENV
+from bench.observability_cost import ARMS, METRICS_PORT, QUIET, TARGET_PCT, Arm, tether_cpu
+from bench.observability_switch import SWITCH_ENV, Mode, apply, ask_worker
+from bench.peer_restate.driver import WORKLOADS, check_counters
+from bench.tether_workloads import CALL_TIMEOUT, _finals, _usage, lifespan, system
+
+BLOCK_S = 4.0
+"""Measured seconds per block."""
+SETTLE_S = 1.0
+"""Seconds after a switch before a block is measured."""
+CYCLES = 10
+"""Cycles of every arm (each arm once per cycle, between two ``off`` blocks)."""
+
+
+def mode_of(arm: Arm) -> Mode:
+    return Mode(metrics=arm.metrics, sampling=arm.sampling, trace_unsampled=arm.trace_unsampled)
+
+
+def schedule(cycles: int) -> list[str]:
+    """Arm names, block by block: ``off`` first, last and between any two arms; arms rotated per cycle."""
+    names = [a.name for a in ARMS if a.name != "off"]
+    blocks = ["off"]
+    for c in range(cycles):
+        for name in names[c % len(names) :] + names[: c % len(names)]:
+            blocks += [name, "off"]
+    return blocks
+
+
+def _per_call(block: dict[str, Any]) -> float:
+    return float(block["cpu_ms_per_call"])
+
+
+def interleaved_costs(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm but ``off``: the median over its blocks of its cost against the neighbouring ``off`` blocks.
+
+    A block counts when it and both its neighbours saw at most `QUIET` other load.
+    """
+    out: dict[str, Any] = {"blocks": len(blocks)}
+    per_arm: dict[str, dict[str, list[float]]] = {}
+    for i in range(1, len(blocks) - 1):
+        before, block, after = blocks[i - 1], blocks[i], blocks[i + 1]
+        if block["arm"] == "off" or before["arm"] != "off" or after["arm"] != "off":
+            continue
+        if max(other_share(b) for b in (before, block, after)) > QUIET:
+            continue
+        into = per_arm.setdefault(block["arm"], {"cpu": [], "own": [], "throughput": []})
+        into["cpu"].append(_pct(_per_call(block), (_per_call(before) + _per_call(after)) / 2))
+        into["own"].append(_pct(tether_cpu(block), (tether_cpu(before) + tether_cpu(after)) / 2))
+        base_rate = (before["calls_per_s"] + after["calls_per_s"]) / 2
+        into["throughput"].append(_pct(base_rate, block["calls_per_s"]))
+    for name, series in per_arm.items():
+        out[f"blocks_used_{name}"] = len(series["cpu"])
+        out[f"cpu_cost_pct_{name}"] = statistics.median(series["cpu"])
+        out[f"tether_cpu_cost_pct_{name}"] = statistics.median(series["own"])
+        out[f"throughput_cost_pct_{name}"] = statistics.median(series["throughput"])
+        out[f"per_block_tether_cpu_cost_pct_{name}"] = [round(v, 2) for v in series["own"]]
+    return out
+
+
+def _pct(cost: float, base: float) -> float:
+    return (cost / base - 1.0) * 100.0
+
+
+class _Load:
+    """W2's closed loop, run until stopped: `concurrency` callers, keys drawn from `keys` sessions."""
+
+    def __init__(self, client: Any, prefix: str, keys: int, concurrency: int) -> None:  # noqa: ANN401
+        self.client = client
+        self.keys = [f"{prefix}-{i}" for i in range(keys)]
+        self.concurrency = concurrency
+        self.called: list[str] = []
+        self.values: list[Any] = []
+        self.errors = 0
+        self.first_error: str | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.values)
+
+    async def _caller(self, seed: int) -> None:
+        rng = random.Random(seed)
+        payload = apps.Add(n=1)
+        while not self._stop.is_set():
+            key = self.keys[rng.randrange(len(self.keys))]
+            try:
+                value = (await self.client.call(apps.add, key, payload, timeout=CALL_TIMEOUT)).value
+            except Exception as exc:  # noqa: BLE001 - counted; the check fails the run
+                self.errors += 1
+                self.first_error = self.first_error or repr(exc)
+                continue
+            self.called.append(key)
+            self.values.append(value)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._caller(i)) for i in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+@contextlib.contextmanager
+def _worker_environment(switch_file: Path) -> Iterator[None]:
+    """What the worker starts with: a metrics port, the bench's tracer provider, the switch."""
+    values = {METRICS_PORT_ENV: METRICS_PORT, tracing.TRACING_ENV: "1", SWITCH_ENV: str(switch_file)}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+async def _switch(arm: Arm, worker_pid: int, switch_file: Path) -> None:
+    """Both processes to `arm`'s mode (the load generator records no metrics in any mode)."""
+    await ask_worker(worker_pid, switch_file, mode_of(arm))
+    apply(replace(mode_of(arm), metrics=False))
+
+
+async def _block(sut: Any, load: _Load, arm: Arm, block_s: float) -> dict[str, Any]:  # noqa: ANN401
+    sampler = ProcessSampler(sut.pids, no_children={"load_generator"}, interval_s=0.5)
+    spans_before = tracing.spans_exported()
+    calls_before, started = load.calls, time.monotonic()
+    with sampler:
+        await asyncio.sleep(block_s)
+    calls, seconds = load.calls - calls_before, time.monotonic() - started
+    figures: dict[str, Any] = {"arm": arm.name, "calls": calls, "seconds": seconds, "calls_per_s": calls / seconds}
+    _usage(figures, sampler, max(calls, 1))
+    figures["client_spans"] = tracing.spans_exported() - spans_before
+    return figures
+
+
+async def interleaved_cost(opts: Any, cycles: int, block_s: float = BLOCK_S) -> dict[str, Any]:  # noqa: ANN401
+    """`cycles` cycles of every arm in one W2 run; the entry for the results file."""
+    arms = {a.name: a for a in ARMS}
+    plan = schedule(cycles)
+    workload = WORKLOADS["W2"]
+    out = console()
+    blocks: list[dict[str, Any]] = []
+    tracing.install()
+    with tempfile.TemporaryDirectory(prefix="tether-bench-switch-") as tmp:
+        switch_file = Path(tmp) / "mode"
+        with _worker_environment(switch_file):
+            async with lifespan(opts), system("W2", "kafka") as sut:
+                worker_pid = sut.pids["worker"]
+                load = _Load(sut.client, f"W2i-{os.getpid()}", workload.keys, workload.concurrency)
+                warm, wkeys = workload.warm_up()  # the worker serves (so it listens) once these return
+                with progress_bar("tether W2 warm-up (worker start)", warm.calls) as advance:
+                    await drive(
+                        lambda i: sut.client.call(apps.add, wkeys[i], apps.Add(n=1), timeout=CALL_TIMEOUT),
+                        warm.calls,
+                        warm.concurrency,
+                        advance,
+                        keep_values=False,
+                    )
+                await _switch(arms["off"], worker_pid, switch_file)
+                load.start()
+                with progress_bar("observability interleaved (W2, blocks)", len(plan)) as advance:
+                    await asyncio.sleep(SETTLE_S * 5)  # the load's first calls: its sessions restored
+                    for name in plan:
+                        await _switch(arms[name], worker_pid, switch_file)
+                        await asyncio.sleep(SETTLE_S)
+                        tracing.spans_exported()  # the previous mode's spans flushed outside the block
+                        blocks.append(await _block(sut, load, arms[name], block_s))
+                        advance(1)
+                await load.stop()
+                finals = await _finals(sut.client, load.called)
+    check = check_counters(load.called, load.values, finals)
+    median = interleaved_costs(blocks)
+    for arm in ARMS[1:]:
+        if f"cpu_cost_pct_{arm.name}" not in median:
+            continue
+        out.print(
+            f"{arm.name}: worker and load generator {median[f'tether_cpu_cost_pct_{arm.name}']:+.1f} % CPU per call, "
+            f"all processes {median[f'cpu_cost_pct_{arm.name}']:+.1f} %, throughput "
+            f"{median[f'throughput_cost_pct_{arm.name}']:+.1f} % (median of {median[f'blocks_used_{arm.name}']} "
+            f"blocks; target < {TARGET_PCT:.0f} %)"
+        )
+    spans = {name: [b["client_spans"] for b in blocks if b["arm"] == name] for name in arms}
+    # A call in flight at a switch may end its span in the next block: at most one per caller.
+    quiet_when_off = all(n <= workload.concurrency for n in spans["off"] + spans["metrics"])
+    traced_when_on = all(n > 0 for n in spans["traced"] + spans["sampled"] + spans["sampled_lean"])
+    return {
+        "system": "tether",
+        "params": {
+            "workload": "W2",
+            "cycles": cycles,
+            "block_s": block_s,
+            "settle_s": SETTLE_S,
+            "concurrency": workload.concurrency,
+            "keys": workload.keys,
+            "arms": [a.name for a in ARMS],
+        },
+        "median": median,
+        "blocks": blocks,
+        "calls": load.calls,
+        "errors": load.errors,
+        "first_error": load.first_error,
+        "check": check,
+        "correct": check["ok"] and load.errors == 0 and quiet_when_off and traced_when_on,
+    }
+
+
+async def run_and_record(opts: Any, cycles: int, block_s: float = BLOCK_S) -> None:  # noqa: ANN401
+    """Measure and merge the entry into the results file as ``W2-observability-interleaved``."""
+    entry = await interleaved_cost(opts, cycles, block_s)
+    record("tether", {"W2-observability-interleaved": entry}, path=opts.results_path)
+
+
+__all__ = ["BLOCK_S", "CYCLES", "interleaved_cost", "interleaved_costs", "run_and_record", "schedule"]

@@ -1,0 +1,97 @@
+"""Turn metrics and tracing on and off inside running processes, for the interleaved overhead bench.
+
+Comparing separate runs, each a new worker process, measures the cost of observability plus
+the difference between two processes (their memory layout, the broker's state, the machine's
+drift between runs), which on a shared 2-core VM is larger than the cost itself. Switching
+both inside one worker and one load generator, block by block, compares like with like.
+
+A mode is three values: metrics recorded or not (`METRICS.enabled`, what a worker sets at start
+when it has a metrics port), the share of new traces sampled (0: no tracer provider at all, as
+in a deployment without an OpenTelemetry SDK), and ``trace_unsampled``. "No provider" is the
+OpenTelemetry API's global set back to None: the API allows setting it once, so this reaches
+into its private global; the bench does it, Tether never does (Tether reads that global on
+every check, so it follows at once: ``actors.observability.tracing.enabled``).
+
+A worker started with ``SWITCH_ENV`` naming a file listens for SIGUSR1: it reads the mode from
+that file, applies it, and writes it back to ``<file>.ack`` (`ask_worker` waits for that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from opentelemetry import trace
+
+from actors.observability import METRICS
+from actors.observability.tracing import trace_unsampled
+from bench._harness import tracing
+
+SWITCH_ENV = "TETHER_BENCH_SWITCH"
+"""Set in a worker's environment to a file path: the worker switches modes on SIGUSR1."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    metrics: bool
+    sampling: float
+    """Share of new traces sampled; 0 is no tracer provider (spans are not even created)."""
+    trace_unsampled: bool = True
+
+    def encode(self) -> str:
+        return f"{int(self.metrics)} {self.sampling!r} {int(self.trace_unsampled)}"
+
+    @classmethod
+    def decode(cls, text: str) -> Mode:
+        metrics, sampling, unsampled = text.split()
+        return cls(metrics == "1", float(sampling), unsampled == "1")
+
+
+def apply(mode: Mode) -> None:
+    """Put this process in `mode` (installing the bench's tracer provider on first use)."""
+    METRICS.enable(mode.metrics)
+    trace_unsampled(mode.trace_unsampled)
+    if mode.sampling > 0:
+        tracing.install()
+        tracing.set_sampling(mode.sampling)
+        trace._TRACER_PROVIDER = tracing.provider()  # noqa: SLF001 - see the module's docstring
+    else:
+        tracing.set_sampling(0.0)
+        trace._TRACER_PROVIDER = None  # noqa: SLF001
+
+
+def listen(path: Path) -> None:
+    """In a worker: apply the mode written to `path` on each SIGUSR1 and acknowledge it."""
+    ack = ack_path(path)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        text = path.read_text().strip()
+        apply(Mode.decode(text))
+        ack.write_text(text)
+
+    signal.signal(signal.SIGUSR1, on_signal)
+
+
+def ack_path(path: Path) -> Path:
+    return path.with_name(path.name + ".ack")
+
+
+async def ask_worker(pid: int, path: Path, mode: Mode, timeout_s: float = 5.0) -> None:
+    """Switch the worker `pid` (listening on `path`) to `mode`; return once it acknowledged."""
+    ack = ack_path(path)
+    ack.unlink(missing_ok=True)
+    path.write_text(mode.encode())
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout_s
+    while not (ack.exists() and ack.read_text().strip() == mode.encode()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker {pid} did not switch to {mode} within {timeout_s} s")
+        await asyncio.sleep(0.01)
+
+
+__all__ = ["SWITCH_ENV", "Mode", "apply", "ask_worker", "listen"]
