@@ -265,15 +265,28 @@ def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, ma
     show_default=True,
     help="With --interleaved: seconds a block.",
 )
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="With --interleaved: start calls at this rate (calls/s) instead of a closed loop (W2-observability-paced).",
+)
 def overhead(
-    quick: bool, runs: int | None, scale: float | None, rounds: int, interleaved: bool, cycles: int, block: float
+    quick: bool,
+    runs: int | None,
+    scale: float | None,
+    rounds: int,
+    interleaved: bool,
+    cycles: int,
+    block: float,
+    rate: float | None,
 ) -> None:
     """What metrics and tracing cost: W2 off, with metrics, traced, sampled (W2-observability)."""
     opts = _options(quick, runs, scale)
     if interleaved:
         from bench import observability_interleaved
 
-        _run(observability_interleaved.run_and_record(opts, cycles, block))
+        _run(observability_interleaved.run_and_record(opts, cycles, block, rate))
     else:
         from bench import observability_cost
 

@@ -96,39 +96,73 @@ def _pct(cost: float, base: float) -> float:
 
 
 class _Load:
-    """W2's closed loop, run until stopped: `concurrency` callers, keys drawn from `keys` sessions."""
+    """W2's load, run until stopped, keys drawn from `keys` sessions.
 
-    def __init__(self, client: Any, prefix: str, keys: int, concurrency: int) -> None:  # noqa: ANN401
+    Closed loop (`rate` None): `concurrency` callers, each calling again as soon as its call
+    returns, so the machine runs flat out. Paced (`rate` calls/s): calls start on a fixed
+    schedule (at most `concurrency` x 4 in flight), so every mode does the same work per second.
+    """
+
+    TICK_S = 0.005
+
+    def __init__(self, client: Any, prefix: str, keys: int, concurrency: int, rate: float | None = None) -> None:  # noqa: ANN401
         self.client = client
         self.keys = [f"{prefix}-{i}" for i in range(keys)]
         self.concurrency = concurrency
+        self.rate = rate
         self.called: list[str] = []
         self.values: list[Any] = []
         self.errors = 0
         self.first_error: str | None = None
+        self.late = 0
+        """Paced calls that started late because `concurrency` x 4 were in flight."""
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._payload = apps.Add(n=1)
 
     @property
     def calls(self) -> int:
         return len(self.values)
 
+    async def _one(self, key: str) -> None:
+        try:
+            value = (await self.client.call(apps.add, key, self._payload, timeout=CALL_TIMEOUT)).value
+        except Exception as exc:  # noqa: BLE001 - counted; the check fails the run
+            self.errors += 1
+            self.first_error = self.first_error or repr(exc)
+            return
+        self.called.append(key)
+        self.values.append(value)
+
     async def _caller(self, seed: int) -> None:
         rng = random.Random(seed)
-        payload = apps.Add(n=1)
         while not self._stop.is_set():
-            key = self.keys[rng.randrange(len(self.keys))]
-            try:
-                value = (await self.client.call(apps.add, key, payload, timeout=CALL_TIMEOUT)).value
-            except Exception as exc:  # noqa: BLE001 - counted; the check fails the run
-                self.errors += 1
-                self.first_error = self.first_error or repr(exc)
-                continue
-            self.called.append(key)
-            self.values.append(value)
+            await self._one(self.keys[rng.randrange(len(self.keys))])
+
+    async def _pacer(self, rate: float) -> None:
+        rng = random.Random(0)
+        slots = asyncio.Semaphore(self.concurrency * 4)
+        calls: set[asyncio.Task[None]] = set()
+        started, t0 = 0, time.monotonic()
+        while not self._stop.is_set():
+            await asyncio.sleep(self.TICK_S)
+            due = int((time.monotonic() - t0) * rate) - started
+            for _ in range(due):
+                if slots.locked():
+                    self.late += 1
+                await slots.acquire()
+                task = asyncio.ensure_future(self._one(self.keys[rng.randrange(len(self.keys))]))
+                calls.add(task)
+                task.add_done_callback(calls.discard)
+                task.add_done_callback(lambda _: slots.release())
+                started += 1
+        await asyncio.gather(*calls)
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._caller(i)) for i in range(self.concurrency)]
+        if self.rate is None:
+            self._tasks = [asyncio.ensure_future(self._caller(i)) for i in range(self.concurrency)]
+        else:
+            self._tasks = [asyncio.ensure_future(self._pacer(self.rate))]
 
     async def stop(self) -> None:
         self._stop.set()
@@ -170,7 +204,9 @@ async def _block(sut: Any, load: _Load, arm: Arm, block_s: float) -> dict[str, A
     return figures
 
 
-async def interleaved_cost(opts: Any, cycles: int, block_s: float = BLOCK_S) -> dict[str, Any]:  # noqa: ANN401
+async def interleaved_cost(  # noqa: ANN401
+    opts: Any, cycles: int, block_s: float = BLOCK_S, rate: float | None = None
+) -> dict[str, Any]:
     """`cycles` cycles of every arm in one W2 run; the entry for the results file."""
     arms = {a.name: a for a in ARMS}
     plan = schedule(cycles)
@@ -183,7 +219,7 @@ async def interleaved_cost(opts: Any, cycles: int, block_s: float = BLOCK_S) -> 
         with _worker_environment(switch_file):
             async with lifespan(opts), system("W2", "kafka") as sut:
                 worker_pid = sut.pids["worker"]
-                load = _Load(sut.client, f"W2i-{os.getpid()}", workload.keys, workload.concurrency)
+                load = _Load(sut.client, f"W2i-{os.getpid()}", workload.keys, workload.concurrency, rate)
                 warm, wkeys = workload.warm_up()  # the worker serves (so it listens) once these return
                 with progress_bar("tether W2 warm-up (worker start)", warm.calls) as advance:
                     await drive(
@@ -224,6 +260,7 @@ async def interleaved_cost(opts: Any, cycles: int, block_s: float = BLOCK_S) -> 
         "system": "tether",
         "params": {
             "workload": "W2",
+            "rate": rate,
             "cycles": cycles,
             "block_s": block_s,
             "settle_s": SETTLE_S,
@@ -235,16 +272,21 @@ async def interleaved_cost(opts: Any, cycles: int, block_s: float = BLOCK_S) -> 
         "blocks": blocks,
         "calls": load.calls,
         "errors": load.errors,
+        "late_calls": load.late,
         "first_error": load.first_error,
         "check": check,
         "correct": check["ok"] and load.errors == 0 and quiet_when_off and traced_when_on,
     }
 
 
-async def run_and_record(opts: Any, cycles: int, block_s: float = BLOCK_S) -> None:  # noqa: ANN401
-    """Measure and merge the entry into the results file as ``W2-observability-interleaved``."""
-    entry = await interleaved_cost(opts, cycles, block_s)
-    record("tether", {"W2-observability-interleaved": entry}, path=opts.results_path)
+async def run_and_record(  # noqa: ANN401
+    opts: Any, cycles: int, block_s: float = BLOCK_S, rate: float | None = None
+) -> None:
+    """Measure and merge the entry into the results file as ``W2-observability-interleaved``
+    (closed loop) or ``W2-observability-paced`` (`rate` calls/s)."""
+    entry = await interleaved_cost(opts, cycles, block_s, rate)
+    name = "W2-observability-interleaved" if rate is None else "W2-observability-paced"
+    record("tether", {name: entry}, path=opts.results_path)
 
 
 __all__ = ["BLOCK_S", "CYCLES", "interleaved_cost", "interleaved_costs", "run_and_record", "schedule"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +18,7 @@ from opentelemetry.util._once import Once
 from actors.observability import METRICS
 from actors.observability import tracing as tether_tracing
 from bench.observability_cost import ARMS
-from bench.observability_interleaved import interleaved_costs, schedule
+from bench.observability_interleaved import _Load, interleaved_costs, schedule
 from bench.observability_switch import Mode, apply, ask_worker, listen
 
 
@@ -100,3 +103,35 @@ async def test_a_listening_process_switches_on_sigusr1_and_acknowledges(restored
     assert METRICS.enabled and not tether_tracing.enabled()
     await ask_worker(os.getpid(), tmp_path / "mode", Mode(metrics=False, sampling=0.1))
     assert not METRICS.enabled and tether_tracing.enabled()
+
+
+class _SlowClient:
+    """Answers every call after `seconds`, counting how many are in flight at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.in_flight = self.most_in_flight = self.started = 0
+
+    async def call(self, handler: Any, key: str, payload: Any, *, timeout: float) -> Any:  # noqa: ANN401
+        self.started += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.in_flight -= 1
+        return SimpleNamespace(value=1)
+
+
+async def test_paced_load_never_runs_ahead_of_its_rate_and_bounds_what_is_in_flight() -> None:
+    client = _SlowClient(seconds=0.2)
+    load = _Load(client, "k", keys=10, concurrency=2, rate=200.0)
+    started = time.monotonic()
+    load.start()
+    await asyncio.sleep(0.5)
+    await load.stop()
+    elapsed = time.monotonic() - started
+    assert client.started <= 200.0 * elapsed + 1, "never ahead of the schedule"
+    assert client.most_in_flight == 8, "at most concurrency x 4 in flight"
+    assert load.late > 0, "a call that waited for a free slot is counted as late"
+    assert load.calls == client.started and load.errors == 0, "every started call finished before stop returned"
