@@ -71,13 +71,16 @@ class RuntimeSettings(BaseModel):
     ``tether[s3]``; boto3's usual configuration, ``AWS_ENDPOINT_URL`` for S3-compatible
     servers). Takes precedence over `blob_dir`; one of them is required with
     `blob_threshold_bytes`."""
-    trace_unsampled: bool = True
-    """Give an invocation a span when its message's trace was not sampled (the tracer provider's
-    sampler decides, as for any span). False: such an invocation starts no span and runs in its
-    sender's context (its sends carry the sender's unsampled ``traceparent``, its logs the trace
-    id): 7-9 us less per unsampled invocation (measured in a loop), and the same traces for every
-    parent-based sampler (the SDK's default), but a sampler that records children of unsampled
-    parents gets none here."""
+    trace_unsampled: bool | Literal["auto"] = "auto"
+    """Whether an invocation whose message's trace was not sampled gets a span of its own.
+
+    True: it does (the tracer provider's sampler decides, as for any span). False: it starts no
+    span and runs in its sender's context (its sends carry the sender's unsampled
+    ``traceparent``, its logs the trace id): 7-9 us less per unsampled invocation (measured in a
+    loop), but a sampler that records children of unsampled parents gets none of them. "auto"
+    (the default): False when the provider's sampler is the SDK's ``ParentBased`` dropping
+    children of unsampled remote parents (its default, so the SDK's default sampler and every
+    ``parentbased_*`` one), whose traces are then the same either way; True otherwise."""
     stall_warning: float = Field(default=1.0, gt=0)
     """Seconds the worker's event loop may be blocked (by handler code that does not await)
     before the worker logs a warning: while it is blocked, the group's heartbeats stop too."""

@@ -78,12 +78,16 @@ ARMS = (
 @contextlib.contextmanager
 def _arm(arm: Arm) -> Iterator[None]:
     """The environment the workers of one arm start with, and the load generator's sampling."""
-    values = {METRICS_PORT_ENV: METRICS_PORT, tracing.TRACING_ENV: "1", TRACE_UNSAMPLED_ENV: "false"}
+    values = {
+        METRICS_PORT_ENV: METRICS_PORT,
+        tracing.TRACING_ENV: "1",
+        TRACE_UNSAMPLED_ENV: "true" if arm.trace_unsampled else "false",
+    }
     saved = {k: os.environ.get(k) for k in values}
     ons = (
         (METRICS_PORT_ENV, arm.metrics),
         (tracing.TRACING_ENV, arm.sampling > 0),
-        (TRACE_UNSAMPLED_ENV, not arm.trace_unsampled),
+        (TRACE_UNSAMPLED_ENV, arm.sampling > 0),
     )
     for key, on in ons:
         if on:

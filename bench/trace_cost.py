@@ -14,7 +14,10 @@ process, because OpenTelemetry's global tracer provider can be set only once:
 - ``off``: no metrics, no tracer provider (what a deployment without observability pays);
 - ``metrics``: Prometheus metrics recorded (``METRICS.enable()``);
 - ``unsampled``: metrics, and the SDK installed (as `bench._harness.tracing` sets it up: batch
-  span processor, an exporter that counts and drops) with a sampler that samples nothing;
+  span processor, an exporter that counts and drops, ``ParentBased`` sampling) with a sampler
+  that samples nothing, and ``trace_unsampled`` True (an invocation gets a span of its own);
+- ``unsampled_auto``: the same with ``trace_unsampled`` "auto", the default (no span of its own:
+  the parent-based sampler would drop it);
 - ``traced``: metrics, and every span recorded by the SDK.
 
 In the last two arms, `sdk_floor` times what the OpenTelemetry API itself charges for the same
@@ -43,6 +46,9 @@ from actors.protocol.inbox import Message
 from bench._harness import tracing as bench_tracing
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+"""The parent of a traced invocation (sampled); an unsampled arm's message carries flags 00."""
+UNSAMPLED = TRACEPARENT[:-2] + "00"
+_parent = TRACEPARENT
 
 
 def _message(i: int) -> Message:
@@ -53,7 +59,7 @@ def _message(i: int) -> Message:
         h="add",
         p={"n": 1},
         ts=0,
-        tp=TRACEPARENT,
+        tp=_parent,
     )
 
 
@@ -159,11 +165,17 @@ def measure(iterations: int, repeats: int) -> dict[str, dict[str, float]]:
     arm("off")
     METRICS.enable()
     arm("metrics")
+    global _parent
     bench_tracing.install()
     bench_tracing.set_sampling(0.0)
+    _parent = UNSAMPLED  # as a client that sampled nothing sends it: the worker follows its parent
+    tracing.trace_unsampled(True)
     arm("unsampled")
     out["unsampled"]["sdk_floor_us"] = _time(sdk_floor, iterations, repeats)
+    tracing.trace_unsampled("auto")  # the default: the parent-based sampler drops such spans anyway
+    arm("unsampled_auto")
     bench_tracing.set_sampling(1.0)
+    _parent = TRACEPARENT
     before = bench_tracing.spans_exported()
     arm("traced")
     spans = bench_tracing.spans_exported() - before

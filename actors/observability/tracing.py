@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import traceback
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -39,7 +39,10 @@ _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 W3C propagator, so both read every header alike (``test_trace_context.py``)."""
 _tracer: trace.Tracer | None = None
 _provider: object | None = None
-_trace_unsampled = True
+_trace_unsampled: bool | Literal["auto"] = "auto"
+_sampler_seen: object = None
+"""The sampler `unsampled_parent` last judged in "auto", and its verdict."""
+_sampler_drops = False
 
 
 trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, if any
@@ -70,17 +73,47 @@ def enabled() -> bool:
     return _checked_enabled
 
 
-def trace_unsampled(on: bool) -> None:
+def trace_unsampled(on: bool | Literal["auto"]) -> None:
     """Whether an invocation under an unsampled parent gets a span (`RuntimeSettings.trace_unsampled`)."""
     global _trace_unsampled
     _trace_unsampled = on
 
 
 def unsampled_parent(parent: otel_context.Context) -> bool:
-    """Whether `parent` was not sampled and such parents get no span (`trace_unsampled`)."""
-    if _trace_unsampled:
+    """Whether `parent` was not sampled and such parents get no span (`trace_unsampled`).
+
+    In "auto", they get none when the provider's sampler would drop every child of an unsampled
+    remote parent anyway (`drops_children_of_unsampled`), so the exported traces are the same.
+    """
+    if _trace_unsampled is True:
         return False
-    return not trace.get_current_span(parent).get_span_context().trace_flags.sampled
+    if trace.get_current_span(parent).get_span_context().trace_flags.sampled:
+        return False
+    if _trace_unsampled is False:
+        return True
+    global _sampler_seen, _sampler_drops
+    sampler = getattr(trace.get_tracer_provider(), "sampler", None)
+    if sampler is not _sampler_seen:
+        _sampler_seen, _sampler_drops = sampler, drops_children_of_unsampled(sampler)
+    return _sampler_drops
+
+
+def drops_children_of_unsampled(sampler: object) -> bool:
+    """Whether `sampler` drops every span whose remote parent was not sampled.
+
+    True for the OpenTelemetry SDK's ``ParentBased`` with its default for such parents
+    (``ALWAYS_OFF``): the SDK's default sampler and every ``parentbased_*`` one of
+    ``OTEL_TRACES_SAMPLER``. False for anything else (another sampler may record such spans), and
+    when the SDK's attributes are not the ones read here.
+    """
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+    except ImportError:  # no SDK: a provider of another implementation
+        return False
+    if not isinstance(sampler, ParentBased):
+        return False
+    delegate = getattr(sampler, "_remote_parent_not_sampled", None)
+    return isinstance(delegate, StaticSampler) and getattr(delegate, "_decision", None) is Decision.DROP
 
 
 def tracer() -> trace.Tracer:

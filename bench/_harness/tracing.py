@@ -19,28 +19,27 @@ TRACING_ENV = "TETHER_BENCH_TRACING"
 
 
 class _Switch:
-    """A sampler that follows a sampled parent, and samples this share of new traces."""
+    """The root sampler: this share of new traces (the provider wraps it in ``ParentBased``)."""
 
     def __init__(self) -> None:
-        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
         self.ratio = 1.0
-        self._parent_based = ParentBased(ALWAYS_ON)
-        self._off = ALWAYS_OFF
+        self._on, self._off = ALWAYS_ON, ALWAYS_OFF
         self._ratios: dict[float, Any] = {}
-        """One ``ParentBased(TraceIdRatioBased(ratio))`` per ratio, built once (not per span:
-        the bench's own cost would count as Tether's; so are the imports, ~1 us each)."""
+        """One ``TraceIdRatioBased(ratio)`` per ratio, built once (not per span: the bench's own
+        cost would count as Tether's; so are the imports, ~1 us each)."""
 
     def should_sample(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the SDK's SamplingResult
         if self.ratio >= 1.0:
-            return self._parent_based.should_sample(*args, **kwargs)
+            return self._on.should_sample(*args, **kwargs)
         if self.ratio <= 0.0:
             return self._off.should_sample(*args, **kwargs)
         sampler = self._ratios.get(self.ratio)
         if sampler is None:
-            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+            from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-            sampler = self._ratios[self.ratio] = ParentBased(TraceIdRatioBased(self.ratio))
+            sampler = self._ratios[self.ratio] = TraceIdRatioBased(self.ratio)
         return sampler.should_sample(*args, **kwargs)
 
     def get_description(self) -> str:
@@ -82,9 +81,12 @@ def install(*, report_at_exit: bool = False) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
 
     _switch, _exporter = _Switch(), _CountingExporter()
-    provider = TracerProvider(sampler=_switch, resource=Resource.create({"service.name": "tether-bench"}))  # type: ignore[arg-type]
+    # As OTEL_TRACES_SAMPLER=parentbased_traceidratio samples: a child follows its parent.
+    sampler = ParentBased(_switch)  # type: ignore[arg-type]
+    provider = TracerProvider(sampler=sampler, resource=Resource.create({"service.name": "tether-bench"}))
     _processor = BatchSpanProcessor(_exporter)  # type: ignore[arg-type]
     provider.add_span_processor(_processor)
     trace.set_tracer_provider(provider)

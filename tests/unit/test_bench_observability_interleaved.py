@@ -81,7 +81,7 @@ def restored() -> Iterator[None]:
         trace._TRACER_PROVIDER = None
         trace._TRACER_PROVIDER_SET_ONCE = Once()
         METRICS.enable(False)
-        tether_tracing.trace_unsampled(True)
+        tether_tracing.trace_unsampled("auto")
 
 
 def test_a_mode_switches_metrics_tracing_and_unsampled_spans_in_this_process(restored: None) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from harness.spans import in_memory_spans
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util._once import Once
+from pydantic import ValidationError
 
 from actors.observability import tracing
 from actors.observability.scope import InvocationScope
@@ -139,7 +142,7 @@ def test_without_trace_unsampled_an_unsampled_invocation_runs_in_its_senders_con
                 with InvocationScope("ns", _message(SAMPLED), object_label="Counter", handler_label="add"):
                     sampled = tracing.current_traceparent()
             finally:
-                tracing.trace_unsampled(True)
+                tracing.trace_unsampled("auto")
             assert (sent == NOT_SAMPLED) is (not on), "a span of its own gets a new span id"
             assert sampled is not None and sampled != SAMPLED and sampled.endswith("-01")
             assert tracing.current_traceparent() is None, "the sender's context is not left behind"
@@ -150,6 +153,30 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     from actors.settings import Settings
 
     monkeypatch.delenv("TETHER_RUNTIME__TRACE_UNSAMPLED", raising=False)
-    assert Settings().runtime.trace_unsampled is True
-    monkeypatch.setenv("TETHER_RUNTIME__TRACE_UNSAMPLED", "false")
-    assert Settings().runtime.trace_unsampled is False
+    assert Settings().runtime.trace_unsampled == "auto"
+    for text, value in (("false", False), ("true", True), ("auto", "auto")):
+        monkeypatch.setenv("TETHER_RUNTIME__TRACE_UNSAMPLED", text)
+        assert Settings().runtime.trace_unsampled == value and type(Settings().runtime.trace_unsampled) is type(value)
+    monkeypatch.setenv("TETHER_RUNTIME__TRACE_UNSAMPLED", "sometimes")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("sampler", "drops"),
+    [
+        (None, True),  # the SDK's default: ParentBased(ALWAYS_ON)
+        (ParentBased(TraceIdRatioBased(0.1)), True),  # OTEL_TRACES_SAMPLER=parentbased_traceidratio
+        (ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON), False),
+        (ALWAYS_ON, False),
+    ],
+)
+def test_auto_leaves_out_the_span_only_where_the_sampler_would_drop_it(sampler: Any, drops: bool) -> None:
+    """ "auto": no span under an unsampled parent exactly when the sampler drops such spans anyway."""
+    assert tracing._trace_unsampled == "auto", "the default"
+    with in_memory_spans(sampler) as spans:
+        with InvocationScope("ns", _message(NOT_SAMPLED), object_label="Counter", handler_label="add"):
+            sent = tracing.current_traceparent()
+        assert (sent == NOT_SAMPLED) is drops, "no span of its own: the sender's traceparent passes on"
+        recorded = [s.name for s in spans.get_finished_spans()]
+    assert recorded == ([] if drops else ["Counter.add"]), "a sampler that records such spans still gets them"
