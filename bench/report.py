@@ -126,13 +126,17 @@ ROWS: list[Row] = [
         )
     ),
     *(
-        Row("W2-observability-interleaved", f"{kind}_cost_pct_{arm}", None, OBSERVABILITY, unit=f"{what}, {text}")
-        for kind, what in (("tether_cpu", "% more worker + client CPU/W2 call"), ("cpu", "% more CPU/W2 call"))
+        Row(entry, f"{kind}_cost_pct_{arm}", None, OBSERVABILITY, unit=f"{what}, {text}, {how}")
+        for entry, how in (
+            ("W2-observability-paced", "switched in one run at a fixed rate"),
+            ("W2-observability-interleaved", "switched in one closed-loop run"),
+        )
+        for kind, what in (("cpu", "% more CPU/W2 call"), ("tether_cpu", "% more worker + client CPU/W2 call"))
         for arm, text in (
-            ("metrics", "metrics, switched in one run"),
-            ("sampled", "metrics + 10 % traced, switched in one run"),
-            ("sampled_lean", "10 % traced, no unsampled spans, switched in one run"),
-            ("traced", "metrics + all traced, switched in one run"),
+            ("metrics", "metrics"),
+            ("sampled", "metrics + 10 % traced"),
+            ("sampled_lean", "10 % traced, no unsampled spans"),
+            ("traced", "metrics + all traced"),
         )
     ),
     Row("W7", "replayed_per_s", None, None, unit="dead letters replayed/s"),
