@@ -246,31 +246,10 @@ def eos(quick: bool, runs: int | None, scale: float | None, only: str | None, ma
 @cli.command()
 @common
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Rounds of every arm.")
-@click.option(
-    "--interleaved",
-    is_flag=True,
-    help="Switch the arms inside one running W2 instead (W2-observability-interleaved).",
-)
-@click.option(
-    "--cycles",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="With --interleaved: cycles of every arm.",
-)
-@click.option(
-    "--block",
-    type=click.FloatRange(min=0.5),
-    default=4.0,
-    show_default=True,
-    help="With --interleaved: seconds a block.",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="With --interleaved: start calls at this rate (calls/s) instead of a closed loop (W2-observability-paced).",
-)
+@click.option("--interleaved", is_flag=True, help="Switch the arms inside one running W2 instead.")
+@click.option("--cycles", type=click.IntRange(min=1), default=10, show_default=True, help="Interleaved: arm cycles.")
+@click.option("--block", type=click.FloatRange(min=0.5), default=4.0, show_default=True, help="Interleaved: block s.")
+@click.option("--rate", type=click.FloatRange(min=1), help="Interleaved: calls/s (default: a closed loop of 64).")
 def overhead(
     quick: bool,
     runs: int | None,
@@ -281,7 +260,10 @@ def overhead(
     block: float,
     rate: float | None,
 ) -> None:
-    """What metrics and tracing cost: W2 off, with metrics, traced, sampled (W2-observability)."""
+    """What metrics and tracing cost: W2 off, with metrics, traced, sampled (W2-observability).
+
+    --interleaved: W2-observability-interleaved, or with --rate W2-observability-paced.
+    """
     opts = _options(quick, runs, scale)
     if interleaved:
         from bench import observability_interleaved
