@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -411,6 +411,26 @@ async def reader(settings: Settings) -> AsyncIterator[EventLog]:
         yield log
     finally:
         await log.close()
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str | None]) -> Iterator[None]:
+    """This process's environment with `values` set (None: removed) while the block runs; the
+    workers started in it inherit them; restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        _update_environment(values)
+        yield
+    finally:
+        _update_environment(saved)
+
+
+def _update_environment(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def broker_pids(broker: dict[str, Any]) -> dict[str, int]:

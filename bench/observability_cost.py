@@ -36,33 +36,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import psutil
 
 from bench._harness import console, other_share, record, tracing
-from bench._tether_harness import METRICS_PORT_ENV
+from bench._tether_harness import METRICS_PORT_ENV, environment
+from bench.observability_switch import Arm
 
 TARGET_PCT = 5.0
 METRICS_PORT = "19464"
 QUIET = 0.05
 """Most share of the machine's CPU that other processes may use during a run that counts."""
 MIN_QUIET_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    metrics: bool
-    sampling: float
-    """Share of the load generator's new traces that are sampled (the worker follows it)."""
-    trace_unsampled: bool = True
-    """The workers' ``TETHER_RUNTIME__TRACE_UNSAMPLED``: False, no span under an unsampled parent."""
 
 
 TRACE_UNSAMPLED_ENV = "TETHER_RUNTIME__TRACE_UNSAMPLED"
@@ -78,32 +68,18 @@ ARMS = (
 @contextlib.contextmanager
 def _arm(arm: Arm) -> Iterator[None]:
     """The environment the workers of one arm start with, and the load generator's sampling."""
+    traced = arm.sampling > 0
     values = {
-        METRICS_PORT_ENV: METRICS_PORT,
-        tracing.TRACING_ENV: "1",
-        TRACE_UNSAMPLED_ENV: "true" if arm.trace_unsampled else "false",
+        METRICS_PORT_ENV: METRICS_PORT if arm.metrics else None,
+        tracing.TRACING_ENV: "1" if traced else None,
+        TRACE_UNSAMPLED_ENV: ("true" if arm.trace_unsampled else "false") if traced else None,
     }
-    saved = {k: os.environ.get(k) for k in values}
-    ons = (
-        (METRICS_PORT_ENV, arm.metrics),
-        (tracing.TRACING_ENV, arm.sampling > 0),
-        (TRACE_UNSAMPLED_ENV, arm.sampling > 0),
-    )
-    for key, on in ons:
-        if on:
-            os.environ[key] = values[key]
-        else:
-            os.environ.pop(key, None)
     tracing.set_sampling(arm.sampling)
     try:
-        yield
+        with environment(values):
+            yield
     finally:
         tracing.set_sampling(0.0)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _pct(cost: float, base: float) -> float:

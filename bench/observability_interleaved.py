@@ -19,35 +19,27 @@ stricter than there: no tracer provider in the load generator either.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import tether_apps as apps
-from bench._harness import ProcessSampler, console, drive, other_share, progress_bar, record, tracing
-from bench._tether_harness import METRICS_PORT_ENV
-from bench.observability_cost import ARMS, METRICS_PORT, QUIET, TARGET_PCT, Arm, tether_cpu
-from bench.observability_switch import SWITCH_ENV, Mode, apply, ask_worker
+from bench._harness import ProcessSampler, console, other_share, progress_bar, record, tracing
+from bench._tether_harness import METRICS_PORT_ENV, environment
+from bench.observability_cost import ARMS, METRICS_PORT, QUIET, TARGET_PCT, tether_cpu
+from bench.observability_switch import SWITCH_ENV, Arm, apply, ask_worker
 from bench.peer_restate.driver import WORKLOADS, check_counters
-from bench.tether_workloads import CALL_TIMEOUT, _finals, _usage, lifespan, system
+from bench.tether_workloads import CALL_TIMEOUT, _finals, _usage, lifespan, system, warm_up
 
 BLOCK_S = 4.0
 """Measured seconds per block."""
 SETTLE_S = 1.0
 """Seconds after a switch before a block is measured."""
-CYCLES = 10
-"""Cycles of every arm (each arm once per cycle, between two ``off`` blocks)."""
-
-
-def mode_of(arm: Arm) -> Mode:
-    return Mode(metrics=arm.metrics, sampling=arm.sampling, trace_unsampled=arm.trace_unsampled)
 
 
 def schedule(cycles: int) -> list[str]:
@@ -169,26 +161,10 @@ class _Load:
         await asyncio.gather(*self._tasks)
 
 
-@contextlib.contextmanager
-def _worker_environment(switch_file: Path) -> Iterator[None]:
-    """What the worker starts with: a metrics port, the bench's tracer provider, the switch."""
-    values = {METRICS_PORT_ENV: METRICS_PORT, tracing.TRACING_ENV: "1", SWITCH_ENV: str(switch_file)}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 async def _switch(arm: Arm, worker_pid: int, switch_file: Path) -> None:
     """Both processes to `arm`'s mode (the load generator records no metrics in any mode)."""
-    await ask_worker(worker_pid, switch_file, mode_of(arm))
-    apply(replace(mode_of(arm), metrics=False))
+    await ask_worker(worker_pid, switch_file, arm)
+    apply(replace(arm, metrics=False))
 
 
 async def _block(sut: Any, load: _Load, arm: Arm, block_s: float) -> dict[str, Any]:  # noqa: ANN401
@@ -216,19 +192,12 @@ async def interleaved_cost(  # noqa: ANN401
     tracing.install()
     with tempfile.TemporaryDirectory(prefix="tether-bench-switch-") as tmp:
         switch_file = Path(tmp) / "mode"
-        with _worker_environment(switch_file):
+        # What the worker starts with: a metrics port, the bench's tracer provider, the switch.
+        with environment({METRICS_PORT_ENV: METRICS_PORT, tracing.TRACING_ENV: "1", SWITCH_ENV: str(switch_file)}):
             async with lifespan(opts), system("W2", "kafka") as sut:
                 worker_pid = sut.pids["worker"]
                 load = _Load(sut.client, f"W2i-{os.getpid()}", workload.keys, workload.concurrency, rate)
-                warm, wkeys = workload.warm_up()  # the worker serves (so it listens) once these return
-                with progress_bar("tether W2 warm-up (worker start)", warm.calls) as advance:
-                    await drive(
-                        lambda i: sut.client.call(apps.add, wkeys[i], apps.Add(n=1), timeout=CALL_TIMEOUT),
-                        warm.calls,
-                        warm.concurrency,
-                        advance,
-                        keep_values=False,
-                    )
+                await warm_up(sut, workload, "W2")  # the worker serves (so it listens) once these return
                 await _switch(arms["off"], worker_pid, switch_file)
                 load.start()
                 with progress_bar("observability interleaved (W2, blocks)", len(plan)) as advance:
@@ -289,4 +258,4 @@ async def run_and_record(  # noqa: ANN401
     record("tether", {name: entry}, path=opts.results_path)
 
 
-__all__ = ["BLOCK_S", "CYCLES", "interleaved_cost", "interleaved_costs", "run_and_record", "schedule"]
+__all__ = ["BLOCK_S", "interleaved_cost", "interleaved_costs", "run_and_record", "schedule"]

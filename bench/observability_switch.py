@@ -5,7 +5,7 @@ the difference between two processes (their memory layout, the broker's state, t
 drift between runs), which on a shared 2-core VM is larger than the cost itself. Switching
 both inside one worker and one load generator, block by block, compares like with like.
 
-A mode is three values: metrics recorded or not (`METRICS.enabled`, what a worker sets at start
+A mode (an `Arm`) is three values: metrics recorded or not (`METRICS.enabled`, what a worker sets at start
 when it has a metrics port), the share of new traces sampled (0: no tracer provider at all, as
 in a deployment without an OpenTelemetry SDK), and ``trace_unsampled``. "No provider" is the
 OpenTelemetry API's global set back to None: the API allows setting it once, so this reaches
@@ -37,22 +37,27 @@ SWITCH_ENV = "TETHER_BENCH_SWITCH"
 
 
 @dataclass(frozen=True)
-class Mode:
+class Arm:
+    """One mode of observability: what the overhead benches compare."""
+
+    name: str
     metrics: bool
     sampling: float
-    """Share of new traces sampled; 0 is no tracer provider (spans are not even created)."""
+    """Share of the load generator's new traces that are sampled (the worker follows it); 0 with
+    no tracer provider in the interleaved bench (spans are not even created)."""
     trace_unsampled: bool = True
+    """The workers' ``TETHER_RUNTIME__TRACE_UNSAMPLED``: False, no span under an unsampled parent."""
 
     def encode(self) -> str:
-        return f"{int(self.metrics)} {self.sampling!r} {int(self.trace_unsampled)}"
+        return f"{self.name} {int(self.metrics)} {self.sampling!r} {int(self.trace_unsampled)}"
 
     @classmethod
-    def decode(cls, text: str) -> Mode:
-        metrics, sampling, unsampled = text.split()
-        return cls(metrics == "1", float(sampling), unsampled == "1")
+    def decode(cls, text: str) -> Arm:
+        name, metrics, sampling, unsampled = text.split()
+        return cls(name, metrics == "1", float(sampling), unsampled == "1")
 
 
-def apply(mode: Mode) -> None:
+def apply(mode: Arm) -> None:
     """Put this process in `mode` (installing the bench's tracer provider on first use)."""
     METRICS.enable(mode.metrics)
     trace_unsampled(mode.trace_unsampled)
@@ -71,7 +76,7 @@ def listen(path: Path) -> None:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         text = path.read_text().strip()
-        apply(Mode.decode(text))
+        apply(Arm.decode(text))
         ack.write_text(text)
 
     signal.signal(signal.SIGUSR1, on_signal)
@@ -81,7 +86,7 @@ def ack_path(path: Path) -> Path:
     return path.with_name(path.name + ".ack")
 
 
-async def ask_worker(pid: int, path: Path, mode: Mode, timeout_s: float = 5.0) -> None:
+async def ask_worker(pid: int, path: Path, mode: Arm, timeout_s: float = 5.0) -> None:
     """Switch the worker `pid` (listening on `path`) to `mode`; return once it acknowledged."""
     ack = ack_path(path)
     ack.unlink(missing_ok=True)
@@ -94,4 +99,4 @@ async def ask_worker(pid: int, path: Path, mode: Mode, timeout_s: float = 5.0) -
         await asyncio.sleep(0.01)
 
 
-__all__ = ["SWITCH_ENV", "Mode", "apply", "ask_worker", "listen"]
+__all__ = ["SWITCH_ENV", "Arm", "apply", "ask_worker", "listen"]

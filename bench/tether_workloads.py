@@ -254,6 +254,21 @@ async def _rr_run(sut: System, workload: Workload, prefix: str, label: str, time
     return figures
 
 
+async def warm_up(sut: System, workload: Workload, name: str) -> Workload:
+    """`workload`'s unmeasured warm-up calls (they return once the worker serves); returns them."""
+    warm, wkeys = workload.warm_up()
+    handler = HANDLERS[warm.handler]
+    with progress_bar(f"tether {name} warm-up (worker start)", warm.calls) as advance:
+        await drive(
+            lambda i: sut.client.call(handler, wkeys[i], apps.Add(n=1), timeout=CALL_TIMEOUT),
+            warm.calls,
+            warm.concurrency,
+            advance,
+            keep_values=False,
+        )
+    return warm
+
+
 async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[str, Any]:
     """One request-reply workload: fresh namespace and worker, warm-up, `opts.runs` runs."""
     base = name.removesuffix("-embedded")
@@ -262,16 +277,7 @@ async def request_reply(opts: Any, name: str, backend: str = "kafka") -> dict[st
     timeout_s = max(180.0, workload.calls / 10.0)
     results = []
     async with system(name, backend) as sut:
-        warm, wkeys = workload.warm_up()
-        handler = HANDLERS[warm.handler]
-        with progress_bar(f"tether {name} warm-up (worker start)", warm.calls) as advance:
-            await drive(
-                lambda i: sut.client.call(handler, wkeys[i], apps.Add(n=1), timeout=CALL_TIMEOUT),
-                warm.calls,
-                warm.concurrency,
-                advance,
-                keep_values=False,
-            )
+        warm = await warm_up(sut, workload, name)
         for r in range(opts.runs):
             prefix = f"{workload.name}-r{r}-{uuid.uuid4().hex[:8]}"
             figures = await _rr_run(sut, workload, prefix, f"tether {name} run {r + 1}/{opts.runs}", timeout_s)

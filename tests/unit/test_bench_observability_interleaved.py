@@ -19,7 +19,7 @@ from actors.observability import METRICS
 from actors.observability import tracing as tether_tracing
 from bench.observability_cost import ARMS
 from bench.observability_interleaved import _Load, interleaved_costs, schedule
-from bench.observability_switch import Mode, apply, ask_worker, listen
+from bench.observability_switch import Arm, apply, ask_worker, listen
 
 
 def _block(arm: str, cpu: float, *, calls_per_s: float = 1000.0, other: float = 0.0) -> dict[str, Any]:
@@ -85,13 +85,13 @@ def restored() -> Iterator[None]:
 
 
 def test_a_mode_switches_metrics_tracing_and_unsampled_spans_in_this_process(restored: None) -> None:
-    apply(Mode(metrics=True, sampling=0.1, trace_unsampled=False))
+    apply(Arm("lean", metrics=True, sampling=0.1, trace_unsampled=False))
     assert METRICS.enabled and tether_tracing.enabled()
     unsampled = tether_tracing.parent_of("00-" + "1" * 32 + "-" + "2" * 16 + "-00")
     assert unsampled is not None and tether_tracing.unsampled_parent(unsampled)
-    apply(Mode(metrics=False, sampling=0.0))
+    apply(Arm("off", metrics=False, sampling=0.0))
     assert not METRICS.enabled and not tether_tracing.enabled(), "off is no tracer provider at all"
-    apply(Mode(metrics=False, sampling=1.0))
+    apply(Arm("traced", metrics=False, sampling=1.0))
     assert tether_tracing.enabled(), "and back on, though the API sets a provider once"
     with tether_tracing.tracer().start_as_current_span("probe") as span:
         assert span.is_recording()
@@ -99,9 +99,9 @@ def test_a_mode_switches_metrics_tracing_and_unsampled_spans_in_this_process(res
 
 async def test_a_listening_process_switches_on_sigusr1_and_acknowledges(restored: None, tmp_path: Path) -> None:
     listen(tmp_path / "mode")
-    await ask_worker(os.getpid(), tmp_path / "mode", Mode(metrics=True, sampling=0.0))
+    await ask_worker(os.getpid(), tmp_path / "mode", Arm("metrics", metrics=True, sampling=0.0))
     assert METRICS.enabled and not tether_tracing.enabled()
-    await ask_worker(os.getpid(), tmp_path / "mode", Mode(metrics=False, sampling=0.1))
+    await ask_worker(os.getpid(), tmp_path / "mode", Arm("sampled", metrics=False, sampling=0.1))
     assert not METRICS.enabled and tether_tracing.enabled()
 
 
