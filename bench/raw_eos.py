@@ -308,15 +308,15 @@ async def run_pipeline(
             proc = await _process(variant, bootstrap, in_topic, out_topic, messages, ns, max_records)
         check = await _verify(bootstrap, out_topic, messages, ns)
     usage = sampler.summary(calls=proc["processed"])
-    processing = proc["last_commit_at"] - proc["first_record_at"]
+    cpu_ms_per_msg = sum(v.get("cpu_ms_per_call", 0.0) for k, v in usage.items() if k != "machine")
+    figures = pipeline_figures(proc, usage, check)
     return {
         "variant": variant,
         "messages": messages,
         "max_records": max_records,
-        "processing_s": processing,
-        "msgs_per_s": proc["processed"] / processing,
-        "cpu_ms_per_msg": sum(v.get("cpu_ms_per_call", 0.0) for k, v in usage.items() if k != "machine"),
-        **pipeline_figures(proc, usage, check),
+        "msgs_per_s": proc["processed"] / figures["processing_s"],
+        "cpu_ms_per_msg": cpu_ms_per_msg,
+        **figures,
     }
 
 

@@ -269,6 +269,36 @@ def _ok(entry: dict[str, Any]) -> str:
     return "yes" if entry.get("correct") else "NO"
 
 
+_ONE_ROW_WORKLOADS: tuple[tuple[str, str, tuple[tuple[str, str, int | None], ...]], ...] = (
+    (
+        "W6",
+        "W6: sagas (three steps, 5% fail at the third and are compensated)",
+        (
+            ("sagas", "sagas", None),
+            ("failing", "failing", None),
+            ("sagas/s", "sagas_per_s", 0),
+            ("saga p50 ms", "saga_p50_ms", 0),
+            ("saga p99 ms", "saga_p99_ms", 0),
+            ("compensated", "compensated", None),
+            ("compensations run", "compensations_run", None),
+            ("CPU ms/saga", "cpu_ms_per_saga", 2),
+        ),
+    ),
+    (
+        "W7",
+        "W7: dead-letter replay (`dlq.DeadLetters.replay`)",
+        (
+            ("dead letters", "dead_letters", None),
+            ("replay s", "replay_s", 2),
+            ("replayed/s", "replayed_per_s", 0),
+            ("applied by the worker/s", "processed_per_s", 0),
+            ("CPU ms/letter", "cpu_ms_per_call", 2),
+        ),
+    ),
+)
+"""Workloads whose report is one row: (workload, title, (column, metric, digits or None for as is))."""
+
+
 def tether_only_table(results: dict[str, Any]) -> list[str]:
     """W4 (fire-and-forget), W5 (recovery), W6 (sagas) and W7 (dead-letter replay)."""
     lines: list[str] = []
@@ -317,39 +347,11 @@ def tether_only_table(results: dict[str, Any]) -> list[str]:
                 f"{'yes' if all(r.get('correct') for r in point.get('runs', [])) else 'NO'} |"
             )
         lines.append("")
-    w6 = _entry(results, "W6")
-    if w6:
-        m = w6["median"]
-        lines += _one_row(
-            "W6: sagas (three steps, 5% fail at the third and are compensated)",
-            {
-                "sagas": m.get("sagas"),
-                "failing": m.get("failing"),
-                "sagas/s": _fmt(m.get("sagas_per_s")),
-                "saga p50 ms": _fmt(m.get("saga_p50_ms")),
-                "saga p99 ms": _fmt(m.get("saga_p99_ms")),
-                "compensated": m.get("compensated"),
-                "compensations run": m.get("compensations_run"),
-                "CPU ms/saga": _fmt(m.get("cpu_ms_per_saga"), 2),
-                "runs": len(w6.get("runs", [])),
-                "correct": _ok(w6),
-            },
-        )
-    w7 = _entry(results, "W7")
-    if w7:
-        m = w7["median"]
-        lines += _one_row(
-            "W7: dead-letter replay (`dlq.DeadLetters.replay`)",
-            {
-                "dead letters": m.get("dead_letters"),
-                "replay s": _fmt(m.get("replay_s"), 2),
-                "replayed/s": _fmt(m.get("replayed_per_s")),
-                "applied by the worker/s": _fmt(m.get("processed_per_s")),
-                "CPU ms/letter": _fmt(m.get("cpu_ms_per_call"), 2),
-                "runs": len(w7.get("runs", [])),
-                "correct": _ok(w7),
-            },
-        )
+    for workload, title, columns in _ONE_ROW_WORKLOADS:
+        if entry := _entry(results, workload):
+            m = entry["median"]
+            cells = {name: m.get(key) if digits is None else _fmt(m.get(key), digits) for name, key, digits in columns}
+            lines += _one_row(title, {**cells, "runs": len(entry.get("runs", [])), "correct": _ok(entry)})
     return lines
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from actors import ObjectContext, VirtualObject
 from eventstore.blobs import FileBlobStore
+from harness.models import Empty
 
 RUNS: list[str] = []
 FAIL_ONCE: set[str] = set()
@@ -32,10 +33,6 @@ class Fetch(BaseModel):
 class Fetched(BaseModel):
     size: int
     digest: str
-
-
-class Empty(BaseModel):
-    pass
 
 
 def page(mib: int) -> str:

@@ -15,11 +15,8 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel
 
 from actors import ObjectContext, RetryPolicy, VirtualObject
+from harness.models import Empty
 from sagas import Saga
-
-
-class Empty(BaseModel):
-    pass
 
 
 class Trip(BaseModel):

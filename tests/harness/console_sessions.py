@@ -5,10 +5,12 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
+from harness.faults import Cause
+from harness.models import Note
 from sagas import Saga
 
-FIXED = {"value": False}
-"""Set to True to "fix the cause": a replayed order then succeeds."""
+CAUSE = Cause()
+"""Until it is fixed a bad order fails for good; a replayed order then succeeds."""
 
 
 class Orders(BaseModel):
@@ -20,10 +22,6 @@ class Order(BaseModel):
     bad: bool = False
 
 
-class Receipt(BaseModel):
-    text: str
-
-
 class Placed(BaseModel):
     item: str
 
@@ -32,12 +30,12 @@ orders = VirtualObject("orders", state=Orders)
 
 
 @orders.handler()
-async def place(ctx: ObjectContext[Orders], order: Order) -> Receipt:
+async def place(ctx: ObjectContext[Orders], order: Order) -> Note:
     price = await ctx.run("price", lambda: len(order.item) * 10)
-    if order.bad and not FIXED["value"]:
+    if order.bad and not CAUSE.fixed:
         raise TerminalError(f"cannot place {order.item}: the warehouse refused it")
     ctx.emit(Placed(item=order.item))
-    return Receipt(text=f"placed {order.item} for {price}")
+    return Note(text=f"placed {order.item} for {price}")
 
 
 @orders.on_event(Placed)
@@ -51,7 +49,7 @@ def shout(payload: dict[str, object]) -> dict[str, object]:
 
 
 def reset() -> None:
-    FIXED["value"] = False
+    CAUSE.reset()
     RELEASE_BROKEN["value"] = False
 
 

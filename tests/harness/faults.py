@@ -23,3 +23,20 @@ class FailOnce:
         if key in self._armed:
             self._armed.discard(key)
             raise RuntimeError(why)
+
+
+class Cause:
+    """The cause of a failure, which a test fixes before it replays (the replay then succeeds).
+
+    A handler fails while `fixed` is False; `fix()` is the operator's repair, `reset()` breaks it
+    again for the next test.
+    """
+
+    def __init__(self) -> None:
+        self.fixed = False
+
+    def fix(self) -> None:
+        self.fixed = True
+
+    def reset(self) -> None:
+        self.fixed = False

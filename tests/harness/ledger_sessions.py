@@ -16,6 +16,7 @@ import uuid
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, VirtualObject
+from harness.models import Empty
 
 LEDGER_ENV = "TETHER_TEST_LEDGER"
 
@@ -38,10 +39,6 @@ class Op(BaseModel):
 
 class Count(BaseModel):
     count: int
-
-
-class Empty(BaseModel):
-    pass
 
 
 class Applied(BaseModel):

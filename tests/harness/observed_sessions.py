@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, RetryableError, RetryPolicy, TerminalError, VirtualObject
+from harness.models import Add, Added, Empty, Note
 from sagas import Saga
 
 SECRET = "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
@@ -73,35 +74,6 @@ if os.environ.get("TETHER_TEST_SPANS"):
     trace.set_tracer_provider(_provider)
 
 
-class Empty(BaseModel):
-    pass
-
-
-class Note(BaseModel):
-    text: str = ""
-
-
-class Count(BaseModel):
-    total: int = 0
-    seen: list[str] = Field(default_factory=list)
-
-
-class Add(BaseModel):
-    n: int = 1
-
-
-class Added(BaseModel):
-    n: int
-
-
-class Trip(BaseModel):
-    city: str
-
-
-class Booking(BaseModel):
-    ref: str
-
-
 # -- two sessions and a saga -------------------------------------------------------------------
 back = VirtualObject("back", state=Empty)
 
@@ -110,6 +82,14 @@ back = VirtualObject("back", state=Empty)
 async def ping(ctx: ObjectContext[Empty], note: Note) -> Note:
     echoed = await ctx.run("echo", lambda: f"pong {note.text}")
     return Note(text=echoed)
+
+
+class Trip(BaseModel):
+    city: str
+
+
+class Booking(BaseModel):
+    ref: str
 
 
 trip = Saga("trip", input=Trip)
@@ -171,6 +151,11 @@ async def run(ctx: ObjectContext[Empty], note: Note) -> Note:
 
 
 # -- counters -------------------------------------------------------------------------------------
+class Count(BaseModel):
+    total: int = 0
+    seen: list[str] = Field(default_factory=list)
+
+
 counter = VirtualObject("counter", state=Count)
 
 

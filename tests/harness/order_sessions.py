@@ -1,7 +1,7 @@
 """Test workload: an order session that records every order it applies, and its dead letters.
 
 `orders.apply` folds each order number into the session's state, so an order applied twice
-shows up twice; a ``bad`` order fails for good until `FIXED` is set ("fixing the cause" before a
+shows up twice; a ``bad`` order fails for good until `CAUSE` is fixed ("fixing the cause" before a
 replay), and `orders.flaky` fails every time (after one retry). `order_dead_letters` builds the
 dead-letter records of orders that failed for good (as a worker writes them), so that a replay
 test needs no worker to produce them.
@@ -15,9 +15,10 @@ from actors import ObjectContext, RetryPolicy, TerminalError, VirtualObject
 from actors.messages import Message, session_key
 from actors.runtime.deadletters import Failure, dead_letter
 from eventstore import OutRecord, Record, Topics, partition_for
+from harness.faults import Cause
 
-FIXED = {"value": False}
-"""Set to True to "fix the cause": a bad order then applies."""
+CAUSE = Cause()
+"""Until it is fixed a bad order fails for good; then it applies."""
 
 
 class Orders(BaseModel):
@@ -39,7 +40,7 @@ orders = VirtualObject("orders", state=Orders)
 
 @orders.handler()
 async def apply(ctx: ObjectContext[Orders], order: Order) -> None:
-    if order.bad and not FIXED["value"]:
+    if order.bad and not CAUSE.fixed:
         raise TerminalError(f"bad order {order.n}\nthe cause is not fixed yet")
     ctx.emit(Applied(n=order.n))
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, RetryableError, RetryPolicy, VirtualObject
+from harness.models import Empty
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.01, max_interval=1.0)
 
@@ -62,10 +63,6 @@ class Relay(BaseModel):
     value: str
     fail_first: bool = False
     """Fail the first attempt after the send/call, so the retry must not repeat it."""
-
-
-class Empty(BaseModel):
-    pass
 
 
 class Observed(BaseModel):

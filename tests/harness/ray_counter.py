@@ -6,36 +6,26 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from actors import ObjectContext, VirtualObject
+from harness.models import Add, Added
 
 
-class CounterState(BaseModel):
+class Total(BaseModel):
+    """The counter's state, and what `add` replies."""
+
     value: int = 0
     adds: int = 0
 
 
-class Add(BaseModel):
-    n: int = 1
-
-
-class Added(BaseModel):
-    n: int
-
-
-class Total(BaseModel):
-    value: int
-    adds: int
-
-
-counter = VirtualObject("ray_counter", state=CounterState)
+counter = VirtualObject("ray_counter", state=Total)
 
 
 @counter.handler()
-async def add(ctx: ObjectContext[CounterState], payload: Add) -> Total:
+async def add(ctx: ObjectContext[Total], payload: Add) -> Total:
     ctx.emit(Added(n=payload.n))
-    return Total(value=ctx.state.value, adds=ctx.state.adds)
+    return ctx.state
 
 
 @counter.on_event(Added)
-def added(state: CounterState, event: Added) -> None:
+def added(state: Total, event: Added) -> None:
     state.value += event.n
     state.adds += 1

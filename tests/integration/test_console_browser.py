@@ -156,7 +156,7 @@ async def test_an_operator_finds_a_failed_session_replays_its_dead_letter_and_se
         assert "anvil" in browser.find_element(By.TAG_NAME, "main").text  # the payload it would send
 
     await in_browser(dry_run)
-    console_sessions.FIXED["value"] = True  # the cause is fixed
+    console_sessions.CAUSE.fix()
 
     def replay() -> None:
         browser.get(letter_url)

@@ -1,7 +1,7 @@
 """Dead letters end to end: a real worker dead-letters messages; list, stats, show, replay, discard.
 
 Runs on the embedded log and on the real Kafka broker. The session type (`harness.order_sessions`)
-fails for "bad" orders until its `FIXED` flag is set: that is "fixing the cause" before a replay.
+fails for "bad" orders until its `CAUSE` is fixed: that is "fixing the cause" before a replay.
 State is read back through the client, so "applied once" is what the session folded.
 """
 
@@ -32,9 +32,9 @@ WAIT = 60.0
 
 @pytest.fixture(autouse=True)
 def unfixed() -> Iterator[None]:
-    order_sessions.FIXED["value"] = False
+    order_sessions.CAUSE.reset()
     yield
-    order_sessions.FIXED["value"] = False
+    order_sessions.CAUSE.reset()
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -166,7 +166,7 @@ async def test_inspect_replay_and_discard(settings: Settings, running: tuple[Wor
             await dead.show("garbage")
 
         # Fix the cause, then replay the terminal failures: each is applied once.
-        order_sessions.FIXED["value"] = True
+        order_sessions.CAUSE.fix()
         report = await dead.replay(where=Filter(error_classes=("TerminalError",)))
         assert report.ok and report.counts["replayed"] == 3
         for n in (1, 2, 3):
@@ -222,7 +222,7 @@ async def test_interrupted_replay_resumes(settings: Settings, running: tuple[Wor
         letters = await count_letters(dead, 10)
         first_batch = [x.id for x in letters if (x.object_key or "").startswith("r")]
         second_batch = [x.id for x in letters if (x.object_key or "").startswith("s")]
-        order_sessions.FIXED["value"] = True
+        order_sessions.CAUSE.fix()
 
         # A transform that raises on the third item: that item fails, the rest goes on.
         seen: list[str] = []

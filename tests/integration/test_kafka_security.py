@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
-from harness.ray_counter import Add, Total, add, counter
+from harness.models import Add
+from harness.ray_counter import Total, add, counter
 
 from actors import Client, Settings, Worker
 from eventstore import KafkaAuthenticationError, KafkaSettings, KafkaTLSError

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 import ray
-from harness.ray_counter import Add, add
+from harness.models import Add
+from harness.ray_counter import add
 from harness.session_harness import assert_eventually
 from prometheus_client.parser import text_string_to_metric_families
 

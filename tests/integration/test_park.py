@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from harness.faults import Cause
 from harness.session_harness import settings_for
 from pydantic import BaseModel, Field
 
@@ -27,13 +28,13 @@ class Recorded(BaseModel):
     text: str
 
 
-FIXED = {"value": False}
+CAUSE = Cause()
 books = VirtualObject("books", state=Ledger)
 
 
 @books.handler(on_failure="park", retry=RetryPolicy(max_attempts=1))
 async def record(ctx: ObjectContext[Ledger], req: Entry) -> Entry:
-    if req.text.startswith("bad") and not FIXED["value"]:
+    if req.text.startswith("bad") and not CAUSE.fixed:
         raise TerminalError(f"cannot book {req.text}")
     ctx.emit(Recorded(text=req.text))
     return req
@@ -51,7 +52,7 @@ def _recorded(state: Ledger, event: Recorded) -> None:
 
 @pytest.fixture(params=["embedded", "kafka"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> Settings:
-    FIXED["value"] = False
+    CAUSE.reset()
     return settings_for(request, request.param, tmp_path, namespace)
 
 
@@ -80,7 +81,7 @@ async def test_parked_session_waits_for_its_dead_letter(settings: Settings, clie
             (letter,) = await dead.list()
             assert letter.park_awakeable
             if resolution == "replay":
-                FIXED["value"] = True
+                CAUSE.fix()
                 report = await dead.replay([letter.id])
                 assert report.counts.get("replayed") == 1
             else:

@@ -17,7 +17,8 @@ import pytest
 import ray
 from click.testing import CliRunner
 from harness.cli import TETHER
-from harness.ray_counter import Add, Total, add
+from harness.models import Add
+from harness.ray_counter import Total, add
 
 from actors import CallTimeoutError, Client, Settings, UsageError
 from actors.cli.main import build

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness.models import Added
 from harness.session_harness import assert_eventually, settings_for
 from pydantic import BaseModel
 
@@ -31,22 +32,18 @@ class Burst(BaseModel):
     events: int
 
 
-class Counted(BaseModel):
-    pass
-
-
 wide = VirtualObject("wide", state=Tally)
 
 
 @wide.handler()
 async def burst(ctx: ObjectContext[Tally], req: Burst) -> None:
     for _ in range(req.events):
-        ctx.emit(Counted())
+        ctx.emit(Added(n=1))
 
 
-@wide.on_event(Counted)
-def _counted(state: Tally, event: Counted) -> None:
-    state.count += 1
+@wide.on_event(Added)
+def _added(state: Tally, event: Added) -> None:
+    state.count += event.n
 
 
 async def _run_then_restart(

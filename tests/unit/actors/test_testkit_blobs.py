@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from harness.models import Note
 from pydantic import BaseModel, Field
 
 from actors import ObjectContext, RuntimeSettings, VirtualObject
@@ -27,14 +28,6 @@ from eventstore.errors import BlobError
 
 THRESHOLD = 1_000
 TEXT = "a line of a long page\n" * 300  # 6.6 kB: over the threshold, in a message, a step, an event
-
-
-class Doc(BaseModel):
-    text: str
-
-
-class Summary(BaseModel):
-    text: str
 
 
 class Noted(BaseModel):
@@ -49,18 +42,18 @@ notes = VirtualObject("notes", state=Notes)
 
 
 @notes.handler()
-async def read(ctx: ObjectContext[Notes], doc: Doc) -> Summary:
+async def read(ctx: ObjectContext[Notes], doc: Note) -> Note:
     page = await ctx.run("fetch", lambda: doc.text * 2, result_type=str)
     ctx.emit(Noted(text=page))
-    return Summary(text=page.upper())
+    return Note(text=page.upper())
 
 
 @notes.handler()
-async def read_later(ctx: ObjectContext[Notes], doc: Doc) -> Summary:
+async def read_later(ctx: ObjectContext[Notes], doc: Note) -> Note:
     ctx.emit(Noted(text=doc.text))  # commits with the suspension (its sus entry)
     await ctx.sleep(60)
     page = await ctx.run("fetch", lambda: doc.text + "!", result_type=str)
-    return Summary(text=page)
+    return Note(text=page)
 
 
 @notes.on_event(Noted)
@@ -74,16 +67,16 @@ def runtime_of(tmp_path: Path) -> RuntimeSettings:
 
 async def test_calls_show_step_results_and_events_kept_in_the_blob_store(tmp_path: Path) -> None:
     async with SessionTestKit(notes, runtime=runtime_of(tmp_path)) as kit:
-        result = await kit.call(read, "n1", Doc(text=TEXT))
-        assert result.reply == Summary(text=(TEXT * 2).upper())
+        result = await kit.call(read, "n1", Note(text=TEXT))
+        assert result.reply == Note(text=(TEXT * 2).upper())
         assert result.step("fetch").result == TEXT * 2
         assert result.events == [Noted(text=TEXT * 2)]
         assert kit.state(notes, "n1") == Notes(notes=[TEXT * 2])
 
-        pending = await kit.start(read_later, "n2", Doc(text=TEXT))
+        pending = await kit.start(read_later, "n2", Note(text=TEXT))
         await kit.advance(seconds=60)
         later = await pending.result()
-        assert later.reply == Summary(text=TEXT + "!")
+        assert later.reply == Note(text=TEXT + "!")
         assert later.events == [Noted(text=TEXT)]  # from the sus entry's blob
         assert later.step("fetch").result == TEXT + "!"
 
@@ -104,8 +97,8 @@ async def test_calls_show_step_results_and_events_kept_in_the_blob_store(tmp_pat
 async def test_the_replayer_reads_a_historys_references_from_the_store(tmp_path: Path) -> None:
     runtime = runtime_of(tmp_path)
     async with SessionTestKit(notes, runtime=runtime) as kit:
-        await kit.call(read, "n1", Doc(text=TEXT))
-        pending = await kit.start(read_later, "n2", Doc(text=TEXT))
+        await kit.call(read, "n1", Note(text=TEXT))
+        pending = await kit.start(read_later, "n2", Note(text=TEXT))
         await kit.advance(seconds=60)
         await pending.result()
         histories = [await kit.history(notes, key) for key in ("n1", "n2")]
@@ -120,7 +113,7 @@ async def test_the_replayer_reads_a_historys_references_from_the_store(tmp_path:
 def test_replay_check_reads_references_from_the_store_the_settings_name(tmp_path: Path) -> None:
     async def record() -> dict[str, object]:
         async with SessionTestKit(notes, runtime=runtime_of(tmp_path)) as kit:
-            await kit.call(read, "n1", Doc(text=TEXT))
+            await kit.call(read, "n1", Note(text=TEXT))
             return await kit.history(notes, "n1")
 
     path = tmp_path / "n1.json"

@@ -194,7 +194,7 @@ async def test_replay_with_dry_run_then_for_real_and_the_session_succeeds(runtim
         assert transformed.status_code == 200 and "ANVIL" in transformed.text  # the transformed payload
         async with DeadLetters(runtime.settings) as dead:
             assert (await dead.show(letter_id)).status == "pending"
-        console_sessions.FIXED["value"] = True
+        console_sessions.CAUSE.fix()
         done = await web.post(f"/actions/dead-letters/{letter_id}/replay", data={"token": TOKEN})
         assert done.status_code == 200 and 'data-outcome="replayed"' in done.text
         async with DeadLetters(runtime.settings) as dead:
@@ -249,7 +249,7 @@ async def test_restart_from_a_step_needs_confirmation_and_runs_again(
 ) -> None:
     caplog.set_level(logging.INFO, logger="tether.console.audit")
     await fail_one(runtime, "gus")
-    console_sessions.FIXED["value"] = True
+    console_sessions.CAUSE.fix()
     async with console(runtime.settings, token=SecretStr(TOKEN)) as web:
         page = await web.get("/sessions/orders/gus")
         assert 'action="/actions/restart/orders/gus"' in page.text
