@@ -32,7 +32,7 @@ from bench import tether_apps as apps
 from bench._harness import ProcessSampler, console, other_share, progress_bar, record, tracing
 from bench._tether_harness import METRICS_PORT_ENV, environment
 from bench.observability_cost import ARMS, METRICS_PORT, QUIET, TARGET_PCT, tether_cpu
-from bench.observability_switch import SWITCH_ENV, Arm, apply, ask_worker
+from bench.observability_switch import SWITCH_ENV, Arm, apply, ask_counts, ask_worker
 from bench.peer_restate.driver import WORKLOADS, check_counters
 from bench.tether_workloads import CALL_TIMEOUT, _finals, _usage, lifespan, system, warm_up
 
@@ -69,17 +69,24 @@ def interleaved_costs(blocks: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         if max(other_share(b) for b in (before, block, after)) > QUIET:
             continue
-        into = per_arm.setdefault(block["arm"], {"cpu": [], "own": [], "throughput": []})
+        into = per_arm.setdefault(block["arm"], {"cpu": [], "own": [], "throughput": [], "per_txn": []})
         into["cpu"].append(_pct(_per_call(block), (_per_call(before) + _per_call(after)) / 2))
         into["own"].append(_pct(tether_cpu(block), (tether_cpu(before) + tether_cpu(after)) / 2))
         base_rate = (before["calls_per_s"] + after["calls_per_s"]) / 2
         into["throughput"].append(_pct(base_rate, block["calls_per_s"]))
+        if all("calls_per_txn" in b for b in (before, block, after)):  # (blocks recorded before it was)
+            into["per_txn"].append(_pct(block["calls_per_txn"], (before["calls_per_txn"] + after["calls_per_txn"]) / 2))
     for name, series in per_arm.items():
         out[f"blocks_used_{name}"] = len(series["cpu"])
         out[f"cpu_cost_pct_{name}"] = statistics.median(series["cpu"])
         out[f"tether_cpu_cost_pct_{name}"] = statistics.median(series["own"])
         out[f"throughput_cost_pct_{name}"] = statistics.median(series["throughput"])
         out[f"per_block_tether_cpu_cost_pct_{name}"] = [round(v, 2) for v in series["own"]]
+        if series["per_txn"]:
+            out[f"calls_per_txn_change_pct_{name}"] = statistics.median(series["per_txn"])
+    off = [b["calls_per_txn"] for b in blocks if b["arm"] == "off" and "calls_per_txn" in b]
+    if off:
+        out["calls_per_txn_off"] = statistics.median(off)
     return out
 
 
@@ -167,14 +174,18 @@ async def _switch(arm: Arm, worker_pid: int, switch_file: Path) -> None:
     apply(replace(arm, metrics=False))
 
 
-async def _block(sut: Any, load: _Load, arm: Arm, block_s: float) -> dict[str, Any]:  # noqa: ANN401
+async def _block(sut: Any, load: _Load, arm: Arm, block_s: float, switch_file: Path) -> dict[str, Any]:  # noqa: ANN401
     sampler = ProcessSampler(sut.pids, no_children={"load_generator"}, interval_s=0.5)
     spans_before = tracing.spans_exported()
+    invocations_before, transactions_before = await ask_counts(sut.pids["worker"], switch_file)
     calls_before, started = load.calls, time.monotonic()
     with sampler:
         await asyncio.sleep(block_s)
     calls, seconds = load.calls - calls_before, time.monotonic() - started
+    invocations, transactions = await ask_counts(sut.pids["worker"], switch_file)
     figures: dict[str, Any] = {"arm": arm.name, "calls": calls, "seconds": seconds, "calls_per_s": calls / seconds}
+    figures["transactions"] = transactions - transactions_before
+    figures["calls_per_txn"] = (invocations - invocations_before) / max(1, figures["transactions"])
     _usage(figures, sampler, max(calls, 1))
     figures["client_spans"] = tracing.spans_exported() - spans_before
     return figures
@@ -206,7 +217,7 @@ async def interleaved_cost(  # noqa: ANN401
                         await _switch(arms[name], worker_pid, switch_file)
                         await asyncio.sleep(SETTLE_S)
                         tracing.spans_exported()  # the previous mode's spans flushed outside the block
-                        blocks.append(await _block(sut, load, arms[name], block_s))
+                        blocks.append(await _block(sut, load, arms[name], block_s, switch_file))
                         advance(1)
                 await load.stop()
                 finals = await _finals(sut.client, load.called)
@@ -218,8 +229,9 @@ async def interleaved_cost(  # noqa: ANN401
         out.print(
             f"{arm.name}: worker and load generator {median[f'tether_cpu_cost_pct_{arm.name}']:+.1f} % CPU per call, "
             f"all processes {median[f'cpu_cost_pct_{arm.name}']:+.1f} %, throughput "
-            f"{median[f'throughput_cost_pct_{arm.name}']:+.1f} % (median of {median[f'blocks_used_{arm.name}']} "
-            f"blocks; target < {TARGET_PCT:.0f} %)"
+            f"{median[f'throughput_cost_pct_{arm.name}']:+.1f} %, calls per transaction "
+            f"{median.get(f'calls_per_txn_change_pct_{arm.name}', float('nan')):+.1f} % (median of "
+            f"{median[f'blocks_used_{arm.name}']} blocks; target < {TARGET_PCT:.0f} %)"
         )
     spans = {name: [b["client_spans"] for b in blocks if b["arm"] == name] for name in arms}
     # A call in flight at a switch may end its span in the next block: at most one per caller.

@@ -13,12 +13,17 @@ into its private global; the bench does it, Tether never does (Tether reads that
 every check, so it follows at once: ``actors.observability.tracing.enabled``).
 
 A worker started with ``SWITCH_ENV`` naming a file listens for SIGUSR1: it reads the mode from
-that file, applies it, and writes it back to ``<file>.ack`` (`ask_worker` waits for that).
+that file, applies it, and writes it back to ``<file>.ack`` (`ask_worker` waits for that). On
+SIGUSR2 it writes the invocations it finished and the transactions that carried them
+(`Worker.stats`) to ``<file>.counts`` (`ask_counts`), so that a block's calls per transaction
+are known: a cost per call that lowers the throughput of a closed loop also lowers how many
+calls a transaction carries, and so raises the commit's share of each call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -28,6 +33,7 @@ from types import FrameType
 
 from opentelemetry import trace
 
+from actors import Worker
 from actors.observability import METRICS
 from actors.observability.tracing import trace_unsampled
 from bench._harness import tracing
@@ -71,19 +77,49 @@ def apply(mode: Arm) -> None:
 
 
 def listen(path: Path) -> None:
-    """In a worker: apply the mode written to `path` on each SIGUSR1 and acknowledge it."""
-    ack = ack_path(path)
+    """In a worker: apply the mode written to `path` on each SIGUSR1 and acknowledge it; write
+    the worker's counts on each SIGUSR2."""
+    ack, counts = ack_path(path), counts_path(path)
+    served: list[Worker] = []
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_switch(signum: int, frame: FrameType | None) -> None:
         text = path.read_text().strip()
         apply(Arm.decode(text))
+        if not served:  # found once, at the first switch (before the load starts)
+            served.extend(o for o in gc.get_objects() if isinstance(o, Worker))
         ack.write_text(text)
 
-    signal.signal(signal.SIGUSR1, on_signal)
+    def on_count(signum: int, frame: FrameType | None) -> None:
+        invocations = sum(w.stats["invocations"] for w in served)
+        transactions = sum(w.stats["transactions"] for w in served)
+        partial = counts.with_name(counts.name + ".partial")
+        partial.write_text(f"{invocations} {transactions}")
+        partial.replace(counts)  # whole or absent for the reader
+
+    signal.signal(signal.SIGUSR1, on_switch)
+    signal.signal(signal.SIGUSR2, on_count)
 
 
 def ack_path(path: Path) -> Path:
     return path.with_name(path.name + ".ack")
+
+
+def counts_path(path: Path) -> Path:
+    return path.with_name(path.name + ".counts")
+
+
+async def ask_counts(pid: int, path: Path, timeout_s: float = 5.0) -> tuple[int, int]:
+    """``(invocations, transactions)`` of the worker `pid` (listening on `path`) now."""
+    counts = counts_path(path)
+    counts.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout_s
+    while not counts.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker {pid} did not report its counts within {timeout_s} s")
+        await asyncio.sleep(0.005)
+    invocations, transactions = counts.read_text().split()
+    return int(invocations), int(transactions)
 
 
 async def ask_worker(pid: int, path: Path, mode: Arm, timeout_s: float = 5.0) -> None:
@@ -99,4 +135,4 @@ async def ask_worker(pid: int, path: Path, mode: Arm, timeout_s: float = 5.0) ->
         await asyncio.sleep(0.01)
 
 
-__all__ = ["SWITCH_ENV", "Arm", "apply", "ask_worker", "listen"]
+__all__ = ["SWITCH_ENV", "Arm", "apply", "ask_counts", "ask_worker", "listen"]

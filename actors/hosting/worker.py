@@ -115,6 +115,21 @@ class Worker(AsyncResource):
             "worker %d started: namespace %s, serving %s", os.getpid(), self.settings.namespace, ", ".join(self.objects)
         )
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Invocations finished and transactions committed by the partitions this worker owns now.
+
+        With ``kafka.transactions=per_worker`` the transactions are those of the worker's one
+        producer, which its partitions share (each counted once); the ratio of the two is how many
+        invocations a transaction carried (see `commit_interval`).
+        """
+        invocations = sum(p.stats["invocations"] for p in list(self.processors.values()))
+        if self._group_writer is not None:
+            transactions = self._group_writer.transactions
+        else:
+            transactions = sum(p.stats["transactions"] for p in list(self.processors.values()))
+        return {"invocations": invocations, "transactions": transactions, "partitions": len(self.processors)}
+
     async def _open_group_writer(self, consumer: LogConsumer) -> GroupCommitWriter | None:
         """One transactional producer for every partition, fenced by the group (``per_worker``)."""
         if self.settings.kafka.transactions != "per_worker":

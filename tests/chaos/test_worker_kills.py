@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 from harness.ledger_chaos import LedgerLoad, ledger_lines, verify
 from harness.session_harness import (
+    BACKENDS_AND_SCHEMES,
     WorkerProcess,
     assert_eventually,
+    backend_and_scheme,
     settings_for,
     worker_env,
 )
@@ -40,20 +42,12 @@ WORK = {"embedded": (0.05, 0.3), "kafka": (0.0, 0.04)}
 """Seconds a side effect takes: long enough that kills land inside invocations."""
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "embedded",
-        pytest.param("kafka", marks=pytest.mark.kafka),
-        pytest.param("kafka-per-worker", marks=pytest.mark.kafka),
-    ],
-)
+@pytest.mark.parametrize("backend", BACKENDS_AND_SCHEMES)
 async def test_exactly_once_under_repeated_kill_9(
     request: pytest.FixtureRequest, backend: str, namespace: str, tmp_path: Path
 ) -> None:
     # kafka-per-worker: one transaction per worker, fenced by the group (TETHER_KAFKA__TRANSACTIONS).
-    transactions = "per_worker" if backend == "kafka-per-worker" else "per_partition"
-    backend = backend.removesuffix("-per-worker")
+    backend, transactions = backend_and_scheme(backend)
     rng = random.Random(SEED)
     settings = settings_for(
         request,

@@ -202,6 +202,20 @@ def make_settings(
     return Settings(**kwargs)
 
 
+BACKENDS_AND_SCHEMES = [
+    "embedded",
+    pytest.param("kafka", marks=pytest.mark.kafka),
+    pytest.param("kafka-per-worker", marks=pytest.mark.kafka),
+]
+"""A `backend` parameter: the embedded log, and Kafka under both transaction schemes."""
+
+
+def backend_and_scheme(backend: str) -> tuple[str, str]:
+    """``(backend, kafka.transactions)`` of a `BACKENDS_AND_SCHEMES` value."""
+    per_worker = backend.endswith("-per-worker")
+    return backend.removesuffix("-per-worker"), "per_worker" if per_worker else "per_partition"
+
+
 def settings_for(request: pytest.FixtureRequest, backend: str, data_dir: Path, namespace: str, **kw: Any) -> Settings:
     """`make_settings` for `backend`; for Kafka it starts (or reuses) the test broker."""
     bootstrap = request.getfixturevalue("kafka_bootstrap") if backend == "kafka" else None

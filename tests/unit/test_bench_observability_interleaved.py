@@ -12,14 +12,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from harness.models import Add
+from harness.ray_counter import add, counter
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
+from actors import Client, Settings, Worker
 from actors.observability import METRICS
 from actors.observability import tracing as tether_tracing
 from bench.observability_cost import ARMS
 from bench.observability_interleaved import _Load, interleaved_costs, schedule
-from bench.observability_switch import Arm, apply, ask_worker, listen
+from bench.observability_switch import Arm, apply, ask_counts, ask_worker, listen
 
 
 def _block(arm: str, cpu: float, *, calls_per_s: float = 1000.0, other: float = 0.0) -> dict[str, Any]:
@@ -73,11 +76,12 @@ def test_a_block_another_job_disturbed_does_not_count_nor_do_its_neighbours() ->
 @pytest.fixture
 def restored() -> Iterator[None]:
     """This process's tracer provider, metrics and ``trace_unsampled`` as they were, after the test."""
-    saved = signal.getsignal(signal.SIGUSR1)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGUSR1, saved)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         trace._TRACER_PROVIDER = None
         trace._TRACER_PROVIDER_SET_ONCE = Once()
         METRICS.enable(False)
@@ -103,6 +107,29 @@ async def test_a_listening_process_switches_on_sigusr1_and_acknowledges(restored
     assert METRICS.enabled and not tether_tracing.enabled()
     await ask_worker(os.getpid(), tmp_path / "mode", Arm("sampled", metrics=False, sampling=0.1))
     assert not METRICS.enabled and tether_tracing.enabled()
+
+
+async def test_a_listening_worker_reports_invocations_and_transactions_on_sigusr2(
+    restored: None, tmp_path: Path, namespace: str
+) -> None:
+    settings = Settings(namespace=namespace, data_dir=tmp_path / "data", partitions=2, backend="embedded")
+    async with Worker([counter], settings), Client.connect(settings) as client:
+        listen(tmp_path / "mode")
+        await ask_worker(os.getpid(), tmp_path / "mode", Arm("off", metrics=False, sampling=0.0))  # finds the worker
+        before = await ask_counts(os.getpid(), tmp_path / "mode")
+        for i in range(5):
+            await client.call(add, f"k{i}", Add(n=1), timeout=30)
+        after = await ask_counts(os.getpid(), tmp_path / "mode")
+    assert (after[0] - before[0], after[1] - before[1]) == (5, 5), "one by one: a transaction each"
+
+
+def test_calls_per_transaction_are_compared_like_the_cost() -> None:
+    blocks = [_block(arm, 1.0) | {"calls_per_txn": 2.0 if arm == "traced" else 4.0} for arm in schedule(1)]
+    out = interleaved_costs(blocks)
+    assert out["calls_per_txn_off"] == 4.0
+    assert out["calls_per_txn_change_pct_traced"] == -50.0
+    assert out["calls_per_txn_change_pct_metrics"] == 0.0
+    assert "calls_per_txn_off" not in interleaved_costs([_block(arm, 1.0) for arm in schedule(1)])
 
 
 class _SlowClient:
