@@ -3,8 +3,10 @@
 ``python -m bench.trace_in_process [--calls 3000] [--rounds 6] [--callers 16]``: no broker; one
 process runs a `Worker` serving W2's ``Counter.add`` on the embedded log and a `Client` calling
 it from `callers` tasks, and switches tracing between rounds (`bench.observability_switch`:
-``off`` is no tracer provider; ``sampled`` is 10 % of new traces with no span under an
-unsampled parent, what ``trace_unsampled="auto"`` does; ``traced`` is every call). The arms
+``off`` is no tracer provider; ``unsampled`` is the SDK installed with a sampler that (all but)
+never samples, what every call that is not sampled pays; ``sampled`` is 10 % of new traces; both
+with no span under an unsampled parent, what ``trace_unsampled="auto"`` does; ``traced`` is
+every call). The arms
 rotate inside each round, so a drift of the machine reaches each alike; the figure is the median
 over rounds of CPU time (``time.process_time``, all threads, the span processor's included) per
 call.
@@ -32,6 +34,7 @@ from bench.tether_apps import Add, add, counter
 
 ARMS = (
     Arm("off", metrics=False, sampling=0.0),
+    Arm("unsampled", metrics=False, sampling=1e-9, trace_unsampled=False),  # 0 would be no provider
     Arm("sampled", metrics=False, sampling=0.1, trace_unsampled=False),
     Arm("traced", metrics=False, sampling=1.0),
 )
