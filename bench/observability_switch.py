@@ -16,8 +16,8 @@ A worker started with ``SWITCH_ENV`` naming a file listens for SIGUSR1: it reads
 that file, applies it, and writes it back to ``<file>.ack`` (`ask_worker` waits for that). On
 SIGUSR2 it writes the invocations it finished and the transactions that carried them
 (`Worker.stats`) to ``<file>.counts`` (`ask_counts`), so that a block's calls per transaction
-are known: a cost per call that lowers the throughput of a closed loop also lowers how many
-calls a transaction carries, and so raises the commit's share of each call.
+are known: whether a mode changes how many calls group commit puts in a transaction (the
+commit's share of each call), which a closed loop's throughput would then carry too.
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def listen(path: Path) -> None:
         ack.write_text(text)
 
     def on_count(signum: int, frame: FrameType | None) -> None:
-        invocations = sum(w.stats["invocations"] for w in served)
-        transactions = sum(w.stats["transactions"] for w in served)
+        stats = [w.stats for w in served]
+        invocations = sum(st["invocations"] for st in stats)
+        transactions = sum(st["transactions"] for st in stats)
         partial = counts.with_name(counts.name + ".partial")
         partial.write_text(f"{invocations} {transactions}")
         partial.replace(counts)  # whole or absent for the reader

@@ -123,12 +123,13 @@ class Worker(AsyncResource):
         producer, which its partitions share (each counted once); the ratio of the two is how many
         invocations a transaction carried (see `commit_interval`).
         """
-        invocations = sum(p.stats["invocations"] for p in list(self.processors.values()))
+        stats = [p.stats for p in list(self.processors.values())]
+        invocations = sum(st["invocations"] for st in stats)
         if self._group_writer is not None:
             transactions = self._group_writer.transactions
         else:
-            transactions = sum(p.stats["transactions"] for p in list(self.processors.values()))
-        return {"invocations": invocations, "transactions": transactions, "partitions": len(self.processors)}
+            transactions = sum(st["transactions"] for st in stats)
+        return {"invocations": invocations, "transactions": transactions, "partitions": len(stats)}
 
     async def _open_group_writer(self, consumer: LogConsumer) -> GroupCommitWriter | None:
         """One transactional producer for every partition, fenced by the group (``per_worker``)."""
